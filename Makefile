@@ -1,0 +1,39 @@
+# Two commands matter (see README): `make lab` runs the notebooks, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Jupyter drops websocket messages over 10 MiB; the studio's uploads (16 x 50 MB) need more.
+LAB_SETTINGS := --ServerApp.tornado_settings="{'websocket_max_message_size': 943718400}"
+
+.PHONY: lab demo test soak bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+lab: $(VENV)/.installed  ## set up, then open JupyterLab on notebooks/ (sandbox when no key)
+	$(BIN)/jupyter lab notebooks/ $(LAB_SETTINGS)
+
+demo: $(VENV)/.installed  ## headless: execute the notebooks into build/ (or one run when none)
+	$(BIN)/python -m imgkit.cli demo
+
+test: $(VENV)/.installed  ## set up, then run every test (unit, sandbox, notebooks, browser)
+	./scripts/ensure-chromium
+	$(BIN)/python -m pytest
+
+soak: $(VENV)/.installed  ## the long fault-injection runs
+	$(BIN)/python -m pytest -m soak --timeout 3600
+
+bench: $(VENV)/.installed  ## performance against baselines; prints a table
+	$(BIN)/python -m benchmarks
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check imgkit tests
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf build .pytest_cache

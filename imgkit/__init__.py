@@ -1,0 +1,85 @@
+"""imgkit: GPT Image 1 in Jupyter, with every run's cost in a ledger.
+
+Example:
+    >>> import imgkit
+    >>> res = imgkit.generate("A beautiful colorful sunset over the ocean", size="3:2",
+    ...                       quality="low", n=2)
+    >>> df = imgkit.runs()
+
+Without ``EVOLINK_API_KEY`` everything runs against the built-in sandbox. Heavy libraries
+(pandas, matplotlib, ipywidgets) load on first use, not on import.
+"""
+
+from imgkit.engine import PollPolicy, RetryPolicy
+from imgkit.errors import (
+    APIError,
+    BudgetExceeded,
+    ConfigError,
+    DownloadError,
+    ImgkitError,
+    RequestError,
+    TaskFailed,
+    UnknownOutcome,
+    ValidationError,
+)
+from imgkit.pricing import Estimate, PriceSheet, price_sheets, register_price_sheet
+from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
+from imgkit.session import (
+    Cost,
+    GenerationResult,
+    Session,
+    agenerate,
+    aresume,
+    configure,
+    estimate,
+    generate,
+    get_session,
+    login,
+    resume,
+    runs,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MODELS",
+    "APIError",
+    "BudgetExceeded",
+    "ConfigError",
+    "Cost",
+    "DownloadError",
+    "Estimate",
+    "GenerationResult",
+    "ImageRequest",
+    "ImgkitError",
+    "JobEvent",
+    "PollPolicy",
+    "PriceSheet",
+    "RequestError",
+    "RetryPolicy",
+    "RunRecord",
+    "Session",
+    "TaskFailed",
+    "UnknownOutcome",
+    "ValidationError",
+    "agenerate",
+    "aresume",
+    "configure",
+    "estimate",
+    "generate",
+    "get_session",
+    "login",
+    "price_sheets",
+    "register_price_sheet",
+    "resume",
+    "runs",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        try:
+            _obj.__module__ = "imgkit"
+        except (AttributeError, TypeError):
+            pass
+del _name, _obj

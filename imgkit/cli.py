@@ -1,0 +1,123 @@
+"""The ``imgkit`` command: ``imgkit sandbox``, ``imgkit demo``, ``imgkit runs``, ``imgkit resume``
+and ``imgkit report``.
+
+Each subcommand is registered in :data:`COMMANDS` with a function that adds its arguments and
+one that runs it; the heavy modules behind them are imported only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, setup: Callable[[argparse.ArgumentParser], None]) -> Callable[
+    [Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]
+]:
+    def register(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = (setup, func)
+        return func
+
+    return register
+
+
+def _sandbox_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=8808, help="port (default: 8808)")
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiply generation times (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for latencies and faults")
+
+
+@command("sandbox", _sandbox_args)
+def _sandbox(args: argparse.Namespace) -> int:
+    """Serve the offline sandbox (the gateway's protocol) on a port."""
+    from imgkit.sandbox import SandboxConfig, serve
+
+    print(f"imgkit sandbox on http://{args.host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
+    serve(host=args.host, port=args.port, config=SandboxConfig(seed=args.seed, time_scale=args.time_scale))
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", default="A beautiful colorful sunset over the ocean")
+    p.add_argument("--size", default="3:2")
+    p.add_argument("--quality", default="low")
+    p.add_argument("-n", type=int, default=2)
+
+
+@command("demo", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    """Generate one run (sandbox when no key is set) and print it and the ledger's tail."""
+    import imgkit
+
+    session = imgkit.get_session()
+    print(session.describe())
+    est = imgkit.estimate(quality=args.quality, size=args.size, n=args.n)
+    print(f"estimate: {est}\n  {est.formula}")
+    result = imgkit.generate(args.prompt, size=args.size, quality=args.quality, n=args.n)
+    print(result)
+    for path in result.paths:
+        print("  ", path)
+    df = imgkit.runs()
+    cols = ["run_id", "status", "quality", "size", "n", "est_credits", "credits_reserved", "latency_s"]
+    print(df[cols].tail(5).to_string(index=False))
+    return 0
+
+
+def _runs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tail", type=int, default=20, help="how many recent runs (default: 20)")
+
+
+@command("runs", _runs_args)
+def _runs(args: argparse.Namespace) -> int:
+    """Print the most recent runs in the ledger."""
+    import imgkit
+
+    df = imgkit.runs()
+    cols = ["created_at", "run_id", "status", "quality", "size", "n", "est_credits", "latency_s", "error_code"]
+    print(df[cols].tail(args.tail).to_string(index=False))
+    return 0
+
+
+@command("resume", lambda p: None)
+def _resume(args: argparse.Namespace) -> int:
+    """Finish runs that an earlier process left unfinished."""
+    import imgkit
+
+    results = imgkit.resume()
+    for res in results:
+        print(res)
+    print(f"{len(results)} run(s) resumed")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imgkit`` command."""
+    from imgkit.errors import ImgkitError
+
+    parser = argparse.ArgumentParser(prog="imgkit", description="GPT Image 1 from notebooks and the shell.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (setup, func) in sorted(COMMANDS.items()):
+        p = sub.add_parser(name, help=(func.__doc__ or "").strip().splitlines()[0])
+        setup(p)
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ImgkitError as exc:
+        print(f"imgkit: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

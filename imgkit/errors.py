@@ -1,0 +1,217 @@
+"""The exceptions imgkit raises, in one tree.
+
+::
+
+    ImgkitError
+    ├── ValidationError (also ValueError)   bad input, raised before any request is sent
+    ├── ConfigError                          no usable key, a bad setting, a missing extra
+    ├── BudgetExceeded                       a run the configured budget does not allow
+    ├── RequestError                         network failure or timeout (retryable)
+    ├── APIError                             an HTTP error from the service, with its parsed body
+    ├── TaskFailed                           the task ended ``failed`` with a business code
+    ├── UnknownOutcome                       a submit whose result cannot be known (not resent)
+    └── DownloadError                        a result that could not be fetched or is no image
+
+Foreign errors (httpx, Pillow, sqlite3) are translated at the boundary with ``raise ... from``.
+No message ever contains an API key: messages are built from parsed fields, never from a
+request's headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "BudgetExceeded",
+    "ConfigError",
+    "DownloadError",
+    "ImgkitError",
+    "RequestError",
+    "TaskFailed",
+    "UnknownOutcome",
+    "ValidationError",
+]
+
+
+class ImgkitError(Exception):
+    """Root of every error imgkit raises."""
+
+
+class ValidationError(ImgkitError, ValueError):
+    """A request field has a value the service does not allow.
+
+    Attributes:
+        field: the name of the field, as the user typed it (``"quality"``, ``"images[3]"``).
+        value: the rejected value (shortened for display).
+        allowed: a human description of what is allowed.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str, *, hint: str = "") -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        message = f"{field}={shown} is not allowed: {allowed}"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+
+class ConfigError(ImgkitError):
+    """A setting is missing or wrong (no key for the live service, an unknown price sheet)."""
+
+
+class BudgetExceeded(ImgkitError):
+    """The configured budget does not allow this run; nothing was sent."""
+
+
+class RequestError(ImgkitError):
+    """The request did not get an HTTP answer: connection failure or timeout.
+
+    Attributes:
+        sent: False when the request surely never reached the service (the connection was
+            never made), True when it may have (a timeout or reset after sending).
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        self.sent = sent
+        super().__init__(message)
+
+
+class APIError(ImgkitError):
+    """The service answered with an HTTP error.
+
+    Tolerant of both documented envelopes: ``{"error": {"code": "insufficient_quota", ...}}``
+    (string codes, current) and ``{"error": {"code": 402, "param": ..., ...}}`` (integer
+    codes, older pages), and of the file API's ``{"success": false, "code": 400, "msg": ...}``.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the service's error code as a string (``"rate_limit_exceeded"``, ``"402"``).
+        message: the service's message.
+        type: the service's error type, when given.
+        retry_after: seconds from a ``Retry-After`` header, when present.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        type: str = "",  # noqa: A002 - mirrors the wire field name
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.type = type
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(f"HTTP {status} {code}: {message}")
+
+    @classmethod
+    def from_parts(
+        cls, status: int, content: bytes, headers: Iterable[tuple[str, str]] = ()
+    ) -> APIError:
+        """Build from a status, raw body and headers, whatever the body looks like."""
+        retry_after = None
+        for name, value in headers:
+            if name.lower() == "retry-after":
+                retry_after = _parse_retry_after(value)
+        body: Any
+        try:
+            body = json.loads(content) if content else None
+        except ValueError:
+            body = None
+        code, message, type_ = str(status), "", ""
+        if isinstance(body, dict):
+            err = body.get("error")
+            if isinstance(err, dict):
+                code = str(err.get("code", code))
+                message = str(err.get("message", ""))
+                type_ = str(err.get("type", ""))
+            elif isinstance(err, str):
+                message = err
+            elif body.get("success") is False:
+                code = str(body.get("code", code))
+                message = str(body.get("msg", body.get("message", "")))
+        if not message:
+            text = content[:200].decode("utf-8", "replace").strip()
+            message = text or "no message"
+        return cls(status, code, message, type=type_, retry_after=retry_after, body=body)
+
+
+def _parse_retry_after(value: str) -> float | None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    import time
+
+    return max(0.0, when.timestamp() - time.time())
+
+
+class TaskFailed(ImgkitError):
+    """The task ended ``failed``; ``code`` is the gateway's business code."""
+
+    def __init__(self, code: str, message: str, *, task_id: str = "") -> None:
+        self.code = code
+        self.message = message
+        self.task_id = task_id
+        hint = TASK_ERROR_HINTS.get(code, "")
+        text = f"task {task_id or '?'} failed: {code}: {message}"
+        if hint:
+            text += f" (hint: {hint})"
+        super().__init__(text)
+
+
+class UnknownOutcome(ImgkitError):
+    """A generation request may or may not have created a task; it is not sent again."""
+
+
+class DownloadError(ImgkitError):
+    """A result could not be downloaded, was too large, or is not a valid image.
+
+    Attributes:
+        retryable: True when another attempt may succeed (truncated or garbled bytes),
+            False when it cannot (over the size cap, a decompression bomb, a bad URL).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        self.retryable = retryable
+        super().__init__(message)
+
+
+#: Plain-language advice per documented task error code (spec §3).
+TASK_ERROR_HINTS: dict[str, str] = {
+    "content_policy_violation": "blocked by safety filters; change the prompt or images",
+    "invalid_parameters": "a parameter is out of range; fix the request",
+    "image_processing_error": "a reference image is unreachable or unsupported; upload it",
+    "image_dimension_mismatch": "a reference image does not match the requested aspect",
+    "request_cancelled": "the task was cancelled or interrupted; submit it again",
+    "generation_failed_no_content": "the model produced nothing; rephrase and retry",
+    "service_error": "upstream failure; retry in 30-60 s",
+    "generation_timeout": "the task ran too long; retry later",
+    "resource_exhausted": "upstream capacity exhausted; wait 1-5 minutes",
+    "quota_exceeded": "rate, concurrency or balance limit; slow down or top up",
+    "service_unavailable": "the service is unavailable; retry in a few minutes",
+    "resource_not_found": "the task id is invalid or has expired",
+    "unknown_error": "unclassified failure; retry, then contact support",
+    "insufficient_quota": "the account balance is too low; top up",
+    "unauthorized": "the API key is missing, invalid or expired",
+    "model_access_denied": "this key has no access to the model",
+    "rate_limit_exceeded": "too many requests; slow down",
+}

@@ -1,0 +1,315 @@
+"""The run ledger: SQLite in WAL mode, versioned schema, safe for several kernels at once.
+
+One row per run (:class:`~imgkit.request.RunRecord`). A row is written when the run is
+created, again as soon as the service has given it a task id (before ``generate`` goes on),
+and on every status change, so a crash loses nothing that was acknowledged.
+:meth:`Ledger.to_dataframe` reads it back as a typed pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "Ledger"]
+
+_TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags")
+_FIELDS = [f.name for f in fields(RunRecord)]
+
+# Each entry migrates the schema from version i to i + 1.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        size TEXT NOT NULL,
+        quality TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        reference_images TEXT NOT NULL DEFAULT '[]',
+        mode TEXT NOT NULL,
+        task_id TEXT,
+        status TEXT NOT NULL,
+        progress INTEGER NOT NULL DEFAULT 0,
+        error_code TEXT,
+        error_message TEXT,
+        est_credits REAL,
+        est_usd REAL,
+        est_cny REAL,
+        price_sheet TEXT,
+        credits_reserved REAL,
+        credits_charged REAL,
+        created_at REAL NOT NULL,
+        submitted_at REAL,
+        completed_at REAL,
+        estimated_s REAL,
+        result_urls TEXT NOT NULL DEFAULT '[]',
+        files TEXT NOT NULL DEFAULT '[]',
+        thumbs TEXT NOT NULL DEFAULT '[]',
+        tags TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        notes TEXT
+    );
+    CREATE UNIQUE INDEX runs_task_id ON runs(task_id) WHERE task_id IS NOT NULL;
+    CREATE INDEX runs_created_at ON runs(created_at);
+    CREATE INDEX runs_status ON runs(status);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+#: The DataFrame's columns, in order.
+COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "created_at",
+    "submitted_at",
+    "completed_at",
+    "latency_s",
+    "estimated_s",
+    "status",
+    "provider",
+    "model",
+    "mode",
+    "prompt",
+    "size",
+    "quality",
+    "n",
+    "n_images",
+    "est_credits",
+    "est_usd",
+    "est_cny",
+    "price_sheet",
+    "credits_reserved",
+    "credits_charged",
+    "task_id",
+    "progress",
+    "error_code",
+    "error_message",
+    "reference_images",
+    "result_urls",
+    "files",
+    "thumbs",
+    "tags",
+    "attempts",
+    "notes",
+)
+STATUSES = ("created", "submitting", "pending", "processing", "downloading", "completed", "failed", "unknown")
+
+
+def _dump(values: Sequence[str]) -> str:
+    return json.dumps(list(values)) if values else "[]"
+
+
+def _load(text: str | None) -> tuple[str, ...]:
+    if not text or text == "[]":
+        return ()
+    return tuple(json.loads(text))
+
+
+class Ledger:
+    """The runs of one data directory.
+
+    Args:
+        path: the SQLite file (created with its folder when missing).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA busy_timeout = 60000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"<Ledger {self.path}>"
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so two kernels wait for each other
+        # (busy_timeout) instead of failing half-way through a transaction.
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                from imgkit.errors import ConfigError
+
+                raise ConfigError(
+                    f"{self.path} has ledger schema {version}, newer than this imgkit "
+                    f"({SCHEMA_VERSION}); upgrade imgkit"
+                )
+            for index in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[index].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            if version != SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- writing ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(record: RunRecord) -> tuple[Any, ...]:
+        values = []
+        for name in _FIELDS:
+            value = getattr(record, name)
+            values.append(_dump(value) if name in _TUPLE_FIELDS else value)
+        return tuple(values)
+
+    _UPSERT = (
+        f"INSERT INTO runs ({', '.join(_FIELDS)}) VALUES ({', '.join('?' for _ in _FIELDS)}) "
+        f"ON CONFLICT(run_id) DO UPDATE SET "
+        + ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f != "run_id")
+    )
+
+    def save(self, record: RunRecord) -> None:
+        """Insert or update one run; returns once it is committed."""
+        with self._write() as conn:
+            conn.execute(self._UPSERT, self._row(record))
+
+    def save_many(self, records: Iterable[RunRecord]) -> int:
+        """Insert or update many runs in one transaction; returns how many."""
+        rows = [self._row(r) for r in records]
+        with self._write() as conn:
+            conn.executemany(self._UPSERT, rows)
+        return len(rows)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRecord]:
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            for name in _TUPLE_FIELDS:
+                values[name] = _load(values[name])
+            out.append(RunRecord(**values))
+        return out
+
+    def get(self, run_id: str) -> RunRecord | None:
+        found = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return found[0] if found else None
+
+    def by_task(self, task_id: str) -> RunRecord | None:
+        found = self._query("SELECT * FROM runs WHERE task_id = ?", (task_id,))
+        return found[0] if found else None
+
+    def unfinished(self) -> list[RunRecord]:
+        """Runs that are not completed, failed or unknown, oldest first."""
+        marks = ", ".join("?" for _ in TERMINAL_STATUSES)
+        return self._query(
+            f"SELECT * FROM runs WHERE status NOT IN ({marks}) ORDER BY created_at",
+            sorted(TERMINAL_STATUSES),
+        )
+
+    def records(self, *, limit: int | None = None, newest_first: bool = False) -> list[RunRecord]:
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT * FROM runs ORDER BY created_at {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._query(sql)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def spent_credits(self, since: float | None = None) -> float:
+        """Credits committed by runs since ``since`` (charged, else reserved, else estimated),
+        counting every run that may have cost something (not failed before submission)."""
+        sql = (
+            "SELECT COALESCE(SUM(COALESCE(credits_charged, credits_reserved, est_credits)), 0) "
+            "FROM runs WHERE NOT (status = 'failed' AND task_id IS NULL)"
+        )
+        params: list[Any] = []
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(since)
+        with self._lock:
+            return float(self._conn.execute(sql, params).fetchone()[0])
+
+    def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
+        """All runs as a typed DataFrame, oldest first.
+
+        Times are timezone-aware (UTC) datetimes, money columns floats, ``quality``, ``size``,
+        ``status``, ``provider``, ``model``, ``mode`` and ``price_sheet`` categoricals, and
+        ``files``/``thumbs`` absolute paths when ``data_dir`` is given.
+        """
+        import pandas as pd
+
+        with self._lock:
+            cursor = self._conn.execute(
+                f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
+            )
+            rows = cursor.fetchall()
+        columns = dict(zip(_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {f: () for f in _FIELDS}
+        frame: dict[str, Any] = {}
+        for name in ("created_at", "submitted_at", "completed_at"):
+            frame[name] = pd.to_datetime(
+                pd.Series(columns[name], dtype="float64"), unit="s", utc=True
+            )
+        submitted = pd.Series(columns["submitted_at"], dtype="float64")
+        completed = pd.Series(columns["completed_at"], dtype="float64")
+        frame["latency_s"] = completed - submitted
+        frame["estimated_s"] = pd.Series(columns["estimated_s"], dtype="float64")
+        frame["status"] = pd.Categorical(columns["status"], categories=STATUSES)
+        for name in ("provider", "model", "mode", "price_sheet"):
+            frame[name] = pd.Series(columns[name], dtype="category")
+        frame["prompt"] = pd.Series(columns["prompt"], dtype="string")
+        size_values = list(columns["size"])
+        size_cats = list(SIZES.values()) + sorted(set(size_values) - set(SIZES.values()))
+        frame["size"] = pd.Categorical(size_values, categories=size_cats)
+        frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
+        frame["n"] = pd.Series(columns["n"], dtype="Int64")
+        files = [_load(v) for v in columns["files"]]
+        thumbs = [_load(v) for v in columns["thumbs"]]
+        frame["n_images"] = pd.Series([len(f) for f in files], dtype="Int64")
+        for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
+            frame[name] = pd.Series(columns[name], dtype="float64")
+        for name in ("task_id", "error_code", "error_message", "notes"):
+            frame[name] = pd.Series(columns[name], dtype="string")
+        frame["progress"] = pd.Series(columns["progress"], dtype="Int64")
+        frame["attempts"] = pd.Series(columns["attempts"], dtype="Int64")
+        frame["reference_images"] = [list(_load(v)) for v in columns["reference_images"]]
+        frame["result_urls"] = [list(_load(v)) for v in columns["result_urls"]]
+        if data_dir is not None:
+            root = str(data_dir)
+            frame["files"] = [[f"{root}/{p}" for p in fs] for fs in files]
+            frame["thumbs"] = [[f"{root}/{p}" for p in ts] for ts in thumbs]
+        else:
+            frame["files"] = [list(f) for f in files]
+            frame["thumbs"] = [list(t) for t in thumbs]
+        frame["tags"] = [list(_load(v)) for v in columns["tags"]]
+        frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
+        df = pd.DataFrame({name: frame[name] for name in COLUMNS})
+        return df

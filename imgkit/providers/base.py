@@ -1,0 +1,76 @@
+"""The protocol every provider implements, and the values it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from imgkit.request import ImageRequest, ReferenceImage, TaskStatus
+
+__all__ = ["Balance", "Provider", "Submission", "TaskSnapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    """One reading of a task.
+
+    Attributes:
+        task_id: the service's id.
+        status: Pending, Processing, Completed or Failed.
+        estimated_time: the service's hint of the task's duration, in seconds.
+        credits_reserved: credits the service reserved (create response).
+        credits_charged: credits the service reports as charged, when it does.
+        raw: the parsed JSON, for debugging (never contains the key).
+    """
+
+    task_id: str
+    status: TaskStatus
+    estimated_time: float | None = None
+    credits_reserved: float | None = None
+    credits_charged: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+Submission = TaskSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Credits left, as the service reports them."""
+
+    remaining_credits: float
+    used_credits: float | None = None
+    unlimited: bool = False
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What the engine needs from a service. Implementations raise imgkit errors only:
+    ``RequestError`` (with ``sent``), ``APIError``, ``DownloadError``."""
+
+    name: str
+
+    async def submit(self, request: ImageRequest, image_urls: Sequence[str]) -> TaskSnapshot:
+        """Create a task (``POST /v1/images/generations``)."""
+        ...
+
+    async def status(self, task_id: str) -> TaskSnapshot:
+        """Read a task (``GET /v1/tasks/{id}``)."""
+        ...
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        """Fetch one result, streamed, refusing more than ``max_bytes``."""
+        ...
+
+    async def upload(self, image: ReferenceImage) -> str:
+        """Upload a local reference image and return a URL the service can fetch."""
+        ...
+
+    async def balance(self) -> Balance | None:
+        """The credits balance, or None when the service does not report one."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

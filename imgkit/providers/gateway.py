@@ -1,0 +1,255 @@
+"""The gateway's async task protocol: create, query, download, upload, credits.
+
+The parsing is pure (:func:`parse_task`, :func:`parse_upload`); the methods that await the
+network are a few lines each. The same class serves the live gateway and the sandbox: only
+the transport differs (``httpx.ASGITransport`` in-process, or a loopback URL).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from imgkit.errors import APIError, DownloadError, RequestError
+from imgkit.providers.base import Balance, TaskSnapshot
+from imgkit.request import (
+    Completed,
+    Failed,
+    ImageRequest,
+    Pending,
+    Processing,
+    ReferenceImage,
+    TaskStatus,
+)
+
+__all__ = ["GatewayProvider", "parse_task", "parse_upload"]
+
+log = logging.getLogger("imgkit")
+
+LIVE_API_URL = "https://api.evolink.ai"
+LIVE_FILES_URL = "https://files-api.evolink.ai"
+TASK_PREFIX = "task-unified-"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _progress(value: Any) -> int:
+    number = _number(value)
+    return 0 if number is None else max(0, min(100, int(number)))
+
+
+def parse_task(body: Any) -> TaskSnapshot:
+    """Read a task object (create response, query response or callback body).
+
+    Tolerant: unknown fields are ignored, ``cancelled`` becomes a failure with code
+    ``request_cancelled``, an unknown status is read as still processing.
+
+    Raises:
+        APIError: the body is not a task object (no id).
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise APIError(200, "invalid_response", "the service returned something that is not a task")
+    status_text = str(body.get("status", "")).lower()
+    progress = _progress(body.get("progress"))
+    status: TaskStatus
+    if status_text == "completed":
+        results = body.get("results") or []
+        urls = tuple(str(u) for u in results if isinstance(u, str))
+        status = Completed(results=urls)
+    elif status_text in ("failed", "cancelled", "canceled"):
+        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        default = "request_cancelled" if status_text != "failed" else "unknown_error"
+        code = str(err.get("code") or default)
+        status = Failed(code=code, message=str(err.get("message") or status_text), progress=progress)
+    elif status_text == "pending":
+        status = Pending(progress=progress)
+    else:
+        if status_text != "processing":
+            log.warning("task %s has an unknown status %r; reading it as processing", body["id"], status_text)
+        status = Processing(progress=progress)
+    info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    charged = None
+    for key in ("credits_charged", "credits_used", "credits_consumed"):
+        if key in usage:
+            charged = _number(usage[key])
+            break
+    return TaskSnapshot(
+        task_id=body["id"],
+        status=status,
+        estimated_time=_number(info.get("estimated_time")),
+        credits_reserved=_number(usage.get("credits_reserved")),
+        credits_charged=charged,
+        raw=body,
+    )
+
+
+def parse_upload(body: Any) -> str:
+    """The URL to pass in ``image_urls`` from a file-API upload response."""
+    if isinstance(body, dict) and body.get("success") is not False:
+        data = body.get("data")
+        if isinstance(data, dict):
+            url = data.get("file_url") or data.get("download_url")
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                return url
+    raise APIError.from_parts(200, _json_bytes(body))
+
+
+def _json_bytes(body: Any) -> bytes:
+    import json
+
+    return json.dumps(body).encode()
+
+
+class GatewayProvider:
+    """A client for the gateway's image task API.
+
+    Args:
+        api_key: the Bearer token; kept private, never shown in reprs or errors.
+        base_url: the task API host.
+        files_url: the file API host (the sandbox serves both on one host).
+        transport: an httpx transport (``httpx.ASGITransport`` for the in-process sandbox,
+            ``httpx.MockTransport`` in unit tests); None for the network.
+        timeout: per-request timeout, seconds.
+        name: the provider's name in the ledger.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = LIVE_API_URL,
+        files_url: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        name: str = "gateway",
+        max_connections: int = 64,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.files_url = (files_url or (LIVE_FILES_URL if base_url == LIVE_API_URL else base_url)).rstrip("/")
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            limits=limits,
+            headers={"User-Agent": "imgkit"},
+        )
+        # The key lives in this header mapping only; it is attached per request so that
+        # downloads from third-party result hosts never carry it.
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+
+    def __repr__(self) -> str:
+        return f"<GatewayProvider {self.name} {self.base_url}>"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
+        headers = self._auth if auth else None
+        try:
+            response = await self._client.request(method, url, headers=headers, **kwargs)
+        except httpx.ConnectError as exc:
+            raise RequestError(f"could not connect to {_host(url)}: {type(exc).__name__}", sent=False) from None
+        except httpx.ConnectTimeout:
+            raise RequestError(f"timed out connecting to {_host(url)}", sent=False) from None
+        except httpx.TimeoutException as exc:
+            raise RequestError(f"{type(exc).__name__} waiting for {_host(url)}", sent=True) from None
+        except httpx.TransportError as exc:
+            raise RequestError(f"{type(exc).__name__} talking to {_host(url)}", sent=True) from None
+        if response.status_code >= 400:
+            raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise APIError(
+                response.status_code, "invalid_response", "the service returned a body that is not JSON"
+            ) from None
+
+    async def submit(self, request: ImageRequest, image_urls: Sequence[str] = ()) -> TaskSnapshot:
+        response = await self._send(
+            "POST", f"{self.base_url}/v1/images/generations", json=request.payload(image_urls)
+        )
+        body = self._json(response)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict) and "id" not in body:
+            raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+        return parse_task(body)
+
+    async def status(self, task_id: str) -> TaskSnapshot:
+        response = await self._send("GET", f"{self.base_url}/v1/tasks/{task_id}")
+        return parse_task(self._json(response))
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        if not url.lower().startswith(("http://", "https://")):
+            raise DownloadError(f"refusing to download a result from a non-http URL: {url[:80]!r}")
+        # Results are public URLs; the key is only sent to the service's own host.
+        auth = url.startswith(self.base_url)
+        headers = self._auth if auth else None
+        try:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise DownloadError(f"result is {int(declared)} bytes, over the {max_bytes}-byte cap")
+                chunks: list[bytes] = []
+                total = 0
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise DownloadError(f"result exceeds the {max_bytes}-byte cap")
+                    chunks.append(chunk)
+        except httpx.ConnectError:
+            raise RequestError(f"could not connect to {_host(url)}", sent=False) from None
+        except httpx.TransportError as exc:
+            raise RequestError(f"{type(exc).__name__} downloading from {_host(url)}", sent=True) from None
+        return b"".join(chunks)
+
+    async def upload(self, image: ReferenceImage) -> str:
+        if image.url is not None:
+            return image.url
+        files = {"file": (image.name or "reference.png", image.read(), image.mime)}
+        response = await self._send(
+            "POST", f"{self.files_url}/api/v1/files/upload/stream", files=files, data={"upload_path": "imgkit"}
+        )
+        return parse_upload(self._json(response))
+
+    async def balance(self) -> Balance | None:
+        response = await self._send("GET", f"{self.base_url}/v1/credits")
+        body = self._json(response)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            return None
+        token = data.get("token") if isinstance(data.get("token"), dict) else {}
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        source = token if not token.get("unlimited_credits") and "remaining_credits" in token else user
+        remaining = _number(source.get("remaining_credits"))
+        if remaining is None:
+            return None
+        return Balance(
+            remaining_credits=remaining,
+            used_credits=_number(source.get("used_credits")),
+            unlimited=bool(token.get("unlimited_credits")),
+        )
+
+
+def _host(url: str) -> str:
+    try:
+        return httpx.URL(url).host or url[:40]
+    except Exception:  # noqa: BLE001 - only used to describe an error
+        return url[:40]

@@ -1,0 +1,130 @@
+"""Image files: verified, content-addressed, written atomically, with thumbnails.
+
+Layout under the data directory::
+
+    images/<first two hex digits>/<sha256>.<png|jpg|webp>   the image as downloaded
+    thumbs/<first two hex digits>/<sha256>.jpg              a small JPEG for notebooks
+
+Every download is decoded with Pillow before it is kept, so a stored file always opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgkit.errors import DownloadError
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "THUMB_SIZE", "Store", "StoredImage", "default_data_dir"]
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: Far above any documented output (gpt-image-2 tops out at 8.3 M pixels), far below a bomb.
+DEFAULT_MAX_PIXELS = 40_000_000
+THUMB_SIZE = 256
+_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+
+
+def default_data_dir() -> Path:
+    """Where imgkit keeps its ledger and images: ``$IMGKIT_HOME``, else the user data dir."""
+    env = os.environ.get("IMGKIT_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("imgkit", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    """A kept image. Paths are relative to the data directory."""
+
+    path: str
+    thumb: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; images are ordinary user files
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Store:
+    """Content-addressed image files under ``root``.
+
+    Args:
+        root: the data directory.
+        max_pixels: images with more pixels are refused before decoding (bomb guard).
+    """
+
+    def __init__(self, root: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.root = Path(root)
+        self.max_pixels = max_pixels
+
+    def abspath(self, relative: str) -> Path:
+        return self.root / relative
+
+    def save(self, data: bytes) -> StoredImage:
+        """Verify ``data`` is a PNG/JPEG/WEBP image, keep it and a thumbnail (blocking).
+
+        Raises:
+            DownloadError: not an image, a truncated one, or one too large to decode safely.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                if image.format not in _EXT:
+                    raise DownloadError(f"result is a {image.format} file, not PNG/JPEG/WEBP")
+                width, height = image.size
+                if width * height > self.max_pixels:
+                    raise DownloadError(
+                        f"result claims {width}x{height} pixels, over the {self.max_pixels:,} cap"
+                    )
+                image.load()
+        except DownloadError:
+            raise
+        except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            bomb = not isinstance(exc, UnidentifiedImageError)
+            raise DownloadError(f"result is not a usable image: {type(exc).__name__}", retryable=not bomb) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DownloadError(f"result image is corrupt or truncated: {exc}", retryable=True) from None
+        digest = hashlib.sha256(data).hexdigest()
+        ext = _EXT[image.format]
+        rel = f"images/{digest[:2]}/{digest}.{ext}"
+        thumb_rel = f"thumbs/{digest[:2]}/{digest}.jpg"
+        if not (self.root / rel).exists():
+            _atomic_write(self.root / rel, data)
+        if not (self.root / thumb_rel).exists():
+            _atomic_write(self.root / thumb_rel, _thumbnail(image))
+        return StoredImage(rel, thumb_rel, digest, width, height, ext)
+
+
+def _thumbnail(image: object) -> bytes:
+    from PIL import Image
+
+    assert isinstance(image, Image.Image)
+    thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=80, optimize=True)
+    return buf.getvalue()
