@@ -1,0 +1,35 @@
+"""An offline fake of the EvoLink image gateway that speaks its real HTTP protocol.
+
+It implements the wire spec on its own and imports no other imgkit module, so a bug in the
+client and a bug in the fake cannot cancel each other out.
+
+Use it in-process through httpx's ASGI transport, or on a real loopback port:
+
+    import httpx
+    from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
+    app = create_app(SandboxConfig(time_scale=0.01))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                               base_url="http://sandbox",
+                               headers={"Authorization": "Bearer sk-sandbox"})
+    with running_sandbox(SandboxConfig(time_scale=0.01)) as base_url:
+        httpx.get(f"{base_url}/_sandbox/health")
+
+Prompt directives (removed before rendering) make outcomes deterministic:
+
+- `[[fail:<task_error_code>]]`: the task ends `failed` with that code.
+- `[[http:<status>]]`: create answers that HTTP error (400, 401, 402, 403, 429 with
+  Retry-After: 1, 500, 502, 503) and creates nothing.
+- `[[accept_then_500]]`: the task is created and charged, then create answers 500.
+- `[[accept_then_hang]]`: the task is created and charged, then the response is held for
+  `FaultConfig.hang_seconds`.
+- `[[seconds:<float>]]`: the task takes exactly that many wall seconds (time_scale ignored).
+
+Endpoints beyond the gateway's: `GET /_sandbox/health`, `GET /_sandbox/tasks` (every task
+ever created, with its status now and `completed_at`), `GET|POST /_sandbox/faults`.
+"""
+
+from ._app import create_app
+from ._server import running_sandbox, serve
+from ._state import FaultConfig, SandboxConfig
+
+__all__ = ["FaultConfig", "SandboxConfig", "create_app", "running_sandbox", "serve"]

@@ -1,0 +1,506 @@
+"""Configuration, the task table and the uploaded files of one sandbox app.
+
+A task's status is never stored: it is a pure function of the wall clock, the task's creation
+time and its drawn duration (see `Task.snapshot`). That keeps the fake free of background
+timers, lets a test reason about what a poll will see, and lets any number of clients poll
+without changing what the others see.
+
+All randomness comes from `random.Random(config.seed)`. It is split at start-up into one
+stream per concern (task ids and durations, create faults, poll faults, download faults,
+uploads), so that, for example, a burst of polls cannot change the id or duration of the next
+task, and turning a fault on does not reshuffle the ids of the tasks that follow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "FAULT_NAMES",
+    "TASK_ERROR_MESSAGES",
+    "FaultConfig",
+    "SandboxConfig",
+    "SandboxState",
+    "Snapshot",
+    "Task",
+    "Upload",
+]
+
+_DEFAULT_LATENCY: dict[str, tuple[float, float]] = {
+    "low": (3.0, 0.25),
+    "medium": (6.0, 0.25),
+    "high": (12.0, 0.25),
+}
+QUALITY_MULTIPLIER: dict[str, float] = {"low": 0.26, "medium": 1.0, "high": 3.91}
+NON_SQUARE_MULTIPLIER = 1.47
+UPLOAD_TTL = 72 * 3600.0
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# Rendered PNGs are a few hundred KiB; re-rendering is deterministic, so evicting is safe.
+_RENDER_CACHE_SIZE = 128
+
+# The documented task-level business codes [spec §3] with messages in the service's style:
+# a short title, a newline, then advice.
+TASK_ERROR_MESSAGES: dict[str, str] = {
+    "content_policy_violation": (
+        "Content policy violation.\nYour request was blocked by safety filters. Please modify "
+        "the prompt or input images (no real faces, celebrities, trademarks, NSFW or violence) "
+        "and try again."
+    ),
+    "invalid_parameters": (
+        "Invalid parameters.\nA parameter is out of range or unsupported (prompt too long, "
+        "image size or ratio out of range, file too big or of an unsupported type)."
+    ),
+    "image_processing_error": (
+        "Image processing error.\nAn input image could not be downloaded or decoded. Use a "
+        "JPEG, PNG or WEBP image, or upload it through the file API."
+    ),
+    "image_dimension_mismatch": (
+        "Image dimension mismatch.\nThe input image does not match the requested aspect ratio."
+    ),
+    "request_cancelled": "Request cancelled.\nThe task was cancelled or interrupted.",
+    "generation_failed_no_content": (
+        "Generation failed.\nThe model produced no content. Change the prompt and try again."
+    ),
+    "service_error": (
+        "Service error.\nThe upstream service failed and the request is being rerouted. "
+        "Retry after 30-60 seconds."
+    ),
+    "generation_timeout": (
+        "Generation timeout.\nThe task ran past the allowed time. Please retry later."
+    ),
+    "resource_exhausted": (
+        "Resource exhausted.\nUpstream capacity is exhausted. Please wait 1-5 minutes."
+    ),
+    "quota_exceeded": (
+        "Quota exceeded.\nA rate, concurrency or balance limit was reached. Slow down "
+        "(1-2 s between requests) or top up your account."
+    ),
+    "service_unavailable": (
+        "Service unavailable.\nAn internal authentication or connection problem occurred. "
+        "Please retry in a few minutes."
+    ),
+    "resource_not_found": (
+        "Resource not found.\nThe task id is invalid or has expired; expired tasks cannot be "
+        "queried."
+    ),
+    "unknown_error": "Unknown error.\nAn unclassified error occurred. Retry, then contact support.",
+}
+
+
+def _probability(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultConfig:
+    """Probabilities of injected faults; all 0.0 (off) by default.
+
+    The create faults are mutually exclusive: one uniform draw per create request is compared
+    against their cumulative sum in field order, so their probabilities add up. The same holds
+    within the poll faults and within the download faults.
+
+    Attributes:
+        create_500: create answers 500 `internal_error`; no task is created.
+        create_503: create answers 503 `service_unavailable`; no task is created.
+        create_429: create answers 429 `rate_limit_exceeded` without Retry-After.
+        create_429_retry_after: create answers 429 with `Retry-After: 1`.
+        create_accept_then_500: the task IS created and charged, then 500 is returned, so the
+            client cannot know whether it exists.
+        create_accept_then_hang: the task IS created and charged, then the response is held
+            for `hang_seconds` (or until the client disconnects), so the client times out.
+        poll_500: a task poll answers 500 `internal_error`.
+        poll_429: a task poll answers 429 `rate_limit_exceeded`.
+        task_fail: a created task ends `failed` with a code drawn from the documented task
+            error codes.
+        download_500: a result-file GET answers 500.
+        download_corrupt: a result-file GET answers 200 with truncated or garbage bytes.
+        upload_500: a file-API upload answers 500 and stores nothing.
+        hang_seconds: how long `create_accept_then_hang` holds the response.
+    """
+
+    create_500: float = 0.0
+    create_503: float = 0.0
+    create_429: float = 0.0
+    create_429_retry_after: float = 0.0
+    create_accept_then_500: float = 0.0
+    create_accept_then_hang: float = 0.0
+    poll_500: float = 0.0
+    poll_429: float = 0.0
+    task_fail: float = 0.0
+    download_500: float = 0.0
+    download_corrupt: float = 0.0
+    upload_500: float = 0.0
+    hang_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if f.name != "hang_seconds":
+                _probability(f.name, getattr(self, f.name))
+        if not (isinstance(self.hang_seconds, int | float) and self.hang_seconds >= 0):
+            raise ValueError(f"hang_seconds must be >= 0, got {self.hang_seconds!r}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> FaultConfig:
+        """Build from JSON-like data, rejecting unknown names (a typo must not pass silently)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fault names: {', '.join(unknown)}")
+        for key, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} must be a number, got {value!r}")
+        return cls(**{k: float(v) for k, v in data.items()})
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+FAULT_NAMES: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(FaultConfig) if f.name != "hang_seconds"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """How a sandbox app behaves. Every default matches the real service where one is known.
+
+    Attributes:
+        seed: seeds the app's `random.Random`; the same seed and the same request sequence
+            give the same task ids, durations and faults.
+        latency: per quality tier, (median seconds, lognormal sigma) of a task's duration.
+        time_scale: multiplies every drawn duration (tests use 0.005-0.02). A `[[seconds:x]]`
+            prompt directive is a wall duration and is not scaled.
+        url_ttl: seconds a result URL stays valid after the task completed (service: 24 h).
+        credits: starting balance reported by /v1/credits; each created task reserves
+            `usage.credits_reserved` from it, and a task that does not fit gets 402.
+        credits_per_image: credits for one medium-quality square image; multiplied by the
+            quality multiplier (low 0.26, medium 1.0, high 3.91), 1.47 for non-square, and n.
+        api_key: None accepts any non-empty Bearer token; otherwise the token must match.
+        error_style: "string" is today's envelope (string `code`); "legacy" is the pre-March
+            2026 one (integer `code` equal to the HTTP status, `param`, `fallback_suggestion`,
+            types such as `insufficient_quota_error`).
+        faults: fault probabilities at start-up; `POST /_sandbox/faults` replaces them.
+        max_files: file-API quota (files alive at once).
+        max_upload_bytes: largest accepted upload.
+    """
+
+    seed: int = 0
+    latency: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(_DEFAULT_LATENCY))
+    time_scale: float = 1.0
+    url_ttl: float = 86400.0
+    credits: float = 1000.0
+    credits_per_image: float = 2.4192
+    api_key: str | None = None
+    error_style: Literal["string", "legacy"] = "string"
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    max_files: int = 2000
+    max_upload_bytes: int = 100 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(_DEFAULT_LATENCY) - set(self.latency))
+        if missing:
+            raise ValueError(f"latency needs an entry for every tier; missing {missing}")
+        for tier, (median, sigma) in self.latency.items():
+            if median <= 0 or sigma < 0:
+                raise ValueError(f"latency[{tier!r}] needs median > 0 and sigma >= 0")
+        if self.time_scale < 0:
+            raise ValueError("time_scale must be >= 0")
+        if self.url_ttl < 0:
+            raise ValueError("url_ttl must be >= 0")
+        if self.error_style not in ("string", "legacy"):
+            raise ValueError("error_style must be 'string' or 'legacy'")
+        if self.api_key == "":
+            raise ValueError("api_key must be None or a non-empty string")
+
+    def credits_for(self, quality: str, width: int, height: int, n: int) -> float:
+        """What `usage.credits_reserved` reports for one request."""
+        size_mult = 1.0 if width == height else NON_SQUARE_MULTIPLIER
+        return round(self.credits_per_image * QUALITY_MULTIPLIER[quality] * size_mult * n, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a poll sees at one instant."""
+
+    status: Literal["pending", "processing", "completed", "failed"]
+    progress: int
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("completed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One created generation task. Immutable: its future is fixed when it is created.
+
+    Attributes:
+        id: `task-unified-<unix seconds>-<8 chars>`.
+        created: creation time, unix seconds (float).
+        model: the model name from the request.
+        prompt: the prompt with sandbox directives removed (what gets rendered).
+        raw_prompt: the prompt as sent.
+        width: output width in pixels.
+        height: output height in pixels.
+        quality: "low", "medium" or "high".
+        n: number of images.
+        image_urls: the reference image URLs (empty for text-to-image).
+        duration: seconds from creation to the terminal status.
+        error_code: the task error code if the task is going to fail, else None.
+        credits_reserved: what the create response reported under usage.
+        fault: "accept_then_500" / "accept_then_hang" when the create response lied, else None.
+    """
+
+    id: str
+    created: float
+    model: str
+    prompt: str
+    raw_prompt: str
+    width: int
+    height: int
+    quality: str
+    n: int
+    image_urls: tuple[str, ...]
+    duration: float
+    error_code: str | None
+    credits_reserved: float
+    fault: str | None = None
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def finishes_at(self) -> float:
+        return self.created + self.duration
+
+    @property
+    def estimated_time(self) -> int:
+        return max(1, math.ceil(self.duration))
+
+    def snapshot(self, now: float) -> Snapshot:
+        """Pending for the first 10 % of the duration, then processing, then terminal."""
+        elapsed = now - self.created
+        if elapsed >= self.duration:
+            # The service's failed example reports progress 0.
+            return Snapshot("failed", 0) if self.error_code else Snapshot("completed", 100)
+        if elapsed < 0.1 * self.duration:
+            return Snapshot("pending", 0)
+        return Snapshot("processing", min(99, max(1, int(100 * elapsed / self.duration))))
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One file stored through the file API."""
+
+    file_id: str
+    file_name: str
+    original_name: str
+    data: bytes
+    mime_type: str
+    upload_path: str
+    uploaded: float
+    expires: float
+
+
+class SandboxState:
+    """The mutable side of one app: tasks, uploads, spent credits, current faults.
+
+    Handlers run on the server's event loop while tests may read from another thread, so
+    every mutation and every multi-item read takes `_lock`.
+    """
+
+    def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.faults = config.faults
+        self.credits_used = 0.0
+        self.closing = threading.Event()
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._renders: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        master = random.Random(config.seed)
+        # Fixed order: adding a stream later must append, or every seed's output changes.
+        self._task_rng = random.Random(master.getrandbits(64))
+        self._create_fault_rng = random.Random(master.getrandbits(64))
+        self._poll_fault_rng = random.Random(master.getrandbits(64))
+        self._download_fault_rng = random.Random(master.getrandbits(64))
+        self._upload_rng = random.Random(master.getrandbits(64))
+
+    # -- credits --------------------------------------------------------------------------
+
+    @property
+    def credits_remaining(self) -> float:
+        return round(self.config.credits - self.credits_used, 5)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def tasks(self) -> list[Task]:
+        """Every task ever created, oldest first."""
+        with self._lock:
+            return list(self._tasks.values())
+
+    def get_task(self, task_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def draw_create_fault(self) -> tuple[str | None, str | None]:
+        """(HTTP-level create fault or None, task error code or None) for one create request.
+
+        Always three draws, whatever the probabilities, so the stream stays aligned with the
+        sequence of create requests.
+        """
+        with self._lock:
+            faults = self.faults
+            r_http = self._create_fault_rng.random()
+            r_fail = self._create_fault_rng.random()
+            code = self._create_fault_rng.choice(sorted(TASK_ERROR_MESSAGES))
+        names = (
+            "create_500",
+            "create_503",
+            "create_429",
+            "create_429_retry_after",
+            "create_accept_then_500",
+            "create_accept_then_hang",
+        )
+        return _pick(faults, names, r_http), (code if r_fail < faults.task_fail else None)
+
+    def draw_poll_fault(self) -> str | None:
+        with self._lock:
+            r = self._poll_fault_rng.random()
+            return _pick(self.faults, ("poll_500", "poll_429"), r)
+
+    def draw_download_fault(self) -> tuple[str | None, random.Random]:
+        """The fault to apply and a generator for its garbage, drawn under the lock."""
+        with self._lock:
+            r = self._download_fault_rng.random()
+            sub = random.Random(self._download_fault_rng.getrandbits(64))
+            return _pick(self.faults, ("download_500", "download_corrupt"), r), sub
+
+    def draw_upload_fault(self) -> str | None:
+        with self._lock:
+            r = self._upload_rng.random()
+            return _pick(self.faults, ("upload_500",), r)
+
+    def create_task(
+        self,
+        *,
+        model: str,
+        prompt: str,
+        raw_prompt: str,
+        width: int,
+        height: int,
+        quality: str,
+        n: int,
+        image_urls: tuple[str, ...],
+        error_code: str | None,
+        seconds: float | None,
+        fault: str | None,
+    ) -> Task | None:
+        """Create and charge a task; None when the balance cannot cover it."""
+        cost = self.config.credits_for(quality, width, height, n)
+        with self._lock:
+            if cost > self.config.credits - self.credits_used + 1e-9:
+                return None
+            now = self.clock()
+            while True:
+                suffix = "".join(self._task_rng.choices(_ID_ALPHABET, k=8))
+                task_id = f"task-unified-{int(now)}-{suffix}"
+                if task_id not in self._tasks:
+                    break
+            median, sigma = self.config.latency[quality]
+            drawn = self._task_rng.lognormvariate(math.log(median), sigma)
+            duration = seconds if seconds is not None else drawn * self.config.time_scale
+            task = Task(
+                id=task_id,
+                created=now,
+                model=model,
+                prompt=prompt,
+                raw_prompt=raw_prompt,
+                width=width,
+                height=height,
+                quality=quality,
+                n=n,
+                image_urls=image_urls,
+                duration=duration,
+                error_code=error_code,
+                credits_reserved=cost,
+                fault=fault,
+            )
+            self._tasks[task_id] = task
+            self.credits_used += cost
+            return task
+
+    # -- rendered results -----------------------------------------------------------------
+
+    def cached_render(self, key: tuple[str, int]) -> bytes | None:
+        with self._lock:
+            data = self._renders.get(key)
+            if data is not None:
+                self._renders.move_to_end(key)
+            return data
+
+    def store_render(self, key: tuple[str, int], data: bytes) -> None:
+        with self._lock:
+            self._renders[key] = data
+            self._renders.move_to_end(key)
+            while len(self._renders) > _RENDER_CACHE_SIZE:
+                self._renders.popitem(last=False)
+
+    # -- uploads --------------------------------------------------------------------------
+
+    def new_file_id(self) -> str:
+        with self._lock:
+            return f"file_{self._upload_rng.getrandbits(96):024x}"
+
+    def add_upload(self, upload: Upload) -> bool:
+        """Store an upload; False when the file quota is used up."""
+        with self._lock:
+            if self._active_uploads_locked(upload.uploaded) >= self.config.max_files:
+                return False
+            self._uploads[upload.file_id] = upload
+            return True
+
+    def get_upload(self, file_id: str) -> Upload | None:
+        now = self.clock()
+        with self._lock:
+            upload = self._uploads.get(file_id)
+        if upload is None or upload.expires <= now:
+            return None
+        return upload
+
+    def delete_upload(self, file_id: str) -> bool:
+        with self._lock:
+            return self._uploads.pop(file_id, None) is not None
+
+    def uploads(self) -> list[Upload]:
+        now = self.clock()
+        with self._lock:
+            return [u for u in self._uploads.values() if u.expires > now]
+
+    def used_files(self) -> int:
+        with self._lock:
+            return self._active_uploads_locked(self.clock())
+
+    def _active_uploads_locked(self, now: float) -> int:
+        return sum(1 for u in self._uploads.values() if u.expires > now)
+
+
+def _pick(faults: FaultConfig, names: tuple[str, ...], r: float) -> str | None:
+    """The first fault whose cumulative probability exceeds the draw r, if any."""
+    total = 0.0
+    for name in names:
+        total += getattr(faults, name)
+        if r < total:
+            return name
+    return None
