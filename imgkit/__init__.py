@@ -25,11 +25,16 @@ from imgkit.errors import (
 from imgkit.pricing import Estimate, PriceSheet, price_sheets, register_price_sheet
 from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
 from imgkit.session import (
+    Budget,
     Cost,
     GenerationResult,
     Session,
+    SweepPlan,
+    SweepResult,
     agenerate,
     aresume,
+    asweep,
+    budget,
     configure,
     estimate,
     generate,
@@ -37,6 +42,7 @@ from imgkit.session import (
     login,
     resume,
     runs,
+    sweep,
 )
 
 __version__ = "0.1.0"
@@ -44,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MODELS",
     "APIError",
+    "Budget",
     "BudgetExceeded",
     "ConfigError",
     "Cost",
@@ -59,11 +66,15 @@ __all__ = [
     "RetryPolicy",
     "RunRecord",
     "Session",
+    "SweepPlan",
+    "SweepResult",
     "TaskFailed",
     "UnknownOutcome",
     "ValidationError",
     "agenerate",
     "aresume",
+    "asweep",
+    "budget",
     "configure",
     "estimate",
     "generate",
@@ -73,6 +84,7 @@ __all__ = [
     "register_price_sheet",
     "resume",
     "runs",
+    "sweep",
 ]
 
 for _name in __all__:

@@ -262,14 +262,18 @@ class Engine:
         record: RunRecord,
         *,
         on_event: EventHandler | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> RunRecord:
         """Take ``record`` (status created) to a terminal status and return it.
 
         Never raises for the service's failures: they end in the record (``failed`` with a
         code, or ``unknown`` with a reason). Raises only on cancellation.
+
+        Args:
+            slots: a semaphore bounding this run instead of the engine's own (a sweep's).
         """
         record = self._save(record, on_event)
-        async with self.slots:
+        async with slots or self.slots:
             record = await self._submit(request, record, on_event)
             if record.terminal:
                 return record

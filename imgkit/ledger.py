@@ -244,19 +244,32 @@ class Ledger:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    _SPENT = (
+        "SELECT COALESCE(SUM(COALESCE(credits_charged, credits_reserved, est_credits)), 0) "
+        "FROM runs WHERE NOT (status = 'failed' AND task_id IS NULL) AND created_at >= ?"
+    )
+
     def spent_credits(self, since: float | None = None) -> float:
-        """Credits committed by runs since ``since`` (charged, else reserved, else estimated),
-        counting every run that may have cost something (not failed before submission)."""
-        sql = (
-            "SELECT COALESCE(SUM(COALESCE(credits_charged, credits_reserved, est_credits)), 0) "
-            "FROM runs WHERE NOT (status = 'failed' AND task_id IS NULL)"
-        )
-        params: list[Any] = []
-        if since is not None:
-            sql += " AND created_at >= ?"
-            params.append(since)
+        """Credits committed by runs created since ``since`` (charged, else reserved, else
+        estimated), counting every run that may have cost something: all but those that
+        failed before the service accepted them."""
         with self._lock:
-            return float(self._conn.execute(sql, params).fetchone()[0])
+            return float(self._conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+
+    def admit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+        """Insert ``record`` only if the credits committed since ``since`` plus its estimate
+        stay within ``limit``; check and insert are one write transaction, so concurrent
+        runs (threads or processes) cannot both slip under the limit.
+
+        Returns None when admitted, else the credits already committed.
+        """
+        cost = record.est_credits or 0.0
+        with self._write() as conn:
+            spent = float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+            if spent + cost > limit + 1e-9:
+                return spent
+            conn.execute(self._UPSERT, self._row(record))
+        return None
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
         """All runs as a typed DataFrame, oldest first.

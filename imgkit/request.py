@@ -33,6 +33,7 @@ __all__ = [
     "Processing",
     "ReferenceImage",
     "RunRecord",
+    "Secret",
     "TaskStatus",
     "normalize_size",
     "sniff_image_format",
@@ -395,6 +396,39 @@ class ImageRequest:
         fields.update(changes)
         prompt = fields.pop("prompt")
         return ImageRequest.build(prompt, **fields)
+
+
+class Secret:
+    """An API key that does not show itself: its repr and str are masked, so printing a
+    session, ``vars()`` of it or a traceback's locals never reveals it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The key itself, for the one header that needs it."""
+        return self._value
+
+    @property
+    def hint(self) -> str | None:
+        """At most the last four characters, and only of a key long enough to spare them."""
+        return self._value[-4:] if len(self._value) >= 12 else None
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
 
 
 # --- task states -------------------------------------------------------------------------

@@ -12,22 +12,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import datetime as dt
 import html
+import itertools
 import logging
 import os
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, raise_for_record
-from imgkit.errors import ConfigError
+from imgkit.errors import BudgetExceeded, ConfigError
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
-from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord
+from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord, Secret
 from imgkit.store import Store, default_data_dir
 
 if TYPE_CHECKING:
@@ -37,11 +42,16 @@ if TYPE_CHECKING:
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
+    "Budget",
     "Cost",
     "GenerationResult",
     "Session",
+    "SweepPlan",
+    "SweepResult",
     "agenerate",
     "aresume",
+    "asweep",
+    "budget",
     "configure",
     "estimate",
     "generate",
@@ -49,6 +59,7 @@ __all__ = [
     "login",
     "resume",
     "runs",
+    "sweep",
 ]
 
 log = logging.getLogger("imgkit")
@@ -114,6 +125,19 @@ class _LoopThread:
 
 
 _LOOP = _LoopThread()
+
+
+class _Unbounded(asyncio.Semaphore):
+    """A semaphore that never blocks: for runs already bounded by a sweep's own slots."""
+
+    async def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+_UNBOUNDED = _Unbounded()
 
 
 def _call_on(loop: asyncio.AbstractEventLoop | None, handler: EventHandler | None) -> EventHandler | None:
@@ -238,6 +262,43 @@ class GenerationResult:
         return f'<div class="imgkit-result"><div>{"".join(cells)}</div><div style="font-size:90%">{caption}</div></div>'
 
 
+# --- budgets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spending limit, checked against the ledger before every submission.
+
+    Attributes:
+        credits: the most credits runs may commit in one period.
+        per: ``"day"`` or ``"month"`` (local calendar), or None for all time.
+    """
+
+    credits: float
+    per: str | None = None
+
+    def __post_init__(self) -> None:
+        from imgkit.errors import ValidationError
+
+        if isinstance(self.credits, bool) or not isinstance(self.credits, int | float) or self.credits < 0:
+            raise ValidationError("credits", self.credits, "a number of credits >= 0")
+        if self.per not in (None, "day", "month"):
+            raise ValidationError("per", self.per, '"day", "month" or None')
+
+    def period_start(self, now: float | None = None) -> float | None:
+        """Unix time at which the current period began (None: all time)."""
+        if self.per is None:
+            return None
+        local = dt.datetime.fromtimestamp(time.time() if now is None else now).astimezone()
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.per == "month":
+            start = start.replace(day=1)
+        return start.timestamp()
+
+    def __str__(self) -> str:
+        return f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
+
+
 # --- the session -------------------------------------------------------------------------
 
 
@@ -258,6 +319,8 @@ class Session:
         concurrency: the most tasks in flight at once.
         poll, retry: the engine's policies.
         timeout: seconds per HTTP request.
+        budget: a spending limit checked before every submission.
+        sweep_threshold: sweeps estimated above this many credits ask before running.
     """
 
     def __init__(
@@ -274,6 +337,8 @@ class Session:
         poll: PollPolicy | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = 60.0,
+        budget: Budget | None = None,
+        sweep_threshold: float = 50.0,
     ) -> None:
         key = api_key or os.environ.get(KEY_ENV) or None
         if sandbox is None:
@@ -283,7 +348,7 @@ class Session:
                 f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
             )
         self.sandbox = sandbox
-        self._key = key if not sandbox else "sk-sandbox"
+        self._key = Secret(key if not sandbox else "sk-sandbox")
         self.base_url = SANDBOX_URL if sandbox else (base_url or "https://api.evolink.ai")
         self.files_url = files_url
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
@@ -293,6 +358,8 @@ class Session:
         self.poll = poll
         self.retry = retry
         self.timeout = timeout
+        self.budget = budget
+        self.sweep_threshold = sweep_threshold
         self._ledger: Ledger | None = None
         self._engine: Engine | None = None
         self._sandbox_app: Any = None
@@ -305,16 +372,13 @@ class Session:
         if self.sandbox:
             where = "sandbox (in-process, no key)"
         else:
-            tail = self._key[-4:] if self._key and len(self._key) >= 12 else "****"
-            where = f"live {self.base_url} (key ...{tail})"
+            where = f"live {self.base_url} (key ...{self._key.hint or '****'})"
         return f"{where}; price sheet {self.price_sheet}; data {self.data_dir}"
 
     @property
     def key_hint(self) -> str | None:
         """At most the key's last four characters, for banners."""
-        if self.sandbox or not self._key:
-            return None
-        return self._key[-4:] if len(self._key) >= 12 else None
+        return None if self.sandbox else self._key.hint
 
     @property
     def ledger(self) -> Ledger:
@@ -340,7 +404,6 @@ class Session:
             self._sandbox_app = create_app(config)
             transport = httpx.ASGITransport(app=self._sandbox_app)
             name = "sandbox"
-        assert self._key is not None
         return GatewayProvider(
             self._key,
             base_url=self.base_url,
@@ -387,15 +450,47 @@ class Session:
         )
 
     async def _run(
-        self, request: ImageRequest, tags: tuple[str, ...], on_event: EventHandler | None, raise_on_error: bool
+        self,
+        request: ImageRequest,
+        tags: tuple[str, ...],
+        on_event: EventHandler | None,
+        raise_on_error: bool,
+        slots: asyncio.Semaphore | None = None,
     ) -> GenerationResult:
         engine = self.engine
         est = self._estimate_or_none(request)
         record = engine.new_record(request, estimate=est, tags=tags)
-        record = await engine.run(request, record, on_event=on_event)
+        self._admit(record)
+        record = await engine.run(request, record, on_event=on_event, slots=slots)
         if raise_on_error:
             raise_for_record(record)
         return GenerationResult(record, self.data_dir)
+
+    def _admit(self, record: RunRecord) -> None:
+        """Record the run if the budget allows it; otherwise refuse it before it is sent."""
+        budget = self.budget
+        if budget is None:
+            return
+        if record.est_credits is None:
+            log.warning("run %s has no estimate; the budget cannot account for it", record.run_id)
+        spent = self.ledger.admit(record, limit=budget.credits, since=budget.period_start())
+        if spent is not None:
+            raise BudgetExceeded(
+                f"this run (~{record.est_credits:g} credits) would exceed the budget of {budget}: "
+                f"{spent:g} credits already committed this period; nothing was sent"
+            )
+
+    def set_budget(self, credits: float | None, per: str | None = None) -> Budget | None:
+        """Set (or with None, remove) the spending limit; see :func:`budget`."""
+        self.budget = None if credits is None else Budget(credits, per)
+        return self.budget
+
+    def remaining_budget(self) -> float | None:
+        """Credits left under the budget in the current period (None: no budget)."""
+        if self.budget is None:
+            return None
+        spent = self.ledger.spent_credits(self.budget.period_start())
+        return max(0.0, self.budget.credits - spent)
 
     def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
         try:
@@ -427,6 +522,137 @@ class Session:
     async def abalance(self) -> Balance | None:
         """The credits balance the service reports."""
         return await _LOOP.run_async(self.engine.provider.balance())
+
+
+    # --- sweeps ------------------------------------------------------------------------
+
+    def plan_sweep(
+        self,
+        prompts: str | Iterable[str],
+        *,
+        quality: str | Iterable[str] = ("low", "medium", "high"),
+        size: str | Iterable[str] = ("1:1",),
+        n: int = 1,
+        model: str = DEFAULT_MODEL,
+        images: Iterable[Any] | None = None,
+    ) -> SweepPlan:
+        """Validate every run of the cross product prompts x quality x size and price it."""
+        refs = list(images) if images is not None else None
+        requests = tuple(
+            ImageRequest.build(p, model=model, size=sz, quality=q, n=n, images=refs)
+            for p, q, sz in itertools.product(_as_tuple(prompts), _as_tuple(quality), _as_tuple(size))
+        )
+        if not requests:
+            from imgkit.errors import ValidationError
+
+            raise ValidationError("prompts", prompts, "at least one prompt, quality and size")
+        return SweepPlan(requests, tuple(self._estimate_or_none(r) for r in requests), self.price_sheet)
+
+    def _confirm(self, plan: SweepPlan, confirm: bool | None) -> None:
+        remaining = self.remaining_budget()
+        reasons = []
+        if plan.credits > self.sweep_threshold:
+            reasons.append(f"above the sweep threshold of {self.sweep_threshold:g} credits")
+        if remaining is not None and plan.credits > remaining:
+            reasons.append(f"above the {remaining:g} credits left in the budget ({self.budget})")
+        if not reasons or confirm is True:
+            return
+        why = f"{plan} is " + " and ".join(reasons)
+        if confirm is None and _ask(f"{why}. Run it?"):
+            return
+        raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
+
+    async def asweep(
+        self,
+        prompts: str | Iterable[str],
+        *,
+        quality: str | Iterable[str] = ("low", "medium", "high"),
+        size: str | Iterable[str] = ("1:1",),
+        n: int = 1,
+        model: str = DEFAULT_MODEL,
+        images: Iterable[Any] | None = None,
+        tags: Iterable[str] = (),
+        concurrency: int | None = None,
+        per_minute: float | None = None,
+        confirm: bool | None = None,
+        progress: bool = True,
+        on_event: EventHandler | None = None,
+    ) -> SweepResult:
+        """Run a sweep without blocking; see :func:`sweep`."""
+        plan = self.plan_sweep(prompts, quality=quality, size=size, n=n, model=model, images=images)
+        _announce(str(plan))
+        self._confirm(plan, confirm)
+        caller = _running_loop()
+        return await _LOOP.run_async(
+            self._sweep(plan, tuple(tags), concurrency, per_minute, progress, _call_on(caller, on_event))
+        )
+
+    async def _sweep(
+        self,
+        plan: SweepPlan,
+        tags: tuple[str, ...],
+        concurrency: int | None,
+        per_minute: float | None,
+        progress: bool,
+        on_event: EventHandler | None,
+    ) -> SweepResult:
+        sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        slots = asyncio.Semaphore(concurrency or self.concurrency)
+        limiter = None
+        if per_minute:
+            from aiolimiter import AsyncLimiter
+
+            # Spread submissions evenly: a bucket of one run's images, refilled at the rate,
+            # rather than a minute's worth at once (which upstream limits answer with 429s).
+            burst = max(r.n for r in plan.requests)
+            limiter = AsyncLimiter(burst, burst * 60.0 / per_minute)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run")
+        refused: list[tuple[ImageRequest, str]] = []
+
+        async def one(request: ImageRequest) -> GenerationResult | None:
+            if limiter is not None:
+                # Upstream limits count images: a run of n images takes n slots of the minute.
+                await limiter.acquire(request.n)
+            try:
+                async with slots:
+                    return await self._run(request, (*tags, sweep_id), on_event, False, slots=_UNBOUNDED)
+            except BudgetExceeded as exc:
+                refused.append((request, str(exc)))
+                return None
+            finally:
+                if bar is not None:
+                    bar.update(1)
+
+        try:
+            outcomes = await asyncio.gather(*(one(r) for r in plan.requests))
+        finally:
+            if bar is not None:
+                bar.close()
+        results = [r for r in outcomes if r is not None]
+        return SweepResult(plan, sweep_id, results, refused, self)
+
+    def sweep(self, prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
+        """Run a sweep and wait for it; see :func:`sweep`."""
+        confirm = kwargs.pop("confirm", None)
+        on_event = kwargs.pop("on_event", None)
+        run_kwargs = {k: kwargs.pop(k) for k in ("tags", "concurrency", "per_minute", "progress") if k in kwargs}
+        plan = self.plan_sweep(prompts, **kwargs)
+        _announce(str(plan))
+        self._confirm(plan, confirm)
+        return _LOOP.run(
+            self._sweep(
+                plan,
+                tuple(run_kwargs.get("tags", ())),
+                run_kwargs.get("concurrency"),
+                run_kwargs.get("per_minute"),
+                run_kwargs.get("progress", True),
+                on_event,
+            )
+        )
 
     # --- sync API ----------------------------------------------------------------------
 
@@ -471,6 +697,134 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+
+# --- sweeps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPlan:
+    """The runs a sweep will make and what they are estimated to cost, before anything is
+    sent."""
+
+    requests: tuple[ImageRequest, ...]
+    estimates: tuple[Estimate | None, ...]
+    sheet: str
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.requests)
+
+    @property
+    def n_images(self) -> int:
+        return sum(r.n for r in self.requests)
+
+    def _total(self, attr: str) -> float:
+        return round(sum(getattr(e, attr) for e in self.estimates if e is not None), 5)
+
+    @property
+    def credits(self) -> float:
+        return self._total("credits")
+
+    @property
+    def usd(self) -> float:
+        return self._total("usd")
+
+    @property
+    def cny(self) -> float:
+        return self._total("cny")
+
+    def __str__(self) -> str:
+        unpriced = sum(e is None for e in self.estimates)
+        text = (
+            f"sweep: {self.n_runs} runs, {self.n_images} images, estimated {self.credits:g} credits "
+            f"(${self.usd:.4f}, ¥{self.cny:.4f}; price sheet {self.sheet})"
+        )
+        if unpriced:
+            text += f"; {unpriced} runs have no price on this sheet"
+        return text
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>{html.escape(str(self))}</b></p>"
+
+
+class SweepResult:
+    """The runs of a sweep: completed, failed and those the budget refused (never sent)."""
+
+    def __init__(
+        self,
+        plan: SweepPlan,
+        sweep_id: str,
+        results: list[GenerationResult],
+        refused: list[tuple[ImageRequest, str]],
+        session: Session,
+    ) -> None:
+        self.plan = plan
+        self.sweep_id = sweep_id
+        self.results = results
+        self.refused = refused
+        self._session = session
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r.run_id for r in self.results]
+
+    @property
+    def completed(self) -> list[GenerationResult]:
+        return [r for r in self.results if r.status == "completed"]
+
+    @property
+    def failed(self) -> list[GenerationResult]:
+        return [r for r in self.results if r.status != "completed"]
+
+    def runs(self) -> pd.DataFrame:
+        """This sweep's rows of the ledger."""
+        df = self._session.runs()
+        return df[df["run_id"].isin(self.run_ids)].reset_index(drop=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SweepResult {self.sweep_id}: {len(self.completed)} completed, {len(self.failed)} failed "
+            f"or unknown, {len(self.refused)} refused by the budget>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(r.record.prompt[:60])}</td><td>{r.record.quality}</td><td>{r.record.size}</td>"
+            f"<td>{r.status}</td><td>{r.record.est_credits if r.record.est_credits is not None else '-'}</td>"
+            f"<td>{'-' if r.latency_s is None else f'{r.latency_s:.1f}'}</td></tr>"
+            for r in self.results
+        )
+        head = "<tr><th>prompt</th><th>quality</th><th>size</th><th>status</th><th>est. credits</th><th>latency s</th></tr>"
+        return f"<p>{html.escape(repr(self))}</p><table>{head}{rows}</table>"
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str | int):
+        return (value,)
+    return tuple(value)
+
+
+def _ask(question: str) -> bool:
+    """Ask yes/no where a person can answer (a kernel with stdin, a terminal); else False."""
+    interactive = "ipykernel" in sys.modules or (sys.stdin is not None and sys.stdin.isatty())
+    if not interactive:
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except Exception:  # StdinNotImplementedError in kernels without stdin, EOFError, ...
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _announce(text: str) -> None:
+    # Shown above any progress bar, on stderr, so it is never mixed into a result.
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
 
 
 # --- the default session and module functions --------------------------------------------
@@ -569,6 +923,69 @@ async def agenerate(
         prompt, size=size, quality=quality, n=n, images=images, model=model, tags=tags,
         on_event=on_event, raise_on_error=raise_on_error,
     )
+
+
+def sweep(
+    prompts: str | Iterable[str],
+    *,
+    quality: str | Iterable[str] = ("low", "medium", "high"),
+    size: str | Iterable[str] = ("1:1",),
+    n: int = 1,
+    model: str = DEFAULT_MODEL,
+    images: Iterable[Any] | None = None,
+    tags: Iterable[str] = (),
+    concurrency: int | None = None,
+    per_minute: float | None = None,
+    confirm: bool | None = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Run every combination of prompts x quality x size, concurrently, and wait.
+
+    Before anything is sent it states the total estimated cost. Above the session's
+    ``sweep_threshold`` or the remaining budget it asks (in a notebook or terminal) and
+    refuses elsewhere unless ``confirm=True``. Runs the budget refuses are listed in
+    ``result.refused`` and never sent.
+
+    Args:
+        prompts: one prompt or several.
+        quality: tiers to try.
+        size: sizes to try, either form.
+        n: images per run.
+        model: the model for every run.
+        images: reference images for every run.
+        tags: labels for every run; the sweep's id is added.
+        concurrency: the most runs in flight (default: the session's).
+        per_minute: the most images submitted per minute (upstream tiers can be as low as 5).
+        confirm: True to skip the question; False to refuse without asking.
+        progress: show a progress bar (tqdm's notebook bar in Jupyter).
+
+    Example:
+        >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
+        ...                    size=["1:1", "3:2"])
+        >>> out.runs().groupby("quality")["est_credits"].sum()
+    """
+    return get_session().sweep(
+        prompts, quality=quality, size=size, n=n, model=model, images=images, tags=tags,
+        concurrency=concurrency, per_minute=per_minute, confirm=confirm, progress=progress,
+    )
+
+
+async def asweep(prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
+    """:func:`sweep` without blocking: ``out = await imgkit.asweep(...)``."""
+    return await get_session().asweep(prompts, **kwargs)
+
+
+def budget(credits: float | None = None, per: str | None = None) -> Budget | None:
+    """Set a spending limit for the default session, checked before every submission.
+
+    Args:
+        credits: the limit; None removes it.
+        per: ``"day"``, ``"month"`` or None (all time).
+
+    Example:
+        >>> imgkit.budget(credits=100, per="day")
+    """
+    return get_session().set_budget(credits, per)
 
 
 def runs() -> pd.DataFrame:

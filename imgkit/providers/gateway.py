@@ -22,6 +22,7 @@ from imgkit.request import (
     Pending,
     Processing,
     ReferenceImage,
+    Secret,
     TaskStatus,
 )
 
@@ -126,7 +127,7 @@ class GatewayProvider:
 
     def __init__(
         self,
-        api_key: str,
+        api_key: str | Secret,
         *,
         base_url: str = LIVE_API_URL,
         files_url: str | None = None,
@@ -145,18 +146,21 @@ class GatewayProvider:
             limits=limits,
             headers={"User-Agent": "imgkit"},
         )
-        # The key lives in this header mapping only; it is attached per request so that
-        # downloads from third-party result hosts never carry it.
-        self._auth = {"Authorization": f"Bearer {api_key}"}
+        # Kept masked; revealed only into the header of requests to the service's own hosts
+        # (result downloads from other hosts never carry it). httpx masks it in reprs.
+        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
 
     def __repr__(self) -> str:
         return f"<GatewayProvider {self.name} {self.base_url}>"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
-        headers = self._auth if auth else None
+        headers = self._headers() if auth else None
         try:
             response = await self._client.request(method, url, headers=headers, **kwargs)
         except httpx.ConnectError as exc:
@@ -197,8 +201,7 @@ class GatewayProvider:
         if not url.lower().startswith(("http://", "https://")):
             raise DownloadError(f"refusing to download a result from a non-http URL: {url[:80]!r}")
         # Results are public URLs; the key is only sent to the service's own host.
-        auth = url.startswith(self.base_url)
-        headers = self._auth if auth else None
+        headers = self._headers() if url.startswith((self.base_url, self.files_url)) else None
         try:
             async with self._client.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 400:
