@@ -104,7 +104,7 @@ class APIError(ImgkitError):
         code: str,
         message: str,
         *,
-        type: str = "",  # noqa: A002 - mirrors the wire field name
+        type: str = "",
         retry_after: float | None = None,
         body: Any = None,
     ) -> None:

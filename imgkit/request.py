@@ -89,7 +89,7 @@ class ModelProfile:
 
 
 _GPT_IMAGE_2_RATIOS = (
-    "1:1 1:2 2:1 1:3 3:1 2:3 3:2 3:4 4:3 4:5 5:4 9:16 16:9 9:21 21:9".split()
+    ["1:1", "1:2", "2:1", "1:3", "3:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "9:21", "21:9"]
 )
 
 #: Model profiles, by name. gpt-image-1 is the default.
@@ -166,7 +166,7 @@ def normalize_size(size: str, model: str = DEFAULT_MODEL) -> str:
         ok = (
             w % 16 == 0
             and h % 16 == 0
-            and 16 <= min(w, h)
+            and min(w, h) >= 16
             and max(w, h) <= 3840
             and 655_360 <= pixels <= 8_294_400
             and max(w, h) <= 3 * min(w, h)
@@ -257,23 +257,31 @@ class ReferenceImage:
         field_name = f"images[{index}]"
         limit = f"{profile.max_image_bytes // MB} MB"
         formats = "/".join(f.upper() for f in profile.image_formats)
+        kinds = "an http(s) URL, a local path, bytes or a PIL image"
+
+        def wrong_format(shown: str, fmt: str | None) -> ValidationError:
+            return ValidationError(
+                field_name, shown, f"a {formats} image by its content", hint=f"its content is {fmt or 'not an image'}"
+            )
+
         if isinstance(value, ReferenceImage):
             return value
         if isinstance(value, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
             if not value.lower().startswith(("http://", "https://")):
-                raise ValidationError(field_name, value, "an http(s) URL, a local path, bytes or a PIL image")
+                raise ValidationError(field_name, value, kinds)
             return cls(url=value, name=value.rsplit("/", 1)[-1][:100])
         if isinstance(value, str | os.PathLike):
             path = Path(value).expanduser()
             if not path.is_file():
-                raise ValidationError(field_name, str(value), "an existing image file, an http(s) URL, bytes or a PIL image")
+                raise ValidationError(field_name, str(value), f"an existing image file, or {kinds}")
             size = path.stat().st_size
             if size > profile.max_image_bytes:
-                raise ValidationError(field_name, str(value), f"at most {limit} per image", hint=f"it has {size / MB:.1f} MB")
+                hint = f"it has {size / MB:.1f} MB"
+                raise ValidationError(field_name, str(value), f"at most {limit} per image", hint=hint)
             with path.open("rb") as fh:
                 fmt = sniff_image_format(fh.read(16))
             if fmt not in profile.image_formats:
-                raise ValidationError(field_name, str(value), f"a {formats} image by its content", hint=f"its content is {fmt or 'not an image'}")
+                raise wrong_format(str(value), fmt)
             return cls(path=path.resolve(), name=path.name, format=fmt, size_bytes=size)
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
@@ -282,12 +290,12 @@ class ReferenceImage:
             value.save(buf, format="PNG")
             data = buf.getvalue()
         else:
-            raise ValidationError(field_name, value, "an http(s) URL, a local path, bytes or a PIL image")
+            raise ValidationError(field_name, value, kinds)
         if len(data) > profile.max_image_bytes:
             raise ValidationError(field_name, f"<{len(data)} bytes>", f"at most {limit} per image")
         fmt = sniff_image_format(data[:16])
         if fmt not in profile.image_formats:
-            raise ValidationError(field_name, f"<{len(data)} bytes>", f"a {formats} image by its content", hint=f"its content is {fmt or 'not an image'}")
+            raise wrong_format(f"<{len(data)} bytes>", fmt)
         name = f"reference-{index}.{'jpg' if fmt == 'jpeg' else fmt}"
         return cls(data=data, name=name, format=fmt, size_bytes=len(data))
 

@@ -53,10 +53,10 @@ FAST_POLL = imgkit.PollPolicy(min_interval=0.01, max_interval=0.2, deadline=60.0
 
 
 @pytest.fixture
-def session(sandbox_url: str, data_dir: Path) -> Iterator[imgkit.Session]:
-    """The real client against the loopback sandbox, as the default session."""
-    s = imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
-    yield s
+def session(sandbox_url: str, data_dir: Path) -> imgkit.Session:
+    """The real client against the loopback sandbox, as the default session (closed by
+    the autouse fixture)."""
+    return imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
 
 
 def pytest_report_header() -> str:

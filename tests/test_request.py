@@ -88,14 +88,14 @@ def test_prompt_limit_is_per_model() -> None:
 
 
 def test_unknown_model() -> None:
-    with pytest.raises(ValidationError, match="model='dall-e-3'.*gpt-image-1, gpt-image-1.5, gpt-image-2"):
+    with pytest.raises(ValidationError, match=r"model='dall-e-3'.*gpt-image-1, gpt-image-1\.5, gpt-image-2"):
         ImageRequest.build("p", model="dall-e-3")
 
 
 def test_model_profiles() -> None:
     assert MODELS["gpt-image-1"].api_default_quality == "high"
     assert MODELS["gpt-image-1.5"].max_n == 1
-    with pytest.raises(ValidationError, match="n=2 is not allowed: 1 for gpt-image-1.5"):
+    with pytest.raises(ValidationError, match=r"n=2 is not allowed: 1 for gpt-image-1\.5"):
         ImageRequest.build("p", model="gpt-image-1.5", n=2)
     assert ImageRequest.build("p", model="gpt-image-2", size="16:9").size == "16:9"
     assert ImageRequest.build("p", model="gpt-image-2", size="2048x1152").size == "2048x1152"

@@ -42,7 +42,7 @@ def test_sweep_states_its_cost_before_sending(session: imgkit.Session, capsys: p
 
 def test_sweep_above_threshold_refuses_without_confirmation(session: imgkit.Session, sandbox_url: str) -> None:
     before = len(_tasks(sandbox_url))
-    with pytest.raises(imgkit.BudgetExceeded, match="above the sweep threshold of 50 credits.*confirm=True"):
+    with pytest.raises(imgkit.BudgetExceeded, match=r"above the sweep threshold of 50 credits.*confirm=True"):
         imgkit.sweep(["a", "b", "c"], quality="high", size="3:2", n=2, progress=False)
     assert len(_tasks(sandbox_url)) == before
     assert len(imgkit.runs()) == 0

@@ -254,5 +254,5 @@ class GatewayProvider:
 def _host(url: str) -> str:
     try:
         return httpx.URL(url).host or url[:40]
-    except Exception:  # noqa: BLE001 - only used to describe an error
+    except Exception:
         return url[:40]
