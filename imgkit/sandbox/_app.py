@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ._openai import openai_routes
 from ._render import RenderSpec, render_png
 from ._state import (
     UPLOAD_TTL,
@@ -671,6 +672,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/api/v1/files/quota", api.quota, methods=["GET"]),
         Route("/api/v1/files/list", api.list_files, methods=["GET"]),
         Route("/api/v1/files/{file_id}", api.delete_file, methods=["DELETE"]),
+        *openai_routes(api),  # the OpenAI Images API under /openai/v1 (spec §9)
         Route("/_sandbox/health", api.health, methods=["GET"]),
         Route("/_sandbox/tasks", api.list_tasks, methods=["GET"]),
         Route("/_sandbox/faults", api.faults, methods=["GET", "POST"]),
