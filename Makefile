@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 lab: $(VENV)/.installed  ## set up, then open JupyterLab on notebooks/ (sandbox when no key)
 	$(BIN)/jupyter lab notebooks/ $(LAB_SETTINGS)
 
-demo: $(VENV)/.installed  ## headless: execute the notebooks into build/ (or one run when none)
-	$(BIN)/python -m imgkit.cli demo
+demo: $(VENV)/.installed  ## headless: execute the notebooks into build/notebooks (with their reports)
+	$(BIN)/python scripts/execute_notebooks.py --out build/notebooks
 
 test: $(VENV)/.installed  ## set up, then run every test (unit, sandbox, notebooks, browser)
 	./scripts/ensure-chromium
