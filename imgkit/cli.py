@@ -97,6 +97,60 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+_REPORT_FORMATS = ("csv", "html", "md", "pdf", "xlsx")
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", help="first day or time (ISO, UTC unless it says otherwise)")
+    p.add_argument("--until", help="last day (included) or time")
+    p.add_argument("--tags", help="comma-separated: runs having any of these tags")
+    p.add_argument("--quality", help="comma-separated tiers: low,medium,high")
+    p.add_argument("--group-by", default="day,quality,size",
+                   help="comma-separated tables: day, week, month, quality, size, model, status, provider, tag, "
+                        "price_sheet (default: day,quality,size)")
+    p.add_argument("--currency", default="USD", choices=["USD", "CNY", "credits"],
+                   help="money column of the tables and charts (default: USD)")
+    p.add_argument("--format", choices=_REPORT_FORMATS, help="default: from -o's extension, else md")
+    p.add_argument("-o", "--output", help="file to write (default: print to stdout)")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
+@command("report", _report_args)
+def _report(args: argparse.Namespace) -> int:
+    """Write a cost report over the ledger ($IMGKIT_HOME): Markdown, CSV, HTML, XLSX or PDF."""
+    from pathlib import Path
+
+    from imgkit.reports import EXTENSIONS
+    from imgkit.reports import report as build
+
+    kind = args.format
+    if kind is None and args.output:
+        kind = EXTENSIONS.get(Path(args.output).suffix.lower())
+        if kind is None:
+            print(f"imgkit report: cannot tell the format of {args.output!r}; add --format", file=sys.stderr)
+            return 2
+    kind = kind or "md"
+    if args.output is None and kind in ("xlsx", "pdf"):
+        print(f"imgkit report: --format {kind} needs -o PATH", file=sys.stderr)
+        return 2
+    rep = build(
+        since=args.since, until=args.until, tags=_split(args.tags), quality=_split(args.quality),
+        group_by=_split(args.group_by) or (), currency=args.currency,
+    )
+    if args.output is None:
+        text = {"md": rep.to_markdown, "html": rep.to_html, "csv": rep.to_csv}[kind]()
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    writers = {"csv": rep.to_csv, "xlsx": rep.to_xlsx, "html": rep.to_html, "md": rep.to_markdown, "pdf": rep.to_pdf}
+    writers[kind](out)
+    print(f"{out}: {rep!r}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``imgkit`` command."""
     from imgkit.errors import ImgkitError

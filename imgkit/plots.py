@@ -1,0 +1,579 @@
+"""Spend plots: DataFrame in, matplotlib Figure out, no pyplot global state.
+
+Every function takes the DataFrame of :func:`imgkit.runs` (or any slice of it), draws on a
+fresh :class:`~matplotlib.figure.Figure` with an Agg canvas (or on the ``ax`` you pass) and
+returns the Figure, which displays itself as a PNG in a notebook. Nothing calls ``show``, so
+the plots work the same in a kernel, a script and a report.
+
+The cost columns come from :func:`with_costs`, the one place that decides what a run cost;
+the reports use it too. Tiers keep one colour everywhere (:data:`TIER_COLORS`).
+
+Example:
+    >>> import imgkit, imgkit.plots
+    >>> fig = imgkit.plots.spend_over_time(imgkit.runs(), currency="USD")
+    >>> fig.savefig("spend.png")
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from imgkit.ledger import COLUMNS, STATUSES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "COST_BASES",
+    "CURRENCIES",
+    "TIER_COLORS",
+    "cost_column",
+    "cost_vs_latency",
+    "currency_unit",
+    "estimated_vs_charged",
+    "runs_by_status",
+    "spend_by_tier_size",
+    "spend_over_time",
+    "time_buckets",
+    "with_costs",
+]
+
+log = logging.getLogger("imgkit")
+
+#: One colour per quality tier, the same in every plot and report (Okabe-Ito, colour-blind
+#: safe). Tiers outside this map are drawn in :data:`_OTHER_COLOR`.
+TIER_COLORS: dict[str, str] = {"low": "#56b4e9", "medium": "#009e73", "high": "#d55e00"}
+_OTHER_COLOR = "#999999"
+
+#: Accepted units for amounts: credits, or a currency converted with the run's price sheet.
+CURRENCIES: tuple[str, ...] = ("credits", "USD", "CNY")
+
+#: How :func:`with_costs` arrived at a run's charged amount (the ``cost_basis`` column).
+COST_BASES: tuple[str, ...] = ("charged", "reserved", "estimate", "no task", "may have cost")
+
+_FREQS = {"D": "D", "day": "D", "W": "W", "week": "W", "M": "M", "month": "M"}
+_FREQ_WORDS = {"D": "day", "W": "week", "M": "month"}
+_BAR_DAYS = {"D": 0.8, "W": 5.6, "M": 24.0}
+_HEADROOM = 1.22  # y-axis room above the data for a one-row legend
+
+
+class _Sheet(Protocol):
+    def to_usd(self, credits: Any) -> Any: ...
+    def to_cny(self, credits: Any) -> Any: ...
+
+
+# --- cost semantics (shared with imgkit.reports) -----------------------------------------
+
+
+def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) -> pd.DataFrame:
+    """A copy of ``df`` with what each run cost: ``charged_credits``, ``charged_usd``,
+    ``charged_cny`` and ``cost_basis``.
+
+    The rules, in order (``cost_basis`` names the one that applied):
+
+    - ``charged``: the service reported a charge (``credits_charged``).
+    - ``reserved``: the service reserved credits on create (``credits_reserved``); that is
+      what it held, so it counts.
+    - ``no task``: the run never reached the service (``failed`` or ``created`` with no
+      ``task_id``), so it cost nothing: 0.
+    - ``estimate``: a ``completed`` run for which the service reported no figure; its
+      estimate (``est_credits``) stands in.
+    - ``may have cost``: anything else, e.g. an ``unknown`` run whose create request may have
+      reached the service. The charged amount is left empty (NaN); reports list these runs
+      separately with their estimate.
+
+    Credits become USD and CNY with each run's own price sheet. A run whose sheet is not
+    registered in this process (or that has none) gets empty USD/CNY and a log warning.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        sheets: price sheets by name; :func:`imgkit.price_sheets` when None.
+
+    Example:
+        >>> costs = with_costs(imgkit.runs())
+        >>> costs.groupby("quality", observed=True)["charged_usd"].sum()
+    """
+    import numpy as np
+    import pandas as pd
+
+    _require(df, _COST_INPUTS)
+    out = df.copy()
+    status = out["status"].astype("string")
+    charged = out["credits_charged"].astype("float64")
+    reserved = out["credits_reserved"].astype("float64")
+    estimated = out["est_credits"].astype("float64")
+    no_task = out["task_id"].isna()
+    conditions = [
+        charged.notna().to_numpy(),
+        reserved.notna().to_numpy(),
+        (no_task & status.isin(["failed", "created"])).fillna(False).to_numpy(dtype=bool),
+        (status == "completed").fillna(False).to_numpy(dtype=bool),
+    ]
+    basis = np.select(conditions, ["charged", "reserved", "no task", "estimate"], default="may have cost")
+    credits = np.select(
+        conditions,
+        [charged.to_numpy(), reserved.to_numpy(), np.zeros(len(out)), estimated.to_numpy()],
+        default=np.nan,
+    )
+    out["charged_credits"] = pd.Series(credits, index=out.index, dtype="float64")
+    out["cost_basis"] = pd.Categorical(basis, categories=COST_BASES)
+    usd = pd.Series(np.nan, index=out.index, dtype="float64")
+    cny = usd.copy()
+    known = _price_sheets() if sheets is None else sheets
+    names = out["price_sheet"].astype("string")
+    for name in names.dropna().unique():
+        rows = (names == name).fillna(False).to_numpy(dtype=bool)
+        sheet = known.get(str(name))
+        if sheet is None:
+            log.warning(
+                "price sheet %r is not registered; USD/CNY of %d run(s) left empty "
+                "(imgkit.register_price_sheet adds it)", name, int(rows.sum())
+            )
+            continue
+        amounts = out.loc[rows, "charged_credits"]
+        # The sheet's own conversion, so reports agree with estimates to the last digit.
+        usd[rows] = sheet.to_usd(amounts)
+        cny[rows] = sheet.to_cny(amounts)
+    # A run that cost nothing costs nothing in any currency, with or without a sheet.
+    free = out["cost_basis"] == "no task"
+    usd[free] = 0.0
+    cny[free] = 0.0
+    out["charged_usd"] = usd
+    out["charged_cny"] = cny
+    return out
+
+
+_COST_INPUTS = ("status", "task_id", "credits_charged", "credits_reserved", "est_credits", "price_sheet")
+
+
+def _require(df: pd.DataFrame, names: Iterable[str]) -> None:
+    missing = [name for name in names if name not in df.columns]
+    if missing:
+        raise ValueError(
+            f"not a runs DataFrame: missing {', '.join(missing)} (imgkit.runs() gives "
+            f"{len(COLUMNS)} columns: {', '.join(COLUMNS[:4])}, ...)"
+        )
+
+
+def _price_sheets() -> Mapping[str, _Sheet]:
+    # Price sheets are pure data one layer down; imported here only, when costs are computed.
+    from imgkit.pricing import price_sheets
+
+    return price_sheets()
+
+
+def _has_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with cost columns, computing them only when they are missing."""
+    needed = ("charged_credits", "charged_usd", "charged_cny", "cost_basis")
+    return df if all(c in df.columns for c in needed) else with_costs(df)
+
+
+def currency_unit(currency: str) -> str:
+    """The canonical unit name for ``currency`` (``"usd"`` gives ``"USD"``); ValueError when
+    it is not one of :data:`CURRENCIES`."""
+    for name in CURRENCIES:
+        if str(currency).strip().lower() in (name.lower(), name.lower().rstrip("s")):
+            return name
+    raise ValueError(f"currency={currency!r} is not allowed: one of {', '.join(CURRENCIES)}")
+
+
+def cost_column(currency: str = "USD", *, estimated: bool = False) -> str:
+    """The column holding amounts in ``currency`` (credits, USD or CNY).
+
+    Example:
+        >>> cost_column("usd"), cost_column("credits", estimated=True)
+        ('charged_usd', 'est_credits')
+    """
+    unit = currency_unit(currency).lower()
+    return f"est_{unit}" if estimated else f"charged_{unit}"
+
+
+def time_buckets(times: pd.Series, freq: str = "D") -> pd.Series:
+    """The start of the UTC day, ISO week (Monday) or month of each time, as naive UTC
+    timestamps.
+
+    Args:
+        times: timezone-aware (or naive UTC) timestamps, e.g. ``df["created_at"]``.
+        freq: ``"D"``/``"day"``, ``"W"``/``"week"`` or ``"M"``/``"month"``.
+    """
+    code = _freq(freq)
+    if times.dt.tz is not None:
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    day = times.dt.floor("D")
+    if code == "D":
+        return day
+    import pandas as pd
+
+    back = day.dt.day_of_week if code == "W" else day.dt.day - 1
+    return day - pd.to_timedelta(back, unit="D")
+
+
+def _freq(freq: str) -> str:
+    try:
+        return _FREQS[freq]
+    except KeyError:
+        raise ValueError(f"freq={freq!r} is not allowed: D, W or M (day, week, month)") from None
+
+
+# --- figures -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _figure_class() -> type[Figure]:
+    from matplotlib.figure import Figure
+
+    class SpendFigure(Figure):
+        """A Figure that shows itself as a PNG in a notebook, with or without pyplot."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png")
+            return buffer.getvalue()
+
+    SpendFigure.__module__ = __name__
+    return SpendFigure
+
+
+def _figure(
+    width: float = 9.0, height: float = 4.5, *, rows: int = 1, sharex: bool = False
+) -> tuple[Figure, list[Axes]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _figure_class()(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=sharex, squeeze=False)[:, 0]
+    return fig, list(axes)
+
+
+def _target(ax: Axes | None, width: float = 9.0, height: float = 4.5) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.get_figure(root=True), ax  # type: ignore[return-value]
+    fig, axes = _figure(width, height)
+    return fig, axes[0]
+
+
+def _tier_color(tier: object) -> str:
+    return TIER_COLORS.get(str(tier), _OTHER_COLOR)
+
+
+def _tiers(values: pd.Series) -> list[str]:
+    """The tiers present, in tier order (low, medium, high, then any others)."""
+    present = {str(v) for v in values.dropna().unique()}
+    return [t for t in TIER_COLORS if t in present] + sorted(present - set(TIER_COLORS))
+
+
+def _style(ax: Axes, *, grid: str = "y") -> None:
+    ax.grid(axis=grid, alpha=0.3)  # type: ignore[arg-type]
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _empty(ax: Axes, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#555555")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _money(value: float, currency: str) -> str:
+    """A short amount for bar labels."""
+    unit = currency_unit(currency)
+    digits = 2 if abs(value) >= 10 else 4 if abs(value) < 1 else 3
+    text = f"{value:,.{digits}f}"
+    return {"USD": f"${text}", "CNY": f"¥{text}"}.get(unit, text)
+
+
+def _credits_axis(ax: Axes, costs: pd.DataFrame, currency: str) -> None:
+    """Add a right-hand axis in credits when the amounts are in a currency and one rate
+    applies to all of them (one price sheet), so readers see both units."""
+    unit = currency_unit(currency)
+    if unit == "credits":
+        return
+    column = cost_column(unit)
+    paid = costs[(costs["charged_credits"] > 0) & costs[column].notna()]
+    if paid.empty or paid["price_sheet"].astype("string").nunique() != 1:
+        return
+    rate = float((paid[column] / paid["charged_credits"]).median())
+    if not math.isfinite(rate) or rate <= 0:
+        return
+    secondary = ax.secondary_yaxis("right", functions=(lambda v: v / rate, lambda c: c * rate))
+    secondary.set_ylabel("credits", color="#555555")
+    secondary.tick_params(colors="#555555")
+
+
+def _date_axis(ax: Axes) -> None:
+    from matplotlib import dates
+
+    locator = dates.AutoDateLocator(minticks=4, maxticks=10)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, show_offset=True))
+
+
+def spend_over_time(
+    df: pd.DataFrame,
+    *,
+    currency: str = "USD",
+    freq: str = "D",
+    axes: tuple[Axes, Axes] | None = None,
+) -> Figure:
+    """Charged spend per day (or week, month), stacked by tier, and cumulative spend.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        currency: ``"USD"``, ``"CNY"`` or ``"credits"``.
+        freq: ``"D"``, ``"W"`` or ``"M"`` (UTC days, ISO weeks, months).
+        axes: two Axes to draw on (per period, cumulative); a new figure when None.
+
+    Example:
+        >>> spend_over_time(imgkit.runs(), currency="CNY", freq="W")
+    """
+    import numpy as np
+    import pandas as pd
+
+    code = _freq(freq)
+    unit = currency_unit(currency)
+    if axes is None:
+        fig, (ax_bar, ax_cum) = _figure(9.0, 6.5, rows=2, sharex=True)
+    else:
+        ax_bar, ax_cum = axes
+        fig = ax_bar.get_figure(root=True)  # type: ignore[assignment]
+    costs = _has_costs(df)
+    column = cost_column(unit)
+    data = costs.loc[costs[column].notna(), ["created_at", "quality", column]].copy()
+    word = _FREQ_WORDS[code]
+    ax_bar.set_title(f"Spend per {word} by tier (charged, {unit})", loc="left")
+    ax_cum.set_title(f"Cumulative spend (charged, {unit})", loc="left")
+    if data.empty:
+        for ax in (ax_bar, ax_cum):
+            _empty(ax, "No runs with a known cost")
+        return fig
+    data["bucket"] = time_buckets(data["created_at"], code)
+    data["quality"] = data["quality"].astype("string").fillna("(none)")
+    table = data.pivot_table(index="bucket", columns="quality", values=column, aggfunc="sum", fill_value=0.0)
+    span = {"D": "D", "W": "W-MON", "M": "MS"}[code]
+    table = table.reindex(pd.date_range(table.index.min(), table.index.max(), freq=span), fill_value=0.0)
+    tiers = [t for t in _tiers(data["quality"]) if t in table.columns]
+    x = table.index.to_numpy()
+    bottom = np.zeros(len(table))
+    for tier in tiers:
+        heights = table[tier].to_numpy(dtype=float)
+        ax_bar.bar(x, heights, width=_BAR_DAYS[code], bottom=bottom, color=_tier_color(tier), label=tier)
+        bottom += heights
+    cumulative = table[tiers].cumsum()
+    for tier in tiers:
+        ax_cum.plot(x, cumulative[tier].to_numpy(), color=_tier_color(tier), marker="o", markersize=3, label=tier)
+    if len(tiers) > 1:
+        ax_cum.plot(x, cumulative.sum(axis=1).to_numpy(), color="#222222", linewidth=2, label="total")
+    pad = pd.Timedelta(days=_BAR_DAYS[code])
+    ax_bar.set_xlim(table.index.min() - pad, table.index.max() + pad)
+    ax_bar.set_ylabel(f"{unit} per {word}")
+    ax_cum.set_ylabel(f"{unit}, cumulative")
+    ax_cum.set_xlabel("Date (UTC)")
+    # Headroom above the tallest bar and the last point keeps the legends off the data.
+    ax_bar.set_ylim(0, float(bottom.max()) * _HEADROOM or 1.0)
+    ax_cum.set_ylim(0, float(cumulative.sum(axis=1).max()) * _HEADROOM or 1.0)
+    for ax in (ax_bar, ax_cum):
+        _style(ax)
+        _credits_axis(ax, costs, unit)
+        ax.legend(loc="upper left", fontsize="small", ncols=len(tiers) + 1, frameon=False)
+        _date_axis(ax)
+    if ax_bar.get_shared_x_axes().joined(ax_bar, ax_cum):
+        # The dates under the lower panel serve both.
+        ax_bar.tick_params(axis="x", labelbottom=False)
+        ax_bar.xaxis.get_offset_text().set_visible(False)
+    return fig
+
+
+def _size_label(size: str) -> str:
+    w, _, h = str(size).partition("x")
+    if w.isdigit() and h.isdigit():
+        g = math.gcd(int(w), int(h))
+        return f"{size}\n({int(w) // g}:{int(h) // g})"
+    return str(size)
+
+
+def spend_by_tier_size(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | None = None) -> Figure:
+    """Charged spend for each size, one bar per tier.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        currency: ``"USD"``, ``"CNY"`` or ``"credits"``.
+        ax: the Axes to draw on; a new figure when None.
+
+    Example:
+        >>> spend_by_tier_size(imgkit.runs(), currency="credits")
+    """
+    import numpy as np
+
+    unit = currency_unit(currency)
+    fig, ax = _target(ax)
+    costs = _has_costs(df)
+    column = cost_column(unit)
+    data = costs.loc[costs[column].notna(), ["size", "quality", column]].copy()
+    ax.set_title(f"Spend by tier and size (charged, {unit})", loc="left")
+    if data.empty:
+        _empty(ax, "No runs with a known cost")
+        return fig
+    data["quality"] = data["quality"].astype("string").fillna("(none)")
+    table = data.pivot_table(
+        index="size", columns="quality", values=column, aggfunc="sum", fill_value=0.0, observed=True
+    )
+    tiers = [t for t in _tiers(data["quality"]) if t in table.columns]
+    positions = np.arange(len(table))
+    width = 0.8 / max(len(tiers), 1)
+    label_bars = len(table) * len(tiers) <= 15
+    for i, tier in enumerate(tiers):
+        values = table[tier].to_numpy(dtype=float)
+        offset = (i - (len(tiers) - 1) / 2) * width
+        bars = ax.bar(positions + offset, values, width, color=_tier_color(tier), label=tier)
+        if label_bars:
+            ax.bar_label(bars, labels=[_money(v, unit) if v else "" for v in values], fontsize="x-small", padding=2,
+                         parse_math=False)
+    ax.set_xticks(positions, [_size_label(s) for s in table.index])
+    ax.set_xlabel("Size (pixels)")
+    ax.set_ylabel(f"Spend ({unit})")
+    ax.set_ylim(0, float(table.to_numpy().max()) * _HEADROOM or 1.0)
+    _style(ax)
+    _credits_axis(ax, costs, unit)
+    ax.legend(loc="upper left", fontsize="small", ncols=len(tiers), frameon=False)
+    return fig
+
+
+def cost_vs_latency(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | None = None) -> Figure:
+    """Each run's charged cost against its latency (submit to completion), coloured by tier.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        currency: ``"USD"``, ``"CNY"`` or ``"credits"``.
+        ax: the Axes to draw on; a new figure when None.
+
+    Example:
+        >>> cost_vs_latency(imgkit.runs())
+    """
+    unit = currency_unit(currency)
+    fig, ax = _target(ax)
+    costs = _has_costs(df)
+    column = cost_column(unit)
+    data = costs.loc[costs[column].notna() & costs["latency_s"].notna(), ["latency_s", "quality", column]]
+    ax.set_title(f"Cost against latency per tier ({unit})", loc="left")
+    if data.empty:
+        _empty(ax, "No completed runs with a known cost")
+        return fig
+    quality = data["quality"].astype("string").fillna("(none)")
+    # Many runs overlap exactly (same tier and size, same price): small translucent markers
+    # keep the clusters visible.
+    alpha = 0.8 if len(data) < 200 else 0.35
+    for tier in _tiers(quality):
+        rows = data[(quality == tier).to_numpy(dtype=bool)]
+        ax.scatter(rows["latency_s"], rows[column], s=18, alpha=alpha, color=_tier_color(tier),
+                   edgecolors="none", label=f"{tier} ({len(rows)})")
+    ax.set_xlabel("Latency, submit to result (s)")
+    ax.set_ylabel(f"Charged per run ({unit})")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    _style(ax, grid="both")
+    _credits_axis(ax, costs, unit)
+    ax.legend(title="tier (runs)", loc="upper left", fontsize="small", frameon=False)
+    return fig
+
+
+def estimated_vs_charged(df: pd.DataFrame, *, currency: str = "credits", ax: Axes | None = None) -> Figure:
+    """Each run's estimate against what the service charged or reserved; the dashed line is
+    where they agree.
+
+    Only runs with a figure from the service are drawn (``cost_basis`` charged or reserved).
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        currency: ``"credits"``, ``"USD"`` or ``"CNY"``.
+        ax: the Axes to draw on; a new figure when None.
+
+    Example:
+        >>> estimated_vs_charged(imgkit.runs())
+    """
+    unit = currency_unit(currency)
+    fig, ax = _target(ax, 6.5, 5.0)
+    costs = _has_costs(df)
+    est, charged = cost_column(unit, estimated=True), cost_column(unit)
+    reported = costs["cost_basis"].isin(["charged", "reserved"]).to_numpy(dtype=bool)
+    data = costs.loc[reported & costs[est].notna().to_numpy() & costs[charged].notna().to_numpy()]
+    ax.set_title(f"Estimated against charged ({unit})", loc="left")
+    if data.empty:
+        _empty(ax, "No runs with a cost reported by the service")
+        return fig
+    values = data[[est, charged]].to_numpy(dtype=float)
+    positive = values[values > 0]
+    top = float(values.max()) * 1.08 or 1.0
+    # Tiers differ by 15x and n by 10x: on a linear scale the cheap runs pile up in a corner.
+    if positive.size and top / float(positive.min()) > 50:
+        bottom = float(positive.min()) / 1.5
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        data = data[(data[est] > 0) & (data[charged] > 0)]
+    else:
+        bottom = 0.0
+    quality = data["quality"].astype("string").fillna("(none)")
+    for tier in _tiers(quality):
+        rows = data[(quality == tier).to_numpy(dtype=bool)]
+        ax.scatter(rows[est], rows[charged], s=22, alpha=0.7, color=_tier_color(tier), edgecolors="none", label=tier)
+    ax.plot([bottom, top], [bottom, top], linestyle="--", color="#777777", linewidth=1, label="charged = estimated")
+    ax.set_xlim(bottom, top)
+    ax.set_ylim(bottom, top)
+    if bottom > 0:
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+    ax.set_xlabel(f"Estimated per run ({unit})")
+    ax.set_ylabel(f"Charged or reserved per run ({unit})")
+    _style(ax, grid="both")
+    ax.legend(title="tier", loc="upper left", fontsize="small", frameon=False)
+    return fig
+
+
+def runs_by_status(df: pd.DataFrame, *, ax: Axes | None = None) -> Figure:
+    """How many runs ended in each status, split by tier.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs`.
+        ax: the Axes to draw on; a new figure when None.
+
+    Example:
+        >>> runs_by_status(imgkit.runs())
+    """
+    import numpy as np
+
+    fig, ax = _target(ax, 9.0, 3.5)
+    ax.set_title("Runs by status and tier", loc="left")
+    if df.empty:
+        _empty(ax, "No runs")
+        return fig
+    status = df["status"].astype("string").fillna("(none)")
+    quality = df["quality"].astype("string").fillna("(none)")
+    counts = (
+        status.to_frame("status").assign(quality=quality).value_counts().unstack(fill_value=0)
+    )
+    order = [s for s in STATUSES if s in counts.index] + sorted(set(counts.index) - set(STATUSES))
+    counts = counts.reindex(order[::-1])  # first status on top
+    tiers = [t for t in _tiers(quality) if t in counts.columns]
+    left = np.zeros(len(counts))
+    for tier in tiers:
+        values = counts[tier].to_numpy(dtype=float)
+        ax.barh(counts.index, values, left=left, color=_tier_color(tier), label=tier, height=0.6)
+        left += values
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {int(total):,}", va="center", fontsize="small")
+    ax.set_xlabel("Runs")
+    ax.set_xlim(0, float(left.max()) * 1.12 or 1.0)
+    _style(ax, grid="x")
+    ax.legend(title="tier", loc="lower right", fontsize="small", frameon=False)
+    return fig
+

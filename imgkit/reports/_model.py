@@ -1,0 +1,537 @@
+"""Building a report: filter the runs, count their costs, group them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgkit.errors import ValidationError
+from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+__all__ = ["EXTENSIONS", "GROUP_BY", "ROW_COLUMNS", "CostReport", "Totals", "report"]
+
+log = logging.getLogger("imgkit")
+
+#: What a report can group by. day/week/month are UTC calendar periods (weeks start on
+#: Monday); a run with several tags counts once under each of them.
+GROUP_BY: tuple[str, ...] = (
+    "day", "week", "month", "quality", "size", "model", "status", "provider", "tag", "price_sheet",
+)
+_TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
+_NONE = "(none)"
+_UNTAGGED = "(untagged)"
+
+#: The cost rules, stated in every report.
+SEMANTICS: tuple[str, ...] = (
+    "Charged: what the service reported as charged for a run, else what it reserved when it "
+    "accepted the task (usage.credits_reserved); a completed run for which the service "
+    "reported neither counts at its estimate.",
+    "Runs that failed before reaching the service (no task id) cost nothing.",
+    "Unknown runs (the create request may have reached the service, or contact was lost) are "
+    "listed as 'may have cost' at their estimate and are not in the charged total unless the "
+    "service reported a figure for them.",
+    "Estimated: the estimate made before submitting each run (est_credits, est_usd, est_cny), "
+    "over all runs in the period, including those that failed.",
+    "Charged credits are converted to USD and CNY with each run's own price sheet; estimated "
+    "amounts are the ones stored with the run. All times are UTC.",
+)
+
+#: The columns of a report's rows (CSV, XLSX "Runs", HTML), in order.
+ROW_COLUMNS: tuple[str, ...] = (
+    "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "n_images",
+    "est_credits", "est_usd", "est_cny", "charged_credits", "charged_usd", "charged_cny",
+    "credits_reserved", "credits_charged", "price_sheet", "latency_s", "provider", "model", "mode",
+    "task_id", "error_code", "error_message", "tags", "prompt", "submitted_at", "completed_at",
+    "attempts", "notes",
+)
+#: The columns listing failed and unknown runs in documents.
+FAILED_COLUMNS: tuple[str, ...] = (
+    "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "est_credits",
+    "charged_credits", "error_code", "task_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """A report's totals. Amounts are floats; counts ints.
+
+    Attributes:
+        runs: runs in the report.
+        images: images delivered (files kept).
+        completed, failed, unknown, in_progress: runs by outcome.
+        est_credits, est_usd, est_cny: estimates of all the runs.
+        charged_credits, charged_usd, charged_cny: what they cost (see the report's notes).
+        may_have_cost_credits, may_have_cost_usd, may_have_cost_cny: estimates of the runs
+            whose cost is unknown (not in the charged amounts).
+        may_have_cost_runs: how many runs those are.
+    """
+
+    runs: int
+    images: int
+    completed: int
+    failed: int
+    unknown: int
+    in_progress: int
+    est_credits: float
+    est_usd: float
+    est_cny: float
+    charged_credits: float
+    charged_usd: float
+    charged_cny: float
+    may_have_cost_credits: float
+    may_have_cost_usd: float
+    may_have_cost_cny: float
+    may_have_cost_runs: int
+
+    def to_frame(self) -> pd.DataFrame:
+        """Estimated, charged and may-have-cost amounts as rows; runs, credits, USD and CNY
+        as columns."""
+        import pandas as pd
+
+        rows = [
+            ("estimated", self.runs, self.est_credits, self.est_usd, self.est_cny),
+            ("charged", self.runs - self.may_have_cost_runs, self.charged_credits, self.charged_usd,
+             self.charged_cny),
+            ("may have cost", self.may_have_cost_runs, self.may_have_cost_credits, self.may_have_cost_usd,
+             self.may_have_cost_cny),
+        ]
+        return pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
+
+
+def report(
+    df: pd.DataFrame | None = None,
+    *,
+    since: str | dt.date | dt.datetime | None = None,
+    until: str | dt.date | dt.datetime | None = None,
+    tags: str | Iterable[str] | None = None,
+    quality: str | Iterable[str] | None = None,
+    group_by: str | Sequence[str] = ("day", "quality", "size"),
+    currency: str = "USD",
+    title: str = "imgkit cost report",
+    max_rows: int = 200,
+) -> CostReport:
+    """Build a cost report over a slice of the runs.
+
+    Args:
+        df: runs as returned by :func:`imgkit.runs` (the default session's ledger when None).
+        since: keep runs created at or after this date, datetime or ISO text (UTC when no
+            timezone is given).
+        until: keep runs created up to this point: a date (``"2026-11-30"``) includes that
+            whole day, a datetime is an inclusive upper bound.
+        tags: keep runs having any of these tags.
+        quality: keep runs of these tiers (low, medium, high).
+        group_by: one grouped table per item, from :data:`GROUP_BY`.
+        currency: the money column of grouped tables and charts: ``"USD"``, ``"CNY"`` or
+            ``"credits"`` (totals always give all three).
+        title: the report's heading.
+        max_rows: the most runs listed in the documents (HTML, Markdown, PDF); CSV and XLSX
+            always have every row.
+
+    Example:
+        >>> rep = imgkit.report(since="2026-11-01", until="2026-11-30", tags=["campaign"],
+        ...                     group_by=("week", "quality"), currency="CNY")
+        >>> rep.totals.charged_cny
+        >>> rep.save("november.xlsx")
+    """
+    unit = _currency(currency)
+    groups = _group_by(group_by)
+    start, end = _bound("since", since), _bound("until", until)
+    whole_day = until is not None and _is_date_only(until)
+    wanted_tags = _names("tags", tags)
+    wanted_tiers = _names("quality", quality)
+    if df is None:
+        from imgkit.session import runs
+
+        df = runs()
+    rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers)
+    costs = with_costs(rows)
+    filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
+    return CostReport(
+        runs=costs, since=start, until=end, filters=filters, group_by=groups, currency=unit, title=title,
+        max_rows=max_rows,
+    )
+
+
+class CostReport:
+    """Totals, grouped tables, failed and unknown runs, price sheets and period of some runs.
+
+    Build it with :func:`report`. In a notebook it shows its totals and grouped tables; the
+    ``to_*`` methods and :meth:`save` export it.
+
+    Attributes:
+        runs: the runs in the report with their cost columns (see :func:`imgkit.plots.with_costs`).
+        totals: a :class:`Totals`.
+        groups: one table per ``group_by`` item, by name.
+        failed: the failed and unknown runs, and any other run whose cost is unknown.
+        sheets: the price sheets the runs used.
+        period: the first and last day covered (UTC), from the filters or the runs.
+        notes: how costs are counted, and anything unusual about these runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        runs: pd.DataFrame,
+        since: pd.Timestamp | None,
+        until: pd.Timestamp | None,
+        filters: str,
+        group_by: tuple[str, ...],
+        currency: str,
+        title: str,
+        max_rows: int,
+    ) -> None:
+        import pandas as pd
+
+        self.runs = runs
+        self.currency = currency
+        self.title = title
+        self.filters = filters
+        self.group_by = group_by
+        self.max_rows = max_rows
+        self.generated_at = pd.Timestamp.now(tz="UTC").floor("s")
+        first = runs["created_at"].min() if len(runs) else None
+        last = runs["created_at"].max() if len(runs) else None
+        self.period: tuple[pd.Timestamp | None, pd.Timestamp | None] = (
+            since if since is not None else first,
+            until if until is not None else last,
+        )
+        self.totals = _totals(runs)
+        self.groups = {name: _group_table(runs, name, currency) for name in group_by}
+        self.failed = _failed(runs)
+        self.sheets = _sheets(runs)
+        self.notes = list(SEMANTICS) + _remarks(runs)
+
+    # --- text -------------------------------------------------------------------------
+
+    @property
+    def period_text(self) -> str:
+        start, end = self.period
+        if start is None or end is None:
+            return "no runs"
+        a, b = start.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
+        return f"{a} (UTC)" if a == b else f"{a} – {b} (UTC)"
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (
+            f"<CostReport {self.period_text}: {t.runs} runs, {t.charged_credits:,.3f} credits charged "
+            f"(${t.charged_usd:,.4f}, ¥{t.charged_cny:,.4f})>"
+        )
+
+    def _repr_html_(self) -> str:
+        from imgkit.reports import _text
+
+        return _text.notebook_html(self)
+
+    # --- charts -----------------------------------------------------------------------
+
+    def charts(self) -> dict[str, Figure]:
+        """New figures for the report's charts, by name (spend over time, by tier and size,
+        cost against latency, estimated against charged, runs by status)."""
+        from imgkit.reports import _charts
+
+        return _charts.standalone(self)
+
+    # --- exports ----------------------------------------------------------------------
+
+    def rows(self) -> pd.DataFrame:
+        """The runs as exported: :data:`ROW_COLUMNS`, tags joined with commas."""
+        out = self.runs.loc[:, list(ROW_COLUMNS)].copy()
+        out["tags"] = [", ".join(t) for t in self.runs["tags"]]
+        return out.reset_index(drop=True)
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The rows (one per run, :data:`ROW_COLUMNS`) as CSV; written to ``path`` when given,
+        and returned."""
+        text: str = self.rows().to_csv(index=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_xlsx(self, path: str | Path) -> Path:
+        """Write an Excel workbook: Summary, one ``by_<group>`` sheet per group and Runs."""
+        from imgkit.reports import _xlsx
+
+        path = Path(path)
+        _xlsx.write(self, path)
+        return path
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """One self-contained HTML page (charts embedded as PNG); written to ``path`` when
+        given, and returned."""
+        from imgkit.reports import _text
+
+        page = _text.html_page(self)
+        if path is not None:
+            Path(path).write_text(page, encoding="utf-8")
+        return page
+
+    def to_markdown(self, path: str | Path | None = None) -> str:
+        """The report as Markdown (tables, no charts); written to ``path`` when given, and
+        returned."""
+        from imgkit.reports import _text
+
+        text = _text.markdown(self)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_pdf(self, path: str | Path) -> Path:
+        """A PDF: a title page with the totals, the charts, then the tables over as many
+        pages as they need."""
+        from imgkit.reports import _pdf
+
+        path = Path(path)
+        _pdf.write(self, path)
+        return path
+
+    def save(self, path: str | Path) -> Path:
+        """Export by the file's extension: .csv, .xlsx, .html, .md or .pdf.
+
+        Example:
+            >>> imgkit.report(since="2026-11-01").save("spend.pdf")
+        """
+        path = Path(path)
+        kind = EXTENSIONS.get(path.suffix.lower())
+        if kind is None:
+            raise ValidationError("path", str(path), "a file ending in " + ", ".join(sorted(EXTENSIONS)))
+        writers = {"csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown,
+                   "pdf": self.to_pdf}
+        writers[kind](path)
+        return path
+
+
+#: File extensions :meth:`CostReport.save` understands, and the format of each.
+EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx", ".html": "html", ".htm": "html", ".md": "md",
+              ".markdown": "md", ".pdf": "pdf"}
+
+
+# --- arguments ---------------------------------------------------------------------------
+
+
+def _currency(currency: str) -> str:
+    try:
+        return currency_unit(currency)
+    except ValueError:
+        raise ValidationError("currency", currency, " | ".join(CURRENCIES)) from None
+
+
+def _group_by(group_by: str | Sequence[str]) -> tuple[str, ...]:
+    items = [group_by] if isinstance(group_by, str) else list(group_by)
+    out: list[str] = []
+    for item in items:
+        key = str(item).strip().lower().replace("-", "_")
+        if key not in GROUP_BY:
+            raise ValidationError("group_by", item, " | ".join(GROUP_BY))
+        if key not in out:
+            out.append(key)
+    return tuple(out)
+
+
+def _names(field: str, value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    if not all(isinstance(v, str) for v in items):
+        raise ValidationError(field, value, "a text or a list of texts")
+    return tuple(v.strip() for v in items if v.strip())
+
+
+_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
+
+
+def _is_date_only(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(_DATE_ONLY.match(value))
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+
+def _bound(field: str, value: object) -> pd.Timestamp | None:
+    """A UTC timestamp from a date, datetime or ISO text (naive values are UTC)."""
+    if value is None:
+        return None
+    import pandas as pd
+
+    parsed: dt.datetime
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationError(field, value, "a date, datetime or ISO 8601 text such as 2026-11-01") from None
+    elif isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    else:
+        raise ValidationError(field, value, "a date, datetime or ISO 8601 text such as 2026-11-01")
+    stamp = pd.Timestamp(parsed)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _describe_filters(since: object, until: object, tags: tuple[str, ...], tiers: tuple[str, ...]) -> str:
+    parts = []
+    if since is not None:
+        parts.append(f"since {since}")
+    if until is not None:
+        parts.append(f"until {until}")
+    if tags:
+        parts.append("tags " + ", ".join(tags))
+    if tiers:
+        parts.append("quality " + ", ".join(tiers))
+    return "; ".join(parts) if parts else "all runs"
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+def _select(
+    df: pd.DataFrame,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    whole_day: bool,
+    tags: tuple[str, ...],
+    tiers: tuple[str, ...],
+) -> pd.DataFrame:
+    """The runs created from ``start`` to ``end`` (through the end of that day when
+    ``whole_day``), having any of ``tags`` and one of ``tiers``."""
+    import numpy as np
+    import pandas as pd
+
+    keep = np.ones(len(df), dtype=bool)
+    created = df["created_at"]
+    if created.dt.tz is None:
+        created = created.dt.tz_localize("UTC")
+    if start is not None:
+        keep &= (created >= start).to_numpy(dtype=bool)
+    if end is not None:
+        before = created < end + pd.Timedelta(days=1) if whole_day else created <= end
+        keep &= before.to_numpy(dtype=bool)
+    if tags:
+        wanted = set(tags)
+        keep &= np.fromiter((bool(wanted.intersection(t)) for t in df["tags"]), dtype=bool, count=len(df))
+    if tiers:
+        keep &= df["quality"].astype("string").isin(tiers).fillna(False).to_numpy(dtype=bool)
+    return df.loc[keep]
+
+
+def _totals(runs: pd.DataFrame) -> Totals:
+    status = runs["status"].astype("string")
+    unsure = (runs["cost_basis"] == "may have cost").to_numpy(dtype=bool)
+
+    def total(column: str, rows: Any = slice(None)) -> float:
+        return float(runs.loc[rows, column].sum())
+
+    totals = Totals(
+        runs=len(runs),
+        images=int(runs["n_images"].sum()),
+        completed=int((status == "completed").sum()),
+        failed=int((status == "failed").sum()),
+        unknown=int((status == "unknown").sum()),
+        in_progress=int((~status.isin(["completed", "failed", "unknown"])).sum()),
+        est_credits=total("est_credits"),
+        est_usd=total("est_usd"),
+        est_cny=total("est_cny"),
+        charged_credits=total("charged_credits"),
+        charged_usd=total("charged_usd"),
+        charged_cny=total("charged_cny"),
+        may_have_cost_credits=total("est_credits", unsure),
+        may_have_cost_usd=total("est_usd", unsure),
+        may_have_cost_cny=total("est_cny", unsure),
+        may_have_cost_runs=int(unsure.sum()),
+    )
+    return totals
+
+
+def _group_keys(runs: pd.DataFrame, name: str) -> pd.Series:
+    import pandas as pd
+
+    if name in _TIME_GROUPS:
+        return time_buckets(runs["created_at"], _TIME_GROUPS[name])
+    if name == "tag":
+        return pd.Series([list(t) or [_UNTAGGED] for t in runs["tags"]], index=runs.index, dtype=object)
+    column = runs[name]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        if column.isna().any():
+            column = column.cat.add_categories([_NONE]).fillna(_NONE)
+        return column.cat.remove_unused_categories()
+    return column.astype("string").fillna(_NONE)
+
+
+def _group_table(runs: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
+    """Runs, images, failures and amounts per value of ``name``."""
+    import pandas as pd
+
+    status = runs["status"].astype("string")
+    money = ["est_credits", "charged_credits"]
+    if currency != "credits":
+        money += [cost_column(currency, estimated=True), cost_column(currency)]
+    frame = pd.DataFrame(
+        {
+            name: _group_keys(runs, name),
+            "runs": 1,
+            "images": runs["n_images"].astype("float64").fillna(0).astype("int64"),
+            "failed": (status == "failed").fillna(False).astype("int64"),
+            "unknown": (status == "unknown").fillna(False).astype("int64"),
+            **{column: runs[column] for column in money},
+        }
+    )
+    if name == "tag":
+        frame = frame.explode(name)
+    table = frame.groupby(name, observed=True, sort=True).sum(min_count=0)
+    return table.reset_index()
+
+
+def _failed(runs: pd.DataFrame) -> pd.DataFrame:
+    status = runs["status"].astype("string")
+    rows = (status.isin(["failed", "unknown"]).fillna(False) | (runs["cost_basis"] == "may have cost"))
+    return runs.loc[rows.to_numpy(dtype=bool)].reset_index(drop=True)
+
+
+def _sheets(runs: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    from imgkit.pricing import price_sheets
+
+    known = price_sheets()
+    counts = runs["price_sheet"].astype("string").value_counts(dropna=True)
+    records = []
+    for name, count in sorted(counts.items()):
+        sheet = known.get(str(name))
+        if sheet is None:
+            records.append({"sheet": name, "runs": int(count), "date": "", "base_credits": None,
+                            "rate": "not registered in this process", "source": ""})
+            continue
+        rate = (
+            f"{sheet.credits_per_usd:g} credits per USD" if sheet.credits_per_usd is not None
+            else f"{sheet.credits_per_cny:g} credits per CNY"
+        )
+        rate += f"; {sheet.cny_per_usd:g} CNY per USD"
+        records.append({"sheet": name, "runs": int(count), "date": sheet.date, "base_credits": sheet.base_credits,
+                        "rate": rate, "source": sheet.source})
+    return pd.DataFrame(records, columns=["sheet", "runs", "date", "base_credits", "rate", "source"])
+
+
+def _remarks(runs: pd.DataFrame) -> list[str]:
+    notes = []
+    no_sheet = runs["price_sheet"].isna() & runs["charged_credits"].gt(0)
+    if no_sheet.any():
+        notes.append(f"{int(no_sheet.sum())} run(s) with credits have no price sheet: their charged USD/CNY "
+                     "are not in the totals.")
+    unconverted = runs["price_sheet"].notna() & runs["charged_credits"].gt(0) & runs["charged_usd"].isna()
+    if unconverted.any():
+        notes.append(f"{int(unconverted.sum())} run(s) use a price sheet not registered in this process: "
+                     "their charged USD/CNY are not in the totals.")
+    estimated = runs["cost_basis"] == "estimate"
+    if estimated.any():
+        notes.append(f"{int(estimated.sum())} completed run(s) had no figure from the service and count at "
+                     "their estimate.")
+    return notes

@@ -1,0 +1,168 @@
+"""A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, one
+``by_<group>`` sheet per grouped table and a Runs sheet, with real number formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imgkit.reports import _text
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from openpyxl.worksheet.worksheet import Worksheet
+
+    from imgkit.reports._model import CostReport
+
+#: Excel number formats by the kinds of :data:`imgkit.reports._text.KINDS`.
+FORMATS: dict[str, str] = {
+    "credits": "0.00000",
+    "usd": "$0.0000",
+    "cny": '"¥"0.0000',
+    "int": "0",
+    "seconds": "0.0",
+    "time": "yyyy-mm-dd hh:mm",
+    "date": "yyyy-mm-dd",
+    "month": "yyyy-mm",
+    "number": "0.0000",
+}
+_WIDTHS = {"time": 17, "date": 11, "month": 9, "credits": 13, "usd": 12, "cny": 12}
+_MAX_WIDTH = 60
+
+
+def _require_openpyxl() -> None:
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - openpyxl is a dependency
+        raise ImportError("XLSX reports need openpyxl: pip install openpyxl") from exc
+
+
+def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
+    """Excel has no time zones and rejects control characters: naive UTC times, clean text."""
+    import pandas as pd
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):
+            out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
+        elif isinstance(column.dtype, pd.CategoricalDtype):
+            out[name] = column.astype("string")
+        if pd.api.types.is_string_dtype(out[name].dtype) and not _text.is_numeric(str(name)):
+            out[name] = out[name].astype("string").str.replace(ILLEGAL_CHARACTERS_RE, "", regex=True)
+    return out
+
+
+def _format_columns(ws: Worksheet, frame: pd.DataFrame, *, header_row: int = 1) -> None:
+    """Number formats and widths by column kind, for a table written at ``header_row``."""
+    from openpyxl.utils import get_column_letter
+
+    last = header_row + len(frame)
+    for index, name in enumerate(frame.columns, start=1):
+        kind = _text.KINDS.get(str(name), "text")
+        letter = get_column_letter(index)
+        if kind in FORMATS:
+            for (cell,) in ws.iter_rows(min_row=header_row + 1, max_row=last, min_col=index, max_col=index):
+                cell.number_format = FORMATS[kind]
+        if kind in _WIDTHS:
+            width = max(_WIDTHS[kind], len(str(name)) + 2)
+        else:
+            sample = frame[name].head(500).astype("string").fillna("")
+            width = max([len(str(name))] + [len(v) for v in sample]) + 2
+        ws.column_dimensions[letter].width = min(width, _MAX_WIDTH)
+
+
+def _table_sheet(writer: Any, name: str, frame: pd.DataFrame) -> None:
+    clean = _for_excel(frame)
+    clean.to_excel(writer, sheet_name=name, index=False)
+    ws = writer.sheets[name]
+    _format_columns(ws, clean)
+    ws.freeze_panes = "A2"
+    if len(clean):
+        ws.auto_filter.ref = ws.dimensions
+
+
+def _plain(value: Any) -> Any:
+    import pandas as pd
+
+    return None if pd.isna(value) else value
+
+
+def _summary(ws: Worksheet, rep: CostReport) -> None:
+    from openpyxl.styles import Alignment, Font, PatternFill
+
+    bold = Font(bold=True)
+    fill = PatternFill("solid", fgColor="E8E8E8")
+    ws["A1"] = rep.title
+    ws["A1"].font = Font(bold=True, size=14)
+    start, end = rep.period
+    meta = [
+        ("Period (UTC)", rep.period_text),
+        ("From", start.tz_convert("UTC").tz_localize(None) if start is not None else None),
+        ("To", end.tz_convert("UTC").tz_localize(None) if end is not None else None),
+        ("Filters", rep.filters),
+        ("Currency of grouped tables", rep.currency),
+        ("Generated (UTC)", rep.generated_at.tz_localize(None)),
+        ("Runs", _text.totals_line(rep)),
+    ]
+    row = 3
+    for key, value in meta:
+        ws.cell(row, 1, key).font = bold
+        cell = ws.cell(row, 2, value)
+        if key in ("From", "To", "Generated (UTC)"):
+            cell.number_format = FORMATS["time"]
+            cell.alignment = Alignment(horizontal="left")
+        row += 1
+
+    row += 1
+    totals = rep.totals.to_frame()
+    ws.cell(row, 1, "Totals").font = Font(bold=True, size=12)
+    row += 1
+    for col, name in enumerate(totals.columns, start=1):
+        cell = ws.cell(row, col, _text.label(str(name)))
+        cell.font, cell.fill = bold, fill
+    for values in totals.itertuples(index=False):
+        row += 1
+        for col, (name, value) in enumerate(zip(totals.columns, values, strict=True), start=1):
+            cell = ws.cell(row, col, _plain(value))
+            kind = _text.KINDS.get(str(name))
+            if kind in FORMATS:
+                cell.number_format = FORMATS[kind]
+
+    row += 2
+    ws.cell(row, 1, "How costs are counted").font = Font(bold=True, size=12)
+    for note in rep.notes:
+        row += 1
+        ws.cell(row, 1, note)
+
+    row += 2
+    ws.cell(row, 1, "Price sheets").font = Font(bold=True, size=12)
+    row += 1
+    sheets = _for_excel(rep.sheets)
+    for col, name in enumerate(sheets.columns, start=1):
+        cell = ws.cell(row, col, _text.label(str(name)))
+        cell.font, cell.fill = bold, fill
+    for values in sheets.itertuples(index=False):
+        row += 1
+        for col, value in enumerate(values, start=1):
+            ws.cell(row, col, _plain(value))
+
+    ws.column_dimensions["A"].width = 26
+    for letter in "BCDE":
+        ws.column_dimensions[letter].width = 16
+    ws.column_dimensions["F"].width = 60
+
+
+def write(rep: CostReport, path: Path) -> None:
+    """Write the workbook to ``path``."""
+    _require_openpyxl()
+    import pandas as pd
+
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        # An empty frame first, so that Summary is the first sheet; filled in below.
+        pd.DataFrame().to_excel(writer, sheet_name="Summary", index=False)
+        for name, table in rep.groups.items():
+            _table_sheet(writer, f"by_{name}"[:31], table)
+        _table_sheet(writer, "Runs", rep.rows())
+        _summary(writer.sheets["Summary"], rep)
