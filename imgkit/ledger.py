@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
@@ -65,6 +66,26 @@ _MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX runs_task_id ON runs(task_id) WHERE task_id IS NOT NULL;
     CREATE INDEX runs_created_at ON runs(created_at);
     CREATE INDEX runs_status ON runs(status);
+    """,
+    # v2: blind pairwise ratings (imgkit.rate). The winner's tier is stored beside the choice
+    # so win rates never depend on which side a run happened to be shown on.
+    """
+    CREATE TABLE ratings (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at REAL NOT NULL,
+        prompt TEXT NOT NULL,
+        left_run_id TEXT NOT NULL REFERENCES runs(run_id),
+        right_run_id TEXT NOT NULL REFERENCES runs(run_id),
+        left_image INTEGER NOT NULL DEFAULT 0,
+        right_image INTEGER NOT NULL DEFAULT 0,
+        left_quality TEXT NOT NULL,
+        right_quality TEXT NOT NULL,
+        choice TEXT NOT NULL CHECK (choice IN ('left', 'right', 'same')),
+        winner_quality TEXT,
+        tag TEXT
+    );
+    CREATE INDEX ratings_left ON ratings(left_run_id);
+    CREATE INDEX ratings_right ON ratings(right_run_id);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -326,3 +347,86 @@ class Ledger:
         frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
         df = pd.DataFrame({name: frame[name] for name in COLUMNS})
         return df
+
+    # --- ratings -----------------------------------------------------------------------------
+
+    _RATING_FIELDS = (
+        "id", "created_at", "prompt", "left_run_id", "right_run_id", "left_image", "right_image",
+        "left_quality", "right_quality", "choice", "winner_quality", "tag",
+    )
+
+    def add_rating(
+        self,
+        *,
+        prompt: str,
+        left_run_id: str,
+        right_run_id: str,
+        left_quality: str,
+        right_quality: str,
+        choice: str,
+        left_image: int = 0,
+        right_image: int = 0,
+        tag: str | None = None,
+        created_at: float | None = None,
+    ) -> int:
+        """Keep one blind pairwise pick and return its id.
+
+        The winner's tier is derived here from ``choice`` (``"left"``, ``"right"`` or
+        ``"same"``, which has no winner), so it can never disagree with the pick.
+
+        Args:
+            prompt: the prompt both runs drew.
+            left_run_id, right_run_id: the runs shown on the left and on the right.
+            left_quality, right_quality: their tiers (hidden from the rater).
+            choice: which side the rater preferred, or ``"same"``.
+            left_image, right_image: which image of each run was shown (0-based).
+            tag: a label for the rating session (who rated, which notebook).
+            created_at: Unix time of the pick (now by default).
+
+        Example:
+            >>> ledger.add_rating(prompt="a fox", left_run_id=a, right_run_id=b,
+            ...                   left_quality="high", right_quality="low", choice="left")
+        """
+        if choice not in ("left", "right", "same"):
+            from imgkit.errors import ValidationError
+
+            raise ValidationError("choice", choice, '"left", "right" or "same"')
+        winner = {"left": left_quality, "right": right_quality}.get(choice)
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO ratings (created_at, prompt, left_run_id, right_run_id, left_image, right_image, "
+                "left_quality, right_quality, choice, winner_quality, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time() if created_at is None else created_at, prompt, left_run_id, right_run_id,
+                    int(left_image), int(right_image), left_quality, right_quality, choice, winner, tag,
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def ratings_frame(self) -> pd.DataFrame:
+        """Every pairwise rating as a DataFrame, oldest first.
+
+        ``created_at`` is a UTC datetime; the tier columns are ordered categoricals like the
+        runs' ``quality``; ``winner_quality`` is empty for ``"same"``.
+        """
+        import pandas as pd
+
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(self._RATING_FIELDS)} FROM ratings ORDER BY created_at, id"
+            ).fetchall()
+        columns = dict(zip(self._RATING_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {
+            f: () for f in self._RATING_FIELDS
+        }
+        frame: dict[str, Any] = {
+            "id": pd.Series(columns["id"], dtype="Int64"),
+            "created_at": pd.to_datetime(pd.Series(columns["created_at"], dtype="float64"), unit="s", utc=True),
+        }
+        for name in ("prompt", "left_run_id", "right_run_id", "tag"):
+            frame[name] = pd.Series(columns[name], dtype="string")
+        for name in ("left_image", "right_image"):
+            frame[name] = pd.Series(columns[name], dtype="Int64")
+        for name in ("left_quality", "right_quality", "winner_quality"):
+            frame[name] = pd.Categorical(columns[name], categories=QUALITIES, ordered=True)
+        frame["choice"] = pd.Categorical(columns["choice"], categories=("left", "right", "same"))
+        return pd.DataFrame({name: frame[name] for name in self._RATING_FIELDS})

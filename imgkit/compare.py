@@ -1,0 +1,336 @@
+"""Quality tiers side by side: a grid of prompts x tiers with each run's cost and latency.
+
+:func:`compare` reuses completed runs from the ledger where it can and generates the rest
+with one :meth:`~imgkit.Session.sweep` (which states the cost first and asks above the
+session's threshold). :func:`tier_value` answers "is high worth 3.91x?" from the blind picks
+of :func:`imgkit.rate`.
+
+The figure is a plain :class:`matplotlib.figure.Figure` on an Agg canvas (no pyplot state,
+nothing shown); matplotlib is imported on first use, so ``import imgkit`` stays light.
+
+Example:
+    >>> cmp = imgkit.compare(["a red fox in the snow", "a lighthouse at dusk"])
+    >>> cmp                       # in a notebook: the grid
+    >>> fig, runs = cmp           # or take it apart
+    >>> fig.savefig("tiers.png")
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+import textwrap
+import types
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from imgkit import analysis
+from imgkit.errors import ValidationError
+from imgkit.request import DEFAULT_MODEL
+from imgkit.session import Session, get_session
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["Comparison", "compare", "tier_value"]
+
+#: Figure width in inches: about a notebook's width at its default 100 dpi.
+_FIG_WIDTH = 10.0
+_MAX_CELL_WIDTH = 3.4
+#: Images of one run drawn side by side in a cell; more are counted in the caption.
+_MAX_IMAGES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A grid of prompts x tiers and the runs in it.
+
+    Unpacks as ``figure, runs``. In a notebook it displays as the figure (PNG).
+
+    Attributes:
+        figure: the grid; rows are prompts, columns tiers. Save it with ``figure.savefig``.
+        runs: one ledger row per cell, in grid order (prompt by prompt, tiers in the order
+            asked), with a ``reused`` column: True when the run came from the ledger rather
+            than being generated for this comparison.
+        prompts: the rows.
+        qualities: the columns.
+    """
+
+    figure: Figure
+    runs: pd.DataFrame
+    prompts: tuple[str, ...]
+    qualities: tuple[str, ...]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.figure, self.runs))
+
+    def __repr__(self) -> str:
+        reused = int(self.runs["reused"].sum()) if len(self.runs) else 0
+        return (
+            f"<Comparison {len(self.prompts)} prompt(s) x {len(self.qualities)} tier(s): "
+            f"{len(self.runs)} runs, {reused} reused from the ledger, {len(self.runs) - reused} new>"
+        )
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def compare(
+    prompts: str | Iterable[str],
+    *,
+    qualities: str | Iterable[str] = ("low", "medium", "high"),
+    size: str = "1:1",
+    n: int = 1,
+    reuse: bool = True,
+    session: Session | None = None,
+    tags: Iterable[str] = (),
+    model: str = DEFAULT_MODEL,
+    confirm: bool | None = None,
+    progress: bool = True,
+    full: bool = False,
+) -> Comparison:
+    """Show prompts x quality tiers side by side, with the cost and latency of each run.
+
+    Each cell is the newest completed run in the ledger with the same prompt, tier, size and
+    model and at least ``n`` images (text-to-image only), unless ``reuse=False``; what is
+    missing is generated with :meth:`Session.sweep`, which states the cost first and asks
+    above the session's ``sweep_threshold`` (or budget) unless ``confirm=True``.
+
+    Args:
+        prompts: one prompt or several (the rows).
+        qualities: the tiers to compare (the columns), in this order.
+        size: one size for the whole grid (``1:1``, ``2:3``, ``3:2`` or a pixel form).
+        n: images per run; a cell shows up to four of them.
+        reuse: take matching runs from the ledger instead of paying for them again.
+        session: the session to use (the default session when None).
+        tags: labels for the runs generated now.
+        model: the model for every run.
+        confirm: passed to :meth:`Session.sweep`: True to skip its question, False to refuse.
+        progress: show the sweep's progress bar.
+        full: draw the full images rather than the 256 px thumbnails; slower, and worth it
+            only for a figure saved at a high dpi, where fine detail can show.
+
+    Returns:
+        A :class:`Comparison`: ``.figure`` and ``.runs`` (unpacks as ``fig, runs``).
+
+    Example:
+        >>> cmp = imgkit.compare("A beautiful colorful sunset over the ocean", size="3:2")
+        >>> cmp.runs[["quality", "est_credits", "latency_s", "reused"]]
+    """
+    s = session or get_session()
+    if not isinstance(size, str):
+        raise ValidationError("size", size, "one size per comparison (the grid is prompts x tiers)")
+    prompt_list = list(dict.fromkeys([prompts] if isinstance(prompts, str) else prompts))
+    tier_list = list(dict.fromkeys([qualities] if isinstance(qualities, str) else qualities))
+    plan = s.plan_sweep(prompt_list, quality=tier_list, size=size, n=n, model=model)
+    keys = [(r.prompt, r.quality, r.size, r.model) for r in plan.requests]
+
+    chosen: dict[tuple[str, str, str, str], str] = {}
+    if reuse:
+        chosen.update(_reusable(s.runs(), set(keys), n))
+    reused = set(chosen.values())
+
+    missing: dict[str, list[str]] = {}
+    for key in keys:
+        if key not in chosen:
+            missing.setdefault(key[0], []).append(key[1])
+    # One sweep per set of missing tiers: usually one in all (nothing reused, or everything).
+    by_tiers: dict[tuple[str, ...], list[str]] = {}
+    for prompt, tiers in missing.items():
+        by_tiers.setdefault(tuple(tiers), []).append(prompt)
+    run_tags = tuple(tags)
+    for tiers, group in by_tiers.items():
+        out = s.sweep(
+            group, quality=list(tiers), size=size, n=n, model=model, tags=run_tags,
+            confirm=confirm, progress=progress,
+        )
+        for result in out.results:
+            r = result.record
+            chosen[(r.prompt, r.quality, r.size, r.model)] = r.run_id
+
+    df = s.runs()
+    order = [chosen[k] for k in keys if k in chosen]
+    rows = df.set_index(df["run_id"].astype(str)).loc[order].reset_index(drop=True)
+    rows["reused"] = [run_id in reused for run_id in order]
+    prompts_t = tuple(r.prompt for r in plan.requests[:: len(tier_list)])
+    figure = _grid(rows, prompts_t, tuple(tier_list), plan.requests[0].size, full)
+    return Comparison(figure, rows, prompts_t, tuple(tier_list))
+
+
+def _reusable(df: pd.DataFrame, keys: set[tuple[str, str, str, str]], n: int) -> dict[tuple[str, str, str, str], str]:
+    """The newest completed run for each key, among text-to-image runs with >= n images."""
+    found: dict[tuple[str, str, str, str], str] = {}
+    if not len(df):
+        return found
+    done = df[
+        (df["status"].astype("string") == "completed").fillna(False).to_numpy(dtype=bool)
+        & (df["n_images"].fillna(0) >= n).to_numpy(dtype=bool)
+        & [len(refs) == 0 for refs in df["reference_images"]]
+    ]
+    # Oldest first, so newer runs overwrite older ones: the newest wins.
+    for row in done.sort_values("created_at", kind="stable").itertuples(index=False):
+        key = (str(row.prompt), str(row.quality), str(row.size), str(row.model))
+        if key in keys:
+            found[key] = str(row.run_id)
+    return found
+
+
+def tier_value(
+    df: pd.DataFrame | None = None,
+    ratings: pd.DataFrame | None = None,
+    *,
+    session: Session | None = None,
+) -> pd.DataFrame:
+    """Per tier: blind-rating win rate with a 95 % interval, mean credits per image and wins
+    per credit; :func:`imgkit.analysis.tier_value` over the session's ledger.
+
+    Args:
+        df: the runs to judge (a slice of :func:`imgkit.runs`; all runs when None). Only
+            ratings whose two runs are in it count.
+        ratings: the picks (the session ledger's ratings when None).
+        session: the session whose ledger is read (the default session when None).
+
+    Example:
+        >>> imgkit.rate()                          # make some blind picks first
+        >>> imgkit.tier_value()[["win_rate", "ci_low", "ci_high", "mean_credits", "wins_per_credit"]]
+    """
+    s = session or get_session()
+    return analysis.tier_value(
+        s.runs() if df is None else df,
+        s.ledger.ratings_frame() if ratings is None else ratings,
+    )
+
+
+# --- drawing -----------------------------------------------------------------------------
+
+
+def _grid(rows: pd.DataFrame, prompts: tuple[str, ...], tiers: tuple[str, ...], size: str, full: bool) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from imgkit.plots import TIER_COLORS, with_costs
+
+    costs = with_costs(rows) if len(rows) else rows
+    by_cell = {(str(r.prompt), str(r.quality)): r for r in costs.itertuples(index=False)}
+    width_px, height_px = (int(v) for v in size.split("x")) if "x" in size else (1, 1)
+    n_images = max([min(_MAX_IMAGES, len(r.files)) for r in by_cell.values()] or [1]) or 1
+    columns = _montage_columns(n_images, width_px / height_px)
+    aspect = columns * width_px / (math.ceil(n_images / columns) * height_px)
+    cell_w = min(_MAX_CELL_WIDTH, _FIG_WIDTH / len(tiers))
+    # About 13 characters of 10 pt italics per inch; long prompts wrap onto a second line.
+    width_chars = max(20, int(cell_w * len(tiers) * 13))
+    headings = {p: textwrap.wrap(p, width_chars, max_lines=2, placeholder=" …") or [""] for p in prompts}
+    extra_lines = max(len(lines) for lines in headings.values()) - 1
+    # Room per row for the prompt heading, the tier title and a two-line caption.
+    row_h = cell_w / aspect + 1.15 + 0.18 * extra_lines
+    figure = Figure(figsize=(cell_w * len(tiers), row_h * len(prompts)), layout="constrained")
+    FigureCanvasAgg(figure)
+    figure.get_layout_engine().set(h_pad=0.06, w_pad=0.04, hspace=0.02, wspace=0.02)
+    subfigs = figure.subfigures(len(prompts), 1, squeeze=False)[:, 0]
+    for subfig, prompt in zip(subfigs, prompts, strict=True):
+        heading = "\n".join(headings[prompt])
+        subfig.suptitle(f"“{heading}”", x=0.01, ha="left", fontsize=10, style="italic")
+        axes = subfig.subplots(1, len(tiers), squeeze=False)[0]
+        for ax, tier in zip(axes, tiers, strict=True):
+            ax.set_title(tier, fontsize=11, fontweight="bold", color=TIER_COLORS.get(tier, "#333333"))
+            _cell(ax, by_cell.get((prompt, tier)), aspect, columns, full)
+    return figure
+
+
+def _montage_columns(count: int, aspect: float) -> int:
+    """Columns for ``count`` images of this aspect whose montage is closest to square, so
+    each image stays as large as the cell allows (two landscape images stack, two squares
+    sit side by side)."""
+    def badness(columns: int) -> float:
+        return abs(math.log(columns * aspect / math.ceil(count / columns)))
+
+    return min(range(1, count + 1), key=lambda c: (badness(c), -c))
+
+
+def _cell(ax: Axes, run: Any, aspect: float, columns: int, full: bool) -> None:
+    """One run: its images (up to four), and cost and latency under them."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if run is None:
+        _placeholder(ax, aspect, "not run")
+        return
+    shown = _montage(list(run.files if full else run.thumbs)[:_MAX_IMAGES], columns)
+    if str(run.status) != "completed" or shown is None:
+        reason = str(run.status) if not isinstance(run.error_code, str) else f"{run.status}: {run.error_code}"
+        _placeholder(ax, aspect, reason)
+    else:
+        ax.imshow(shown, interpolation="lanczos")
+    ax.set_xlabel(_caption(run), fontsize=8.5, linespacing=1.4)
+
+
+def _caption(run: Any) -> str:
+    credits, usd = run.charged_credits, run.charged_usd
+    money = "cost unknown" if not _finite(credits) else f"{credits:.4g} credits"
+    if _finite(usd):
+        money += f" · ${usd:.4f}"
+    latency = f"{run.latency_s:.1f} s" if _finite(run.latency_s) else "latency –"
+    extra = len(run.files) - _MAX_IMAGES
+    more = f" · +{extra} more" if extra > 0 else ""
+    images = f" · n={run.n}" if run.n and int(run.n) > 1 else ""
+    return f"{money}\n{latency}{images}{more}"
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _montage(paths: list[str], columns: int) -> Any:
+    """The images at ``paths`` on one canvas, ``columns`` per row, with a thin white gap
+    (None when none can be read)."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+        except (OSError, ValueError):
+            continue
+    if len(images) <= 1:
+        return images[0] if images else None
+    # A run's images share one size; scale any odd one to the first so the grid is even.
+    w, h = images[0].size
+    tiles = [im if im.size == (w, h) else im.resize((w, h)) for im in images]
+    columns = min(columns, len(tiles))
+    rows = math.ceil(len(tiles) / columns)
+    gap = max(2, min(w, h) // 64)
+    canvas = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), "white")
+    for i, tile in enumerate(tiles):
+        canvas.paste(tile, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return canvas
+
+
+def _placeholder(ax: Axes, aspect: float, text: str) -> None:
+    ax.set_xlim(0, aspect)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_facecolor("#eeeeee")
+    ax.text(aspect / 2, 0.5, text, ha="center", va="center", fontsize=9, color="#666666", wrap=True)
+
+
+class _CallableModule(types.ModuleType):
+    """``imgkit.compare`` is both this module and the function: importing the submodule
+    rebinds the package attribute to the module, so the module forwards calls to keep
+    ``imgkit.compare(...)`` working whichever was bound last."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
