@@ -23,6 +23,7 @@ from imgkit.errors import (
     ValidationError,
 )
 from imgkit.pricing import Estimate, PriceSheet, price_sheets, register_price_sheet
+from imgkit.reports import report
 from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
 from imgkit.session import (
     Budget,
@@ -82,6 +83,7 @@ __all__ = [
     "login",
     "price_sheets",
     "register_price_sheet",
+    "report",
     "resume",
     "runs",
     "sweep",

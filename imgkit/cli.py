@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup(p)
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
     except ImgkitError as exc:
