@@ -10,6 +10,8 @@ Without ``EVOLINK_API_KEY`` everything runs against the built-in sandbox. Heavy 
 (pandas, matplotlib, ipywidgets) load on first use, not on import.
 """
 
+from imgkit.analysis import image_stats
+from imgkit.comparison import compare, tier_value
 from imgkit.engine import PollPolicy, RetryPolicy
 from imgkit.errors import (
     APIError,
@@ -45,6 +47,7 @@ from imgkit.session import (
     runs,
     sweep,
 )
+from imgkit.widgets.rating import rate
 
 __version__ = "0.1.0"
 
@@ -76,24 +79,27 @@ __all__ = [
     "aresume",
     "asweep",
     "budget",
+    "compare",
     "configure",
     "estimate",
     "generate",
     "get_session",
+    "image_stats",
     "login",
     "price_sheets",
+    "rate",
     "register_price_sheet",
     "report",
     "resume",
     "runs",
     "sweep",
+    "tier_value",
 ]
 
+# Tracebacks and help() then show the names a user types: imgkit.ValidationError, not
+# imgkit.errors.ValidationError.
 for _name in __all__:
     _obj = globals()[_name]
     if isinstance(_obj, type) or callable(_obj):
-        try:
-            _obj.__module__ = "imgkit"
-        except (AttributeError, TypeError):
-            pass
+        _obj.__module__ = "imgkit"
 del _name, _obj

@@ -265,15 +265,18 @@ class Ledger:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    # A failed run costs what the service says it charged, else nothing (it bills produced
+    # images and releases its reservation); any other run counts what was charged, else
+    # reserved, else estimated, so runs in flight are counted before the service answers.
     _SPENT = (
-        "SELECT COALESCE(SUM(COALESCE(credits_charged, credits_reserved, est_credits)), 0) "
-        "FROM runs WHERE NOT (status = 'failed' AND task_id IS NULL) AND created_at >= ?"
+        "SELECT COALESCE(SUM(CASE WHEN status = 'failed' THEN COALESCE(credits_charged, 0) "
+        "ELSE COALESCE(credits_charged, credits_reserved, est_credits) END), 0) "
+        "FROM runs WHERE created_at >= ?"
     )
 
     def spent_credits(self, since: float | None = None) -> float:
-        """Credits committed by runs created since ``since`` (charged, else reserved, else
-        estimated), counting every run that may have cost something: all but those that
-        failed before the service accepted them."""
+        """Credits committed by runs created since ``since``: charged, else reserved, else
+        estimated; failed runs count only a reported charge."""
         with self._lock:
             return float(self._conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
 

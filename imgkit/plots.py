@@ -56,7 +56,7 @@ _OTHER_COLOR = "#999999"
 CURRENCIES: tuple[str, ...] = ("credits", "USD", "CNY")
 
 #: How :func:`with_costs` arrived at a run's charged amount (the ``cost_basis`` column).
-COST_BASES: tuple[str, ...] = ("charged", "reserved", "estimate", "no task", "may have cost")
+COST_BASES: tuple[str, ...] = ("charged", "reserved", "estimate", "no task", "failed", "may have cost")
 
 _FREQS = {"D": "D", "day": "D", "W": "W", "week": "W", "M": "M", "month": "M"}
 _FREQ_WORDS = {"D": "day", "W": "week", "M": "month"}
@@ -79,10 +79,12 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
     The rules, in order (``cost_basis`` names the one that applied):
 
     - ``charged``: the service reported a charge (``credits_charged``).
-    - ``reserved``: the service reserved credits on create (``credits_reserved``); that is
-      what it held, so it counts.
     - ``no task``: the run never reached the service (``failed`` or ``created`` with no
       ``task_id``), so it cost nothing: 0.
+    - ``failed``: the task ended ``failed``; the service bills the images it produces and
+      releases what it reserved, so it cost nothing: 0.
+    - ``reserved``: the service reserved credits on create (``credits_reserved``); that is
+      what it held, so it counts.
     - ``estimate``: a ``completed`` run for which the service reported no figure; its
       estimate (``est_credits``) stands in.
     - ``may have cost``: anything else, e.g. an ``unknown`` run whose create request may have
@@ -110,16 +112,18 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
     reserved = out["credits_reserved"].astype("float64")
     estimated = out["est_credits"].astype("float64")
     no_task = out["task_id"].isna()
+    zero = np.zeros(len(out))
     conditions = [
         charged.notna().to_numpy(),
-        reserved.notna().to_numpy(),
         (no_task & status.isin(["failed", "created"])).fillna(False).to_numpy(dtype=bool),
+        (status == "failed").fillna(False).to_numpy(dtype=bool),
+        reserved.notna().to_numpy(),
         (status == "completed").fillna(False).to_numpy(dtype=bool),
     ]
-    basis = np.select(conditions, ["charged", "reserved", "no task", "estimate"], default="may have cost")
+    basis = np.select(conditions, ["charged", "no task", "failed", "reserved", "estimate"], default="may have cost")
     credits = np.select(
         conditions,
-        [charged.to_numpy(), reserved.to_numpy(), np.zeros(len(out)), estimated.to_numpy()],
+        [charged.to_numpy(), zero, zero, reserved.to_numpy(), estimated.to_numpy()],
         default=np.nan,
     )
     out["charged_credits"] = pd.Series(credits, index=out.index, dtype="float64")
@@ -142,7 +146,7 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
         usd[rows] = sheet.to_usd(amounts)
         cny[rows] = sheet.to_cny(amounts)
     # A run that cost nothing costs nothing in any currency, with or without a sheet.
-    free = out["cost_basis"] == "no task"
+    free = out["cost_basis"].isin(["no task", "failed"])
     usd[free] = 0.0
     cny[free] = 0.0
     out["charged_usd"] = usd

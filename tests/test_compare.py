@@ -1,15 +1,13 @@
-"""imgkit.compare against the loopback sandbox: the grid's shape and captions, reuse of
+"""imgkit.compare (imgkit.comparison) against the loopback sandbox: the grid's shape and captions, reuse of
 ledger runs (no new tasks), reuse=False, and what a cell shows for a failed run."""
 
 from __future__ import annotations
-
-import sys
 
 import httpx
 import pytest
 
 import imgkit
-from imgkit.compare import Comparison, compare, tier_value
+from imgkit.comparison import Comparison, compare, tier_value
 
 PROMPTS = ["a red fox in the snow", "a lighthouse at dusk"]
 TIERS = ("low", "medium", "high")
@@ -116,10 +114,9 @@ def test_one_size_per_grid(session: imgkit.Session) -> None:
         compare("a fox", qualities=["low", "ultra"], progress=False)
 
 
-def test_the_module_stays_callable_as_imgkit_compare(session: imgkit.Session) -> None:
-    # Importing imgkit.compare binds the module to the package attribute, over any function.
-    module = sys.modules["imgkit.compare"]
-    assert isinstance(module(PROMPTS[0], qualities="low", progress=False), Comparison)
+def test_imgkit_compare_is_the_function() -> None:
+    assert imgkit.compare is compare
+    assert imgkit.tier_value is tier_value
 
 
 def test_tier_value_reads_the_default_session(session: imgkit.Session) -> None:

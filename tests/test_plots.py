@@ -95,10 +95,10 @@ def sample_runs() -> list[RunRecord]:
 
 #: Hand-computed: what each sample run cost in credits (r6 unknown: not counted).
 EXPECTED_CREDITS = {
-    "r1": 1.25798, "r2": 3.5, "r3": 9.45907, "r4": 0.0, "r5": 2.4192, "r7": 1.96, "r8": 0.92462,
+    "r1": 1.25798, "r2": 3.5, "r3": 9.45907, "r4": 0.0, "r5": 0.0, "r7": 1.96, "r8": 0.92462,
 }
 EXPECTED_BASIS = {
-    "r1": "reserved", "r2": "charged", "r3": "reserved", "r4": "no task", "r5": "reserved",
+    "r1": "reserved", "r2": "charged", "r3": "reserved", "r4": "no task", "r5": "failed",
     "r6": "may have cost", "r7": "reserved", "r8": "estimate",
 }
 
@@ -259,7 +259,7 @@ def test_spend_by_tier_size_sums_each_pair(runs: pd.DataFrame) -> None:
     ticks = [t.get_text().split("\n")[0] for t in ax.get_xticklabels()]
     assert ticks == ["1024x1024", "1024x1536", "1536x1024"]
     assert heights["high"] == pytest.approx([9.45907, 0.0, 0.0])  # r4 cost nothing, r6 unknown
-    assert heights["medium"] == pytest.approx([2.4192 + 1.96, 0.0, 3.5])
+    assert heights["medium"] == pytest.approx([1.96, 0.0, 3.5])  # r5 failed: released
     assert heights["low"] == pytest.approx([1.25798, 0.92462, 0.0])
 
 
@@ -275,7 +275,7 @@ def test_credits_axis_is_added_when_one_sheet_prices_everything(tmp_path: Path, 
 def test_estimated_vs_charged_draws_only_service_figures(runs: pd.DataFrame) -> None:
     ax = plots.estimated_vs_charged(runs).axes[0]
     points = sum(len(c.get_offsets()) for c in ax.collections)
-    assert points == 5  # r1, r2, r3, r5, r7 (reserved/charged), not r4, r6, r8
+    assert points == 4  # r1, r2, r3, r7 (reserved/charged), not r4, r5 (failed), r6, r8
     assert ax.get_xlabel() == "Estimated per run (credits)"
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import imgkit
-from imgkit.compare import tier_value
+from imgkit.comparison import tier_value
 from imgkit.widgets.rating import DISPLAY_PX, RatingWidget, rate
 
 PROMPT = "a red fox in the snow"

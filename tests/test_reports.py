@@ -97,7 +97,7 @@ def test_grouped_tables(rep: CostReport) -> None:
     assert [d.strftime("%Y-%m-%d") for d in day.index] == [f"2026-11-0{i}" for i in range(1, 6)]
     assert day["runs"].tolist() == [2, 2, 2, 1, 1]
     assert day.loc["2026-11-01", "charged_credits"] == pytest.approx(1.25798 + 3.5)
-    assert day.loc["2026-11-03", "charged_usd"] == pytest.approx(2.4192 / 72)  # r6 unknown: not in
+    assert day.loc["2026-11-03", "charged_usd"] == 0  # r5 failed: released; r6 unknown: not in
     assert day.loc["2026-11-03", "unknown"] == 1 and day.loc["2026-11-02", "failed"] == 1
     quality = rep.groups["quality"].set_index("quality")
     assert quality.index.tolist() == ["low", "medium", "high"]
@@ -133,7 +133,7 @@ def test_group_keys(runs: pd.DataFrame, group: str, keys: list[str]) -> None:
 def test_failed_and_unknown_runs_are_listed_with_their_basis(rep: CostReport) -> None:
     failed = rep.failed.set_index("run_id")
     assert sorted(failed.index) == ["r4", "r5", "r6"]
-    assert failed["cost_basis"].astype(str).to_dict() == {"r4": "no task", "r5": "reserved", "r6": "may have cost"}
+    assert failed["cost_basis"].astype(str).to_dict() == {"r4": "no task", "r5": "failed", "r6": "may have cost"}
 
 
 def test_price_sheets_and_period(rep: CostReport) -> None:

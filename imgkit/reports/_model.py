@@ -35,7 +35,9 @@ SEMANTICS: tuple[str, ...] = (
     "Charged: what the service reported as charged for a run, else what it reserved when it "
     "accepted the task (usage.credits_reserved); a completed run for which the service "
     "reported neither counts at its estimate.",
-    "Runs that failed before reaching the service (no task id) cost nothing.",
+    "Runs that failed cost nothing: before reaching the service (no task id), or as a failed "
+    "task (the service bills the images it produces and releases what it reserved), unless "
+    "the service reported a charge for them.",
     "Unknown runs (the create request may have reached the service, or contact was lost) are "
     "listed as 'may have cost' at their estimate and are not in the charged total unless the "
     "service reported a figure for them.",

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 import textwrap
-import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -323,14 +321,3 @@ def _placeholder(ax: Axes, aspect: float, text: str) -> None:
     ax.set_facecolor("#eeeeee")
     ax.text(aspect / 2, 0.5, text, ha="center", va="center", fontsize=9, color="#666666", wrap=True)
 
-
-class _CallableModule(types.ModuleType):
-    """``imgkit.compare`` is both this module and the function: importing the submodule
-    rebinds the package attribute to the module, so the module forwards calls to keep
-    ``imgkit.compare(...)`` working whichever was bound last."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Comparison:
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
