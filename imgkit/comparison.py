@@ -73,9 +73,11 @@ class Comparison:
             f"{len(self.runs)} runs, {reused} reused from the ledger, {len(self.runs) - reused} new>"
         )
 
-    def _repr_png_(self) -> bytes:
+    def _repr_jpeg_(self) -> bytes:
+        # JPEG, not PNG: the grid is mostly photographs, which PNG stores at 10x the size,
+        # and every byte here is saved into the notebook.
         buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=100)
+        self.figure.savefig(buf, format="jpeg", dpi=100, pil_kwargs={"quality": 80, "optimize": True})
         return buf.getvalue()
 
 
