@@ -1,0 +1,78 @@
+"""Notebook faces of imgkit: the studio form, run cards and the history panel.
+
+Widgets hold no business logic: validation is :meth:`imgkit.ImageRequest.build`, prices are
+:meth:`imgkit.Session.estimate`, runs are :meth:`imgkit.Session.agenerate`, and the widgets
+only render the :class:`imgkit.JobEvent` objects a run emits. Everything a form does is
+reachable from Python with the same calls.
+
+This package is imported by ``import imgkit``, so it stays light: ipywidgets and IPython are
+imported by :mod:`imgkit.widgets._studio` the first time a studio is built.
+
+Example:
+    >>> import imgkit
+    >>> imgkit.studio()                      # the form, in a notebook cell
+    >>> a, b = imgkit.Studio(), imgkit.Studio(quality="low")   # independent forms
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imgkit.session import Session
+    from imgkit.widgets._studio import StudioApp
+
+__all__ = ["Studio", "studio"]
+
+
+class Studio:
+    """The GPT Image 1 playground as a notebook form.
+
+    A banner (sandbox or live, model, price sheet, balance), the prompt with a character
+    counter, model, size, quality and n, reference images (upload, URLs or local paths), a
+    live price with its formula, a Generate button that never blocks the kernel, one card
+    with a progress bar per run, a preview of the latest run and the last 20 runs of the
+    ledger. Build as many as you like: each form is independent, all share the ledger.
+
+    ``Studio(...)`` loads ipywidgets and returns an instance of the implementation class
+    (a subclass of this one), so ``import imgkit`` stays light.
+
+    Args:
+        session: the session runs go to; the default session (:func:`imgkit.get_session`)
+            at each use when None.
+        prompt: the initial prompt (the seed's sample by default).
+        model: a name from :data:`imgkit.MODELS`.
+        size: ``1:1``, ``2:3``, ``3:2`` or a pixel form.
+        quality: ``low``, ``medium`` or ``high``.
+        n: images per run.
+        images: initial reference images (URLs, paths, bytes or PIL images).
+        warn_credits: a run estimated above this many credits shows a warning.
+        history: how many runs the History panel shows (the ledger keeps them all).
+        updates_per_second: the most widget updates per run and second (progress events
+            beyond that are coalesced; the kernel's message rate limit counts them).
+
+    Example:
+        >>> s = imgkit.Studio(quality="low", size="3:2")
+        >>> s                                  # in a notebook: the form
+        >>> task = s.generate()                # what the Generate button does
+        >>> await s.wait()                     # the runs in flight, as GenerationResults
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Studio:
+        if cls is Studio:
+            from imgkit.widgets._studio import StudioApp
+
+            cls = StudioApp
+        return super().__new__(cls)
+
+
+def studio(session: Session | None = None, **options: Any) -> StudioApp:
+    """Show the studio form; takes :class:`Studio`'s arguments.
+
+    Example:
+        >>> import imgkit
+        >>> imgkit.studio()
+    """
+    from imgkit.widgets._studio import StudioApp
+
+    return StudioApp(session, **options)

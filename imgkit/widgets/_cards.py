@@ -1,0 +1,458 @@
+"""Run cards, the preview panel and the event throttle: they render run records, nothing more.
+
+A :class:`RunCard` is one run in the History panel: thumbnail, prompt, tier, size, cost,
+status, a progress bar while it runs, the gateway's error code with a plain-language hint
+when it fails, and buttons to show it, re-use its settings or run it again. The
+:class:`Preview` shows one run large: its images (thumbnails, each with a button that opens
+the full-size file), cost and latency. :class:`Throttle` sits between a run's events and
+these widgets so that a chatty run cannot flood the kernel's message rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ipywidgets as w
+
+from imgkit.errors import TASK_ERROR_HINTS
+from imgkit.request import SIZE_LABELS, JobEvent, RunRecord
+
+__all__ = ["Preview", "RunCard", "Throttle", "describe_error", "fmt_credits", "size_label", "status_badge"]
+
+log = logging.getLogger("imgkit")
+
+_STATUS_COLORS = {
+    "completed": "#2e7d32",
+    "failed": "#c62828",
+    "unknown": "#ef6c00",
+    "interrupted": "#ef6c00",
+}
+_RUNNING_COLOR = "#1565c0"
+_BAR_STYLES = {"completed": "success", "failed": "danger", "unknown": "warning"}
+
+#: Codes imgkit itself puts in a record (not the gateway's), with their hints.
+_LOCAL_HINTS = {
+    "upload_failed": "a reference image could not be uploaded; check it and retry",
+    "connection_error": "the service could not be reached; check the network and retry",
+    "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
+    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
+    "result_expired": "result links expire after 24 h; generate again",
+}
+
+
+class Throttle:
+    """Forward run events to their renderers at most ``per_second`` times a second in all.
+
+    One throttle serves every run of a studio, so the kernel's message rate stays bounded
+    however many runs are in flight. Events that arrive too soon are held, the newest per
+    run winning, and rendered together when the interval has passed (on the running loop).
+    A terminal event is rendered at once (with whatever is held). Without a running loop,
+    every event is rendered immediately.
+
+    Args:
+        render: the default renderer, for events pushed without one.
+        per_second: the most render rounds per second (0: no limit).
+        clock: a monotonic clock (injected by tests).
+
+    Example:
+        >>> throttle = Throttle(per_second=10)
+        >>> await session.agenerate(..., on_event=lambda e: throttle(e, card.render))
+    """
+
+    def __init__(
+        self,
+        render: Callable[[JobEvent], object] | None = None,
+        *,
+        per_second: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._render = render
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._clock = clock
+        self._last = -math.inf
+        self._held: dict[str, tuple[JobEvent, Callable[[JobEvent], object]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        self.received = 0
+        self.rendered = 0
+        self.rounds = 0
+
+    def __call__(self, event: JobEvent, render: Callable[[JobEvent], object] | None = None) -> None:
+        chosen = render or self._render
+        if chosen is None:
+            raise ValueError("Throttle: no renderer for this event")
+        self.received += 1
+        self._held[event.run_id] = (event, chosen)
+        terminal = event.record.terminal if event.record is not None else False
+        wait = self._last + self._interval - self._clock()
+        if terminal or wait <= 0:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer = loop.call_later(wait, self.flush)
+            self._timer_loop = loop
+
+    def flush(self) -> None:
+        """Render what is held now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_loop = None
+        held, self._held = self._held, {}
+        if not held:
+            return
+        self._last = self._clock()
+        self.rounds += 1
+        for event, render in held.values():
+            self.rendered += 1
+            try:
+                render(event)
+            except Exception:  # one broken card must not starve the others
+                log.exception("rendering run %s failed", event.run_id)
+
+
+# --- text --------------------------------------------------------------------------------
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text))
+
+
+def fmt_credits(value: float) -> str:
+    """Credits as the price sheets state them (``13.90484``; ``:g`` would say 13.9048)."""
+    return f"{value:.10g}"
+
+
+def size_label(size: str) -> str:
+    """``Landscape 3:2 · 1536x1024`` (with a multiplication sign) for a pixel size."""
+    label = SIZE_LABELS.get(size)
+    return f"{label} · {size.replace('x', '×')}" if label else size.replace("x", "×")
+
+
+def status_badge(status: str, progress: int | None = None) -> str:
+    color = _STATUS_COLORS.get(status, _RUNNING_COLOR)
+    text = status
+    if progress and status == "processing":
+        text += f" {progress}%"
+    return (
+        f'<span class="imgkit-status imgkit-status-{_esc(status)}" style="color:{color};'
+        f'font-weight:600">● {_esc(text)}</span>'
+    )
+
+
+def cost_text(record: RunRecord) -> str:
+    if record.est_credits is None:
+        text = "no estimate"
+    else:
+        text = f"{fmt_credits(record.est_credits)} credits"
+        if record.est_usd is not None and record.est_cny is not None:
+            text += f" (${record.est_usd:.4f} · ¥{record.est_cny:.4f})"
+    if record.credits_charged is not None:
+        text += f" · charged {fmt_credits(record.credits_charged)}"
+    elif record.credits_reserved is not None:
+        text += f" · reserved {fmt_credits(record.credits_reserved)}"
+    return text
+
+
+def latency_text(record: RunRecord) -> str:
+    return f"{record.latency_s:.1f} s" if record.latency_s is not None else ""
+
+
+def describe_error(record: RunRecord) -> str:
+    """The gateway's code, a plain-language hint and the service's own words, as HTML."""
+    if record.status == "unknown":
+        reason = record.notes or record.error_message or "the outcome could not be known"
+        return (
+            f'<b>unknown outcome</b>: {_esc(reason)}<br><span style="opacity:.8">Not resent, '
+            "so it cannot be paid twice; <code>imgkit.resume()</code> checks again.</span>"
+        )
+    code = record.error_code or "unknown_error"
+    hint = TASK_ERROR_HINTS.get(code) or _LOCAL_HINTS.get(code, "")
+    said = (record.error_message or "").strip().splitlines()
+    text = f"<code>{_esc(code)}</code>"
+    if hint:
+        text += f": {_esc(hint)}"
+    if said:
+        text += f'<br><span style="opacity:.8">The service said: {_esc(said[0][:300])}</span>'
+    return text
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _image_format(path: Path) -> str:
+    return "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix.lower().lstrip(".") or "png"
+
+
+# --- the card ----------------------------------------------------------------------------
+
+RecordAction = Callable[[RunRecord], object]
+
+
+class RunCard:
+    """One run: thumbnail, prompt, tier, size, cost, status, progress, error and actions.
+
+    Args:
+        data_dir: the session's data directory (files and thumbnails are relative to it).
+        on_show, on_use, on_rerun: called with the card's record by its buttons.
+        title: what to show before the run has a record (a prompt).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        on_show: RecordAction | None = None,
+        on_use: RecordAction | None = None,
+        on_rerun: RecordAction | None = None,
+        title: str = "",
+    ) -> None:
+        self.data_dir = data_dir
+        self.record: RunRecord | None = None
+        self.interrupted = False
+        self.title = title
+        self._thumb_key: str | None = None
+        self.thumb = w.Image(format="jpeg", layout=w.Layout(width="64px", height="64px", object_fit="cover"))
+        self.thumb.add_class("imgkit-card-thumb")
+        self.placeholder = w.HTML(
+            '<div style="width:64px;height:64px;border-radius:4px;background:#eceff1;'
+            'display:flex;align-items:center;justify-content:center;color:#90a4ae">…</div>'
+        )
+        self.thumb_box = w.Box([self.placeholder], layout=w.Layout(flex="0 0 auto"))
+        self.text = w.HTML(self._title_html(title, "starting"))
+        self.text.add_class("imgkit-card-text")
+        self.progress = w.IntProgress(
+            value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="140px", height="14px")
+        )
+        self.progress.add_class("imgkit-card-progress")
+        self.error = w.HTML(layout=w.Layout(display="none"))
+        self.error.add_class("imgkit-card-error")
+        buttons = []
+        for label, tip, action, cls in (
+            ("Show", "show this run in the preview", on_show, "imgkit-card-show"),
+            ("Use", "put this run's settings in the form", on_use, "imgkit-card-use"),
+            ("Re-run", "run these settings again", on_rerun, "imgkit-card-rerun"),
+        ):
+            if action is None:
+                continue
+            button = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto", height="26px"))
+            button.add_class(cls)
+            button.on_click(self._bind(action))
+            button.disabled = True
+            buttons.append(button)
+        self.buttons = buttons
+        body = w.VBox([self.text, self.progress, self.error], layout=w.Layout(flex="1 1 auto", min_width="0"))
+        self.widget = w.HBox(
+            [self.thumb_box, body, w.HBox(buttons, layout=w.Layout(flex="0 0 auto", align_items="flex-start"))],
+            layout=w.Layout(
+                border="1px solid #e0e0e0", padding="4px", margin="2px 0", align_items="flex-start", width="100%"
+            ),
+        )
+        self.widget.add_class("imgkit-card")
+
+    def _bind(self, action: RecordAction) -> Callable[[w.Button], None]:
+        def clicked(_: w.Button) -> None:
+            if self.record is not None:
+                action(self.record)
+
+        return clicked
+
+    @property
+    def run_id(self) -> str | None:
+        return self.record.run_id if self.record is not None else None
+
+    @staticmethod
+    def _title_html(prompt: str, status_html: str, details: str = "") -> str:
+        short = prompt if len(prompt) <= 140 else prompt[:137] + "…"
+        return (
+            f'<div style="line-height:1.35"><b title="{_esc(prompt)}">{_esc(short)}</b><br>'
+            f'<span style="font-size:90%">{details}{status_html}</span></div>'
+        )
+
+    def fail_before_sending(self, message: str) -> None:
+        """Show that the run was refused before anything was sent."""
+        self.text.value = self._title_html(self.title, status_badge("not sent"))
+        self.progress.layout.display = "none"
+        self.error.value = _esc(message)
+        self.error.layout.display = None
+
+    def update(self, record: RunRecord, *, interrupted: bool = False) -> None:
+        """Render ``record`` (only what changed is sent to the browser)."""
+        if record == self.record and interrupted == self.interrupted:
+            return
+        self.record = record
+        self.interrupted = interrupted
+        status = "interrupted" if interrupted else record.status
+        details = (
+            f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n}"
+            f"{' · image-to-image' if record.mode == 'image-to-image' else ''}"
+            f" · {_esc(cost_text(record))}"
+        )
+        latency = latency_text(record)
+        if latency:
+            details += f" · {latency}"
+        details += "<br>"
+        self.text.value = self._title_html(record.prompt, status_badge(status, record.progress), details)
+        running = not record.terminal and not interrupted
+        self.progress.layout.display = None if running else "none"
+        if running:
+            # submitting/pending show a full pale bar, so "waiting" reads differently from 0 %.
+            self.progress.value = record.progress if record.status == "processing" else 0
+            self.progress.bar_style = "info"
+        else:
+            self.progress.value = 100 if record.status == "completed" else record.progress
+            self.progress.bar_style = _BAR_STYLES.get(record.status, "")
+        if record.status in ("failed", "unknown"):
+            self.error.value = describe_error(record)
+            self.error.layout.display = None
+        elif interrupted:
+            self.error.value = (
+                "stopped following when its kernel ended; <b>Resume</b> (or "
+                "<code>imgkit.resume()</code>) finishes it without paying again"
+            )
+            self.error.layout.display = None
+        else:
+            self.error.layout.display = "none"
+        for button in self.buttons:
+            button.disabled = False
+        self._update_thumb(record)
+
+    def _update_thumb(self, record: RunRecord) -> None:
+        key = record.thumbs[0] if record.thumbs else None
+        if key == self._thumb_key:
+            return
+        self._thumb_key = key
+        data = _read(self.data_dir / key) if key else None
+        if data:
+            self.thumb.value = data
+            self.thumb_box.children = (self.thumb,)
+        else:
+            self.thumb_box.children = (self.placeholder,)
+
+
+# --- the preview -------------------------------------------------------------------------
+
+
+class Preview:
+    """The latest run, large: status and progress, then its images with cost and latency.
+
+    Args:
+        data_dir: returns the session's data directory (files are relative to it).
+    """
+
+    def __init__(self, data_dir: Callable[[], Path]) -> None:
+        self._data_dir = data_dir
+        self.record: RunRecord | None = None
+        self.header = w.HTML('<span style="opacity:.7">Click Generate to see preview</span>')
+        self.header.add_class("imgkit-preview-header")
+        self.progress = w.IntProgress(
+            value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="96%", display="none")
+        )
+        self.progress.add_class("imgkit-preview-progress")
+        self.error = w.HTML(layout=w.Layout(display="none"))
+        self.error.add_class("imgkit-preview-error")
+        self.images = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
+        self.viewer = w.VBox(layout=w.Layout(display="none"))
+        self.viewer.add_class("imgkit-viewer")
+        self.widget = w.VBox(
+            [self.header, self.progress, self.error, self.images, self.viewer], layout=w.Layout(width="100%")
+        )
+        self.widget.add_class("imgkit-preview")
+        self._shown_files: tuple[str, ...] | None = None
+
+    def starting(self, prompt: str) -> None:
+        """A run was asked for and has no record yet."""
+        self.record = None
+        self.header.value = RunCard._title_html(prompt, status_badge("starting"))
+        self.progress.value = 0
+        self.progress.layout.display = None
+        self.error.layout.display = "none"
+        self._set_images(())
+
+    def refused(self, message: str) -> None:
+        self.progress.layout.display = "none"
+        self.error.value = _esc(message)
+        self.error.layout.display = None
+
+    def show(self, record: RunRecord) -> None:
+        """Render ``record``: progress while it runs, then its images or its error."""
+        if record == self.record:
+            return
+        self.record = record
+        details = f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n} · {_esc(cost_text(record))}"
+        latency = latency_text(record)
+        if latency:
+            details += f" · latency {latency}"
+        details += "<br>"
+        self.header.value = RunCard._title_html(record.prompt, status_badge(record.status, record.progress), details)
+        running = not record.terminal
+        self.progress.layout.display = None if running else "none"
+        done = 100 if record.status == "downloading" else 0
+        self.progress.value = record.progress if record.status == "processing" else done
+        if record.status in ("failed", "unknown"):
+            self.error.value = describe_error(record)
+            self.error.layout.display = None
+        else:
+            self.error.layout.display = "none"
+        self._set_images(record.files if record.status == "completed" else ())
+
+    def _set_images(self, files: tuple[str, ...]) -> None:
+        if files == self._shown_files:
+            return
+        self._shown_files = files
+        self.close_viewer()
+        record = self.record
+        if record is None or not files:
+            self.images.children = ()
+            return
+        root = self._data_dir()
+        tiles = []
+        for index, rel in enumerate(files):
+            thumb = record.thumbs[index] if index < len(record.thumbs) else None
+            data = _read(root / thumb) if thumb else None
+            if data is None:
+                continue
+            image = w.Image(value=data, format="jpeg", layout=w.Layout(max_width="256px", max_height="256px"))
+            image.add_class("imgkit-preview-image")
+            button = w.Button(
+                description="Full size",
+                icon="expand",
+                tooltip=str(root / rel),
+                layout=w.Layout(width="auto", height="26px"),
+            )
+            button.add_class("imgkit-full-size")
+            button.on_click(lambda _, path=root / rel: self.open_full_size(path))
+            tiles.append(w.VBox([image, button], layout=w.Layout(margin="2px", align_items="center")))
+        self.images.children = tiles
+
+    def open_full_size(self, path: Path) -> None:
+        """Show one image at full resolution under the thumbnails."""
+        data = _read(path)
+        if data is None:
+            self.viewer.children = (w.HTML(f"cannot read {_esc(path)}"),)
+        else:
+            close = w.Button(description="Close", icon="times", layout=w.Layout(width="auto"))
+            close.on_click(lambda _: self.close_viewer())
+            image = w.Image(value=data, format=_image_format(path), layout=w.Layout(max_width="100%"))
+            image.add_class("imgkit-full-image")
+            caption = w.HTML(f'<code style="font-size:85%">{_esc(path)}</code>', layout=w.Layout(flex="1 1 auto"))
+            self.viewer.children = (w.HBox([close, caption], layout=w.Layout(align_items="center")), image)
+        self.viewer.layout.display = None
+
+    def close_viewer(self) -> None:
+        self.viewer.children = ()
+        self.viewer.layout.display = "none"

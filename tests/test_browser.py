@@ -1,0 +1,182 @@
+"""The studio in real JupyterLab, driven through headless Chromium.
+
+JupyterLab starts on a loopback port with a notebook that calls ``imgkit.studio()`` against
+the in-process sandbox; the test types a prompt, picks a tier and a size, uploads two reference
+images through the upload widget (together ~12.6 MB, over Jupyter's default 10 MiB websocket
+message limit, which the launcher raises as ``make lab`` does: on a default server this upload
+silently never arrives), clicks Generate and waits for the images in the preview and
+"0 running · 1 completed" in History. Screenshots of the form before and after go to
+``tests/artifacts/``. A browser that cannot start fails the test; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image, ImageDraw
+
+from .browser_util import ARTIFACTS, chromium, jupyterlab, write_notebook
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = pytest.mark.browser
+
+CELL = """\
+import imgkit
+from imgkit.sandbox import SandboxConfig
+
+imgkit.configure(sandbox_config=SandboxConfig(time_scale=0.05))
+{call}
+"""
+
+
+def _studio_call() -> str:
+    import imgkit
+
+    # `imgkit.studio` is the documented entry point; the package re-exports it from
+    # imgkit.widgets, which is used directly until that line is in imgkit/__init__.py.
+    return "imgkit.studio()" if hasattr(imgkit, "studio") else "import imgkit.widgets\nimgkit.widgets.studio()"
+
+
+def _large_png(path: Path) -> Path:
+    """A real PNG over Jupyter's default 10 MiB message limit (noise does not compress)."""
+    side = 2048
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(path, compress_level=1)
+    assert path.stat().st_size > 11 * 1024 * 1024
+    return path
+
+
+def _reference_png(path: Path) -> Path:
+    image = Image.new("RGB", (320, 240), "#1e88e5")
+    draw = ImageDraw.Draw(image)
+    for i in range(0, 320, 20):
+        draw.line([(i, 0), (320 - i, 240)], fill="#ffca28", width=3)
+    draw.rectangle([100, 80, 220, 160], fill="#43a047")
+    image.save(path)
+    return path
+
+
+def _run_first_cell(page: Page) -> Locator:
+    """Run the notebook's cell once its kernel is idle; return the studio's locator."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(state="visible", timeout=60_000)
+    # An execute request sent before the kernel's websocket is up can be lost: wait for it.
+    page.get_by_text(re.compile(r"\|\s*Idle")).first.wait_for(timeout=60_000)
+    studio = page.locator(".imgkit-studio")
+    for _ in range(3):
+        page.locator(".jp-Notebook .jp-Cell .cm-content").first.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            studio.wait_for(state="visible", timeout=45_000)
+            return studio
+        except PlaywrightTimeout:
+            prompt = page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.inner_text()
+            if "[ ]" not in prompt:
+                raise  # it ran, and no studio appeared
+    raise AssertionError("the notebook's cell never ran")
+
+
+@pytest.mark.timeout(180)
+def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    reference = _reference_png(tmp_path / "reference.png")
+    # One upload of ~12.6 MB: it arrives only because the launcher raised the server's
+    # websocket_max_message_size, as `make lab` does.
+    large = _large_png(tmp_path / "large-noise.png")
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    with jupyterlab(tmp_path) as lab:
+        write_notebook(lab.root / "studio.ipynb", CELL.format(call=_studio_call()))
+        timings["lab_ready_s"] = time.monotonic() - started
+        with chromium(tmp_path / "chromium-profile") as browser:
+            page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(lab.page_url("studio.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+                studio = _run_first_cell(page)
+                timings["studio_shown_s"] = time.monotonic() - started
+                expect(page.locator(".imgkit-banner")).to_contain_text("SANDBOX")
+                expect(page.locator(".imgkit-banner")).to_contain_text("balance 1000 credits")
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 0 completed")
+
+                prompt = page.locator(".imgkit-prompt textarea")
+                expect(prompt).to_have_attribute("placeholder", "A beautiful colorful sunset over the ocean")
+                prompt.fill("A lighthouse on a cliff at dawn, watercolor")
+                page.locator(".imgkit-quality button", has_text="high").click()
+                page.locator(".imgkit-size select").select_option(label="Landscape 3:2 · 1536×1024")
+                with page.expect_file_chooser() as chooser:
+                    page.locator(".imgkit-upload").click()
+                chooser.value.set_files([str(reference), str(large)])
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(2, timeout=30_000)
+                expect(page.locator(".imgkit-ref-chip").nth(0)).to_contain_text("reference.png")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("large-noise.png")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("12.")
+                expect(page.locator(".imgkit-mode")).to_contain_text("image-to-image (2 reference images)")
+                expect(page.locator(".imgkit-ref-message")).to_have_text("")
+                # high x non-square x 1 on the default sheet
+                expect(page.locator(".imgkit-price")).to_contain_text("13.90484 credits")
+                expect(page.locator(".imgkit-price")).to_contain_text("base × quality × size × n")
+                expect(page.locator(".imgkit-price-warning")).to_have_text("")
+                generate = page.locator(".imgkit-generate")
+                expect(generate).to_be_enabled()
+                studio.scroll_into_view_if_needed()
+                studio.screenshot(path=str(ARTIFACTS / "studio-before.png"))
+
+                clicked = time.monotonic()
+                generate.click()
+                page.locator(".imgkit-preview-image").first.wait_for(state="visible", timeout=60_000)
+                timings["click_to_first_image_s"] = time.monotonic() - clicked
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 1 completed", timeout=30_000)
+                expect(page.locator(".imgkit-card")).to_have_count(1)
+                card = page.locator(".imgkit-card").first
+                expect(card).to_contain_text("A lighthouse on a cliff at dawn")
+                expect(card).to_contain_text("high · Landscape 3:2 · 1536×1024 · n=1 · image-to-image")
+                timings["reference_upload_bytes"] = reference.stat().st_size + large.stat().st_size
+                expect(card).to_contain_text("13.90484 credits")
+                expect(card).to_contain_text("completed")
+                expect(card.locator("img.imgkit-card-thumb")).to_be_visible()
+                expect(page.locator(".imgkit-preview-header")).to_contain_text("latency")
+                expect(page.locator(".imgkit-log")).to_have_text("")
+                # the thumbnail really rendered (decoded, not a broken image)
+                width = page.locator(".imgkit-preview-image").first.evaluate("img => img.naturalWidth")
+                assert width > 0
+                studio.screenshot(path=str(ARTIFACTS / "studio-after.png"))
+
+                page.locator(".imgkit-full-size").first.click()
+                full = page.locator("img.imgkit-full-image")
+                full.wait_for(state="visible")
+                assert full.evaluate("img => img.naturalWidth") == 1536
+                page.screenshot(path=str(ARTIFACTS / "studio-full-size.png"), full_page=True)
+
+                # A slow second run: its card shows a progress bar, and the kernel stays free.
+                prompt.fill("A second, slower run [[seconds:3]]")
+                generate.click()
+                expect(page.locator(".imgkit-counter")).to_have_text("1 running · 1 completed")
+                expect(page.locator(".imgkit-card").first.locator(".imgkit-card-progress")).to_be_visible()
+                cell = page.locator(".jp-Notebook .jp-Cell").nth(1)
+                cell.locator(".cm-content").click()
+                page.keyboard.type("21 * 2")
+                page.keyboard.press("Shift+Enter")
+                expect(cell.locator(".jp-OutputArea-output")).to_have_text("42", timeout=5_000)
+                expect(page.locator(".imgkit-counter")).to_have_text("1 running · 1 completed")
+                studio.screenshot(path=str(ARTIFACTS / "studio-running.png"))
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 2 completed", timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "studio-failure.png"), full_page=True)
+                print("browser console errors:", *console, sep="\n  ")
+                print("jupyterlab log tail:\n", lab.log_tail())
+                raise
+    timings["total_s"] = time.monotonic() - started
+    (ARTIFACTS / "browser-timings.json").write_text(json.dumps(timings, indent=2))

@@ -1,0 +1,491 @@
+"""The studio form, headless: set widget values, click, and check what it renders and what
+the ledger holds. Runs go to the loopback sandbox (the ``session`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+import imgkit
+from imgkit.request import MODELS, JobEvent, RunRecord
+from imgkit.widgets import Studio, studio
+from imgkit.widgets._cards import Throttle
+from imgkit.widgets._studio import SAMPLE_PROMPT, StudioApp
+
+from .conftest import TEST_KEY
+
+MB = 1024 * 1024
+
+
+def _png(color: str = "red", size: tuple[int, int] = (32, 24), fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _upload(*files: tuple[str, bytes]) -> tuple[dict[str, Any], ...]:
+    """What the browser's FileUpload sends: a tuple of dicts (ipywidgets 8)."""
+    now = dt.datetime.now(dt.UTC)
+    return tuple(
+        {"name": name, "type": "", "size": len(data), "content": memoryview(data), "last_modified": now}
+        for name, data in files
+    )
+
+
+def _text(html: str) -> str:
+    import re
+
+    return re.sub(r"<[^>]+>", "", html).replace("&#x27;", "'").replace("&amp;", "&")
+
+
+# --- the package surface -----------------------------------------------------------------
+
+
+def test_import_imgkit_widgets_stays_light() -> None:
+    code = "import sys, imgkit.widgets; print([m for m in ('ipywidgets', 'IPython', 'PIL') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_studio_and_Studio_build_the_same_form(session: imgkit.Session) -> None:
+    a, b = studio(), Studio(quality="low")
+    assert isinstance(a, Studio)
+    assert isinstance(b, StudioApp)
+    assert a is not b
+    b.prompt.value = "only b"
+    assert a.prompt.value == SAMPLE_PROMPT  # independent forms
+    bundle = a._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_bad_constructor_arguments_raise_the_core_error(session: imgkit.Session) -> None:
+    with pytest.raises(imgkit.ValidationError, match="quality"):
+        Studio(quality="ultra")
+
+
+# --- the form ----------------------------------------------------------------------------
+
+
+def test_defaults_banner_and_price(session: imgkit.Session) -> None:
+    s = Studio()
+    assert s.prompt.value == SAMPLE_PROMPT
+    assert s.prompt.placeholder == SAMPLE_PROMPT
+    assert (s.model.value, s.size.value, s.quality.value, s.n.value) == ("gpt-image-1", "1024x1024", "medium", 1)
+    assert [label for label, _ in s.size.options] == [
+        "Square 1:1 · 1024×1024",
+        "Portrait 2:3 · 1024×1536",
+        "Landscape 3:2 · 1536×1024",
+    ]
+    assert [label for label, _ in s.quality.options] == ["low ×0.26", "medium ×1", "high ×3.91"]
+    banner = _text(s.banner.value)
+    # the fixture's session has a key (the loopback sandbox plays the live service)
+    assert "LIVE" in banner
+    assert "…CRET" in banner
+    assert TEST_KEY not in s.banner.value
+    assert TEST_KEY[:-4] not in s.banner.value
+    assert "gpt-image-1" in banner
+    assert "evolink-table-2026-11" in banner
+    assert "balance 1000 credits" in banner
+    assert "2.4192 credits" in _text(s.price.value)
+    assert not s.generate_button.disabled
+    assert _text(s.counter.value) == "0 running · 0 completed"
+    assert _text(s.prompt_count.value) == f"{len(SAMPLE_PROMPT)} / 2000 characters"
+
+
+def test_sandbox_banner_says_so(data_dir: Path) -> None:
+    imgkit.configure(data_dir=data_dir)  # no key: the in-process sandbox
+    banner = _text(Studio().banner.value)
+    assert "SANDBOX" in banner
+    assert "nothing is charged" in banner
+    assert "key …" not in banner
+
+
+@pytest.mark.parametrize(
+    ("quality", "size", "n"),
+    [("low", "1024x1024", 1), ("medium", "1536x1024", 2), ("high", "1024x1536", 10), ("low", "1536x1024", 3)],
+)
+def test_price_follows_every_change(session: imgkit.Session, quality: str, size: str, n: int) -> None:
+    s = Studio()
+    s.quality.value = quality
+    s.size.value = size
+    s.n.value = n
+    est = imgkit.estimate(quality=quality, size=size, n=n)
+    assert est == s.estimate()
+    price = _text(s.price.value)
+    assert f"{est.credits:.10g} credits" in price
+    assert f"${est.usd:.4f}" in price
+    assert f"¥{est.cny:.4f}" in price
+    assert "base × quality × size × n" in price
+    assert f"× {n} = {est.credits:.10g} credits" in price
+    warned = est.credits > s.warn_credits
+    assert ("per-run threshold" in s.price_warning.value) is warned
+
+
+def test_a_per_token_price_sheet(session: imgkit.Session, data_dir: Path) -> None:
+    tokens = imgkit.Session(
+        api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, price_sheet="openai-tokens-2026-11"
+    )
+    s = Studio(tokens)
+    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]
+    est = tokens.estimate(quality="medium", size="1:1", n=1)
+    price = _text(s.price.value)
+    assert f"{est.credits:.10g} credits" in price
+    assert "output tokens" in price
+    assert "openai-tokens-2026-11" in _text(s.banner.value)
+
+
+def test_warning_when_over_the_remaining_budget(session: imgkit.Session) -> None:
+    session.set_budget(3.0, per="day")
+    s = Studio()
+    assert "budget 3 credits left" in _text(s.banner.value)
+    assert s.price_warning.value == ""  # 2.4192 fits
+    s.n.value = 2
+    assert "remaining budget (3 credits left)" in _text(s.price_warning.value)
+    assert not s.generate_button.disabled  # the session decides; the form warns
+
+
+def test_validation_messages_and_the_counter(session: imgkit.Session) -> None:
+    s = Studio()
+    s.prompt.value = "   "
+    assert s.generate_button.disabled
+    assert "prompt" in _text(s.message.value)
+    assert "non-empty" in _text(s.message.value)
+    assert s.generate() is None  # nothing starts
+    assert session.ledger.count() == 0
+
+    s.prompt.value = "x" * 2001
+    assert s.generate_button.disabled
+    assert "#c62828" in s.prompt_count.value  # red past the limit
+    assert "2001 / 2000 characters · 1 over the limit" in _text(s.prompt_count.value)
+    assert "at most 2000 characters" in _text(s.message.value)
+
+    s.prompt.value = "fine"
+    assert not s.generate_button.disabled
+    assert s.message.value == ""
+    assert "#c62828" not in s.prompt_count.value
+
+
+def test_fields_adapt_to_the_model(session: imgkit.Session) -> None:
+    s = Studio(n=4, size="3:2")
+    s.model.value = "gpt-image-1.5"
+    assert s.n.max == 1
+    assert s.n.value == 1
+    assert s.n.disabled
+    assert s.size.value == "1536x1024"
+
+    s.model.value = "gpt-image-2"
+    profile = MODELS["gpt-image-2"]
+    values = [v for _, v in s.size.options]
+    assert values[0] == "auto"
+    assert "16:9" in values
+    assert s.size.value == "3:2"  # the same shape, in the model's own terms
+    assert s.n.max == profile.max_n
+    assert not s.n.disabled
+    s.prompt.value = "y" * 5000
+    assert not s.generate_button.disabled  # 32000 characters for gpt-image-2
+    assert "5000 / 32000" in _text(s.prompt_count.value)
+    assert "no estimate" in _text(s.price.value)  # the shipped sheets price gpt-image-1 only
+    assert "gpt-image-2" in _text(s.banner.value)
+
+    s.model.value = "gpt-image-1"
+    assert s.size.value == "1536x1024"
+    assert s.generate_button.disabled  # 5000 characters is too long here
+    assert "at most 2000" in _text(s.message.value)
+
+
+# --- reference images --------------------------------------------------------------------
+
+
+def test_uploads_paths_and_urls(session: imgkit.Session, tmp_path: Path) -> None:
+    s = Studio()
+    assert "text-to-image" in _text(s.mode.value)
+    note = _text(s.reference_note.value)
+    assert "16 images, 50 MB each" in note
+    assert "JPEG, JPG, PNG, WEBP" in note
+    assert "10 MiB" in note
+    assert "local path" in note
+
+    s.upload.value = _upload(("red.png", _png()), ("blue.jpg", _png("blue", fmt="JPEG")))
+    assert s.upload.value == ()  # consumed, so the same file can be added again
+    assert [r.name for r in s.reference_images] == ["red.png", "blue.jpg"]
+    assert [r.format for r in s.reference_images] == ["png", "jpeg"]
+    assert len(s.references.children) == 2
+    assert "image-to-image" in _text(s.mode.value)
+    assert "2 reference images" in _text(s.mode.value)
+
+    local = tmp_path / "green.webp"
+    local.write_bytes(_png("green", fmt="WEBP"))
+    s.reference_field.value = f"{local}\nhttps://example.com/ref.jpg"
+    assert s.reference_field.value == ""
+    assert [r.name for r in s.reference_images][2:] == ["green.webp", "ref.jpg"]
+    assert s.reference_images[3].url == "https://example.com/ref.jpg"
+    assert len(s.references.children) == 4
+
+    s.remove_reference(0)
+    assert [r.name for r in s.reference_images] == ["blue.jpg", "green.webp", "ref.jpg"]
+    s.clear_references()
+    assert s.reference_images == ()
+    assert "text-to-image" in _text(s.mode.value)
+
+
+def test_refused_references_are_named(session: imgkit.Session, tmp_path: Path) -> None:
+    s = Studio()
+    gif = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(gif, format="GIF")
+    s.upload.value = _upload(
+        ("fake.png", b"this is text, not an image"),
+        ("anim.webp", gif.getvalue()),
+        ("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(51 * MB)),
+    )
+    message = _text(s.reference_message.value)
+    assert "'fake.png' (0.0 MB) was not added" in message
+    assert "JPEG/PNG/WEBP image by its content (its content is not an image)" in message
+    assert "'anim.webp'" in message
+    assert "its content is gif" in message
+    assert "'huge.png' (51.0 MB) was not added: it must be at most 50 MB per image" in message
+    assert s.reference_images == ()
+
+    s.reference_field.value = "ftp://example.com/a.png"
+    assert "http(s) URL" in _text(s.reference_message.value)
+    s.reference_field.value = str(tmp_path / "missing.png")
+    assert "existing image file" in _text(s.reference_message.value)
+
+    s.upload.value = _upload(*[(f"img{i}.png", _png()) for i in range(17)])
+    assert len(s.reference_images) == 16
+    message = _text(s.reference_message.value)
+    assert "'img16.png'" in message
+    assert "at most 16 reference images" in message
+    assert not s.generate_button.disabled  # 16 is allowed
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def test_generate_sync_path_records_and_renders(session: imgkit.Session) -> None:
+    s = Studio(quality="low", size="3:2")
+    s.add_references(_png())
+    s.generate_button.click()  # no running loop here: the run completes before click returns
+    assert len(s.results) == 1
+    result = s.results[0]
+    assert result.status == "completed"
+    rows = session.ledger.records()
+    assert [r.run_id for r in rows] == [result.run_id]
+    assert rows[0].quality == "low"
+    assert rows[0].size == "1536x1024"
+    assert rows[0].mode == "image-to-image"
+    assert _text(s.counter.value) == "0 running · 1 completed"
+    assert len(s.history.children) == 1
+    card = _text(s.history.children[0].children[1].children[0].value)
+    assert "low · Landscape 3:2 · 1536×1024 · n=1 · image-to-image" in card
+    assert "0.92462 credits ($0.0128" in card
+    assert "completed" in card
+    preview = _text(s.preview.header.value)
+    assert "latency" in preview
+    assert "0.92462 credits" in preview
+    assert len(s.preview.images.children) == 1
+    image = s.preview.images.children[0].children[0]
+    assert image.value == result.thumbnails[0].read_bytes()
+    s.preview.images.children[0].children[1].click()  # "Full size"
+    assert s.preview.viewer.layout.display is None
+    assert s.preview.viewer.children[1].value == result.paths[0].read_bytes()
+
+    # Re-run: the uploaded reference is re-used by its file-API URL
+    s.history.children[0].children[2].children[2].click()
+    assert [r.status for r in s.results] == ["completed", "completed"]
+    again = s.results[1].record
+    assert again.mode == "image-to-image"
+    assert again.reference_images == rows[0].reference_images
+    assert _text(s.counter.value) == "0 running · 2 completed"
+
+
+@pytest.mark.anyio
+async def test_clicks_do_not_block_and_two_runs_in_flight_both_complete(session: imgkit.Session) -> None:
+    s = Studio(prompt="slow one [[seconds:1]]", quality="low")
+    t0 = time.monotonic()
+    s.generate_button.click()
+    assert time.monotonic() - t0 < 0.5  # scheduled, not awaited
+    assert s.running == 1
+    await asyncio.sleep(0.3)
+    assert _text(s.counter.value) == "1 running · 0 completed"
+    s.generate_button.click()  # a second click while the first is in flight
+    assert s.running == 2
+    await asyncio.sleep(0.2)
+    assert _text(s.counter.value) == "2 running · 0 completed"
+    results = await s.wait()
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert len({r.run_id for r in results}) == 2
+    assert s.running == 0
+    assert session.ledger.count() == 2
+    assert {r.status for r in session.ledger.records()} == {"completed"}
+    assert _text(s.counter.value) == "0 running · 2 completed"
+    assert len(s.history.children) == 2
+
+
+@pytest.mark.anyio
+async def test_a_failed_run_shows_code_and_hint(session: imgkit.Session) -> None:
+    s = Studio(prompt="a red apple [[fail:content_policy_violation]]", quality="low")
+    task = s.generate()
+    assert task is not None
+    result = await task
+    assert result is not None
+    assert result.status == "failed"
+    card = s.history.children[0]
+    error = _text(card.children[1].children[2].value)
+    assert "content_policy_violation" in error
+    assert "blocked by safety filters; change the prompt or images" in error
+    assert "Content policy violation." in error  # the service's own words
+    assert card.children[1].children[2].layout.display is None
+    assert "content_policy_violation" in _text(s.preview.error.value)
+    assert _text(s.counter.value) == "0 running · 0 completed · 1 failed"
+    assert session.ledger.records()[0].error_code == "content_policy_violation"
+
+
+@pytest.mark.anyio
+async def test_a_run_over_the_budget_is_refused_and_nothing_is_sent(session: imgkit.Session) -> None:
+    session.set_budget(3.0, per="day")
+    s = Studio(n=2)
+    task = s.generate()
+    assert task is not None
+    assert await task is None
+    message = _text(s.message.value)
+    assert "Nothing was sent" in message
+    assert "would exceed the budget" in message
+    assert "Nothing was sent" in _text(s.preview.error.value)
+    assert _text(s.counter.value) == "0 running · 0 completed"
+    assert s.history.children == ()
+    assert session.ledger.count() == 0
+    s.n.value = 1  # 2.4192 fits in 3
+    assert s.message.value == ""
+    assert await s.generate() is not None  # type: ignore[misc]
+    assert _text(s.counter.value) == "0 running · 1 completed"
+    assert "budget 0.5808 credits left" in _text(s.banner.value)
+
+
+@pytest.mark.anyio
+async def test_progress_renders_are_throttled_across_runs() -> None:
+    shown: list[JobEvent] = []
+    throttle = Throttle(shown.append, per_second=10)
+    records = {
+        run: RunRecord(run, "sandbox", "gpt-image-1", "p", "1024x1024", "low", 1, status="processing")
+        for run in ("run-1", "run-2")
+    }
+    for progress in range(1, 100):
+        for run, record in records.items():
+            throttle(JobEvent(run, "processing", progress, record=record.replace(progress=progress)))
+    assert [(e.run_id, e.progress) for e in shown] == [("run-1", 1)]  # the first at once, the rest held
+    await asyncio.sleep(0.15)
+    # then one round with the newest event of each run
+    assert [(e.run_id, e.progress) for e in shown[:1]] == [("run-1", 1)]
+    assert sorted((e.run_id, e.progress) for e in shown[1:]) == [("run-1", 99), ("run-2", 99)]
+    done = records["run-1"].replace(status="completed", progress=100)
+    throttle(JobEvent("run-1", "completed", 100, record=done))
+    assert shown[-1].status == "completed"  # terminal: at once
+    assert (throttle.received, throttle.rendered, throttle.rounds) == (199, 4, 3)
+
+
+@pytest.mark.anyio
+async def test_a_run_renders_at_most_about_ten_times_a_second(session: imgkit.Session) -> None:
+    s = Studio(prompt="steady [[seconds:0.6]]", quality="low")
+    await s.wait()
+    rounds = s._throttle.rounds
+    started = time.monotonic()
+    await s.generate()  # type: ignore[misc]
+    elapsed = time.monotonic() - started
+    assert s.results[0].status == "completed"
+    assert s._throttle.rounds - rounds <= 10 * elapsed + 2
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def _old_record(i: int, **changes: Any) -> RunRecord:
+    base = RunRecord(
+        run_id=f"run-old-{i:02d}",
+        provider="gateway",
+        model="gpt-image-1",
+        prompt=f"old prompt {i}",
+        size="1024x1536",
+        quality="high",
+        n=2,
+        status="completed",
+        est_credits=27.80967,
+        est_usd=0.3862,
+        est_cny=2.7423,
+        created_at=1_700_000_000 + i,
+    )
+    return base.replace(**changes)
+
+
+def test_history_keeps_the_last_20_newest_first(session: imgkit.Session) -> None:
+    records = [_old_record(i, status="failed" if i % 5 == 0 else "completed") for i in range(25)]
+    session.ledger.save_many(records)
+    s = Studio()
+    assert len(s.history.children) == 20
+    shown = [r.run_id for r in s.history_records()]
+    assert shown == [f"run-old-{i:02d}" for i in range(24, 4, -1)]
+    assert "old prompt 24" in _text(s.history.children[0].children[1].children[0].value)
+    assert _text(s.counter.value) == "0 running · 16 completed · 4 failed"
+    assert session.ledger.count() == 25  # older ones stay in the ledger
+    s.generate_button.click()
+    assert len(s.history.children) == 20
+    assert s.history_records()[0].run_id == s.results[0].run_id
+    assert _text(s.counter.value) == "0 running · 17 completed · 3 failed"
+    assert session.ledger.count() == 26
+
+
+def test_use_and_rerun_a_history_entry(session: imgkit.Session) -> None:
+    session.ledger.save(
+        _old_record(1, prompt="a lighthouse at dusk", quality="low", size="1536x1024", n=3,
+                    reference_images=("https://example.com/ref.png", "sketch.png sha256:0123456789abcdef"))
+    )
+    s = Studio()
+    card = s.history.children[0]
+    use, rerun = card.children[2].children[1], card.children[2].children[2]
+    assert (use.description, rerun.description) == ("Use", "Re-run")
+    use.click()
+    assert (s.prompt.value, s.quality.value, s.size.value, s.n.value) == ("a lighthouse at dusk", "low", "1536x1024", 3)
+    assert [r.url for r in s.reference_images] == ["https://example.com/ref.png"]
+    assert "sketch.png" in _text(s.reference_message.value)
+    assert "add it again" in _text(s.reference_message.value)
+    assert "image-to-image" in _text(s.mode.value)
+    assert f"{imgkit.estimate(quality='low', size='3:2', n=3).credits:.10g} credits" in _text(s.price.value)
+
+    s.clear_references()  # example.com is not reachable from the sandbox
+    s.prompt.value = "something else"
+    s.history.children[0].children[2].children[2].click()  # Re-run
+    assert len(s.results) == 1
+    again = s.results[0].record
+    assert (again.prompt, again.quality, again.size, again.n) == ("a lighthouse at dusk", "low", "1536x1024", 3)
+    assert _text(s.counter.value) == "0 running · 2 completed"
+
+
+def test_runs_an_earlier_kernel_left_are_offered_for_resume(session: imgkit.Session, sandbox_url: str) -> None:
+    reply = httpx.post(
+        f"{sandbox_url}/v1/images/generations",
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+        json={"model": "gpt-image-1", "prompt": "left behind", "size": "1024x1024", "quality": "low", "n": 1},
+    )
+    reply.raise_for_status()
+    task_id = reply.json()["id"]
+    session.ledger.save(
+        _old_record(1, prompt="left behind", status="pending", task_id=task_id, submitted_at=time.time(),
+                    created_at=time.time() - 3600, quality="low", size="1024x1024", n=1)
+    )
+    s = Studio()
+    assert _text(s.counter.value) == "0 running · 0 completed · 1 interrupted"
+    assert s.resume_button.layout.display is None
+    assert "Resume" in _text(s.history.children[0].children[1].children[2].value)
+    s.resume_button.click()
+    assert session.ledger.get("run-old-01").status == "completed"  # type: ignore[union-attr]
+    assert _text(s.counter.value) == "0 running · 1 completed"
+    assert s.resume_button.layout.display == "none"
