@@ -47,6 +47,7 @@ from imgkit.session import (
     runs,
     sweep,
 )
+from imgkit.widgets import Studio, studio
 from imgkit.widgets.rating import rate
 
 __version__ = "0.1.0"
@@ -70,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "RunRecord",
     "Session",
+    "Studio",
     "SweepPlan",
     "SweepResult",
     "TaskFailed",
@@ -92,6 +94,7 @@ __all__ = [
     "report",
     "resume",
     "runs",
+    "studio",
     "sweep",
     "tier_value",
 ]

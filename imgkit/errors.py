@@ -47,12 +47,14 @@ class ValidationError(ImgkitError, ValueError):
         field: the name of the field, as the user typed it (``"quality"``, ``"images[3]"``).
         value: the rejected value (shortened for display).
         allowed: a human description of what is allowed.
+        hint: what was wrong with the value, when that helps (``"it has 61.2 MB"``).
     """
 
     def __init__(self, field: str, value: object, allowed: str, *, hint: str = "") -> None:
         self.field = field
         self.value = value
         self.allowed = allowed
+        self.hint = hint
         shown = repr(value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
