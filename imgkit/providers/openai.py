@@ -1,0 +1,377 @@
+"""OpenAI's Images API, direct or through any OpenAI-compatible base URL (spec §9).
+
+The API is synchronous: ``POST {base_url}/images/generations`` (JSON) or
+``{base_url}/images/edits`` (multipart, one ``image[]`` part per reference) answers with the
+images themselves, base64-encoded, and the token ``usage``. So :meth:`OpenAIProvider.submit`
+returns a snapshot that is already ``Completed``; its task id is made up here
+(``openai-<created>-<random>``, the API has none) and its results are pseudo URLs
+``openai://<task id>/<i>.png`` that :meth:`~OpenAIProvider.download` serves from memory. The
+ledger therefore never holds megabytes of base64, and the engine's download step (size cap,
+Pillow check, content-addressed file) is the same as for the gateway. Those bytes live only
+in the process that made the request: the engine stores them at once, and a run resumed by a
+later process whose results were never stored ends ``failed`` / ``result_expired``.
+
+Reference images are sent as files, so the provider needs their bytes: local ones (paths,
+bytes, PIL images) are read directly; URL references are **fetched by imgkit first** (capped
+at 50 MB, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the run
+``failed`` / ``image_processing_error``, the gateway's code for an unreachable image).
+
+The cost is the returned ``usage`` priced with a :class:`~imgkit.pricing.TokenPriceSheet`
+(``credits_charged``, in the sheet's credits). Error answers (``{"error": {"message", "type",
+"param", "code"}}``) become :class:`~imgkit.errors.APIError` with the gateway's code where one
+means the same thing (``moderation_blocked`` -> ``content_policy_violation``,
+``invalid_api_key`` -> ``unauthorized``), so reports can group failures across providers; the
+message keeps OpenAI's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+
+from imgkit.errors import APIError, DownloadError, RequestError
+from imgkit.pricing import TokenPriceSheet, get_sheet
+from imgkit.providers.base import Balance, TaskSnapshot
+from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
+
+__all__ = ["LIVE_OPENAI_URL", "OpenAIProvider", "ParsedImages", "parse_error", "parse_images_response"]
+
+log = logging.getLogger("imgkit")
+
+LIVE_OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_SHEET = "openai-tokens-2026-11"
+RESULT_SCHEME = "openai://"
+_MB = 1024 * 1024
+_MAX_REFERENCE_BYTES = 50 * _MB
+_MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+
+# OpenAI's codes that mean what one of the gateway's codes means.
+_SAME_AS_GATEWAY = {
+    "moderation_blocked": "content_policy_violation",
+    "content_policy_violation": "content_policy_violation",
+    "invalid_api_key": "unauthorized",
+}
+
+
+class ParsedImages:
+    """The pure reading of an images response.
+
+    Attributes:
+        images: decoded image bytes, in order (from ``b64_json``).
+        urls: result URLs, for OpenAI-compatible services that answer with ``url`` instead.
+        usage: the ``usage`` object, or an empty dict.
+        meta: every top-level field but ``data`` (for ``TaskSnapshot.raw``).
+    """
+
+    __slots__ = ("images", "meta", "urls", "usage")
+
+    def __init__(self, images: list[bytes], urls: list[str], usage: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.images = images
+        self.urls = urls
+        self.usage = usage
+        self.meta = meta
+
+
+def parse_images_response(body: Any) -> ParsedImages:
+    """Read an images response (spec §9c) without I/O.
+
+    Raises:
+        APIError: the body is not an images response, or an image is not valid base64.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("data", []), list):
+        raise APIError(200, "invalid_response", "the service returned something that is not an images response")
+    images: list[bytes] = []
+    urls: list[str] = []
+    for index, item in enumerate(body.get("data") or []):
+        if not isinstance(item, dict):
+            continue
+        b64 = item.get("b64_json")
+        if isinstance(b64, str) and b64:
+            try:
+                images.append(base64.b64decode(b64, validate=True))
+            except (binascii.Error, ValueError):
+                raise APIError(200, "invalid_response", f"image {index} is not valid base64") from None
+        elif isinstance(item.get("url"), str):
+            urls.append(item["url"])
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    meta = {k: v for k, v in body.items() if k != "data"}
+    return ParsedImages(images, urls, usage, meta)
+
+
+def parse_error(status: int, content: bytes, headers: Iterable[tuple[str, str]] = ()) -> APIError:
+    """An OpenAI error answer as an APIError, with a code the rest of imgkit understands.
+
+    OpenAI sends ``code: null`` for many errors (server errors, some 400s); the code is then
+    taken from the status. ``retry-after-ms`` is honoured as well as ``retry-after``.
+    """
+    headers = list(headers)
+    base = APIError.from_parts(status, content, headers)
+    err = base.body.get("error") if isinstance(base.body, dict) else None
+    raw_code = err.get("code") if isinstance(err, dict) else None
+    type_ = str(err.get("type") or "") if isinstance(err, dict) else base.type
+    if isinstance(raw_code, str) and raw_code:
+        code = _SAME_AS_GATEWAY.get(raw_code, raw_code)
+    elif status == 401:
+        code = "unauthorized"
+    elif status == 404:
+        code = "model_not_found"
+    elif status == 429:
+        code = "rate_limit_exceeded"
+    elif status == 503:
+        code = "service_unavailable"
+    elif status >= 500:
+        code = "internal_error"
+    else:
+        code = "invalid_request"
+    message = base.message
+    if isinstance(raw_code, str) and raw_code and code != raw_code:
+        message = f"{raw_code}: {message}"
+    retry_after = base.retry_after
+    for name, value in headers:
+        if name.lower() == "retry-after-ms":
+            with contextlib.suppress(ValueError):
+                retry_after = max(0.0, float(value) / 1000)
+    return APIError(status, code, message, type=type_, retry_after=retry_after, body=base.body)
+
+
+class OpenAIProvider:
+    """A client for OpenAI's Images API or an OpenAI-compatible service.
+
+    Args:
+        api_key: the Bearer token (``$OPENAI_API_KEY``); kept masked.
+        base_url: the API root including ``/v1`` (the sandbox's is ``{url}/openai/v1``).
+        transport: an httpx transport (``httpx.ASGITransport`` for the in-process sandbox).
+        timeout: seconds to wait for an answer; generation happens inside the request, so this
+            must cover a high-quality image (a minute or two).
+        name: the provider's name in the ledger.
+        price_sheet: the token price sheet that prices the returned usage.
+        cache_bytes: the most result bytes kept in memory for :meth:`download`.
+
+    Example:
+        >>> provider = OpenAIProvider(os.environ["OPENAI_API_KEY"])
+        >>> snapshot = await provider.submit(ImageRequest.build("a fox", quality="low"))
+    """
+
+    kind = "openai"
+    #: The answer to a request is the request's outcome: an HTTP error means nothing is still
+    #: running and nothing will be delivered later (see imgkit.providers.router).
+    synchronous = True
+
+    def __init__(
+        self,
+        api_key: str | Secret,
+        *,
+        base_url: str = LIVE_OPENAI_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 300.0,
+        name: str = "openai",
+        price_sheet: str | TokenPriceSheet | None = DEFAULT_SHEET,
+        cache_bytes: int = 256 * _MB,
+        max_connections: int = 16,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        sheet = get_sheet(price_sheet) if price_sheet is not None else None
+        self.sheet = sheet if isinstance(sheet, TokenPriceSheet) else None
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            limits=limits,
+            headers={"User-Agent": "imgkit"},
+        )
+        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        self._cache_bytes = cache_bytes
+        self._results: OrderedDict[str, bytes] = OrderedDict()
+        self._held = 0
+        self._tasks: dict[str, tuple[str, ...]] = {}
+        self._references: OrderedDict[str, bytes] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"<OpenAIProvider {self.name} {self.base_url}>"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        self._results.clear()
+        self._references.clear()
+        self._tasks.clear()
+        self._held = 0
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        host = _host(url)
+        try:
+            response = await self._client.request(method, url, headers=self._headers(), **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise RequestError(f"could not connect to {host}: {type(exc).__name__}", sent=False) from None
+        except (httpx.WriteError, httpx.WriteTimeout) as exc:
+            # The request was not completely written, so the service never had all of it.
+            raise RequestError(f"{type(exc).__name__} sending to {host}", sent=False) from None
+        except httpx.TimeoutException as exc:
+            raise RequestError(f"{type(exc).__name__} waiting for {host}", sent=True) from None
+        except httpx.TransportError as exc:
+            raise RequestError(f"{type(exc).__name__} talking to {host}", sent=True) from None
+        if response.status_code >= 400:
+            raise parse_error(response.status_code, response.content, response.headers.items())
+        return response
+
+    # --- the protocol ------------------------------------------------------------------------
+
+    async def submit(self, request: ImageRequest, image_urls: Sequence[str] = ()) -> TaskSnapshot:
+        """Generate (or edit, with reference images) and return a ``Completed`` snapshot."""
+        fields: dict[str, Any] = {
+            "model": request.model,
+            "prompt": request.prompt,
+            "n": request.n,
+            "size": request.size,
+            "quality": request.quality,
+        }
+        if request.images:
+            files = []
+            for index, ref in enumerate(request.images):
+                data = await self._reference_bytes(ref)
+                fmt = sniff_image_format(data[:16]) or "png"
+                files.append(("image[]", (ref.name or f"reference-{index}.{fmt}", data, _MIME.get(fmt, "image/png"))))
+            form = {k: str(v) for k, v in fields.items()}
+            response = await self._send("POST", f"{self.base_url}/images/edits", data=form, files=files)
+        else:
+            response = await self._send("POST", f"{self.base_url}/images/generations", json=fields)
+        try:
+            body = response.json()
+        except ValueError:
+            not_json = "the service returned a body that is not JSON"
+            raise APIError(response.status_code, "invalid_response", not_json) from None
+        return self._snapshot(parse_images_response(body))
+
+    def _snapshot(self, parsed: ParsedImages) -> TaskSnapshot:
+        created = parsed.meta.get("created")
+        stamp = int(created) if isinstance(created, int | float) and not isinstance(created, bool) else int(time.time())
+        task_id = f"openai-{stamp}-{uuid.uuid4().hex[:12]}"
+        urls = [f"{RESULT_SCHEME}{task_id}/{i}.png" for i in range(len(parsed.images))]
+        for url, data in zip(urls, parsed.images, strict=True):
+            self._keep(url, data)
+        results = (*urls, *parsed.urls)
+        self._tasks[task_id] = results
+        charged = None
+        if self.sheet is not None and parsed.usage:
+            charged = round(self.sheet.cost(parsed.usage).credits, 5)
+        return TaskSnapshot(
+            task_id=task_id,
+            status=Completed(results=results),
+            credits_charged=charged,
+            raw=parsed.meta,
+        )
+
+    def _keep(self, url: str, data: bytes) -> None:
+        self._results[url] = data
+        self._held += len(data)
+        while self._held > self._cache_bytes and len(self._results) > 1:
+            _, old = self._results.popitem(last=False)
+            self._held -= len(old)
+
+    async def status(self, task_id: str) -> TaskSnapshot:
+        """A synchronous API has nothing to poll: the answer was the result."""
+        results = self._tasks.get(task_id)
+        if results is None:
+            raise APIError(
+                404,
+                "resource_not_found",
+                "OpenAI returns images inside the response; they were held only by the process that "
+                "made the request and cannot be fetched again",
+            )
+        return TaskSnapshot(task_id=task_id, status=Completed(results=results))
+
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        if url.startswith(RESULT_SCHEME):
+            data = self._results.get(url)
+            if data is None:
+                raise APIError(
+                    410,
+                    "result_expired",
+                    "this OpenAI result was returned inline and is no longer in memory "
+                    "(results cannot be downloaded again after the process that made them ends)",
+                )
+            if len(data) > max_bytes:
+                raise DownloadError(f"result is {len(data)} bytes, over the {max_bytes}-byte cap")
+            return data
+        return await self._fetch(url, max_bytes, auth=url.startswith(self.base_url))
+
+    async def upload(self, image: ReferenceImage) -> str:
+        """References travel inside the edits request; a URL one is fetched now (and kept
+        until the request is sent). Returns how the ledger should name the reference."""
+        if image.url is None:
+            return image.describe()
+        if image.url not in self._references:
+            self._references[image.url] = await self._fetch_reference(image.url)
+            while len(self._references) > 64:
+                self._references.popitem(last=False)
+        return image.url
+
+    async def balance(self) -> Balance | None:
+        return None  # the Images API has no balance endpoint
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    async def _reference_bytes(self, ref: ReferenceImage) -> bytes:
+        if ref.url is None:
+            return ref.data if ref.data is not None else await asyncio.to_thread(ref.read)
+        data = self._references.get(ref.url)
+        return data if data is not None else await self._fetch_reference(ref.url)
+
+    async def _fetch_reference(self, url: str) -> bytes:
+        """Fetch a URL reference for the edits endpoint, which takes files, not URLs."""
+        try:
+            data = await self._fetch(url, _MAX_REFERENCE_BYTES, auth=False)
+        except RequestError as exc:
+            # Retryable, but never a reason to blame the provider: the URL is the user's.
+            raise DownloadError(f"could not fetch reference image {url[:120]}: {exc}", retryable=True) from None
+        except (APIError, DownloadError) as exc:
+            raise DownloadError(f"could not fetch reference image {url[:120]}: {exc}") from None
+        fmt = sniff_image_format(data[:16])
+        if fmt not in _MIME:
+            raise DownloadError(f"reference image {url[:120]} is {fmt or 'not an image'}, not a JPEG, PNG or WEBP")
+        return data
+
+    async def _fetch(self, url: str, max_bytes: int, *, auth: bool) -> bytes:
+        if not url.lower().startswith(("http://", "https://")):
+            raise DownloadError(f"refusing to download from a non-http URL: {url[:80]!r}")
+        headers = self._headers() if auth else None
+        try:
+            async with self._client.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise DownloadError(f"{int(declared)} bytes, over the {max_bytes}-byte cap")
+                chunks: list[bytes] = []
+                total = 0
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise DownloadError(f"more than the {max_bytes}-byte cap")
+                    chunks.append(chunk)
+        except httpx.ConnectError:
+            raise RequestError(f"could not connect to {_host(url)}", sent=False) from None
+        except httpx.TransportError as exc:
+            raise RequestError(f"{type(exc).__name__} downloading from {_host(url)}", sent=True) from None
+        return b"".join(chunks)
+
+
+def _host(url: str) -> str:
+    try:
+        return httpx.URL(url).host or url[:40]
+    except Exception:  # only used to describe an error
+        return url[:40]
