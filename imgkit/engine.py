@@ -1,5 +1,7 @@
-"""The async core: submit, poll, download, with bounded concurrency, declared retries and
-events. It sees a :class:`~imgkit.providers.base.Provider`, never a concrete one.
+"""The async core: submit, poll, download, with bounded concurrency, declared retries,
+fallback across providers and events. It sees the
+:class:`~imgkit.providers.base.Provider` protocol (through a
+:class:`~imgkit.providers.router.Router`), never a concrete provider.
 
 A run's life, and what the ledger holds at each step::
 
@@ -9,7 +11,14 @@ A run's life, and what the ledger holds at each step::
                    +-> failed (nothing was created)   +-> unknown (may have been created)
 
 The task id is committed to the ledger before anything else happens after the submit, so
-:meth:`Engine.resume` can finish the run from another process.
+:meth:`Engine.resume` can finish the run from another process. Polls and downloads go to the
+provider that accepted the run (the record's ``provider``), in ``resume()`` too.
+
+With several providers, a run goes to the cheapest one that can take it; when that one fails
+in a way that proves nothing of the run is still alive there (a refused connection, a 503,
+a task that ended with an outage code, ...) the run goes to the next, and
+``providers_tried`` keeps who was tried and why. The rules are in
+:mod:`imgkit.providers.router`; an outcome that may hide an accepted task is never resent.
 """
 
 from __future__ import annotations
@@ -34,6 +43,17 @@ from imgkit.errors import (
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate
 from imgkit.providers.base import Provider, TaskSnapshot
+from imgkit.providers.router import (
+    OUTAGE_TASK_CODES,
+    QUOTA_CODES,
+    Candidate,
+    Router,
+    Ticket,
+    failover_reason,
+    is_unknown_outcome,
+    outage_on_read,
+    single,
+)
 from imgkit.request import Completed, Failed, ImageRequest, JobEvent, Pending, RunRecord
 from imgkit.store import DEFAULT_MAX_BYTES, Store, StoredImage
 
@@ -48,6 +68,7 @@ __all__ = [
     "next_poll_delay",
     "retry_read",
     "retry_submit",
+    "retry_submit_sync",
 ]
 
 log = logging.getLogger("imgkit")
@@ -104,10 +125,8 @@ def next_poll_delay(
         rng: the source of jitter.
     """
     expected = estimated if estimated and estimated > 0 else policy.default_estimate
-    if 5 <= progress < 100 and elapsed > 0:
-        remaining = elapsed * (100 - progress) / progress
-    else:
-        remaining = expected - elapsed
+    # Progress, once it says something, predicts the end better than the first estimate.
+    remaining = elapsed * (100 - progress) / progress if 5 <= progress < 100 and elapsed > 0 else expected - elapsed
     if remaining > policy.min_interval:
         delay = remaining * policy.lead
     else:
@@ -143,42 +162,62 @@ def retry_read(exc: Exception) -> bool | float:
         return True
     if isinstance(exc, DownloadError):
         return exc.retryable
-    if isinstance(exc, APIError):
-        if exc.status == 429 or exc.status >= 500:
-            return exc.retry_after if exc.retry_after is not None else True
+    if isinstance(exc, APIError) and (exc.status == 429 or exc.status >= 500):
+        return exc.retry_after if exc.retry_after is not None else True
     return False
 
 
 def retry_submit(exc: Exception) -> bool | float:
     """Retry predicate for creating a task: only when no task can have been created
-    (the connection was never made, 429, 503)."""
+    (the connection was never made, 429, 503). A 429 that means the account's quota or
+    balance is used up (``insufficient_quota``, OpenAI's billing error) is not retried."""
     if isinstance(exc, RequestError):
         return not exc.sent
-    if isinstance(exc, APIError) and exc.status in (429, 503):
+    if isinstance(exc, APIError) and exc.status in (429, 503) and exc.code not in QUOTA_CODES:
         return exc.retry_after if exc.retry_after is not None else True
     return False
+
+
+def retry_submit_sync(exc: Exception) -> bool | float:
+    """Retry predicate for a synchronous provider's request: as :func:`retry_submit`, and any
+    5xx, since its answer is the request's final outcome (nothing was left running)."""
+    if isinstance(exc, APIError) and exc.status >= 500:
+        return exc.retry_after if exc.retry_after is not None else True
+    return retry_submit(exc)
 
 
 def new_run_id() -> str:
     return f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
 
 
+def _tried(name: str, reason: str, detail: str = "", task_id: str | None = None) -> dict[str, str]:
+    entry = {"provider": name, "reason": reason}
+    if detail:
+        entry["detail"] = detail[:300]
+    if task_id:
+        entry["task_id"] = task_id
+    return entry
+
+
 class Engine:
-    """Runs requests through one provider, recording every step in the ledger.
+    """Runs requests through the providers of a router, recording every step in the ledger.
 
     Args:
-        provider: where tasks go.
+        provider: where tasks go: one provider, or a
+            :class:`~imgkit.providers.router.Router` over several.
         ledger: where runs are recorded.
         store: where images are kept.
         concurrency: the most tasks in flight at once.
         poll: the polling policy.
         retry: the retry policy.
         max_download_bytes: the cap on one result's size.
+        failover_attempts: create attempts on one provider before the next one is tried
+            (the last candidate gets ``retry.attempts``).
     """
 
     def __init__(
         self,
-        provider: Provider,
+        provider: Provider | Router,
         ledger: Ledger,
         store: Store,
         *,
@@ -187,8 +226,10 @@ class Engine:
         retry: RetryPolicy | None = None,
         max_download_bytes: int = DEFAULT_MAX_BYTES,
         seed: int | None = None,
+        failover_attempts: int = 2,
     ) -> None:
-        self.provider = provider
+        self.router = provider if isinstance(provider, Router) else single(provider)
+        self.failover_attempts = failover_attempts
         self.ledger = ledger
         self.store = store
         self.concurrency = concurrency
@@ -204,14 +245,28 @@ class Engine:
             self._slots = asyncio.Semaphore(self.concurrency)
         return self._slots
 
+    @property
+    def provider(self) -> Provider:
+        """The first configured provider (the only one without routing)."""
+        return self.router.primary.provider
+
+    def provider_for(self, record: RunRecord) -> Provider | None:
+        """The provider that accepted ``record`` (by name), where polls and downloads go."""
+        endpoint = self.router.get(record.provider)
+        if endpoint is None and len(self.router.endpoints) == 1:
+            endpoint = self.router.primary  # a ledger from before providers had these names
+        return endpoint.provider if endpoint is not None else None
+
     # --- helpers -----------------------------------------------------------------------
 
-    def _retrying(self, predicate: Callable[[Exception], bool | float]) -> stamina.BoundAsyncRetryingCaller:
+    def _retrying(
+        self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
+    ) -> stamina.BoundAsyncRetryingCaller:
         import stamina  # imported here: it pulls in tenacity, too slow for `import imgkit`
 
         r = self.retry
         return stamina.AsyncRetryingCaller(
-            attempts=r.attempts,
+            attempts=attempts or r.attempts,
             timeout=r.timeout,
             wait_initial=r.wait_initial,
             wait_max=r.wait_max,
@@ -237,11 +292,17 @@ class Engine:
         estimate: Estimate | None,
         tags: Iterable[str] = (),
         run_id: str | None = None,
+        provider: str | None = None,
     ) -> RunRecord:
-        """A ``created`` record for ``request`` (not yet saved)."""
+        """A ``created`` record for ``request`` (not yet saved).
+
+        Args:
+            provider: the provider the run is expected to go to (its estimate is
+                ``estimate``); the first configured one when None.
+        """
         return RunRecord(
             run_id=run_id or new_run_id(),
-            provider=self.provider.name,
+            provider=provider or self.router.primary.name,
             model=request.model,
             prompt=request.prompt,
             size=request.size,
@@ -274,93 +335,234 @@ class Engine:
         """
         record = self._save(record, on_event)
         async with slots or self.slots:
-            record = await self._submit(request, record, on_event)
-            if record.terminal:
-                return record
-            return await self._follow(record, on_event)
+            return await self._route(request, record, on_event)
 
     async def resume(self, record: RunRecord, *, on_event: EventHandler | None = None) -> RunRecord:
-        """Finish a run recorded by an earlier process: poll its task, download its results.
+        """Finish a run recorded by an earlier process: poll its task, download its results,
+        on the provider that accepted it.
 
         Runs that never got a task id cannot be found again (the gateway has no task list);
-        they are marked unknown with that reason.
+        they are marked unknown with that reason. A run whose provider is not configured in
+        this session is left as it is (configure it and resume again).
         """
         if record.task_id is None:
             note = "the process stopped before the service returned a task id; it may have been created"
             return self._save(record.replace(status="unknown", notes=note), on_event)
+        if self.provider_for(record) is None:
+            log.warning("run %s was accepted by provider %r, which is not configured; left as it is",
+                        record.run_id, record.provider)
+            return record
         async with self.slots:
             if record.result_urls and record.status in ("downloading", "failed", "unknown"):
                 return await self._download(record, record.result_urls, on_event)
             return await self._follow(record, on_event)
 
+    # --- routing -----------------------------------------------------------------------
+
+    async def _route(self, request: ImageRequest, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+        """Send the run to the cheapest provider that takes it, and on to the next while the
+        failures prove nothing of the run is alive where it failed."""
+        candidates, forced = self.router.plan(request)
+        if not candidates:
+            why = "; ".join(self.router.refusals(request))
+            return self._save(
+                record.replace(status="failed", error_code="no_provider",
+                               error_message=f"no configured provider serves this request: {why}"),
+                on_event,
+            )
+        tried = list(record.providers_tried)
+        references = record.reference_images
+        failed: RunRecord | None = None
+        failed_entry: dict[str, str] = {}
+        message = ""
+        for index, cand in enumerate(candidates):
+            ticket = self.router.acquire(cand.name, force=forced)
+            if ticket is None:
+                stats = self.router.breaker(cand.name).stats()
+                detail = (f"circuit {stats['state']} after {stats['last_error'] or 'failures'}; "
+                          f"probed again in {stats['retry_in_s']:.0f} s")
+                tried.append(_tried(cand.name, "circuit_open", detail))
+                continue
+            later = candidates[index + 1 :]
+            last = not later or (not forced and not any(self.router.breaker(c.name).available() for c in later))
+            record = self._save(
+                self._assign(record, cand, tried, references).replace(status="submitting"), on_event, message
+            )
+            record, reason = await self._attempt(cand, ticket, request, record, on_event, last=last)
+            if reason is None:
+                return record
+            # Nothing of the run is alive on this provider: it becomes history, the next one
+            # starts afresh.
+            failed = record
+            detail = f"{record.error_code}: {record.error_message}" if record.error_code else ""
+            failed_entry = _tried(cand.name, reason, detail, record.task_id)
+            tried.append(failed_entry)
+            message = f"{cand.name}: {reason}; trying the next provider"
+        if failed is None:  # every provider was skipped by its breaker (a race with another run)
+            return self._save(
+                record.replace(status="failed", error_code="no_provider", providers_tried=tuple(tried),
+                               error_message="every provider's circuit is open"),
+                on_event,
+            )
+        # The last provider tried failed too: the run ends on its failure; the others are
+        # history. Its own entry is dropped from the history (it is the run's provider).
+        history = [t for t in tried if t is not failed_entry]
+        summary = ", ".join(f"{t['provider']} ({t['reason']})" for t in tried)
+        return self._save(
+            failed.replace(providers_tried=tuple(history), notes=f"no provider could serve it: {summary}"),
+            on_event,
+        )
+
+    @staticmethod
+    def _assign(
+        record: RunRecord, cand: Candidate, tried: list[dict[str, str]], references: tuple[str, ...]
+    ) -> RunRecord:
+        est = cand.estimate
+        return record.replace(
+            provider=cand.name,
+            providers_tried=tuple(tried),
+            est_credits=est.credits if est else None,
+            est_usd=est.usd if est else None,
+            est_cny=est.cny if est else None,
+            price_sheet=est.sheet if est else None,
+            reference_images=references,
+            task_id=None,
+            progress=0,
+            error_code=None,
+            error_message=None,
+            credits_reserved=None,
+            credits_charged=None,
+            submitted_at=None,
+            completed_at=None,
+            estimated_s=None,
+            result_urls=(),
+            files=(),
+            thumbs=(),
+            notes=None,
+        )
+
+    async def _attempt(
+        self,
+        cand: Candidate,
+        ticket: Ticket,
+        request: ImageRequest,
+        record: RunRecord,
+        on_event: EventHandler | None,
+        *,
+        last: bool,
+    ) -> tuple[RunRecord, str | None]:
+        """The run on one provider. Returns the record and, when the next provider may take
+        the run, the reason; the breaker hears how the provider did."""
+        record, reason = await self._submit(cand, request, record, on_event, last=last)
+        if record.task_id is None and record.terminal:  # nothing was accepted
+            if reason is not None:
+                self.router.failure(ticket, reason)
+            elif record.status == "unknown":
+                self.router.failure(ticket, "unknown_outcome")
+            else:
+                self.router.success(ticket)  # the provider answered: the request was refused
+            return record, reason
+        if not record.terminal:
+            record = await self._follow(record, on_event)
+        if record.status == "completed":
+            self.router.success(ticket, record.latency_s)
+        elif record.status == "unknown" or record.error_code in OUTAGE_TASK_CODES:
+            self.router.failure(ticket, record.error_code or "unknown_outcome")
+            if record.status == "failed":
+                # The task is over and failed because of the provider: it cannot deliver or
+                # charge anything more, so the next provider may take the run.
+                return record, record.error_code
+        else:
+            self.router.success(ticket)
+        return record, None
+
     # --- steps -------------------------------------------------------------------------
 
     async def _submit(
-        self, request: ImageRequest, record: RunRecord, on_event: EventHandler | None
-    ) -> RunRecord:
+        self, cand: Candidate, request: ImageRequest, record: RunRecord, on_event: EventHandler | None, *, last: bool
+    ) -> tuple[RunRecord, str | None]:
+        """Upload references and create the task on one provider. Returns the record and,
+        when it failed without anything being accepted, the reason the next provider may
+        take the run (None for the user's own errors and unknown outcomes)."""
+        provider = cand.endpoint.provider
+        synchronous = cand.endpoint.synchronous
+        tries = None if last else min(self.retry.attempts, self.failover_attempts)
         try:
-            urls = [await self._retrying(retry_read)(self.provider.upload, ref) for ref in request.images]
+            urls = [await self._retrying(retry_read, tries)(provider.upload, ref) for ref in request.images]
+        except DownloadError as exc:
+            # The reference itself (a URL imgkit fetched, a file): the user's, not the provider's.
+            return self._save(
+                record.replace(status="failed", error_code="image_processing_error",
+                               error_message=f"reading a reference image: {exc}"),
+                on_event,
+            ), None
         except ImgkitError as exc:
             code = exc.code if isinstance(exc, APIError) else "upload_failed"
             return self._save(
                 record.replace(status="failed", error_code=code, error_message=f"uploading a reference image: {exc}"),
                 on_event,
-            )
+            ), "upload_failed" if outage_on_read(exc) else None
         if urls:
             record = record.replace(reference_images=tuple(urls))
         record = self._save(record.replace(status="submitting"), on_event)
-        attempts = 0
+        attempts = record.attempts
+        started = time.time()
 
         async def create() -> TaskSnapshot:
-            nonlocal attempts
+            nonlocal attempts, started
             attempts += 1
-            return await self.provider.submit(request, urls)
+            started = time.time()
+            return await provider.submit(request, urls)
 
         try:
-            snapshot = await self._retrying(retry_submit)(create)
-        except RequestError as exc:
-            if exc.sent:
-                note = f"the request may have reached the service ({exc}); not resent to avoid paying twice"
+            predicate = retry_submit_sync if synchronous else retry_submit
+            snapshot = await self._retrying(predicate, tries)(create)
+        except (RequestError, APIError) as exc:
+            reason = failover_reason(exc, synchronous=synchronous)
+            if is_unknown_outcome(exc, synchronous=synchronous):
+                if isinstance(exc, RequestError):
+                    note = f"the request may have reached the service ({exc}); not resent to avoid paying twice"
+                    code, message = "unknown_outcome", str(exc)
+                else:
+                    note = f"HTTP {exc.status} after sending: a task may have been created; not resent"
+                    code, message = exc.code, exc.message
                 return self._save(
-                    record.replace(status="unknown", attempts=attempts, notes=note, error_code="unknown_outcome",
-                                   error_message=str(exc)),
+                    record.replace(status="unknown", attempts=attempts, notes=note, error_code=code,
+                                   error_message=message),
                     on_event,
                     note,
-                )
+                ), None
+            if isinstance(exc, RequestError):
+                code, message = "connection_error", str(exc)
+            else:
+                code, message = exc.code, exc.message
             return self._save(
-                record.replace(status="failed", attempts=attempts, error_code="connection_error", error_message=str(exc)),
+                record.replace(status="failed", attempts=attempts, error_code=code, error_message=message),
                 on_event,
-            )
-        except APIError as exc:
-            if exc.status >= 500 and exc.status != 503:
-                note = f"HTTP {exc.status} after sending: a task may have been created; not resent"
-                return self._save(
-                    record.replace(status="unknown", attempts=attempts, notes=note, error_code=exc.code,
-                                   error_message=exc.message),
-                    on_event,
-                    note,
-                )
-            return self._save(
-                record.replace(status="failed", attempts=attempts, error_code=exc.code, error_message=exc.message),
-                on_event,
-            )
+            ), reason
         now = time.time()
         record = record.replace(
             task_id=snapshot.task_id,
             status="pending",
             attempts=attempts,
-            submitted_at=now,
+            # When the accepted request was sent: for a synchronous provider the generation
+            # happened inside the request, so latency counts from here too.
+            submitted_at=started if synchronous else now,
             credits_reserved=snapshot.credits_reserved,
             estimated_s=snapshot.estimated_time,
         )
         # Committed before anything else: a crash from here on can be resumed.
         record = self._save(record, on_event)
         if isinstance(snapshot.status, Completed | Failed):
-            return await self._finish(record, snapshot, on_event)
-        return record
+            return await self._finish(record, snapshot, on_event), None
+        return record, None
 
     async def _follow(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
         assert record.task_id is not None
+        provider = self.provider_for(record)
+        if provider is None:
+            note = f"provider {record.provider!r} is not configured; imgkit.resume() checks again once it is"
+            return self._save(record.replace(status="unknown", notes=note), on_event, note)
         submitted = record.submitted_at or time.time()
         estimated = record.estimated_s
         progress, late = record.progress, 0
@@ -377,7 +579,7 @@ class Engine:
                 late += 1
             await asyncio.sleep(delay)
             try:
-                snapshot = await poller(self.provider.status, record.task_id)
+                snapshot = await poller(provider.status, record.task_id)
             except APIError as exc:
                 if exc.status == 404 or exc.code in ("task_not_found", "resource_not_found"):
                     return self._save(
@@ -432,8 +634,13 @@ class Engine:
                                error_message="the result URLs expired (24 h) before they were downloaded"),
                 on_event,
             )
+        provider = self.provider_for(record)
+        if provider is None:
+            note = f"provider {record.provider!r} is not configured; imgkit.resume() checks again once it is"
+            return self._save(record.replace(status="unknown", notes=note), on_event, note)
+
         async def fetch(url: str) -> StoredImage:
-            data = await self.provider.download(url, self.max_download_bytes)
+            data = await provider.download(url, self.max_download_bytes)
             return await asyncio.to_thread(self.store.save, data)
 
         fetch_and_keep = self._retrying(retry_read)

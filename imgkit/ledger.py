@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "Ledger"]
 
-_TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags")
+_TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags", "providers_tried")
 _FIELDS = [f.name for f in fields(RunRecord)]
 
 # Each entry migrates the schema from version i to i + 1.
@@ -87,6 +87,12 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX ratings_left ON ratings(left_run_id);
     CREATE INDEX ratings_right ON ratings(right_run_id);
     """,
+    # v3: fallback routing. The other providers considered for a run and why they did not
+    # serve it, as a JSON list of {"provider", "reason", "detail"?, "task_id"?}.
+    """
+    ALTER TABLE runs ADD COLUMN providers_tried TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX runs_provider ON runs(provider);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -100,6 +106,7 @@ COLUMNS: tuple[str, ...] = (
     "estimated_s",
     "status",
     "provider",
+    "providers_tried",
     "model",
     "mode",
     "prompt",
@@ -347,6 +354,7 @@ class Ledger:
             frame["files"] = [list(f) for f in files]
             frame["thumbs"] = [list(t) for t in thumbs]
         frame["tags"] = [list(_load(v)) for v in columns["tags"]]
+        frame["providers_tried"] = [[dict(t) for t in _load(v)] for v in columns["providers_tried"]]
         frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
         df = pd.DataFrame({name: frame[name] for name in COLUMNS})
         return df

@@ -504,6 +504,10 @@ class RunRecord:
         estimated_s: the service's ``estimated_time`` hint for the task, seconds.
         files: stored image paths, relative to the data directory.
         thumbs: thumbnail paths, relative to the data directory.
+        providers_tried: the other providers considered for the run, in order, and why they
+            did not serve it: ``{"provider", "reason", "detail"?, "task_id"?}`` with reasons
+            such as ``circuit_open``, ``connect_error``, ``http_503``, ``model_not_served``
+            or a task error code (see :mod:`imgkit.providers.router`).
     """
 
     run_id: str
@@ -536,6 +540,7 @@ class RunRecord:
     tags: tuple[str, ...] = ()
     attempts: int = 0
     notes: str | None = None
+    providers_tried: tuple[dict[str, str], ...] = ()
 
     @property
     def latency_s(self) -> float | None:

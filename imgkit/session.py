@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import datetime as dt
 import html
 import itertools
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +33,15 @@ from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
+from imgkit.providers.router import (
+    GATEWAY_CAPABILITIES,
+    OPENAI_CAPABILITIES,
+    BreakerPolicy,
+    Candidate,
+    Capabilities,
+    Endpoint,
+    Router,
+)
 from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord, Secret
 from imgkit.store import Store, default_data_dir
 
@@ -45,6 +55,7 @@ __all__ = [
     "Budget",
     "Cost",
     "GenerationResult",
+    "ProviderConfig",
     "Session",
     "SweepPlan",
     "SweepResult",
@@ -57,6 +68,7 @@ __all__ = [
     "generate",
     "get_session",
     "login",
+    "providers",
     "resume",
     "runs",
     "sweep",
@@ -67,6 +79,11 @@ T = TypeVar("T")
 
 SANDBOX_URL = "http://sandbox"
 KEY_ENV = "EVOLINK_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+#: The providers file in the data directory (``$IMGKIT_HOME/providers.toml``).
+PROVIDERS_FILE = "providers.toml"
+LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
+DEFAULT_KEY_ENVS = {"gateway": KEY_ENV, "openai": OPENAI_KEY_ENV}
 
 
 # --- the private loop --------------------------------------------------------------------
@@ -233,7 +250,7 @@ class GenerationResult:
         r = self.record
         latency = f"{r.latency_s:.1f}s" if r.latency_s is not None else "-"
         return (
-            f"<GenerationResult {r.run_id} {r.status} {r.quality} {r.size} n={r.n} "
+            f"<GenerationResult {r.run_id} {r.status} via {r.provider} {r.quality} {r.size} n={r.n} "
             f"images={len(r.files)} cost={self.cost.credits} credits latency={latency}>"
         )
 
@@ -254,10 +271,15 @@ class GenerationResult:
         status = html.escape(r.status)
         if r.error_code:
             status += f": {html.escape(r.error_code)}"
+        fallback = ""
+        if r.providers_tried:
+            tried = ", ".join(f"{t.get('provider')}: {t.get('reason')}" for t in r.providers_tried)
+            fallback = f" (after {html.escape(tried)})"
         caption = (
             f"<b>{html.escape(r.prompt[:200])}</b><br>{html.escape(r.size)} · {html.escape(r.quality)}"
             f" · n={r.n} · {r.est_credits if r.est_credits is not None else '?'} credits{usd}"
-            f" · {latency} · {status} · <code>{html.escape(r.run_id)}</code>"
+            f" · {latency} · {status} · via {html.escape(r.provider)}{fallback}"
+            f" · <code>{html.escape(r.run_id)}</code>"
         )
         return f'<div class="imgkit-result"><div>{"".join(cells)}</div><div style="font-size:90%">{caption}</div></div>'
 
@@ -299,6 +321,142 @@ class Budget:
         return f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
 
 
+# --- providers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One provider a user has: an entry of ``configure(providers=[...])`` or of
+    ``$IMGKIT_HOME/providers.toml``.
+
+    Attributes:
+        name: its name in the ledger and the provider table (unique).
+        kind: ``gateway`` (the async task API) or ``openai`` (OpenAI's Images API, or any
+            OpenAI-compatible base URL).
+        api_key: the key (masked).
+        base_url: the API root (``.../v1`` for the openai kind).
+        files_url: the gateway's file API host, when it differs from ``base_url``.
+        price_sheet: the sheet that prices its runs (default: the session's sheet for a
+            gateway, ``openai-tokens-2026-11`` for openai).
+        models: the models it serves (default: every model for a gateway, gpt-image-1 for
+            openai).
+        timeout: seconds per request (default: the session's; at least 300 s for openai,
+            whose answer waits for the images).
+        sandbox: served by the in-process sandbox (no key needed).
+    """
+
+    name: str
+    kind: str
+    api_key: Secret
+    base_url: str
+    files_url: str | None = None
+    price_sheet: str | None = None
+    models: tuple[str, ...] | None = None
+    timeout: float | None = None
+    sandbox: bool = False
+
+    _KEYS = frozenset(
+        {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
+         "sandbox"}
+    )
+
+    @classmethod
+    def from_mapping(cls, entry: Mapping[str, Any] | ProviderConfig, *, source: str = "providers") -> ProviderConfig:
+        """Check one entry. Keys come from ``api_key``, else the environment variable named
+        by ``api_key_env``, else the kind's usual variable (``EVOLINK_API_KEY``,
+        ``OPENAI_API_KEY``). A file may only name variables: no secret is written to disk.
+        """
+        if isinstance(entry, ProviderConfig):
+            return entry
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{source}: each provider is a mapping of settings, not {type(entry).__name__}")
+        unknown = sorted(set(entry) - cls._KEYS)
+        if unknown:
+            raise ConfigError(f"{source}: unknown provider settings {unknown}; known: {sorted(cls._KEYS)}")
+        kind = str(entry.get("kind", "gateway"))
+        sandbox = bool(entry.get("sandbox", False))
+        if kind == "sandbox":
+            kind, sandbox = "gateway", True
+        if kind not in LIVE_URLS:
+            raise ConfigError(f"{source}: provider kind {kind!r} is not one of gateway, openai, sandbox")
+        name = str(entry.get("name") or ("sandbox" if sandbox and kind == "gateway" else kind))
+        from_file = source.endswith(".toml")
+        if "api_key" in entry and from_file:
+            raise ConfigError(
+                f"{source}: provider {name!r} has an api_key; files must not hold keys. "
+                f'Name the environment variable instead: api_key_env = "{DEFAULT_KEY_ENVS[kind]}"'
+            )
+        key: Secret | None = None
+        given = entry.get("api_key")
+        if isinstance(given, Secret):
+            key = given
+        elif given:
+            key = Secret(str(given))
+        elif sandbox:
+            key = Secret("sk-sandbox")
+        else:
+            env = str(entry.get("api_key_env") or DEFAULT_KEY_ENVS[kind])
+            value = os.environ.get(env)
+            if not value:
+                raise ConfigError(f"{source}: provider {name!r} has no API key: set ${env} (or give api_key_env)")
+            key = Secret(value)
+        if sandbox:
+            base_url = SANDBOX_URL + ("/openai/v1" if kind == "openai" else "")
+        else:
+            base_url = str(entry.get("base_url") or LIVE_URLS[kind]).rstrip("/")
+        sheet = entry.get("price_sheet")
+        if kind == "openai" and sheet is None:
+            sheet = "openai-tokens-2026-11"
+        if sheet is not None:
+            sheet = get_sheet(str(sheet)).name  # an unknown sheet fails here, not mid-run
+        models = entry.get("models")
+        timeout = entry.get("timeout")
+        return cls(
+            name=name,
+            kind=kind,
+            api_key=key,
+            base_url=base_url,
+            files_url=entry.get("files_url"),
+            price_sheet=sheet,
+            models=tuple(models) if models else None,
+            timeout=float(timeout) if timeout is not None else None,
+            sandbox=sandbox,
+        )
+
+
+def read_providers_file(path: str | Path) -> tuple[list[ProviderConfig], dict[str, Any]]:
+    """The providers and the ``[routing]`` settings of a TOML file such as::
+
+        [routing]
+        failure_threshold = 3   # consecutive failures that open a provider's circuit
+        cooldown = 60           # seconds before it is probed again
+
+        [[providers]]
+        name = "evolink"
+        kind = "gateway"
+        api_key_env = "EVOLINK_API_KEY"
+
+        [[providers]]
+        name = "openai"
+        kind = "openai"
+        api_key_env = "OPENAI_API_KEY"
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    entries = data.get("providers", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: needs at least one [[providers]] table")
+    routing = data.get("routing", {})
+    if not isinstance(routing, dict) or set(routing) - {"failure_threshold", "cooldown"}:
+        raise ConfigError(f"{path}: [routing] takes failure_threshold and cooldown")
+    return [ProviderConfig.from_mapping(e, source=str(path)) for e in entries], dict(routing)
+
+
 # --- the session -------------------------------------------------------------------------
 
 
@@ -321,6 +479,21 @@ class Session:
         timeout: seconds per HTTP request.
         budget: a spending limit checked before every submission.
         sweep_threshold: sweeps estimated above this many credits ask before running.
+        providers: the providers to route across, cheapest first: a list of
+            :class:`ProviderConfig` mappings (``{"name", "kind", "api_key" | "api_key_env",
+            "base_url", "price_sheet", "models", "timeout", "sandbox"}``) or the path of a
+            TOML file. Without it (and without ``api_key``/``base_url``/``sandbox``),
+            ``$IMGKIT_HOME/providers.toml`` is read when it exists; otherwise the single
+            gateway (or sandbox) of before.
+        failure_threshold: consecutive failures that open a provider's circuit.
+        cooldown: seconds an open circuit is skipped before it is probed again.
+
+    Example:
+        >>> imgkit.configure(providers=[
+        ...     {"name": "evolink", "kind": "gateway", "api_key_env": "EVOLINK_API_KEY"},
+        ...     {"name": "openai", "kind": "openai", "api_key_env": "OPENAI_API_KEY"},
+        ... ])
+        >>> imgkit.providers()   # name, price of one medium square image, circuit state, ...
     """
 
     def __init__(
@@ -339,19 +512,54 @@ class Session:
         timeout: float = 60.0,
         budget: Budget | None = None,
         sweep_threshold: float = 50.0,
+        providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
+        failure_threshold: int | None = None,
+        cooldown: float | None = None,
     ) -> None:
-        key = api_key or os.environ.get(KEY_ENV) or None
-        if sandbox is None:
-            sandbox = key is None and base_url is None
-        if not sandbox and key is None:
-            raise ConfigError(
-                f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
-            )
-        self.sandbox = sandbox
-        self._key = Secret(key if not sandbox else "sk-sandbox")
-        self.base_url = SANDBOX_URL if sandbox else (base_url or "https://api.evolink.ai")
-        self.files_url = files_url
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        routing: dict[str, Any] = {}
+        if providers is not None and (api_key, base_url, files_url, sandbox) != (None, None, None, None):
+            raise ConfigError(
+                "give either providers=[...] or api_key/base_url/files_url/sandbox (a single gateway), not both"
+            )
+        if providers is None and api_key is None and base_url is None and sandbox is None:
+            found = self.data_dir / PROVIDERS_FILE
+            if found.is_file():
+                providers = found
+        if isinstance(providers, str | Path):
+            configs, routing = read_providers_file(providers)
+        elif providers is not None:
+            configs = [ProviderConfig.from_mapping(e) for e in providers]
+            if not configs:
+                raise ConfigError("providers: give at least one provider")
+        else:
+            key = api_key or os.environ.get(KEY_ENV) or None
+            if sandbox is None:
+                sandbox = key is None and base_url is None
+            if not sandbox and key is None:
+                raise ConfigError(
+                    f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
+                )
+            configs = [
+                ProviderConfig(
+                    name="sandbox" if sandbox else "gateway",
+                    kind="gateway",
+                    api_key=Secret(key if not sandbox else "sk-sandbox"),
+                    base_url=SANDBOX_URL if sandbox else (base_url or LIVE_URLS["gateway"]),
+                    files_url=files_url,
+                    sandbox=bool(sandbox),
+                )
+            ]
+        self._configs = tuple(configs)
+        primary = self._configs[0]
+        self.sandbox = all(c.sandbox for c in self._configs)
+        self._key = primary.api_key
+        self.base_url = primary.base_url
+        self.files_url = primary.files_url
+        self.policy = BreakerPolicy(
+            failure_threshold=int(failure_threshold or routing.get("failure_threshold", 3)),
+            cooldown=float(cooldown if cooldown is not None else routing.get("cooldown", 60.0)),
+        )
         self.sandbox_config = sandbox_config
         self.price_sheet = get_sheet(price_sheet).name
         self.concurrency = concurrency
@@ -362,6 +570,7 @@ class Session:
         self.sweep_threshold = sweep_threshold
         self._ledger: Ledger | None = None
         self._engine: Engine | None = None
+        self._router: Router | None = None
         self._sandbox_app: Any = None
 
     def __repr__(self) -> str:
@@ -369,11 +578,21 @@ class Session:
 
     def describe(self) -> str:
         """One line: sandbox or live, where, the price sheet and the data directory."""
-        if self.sandbox:
+        if len(self._configs) > 1:
+            listed = ", ".join(
+                f"{c.name} ({c.kind}, {'in-process sandbox' if c.sandbox else c.base_url})" for c in self._configs
+            )
+            where = f"providers {listed}, cheapest first"
+        elif self.sandbox:
             where = "sandbox (in-process, no key)"
         else:
             where = f"live {self.base_url} (key ...{self._key.hint or '****'})"
         return f"{where}; price sheet {self.price_sheet}; data {self.data_dir}"
+
+    @property
+    def provider_configs(self) -> tuple[ProviderConfig, ...]:
+        """The providers this session routes across, in the configured order."""
+        return self._configs
 
     @property
     def key_hint(self) -> str | None:
@@ -390,35 +609,68 @@ class Session:
     def store(self) -> Store:
         return Store(self.data_dir)
 
-    def _provider(self) -> Provider:
-        from imgkit.providers.gateway import GatewayProvider
-
+    def _provider(self, config: ProviderConfig) -> Provider:
         transport = None
-        name = "gateway"
-        if self.sandbox:
+        if config.sandbox:
             import httpx
 
-            from imgkit.sandbox import SandboxConfig, create_app
+            if self._sandbox_app is None:
+                from imgkit.sandbox import SandboxConfig, create_app
 
-            config = self.sandbox_config or SandboxConfig(time_scale=0.3)
-            self._sandbox_app = create_app(config)
+                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(time_scale=0.3))
             transport = httpx.ASGITransport(app=self._sandbox_app)
-            name = "sandbox"
+        if config.kind == "openai":
+            from imgkit.providers.openai import OpenAIProvider
+
+            return OpenAIProvider(
+                config.api_key,
+                base_url=config.base_url,
+                transport=transport,
+                timeout=config.timeout or max(self.timeout, 300.0),
+                name=config.name,
+                price_sheet=config.price_sheet,
+            )
+        from imgkit.providers.gateway import GatewayProvider
+
         return GatewayProvider(
-            self._key,
-            base_url=self.base_url,
-            files_url=self.files_url,
+            config.api_key,
+            base_url=config.base_url,
+            files_url=config.files_url,
             transport=transport,
-            timeout=self.timeout,
-            name=name,
+            timeout=config.timeout or self.timeout,
+            name=config.name,
         )
+
+    def _endpoint(self, config: ProviderConfig) -> Endpoint:
+        if config.kind == "openai":
+            caps = OPENAI_CAPABILITIES
+            if config.models:
+                caps = Capabilities(
+                    models=config.models, sizes=caps.sizes, max_n=caps.max_n, max_images=caps.max_images
+                )
+        else:
+            caps = Capabilities(models=config.models) if config.models else GATEWAY_CAPABILITIES
+        return Endpoint.of(
+            self._provider(config),
+            sheet=config.price_sheet or self.price_sheet,
+            capabilities=caps,
+            base_url="in-process sandbox" if config.sandbox else config.base_url,
+        )
+
+    @property
+    def router(self) -> Router:
+        """The providers, in price order per request, with their circuit breakers (created
+        on first use)."""
+        if self._router is None:
+            self._router = Router([self._endpoint(c) for c in self._configs], policy=self.policy)
+        return self._router
 
     @property
     def engine(self) -> Engine:
         """The engine (created on first use; it belongs to imgkit's private loop)."""
         if self._engine is None:
             self._engine = Engine(
-                self._provider(),
+                self.router,
                 self.ledger,
                 self.store,
                 concurrency=self.concurrency,
@@ -458,8 +710,8 @@ class Session:
         slots: asyncio.Semaphore | None = None,
     ) -> GenerationResult:
         engine = self.engine
-        est = self._estimate_or_none(request)
-        record = engine.new_record(request, estimate=est, tags=tags)
+        cand = self._first_candidate(request)
+        record = engine.new_record(request, estimate=cand.estimate, tags=tags, provider=cand.name)
         self._admit(record)
         record = await engine.run(request, record, on_event=on_event, slots=slots)
         if raise_on_error:
@@ -476,8 +728,8 @@ class Session:
         spent = self.ledger.admit(record, limit=budget.credits, since=budget.period_start())
         if spent is not None:
             raise BudgetExceeded(
-                f"this run (~{record.est_credits:g} credits) would exceed the budget of {budget}: "
-                f"{spent:g} credits already committed this period; nothing was sent"
+                f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
+                f"{spent:.10g} credits already committed this period; nothing was sent"
             )
 
     def set_budget(self, credits: float | None, per: str | None = None) -> Budget | None:
@@ -492,14 +744,39 @@ class Session:
         spent = self.ledger.spent_credits(self.budget.period_start())
         return max(0.0, self.budget.credits - spent)
 
-    def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
-        try:
-            return _estimate(
-                quality=request.quality, size=request.size, n=request.n, model=request.model, sheet=self.price_sheet
+    def _first_candidate(self, request: ImageRequest) -> Candidate:
+        """The provider a run goes to first, with its estimate; ValidationError when no
+        configured provider can take the request (nothing is sent or recorded)."""
+        router = self.router
+        cand = router.preview(request)
+        if cand is None:
+            router.check(request)
+            raise ConfigError("no provider can take this request")  # pragma: no cover - check() raised
+        if cand.estimate is None:
+            log.warning(
+                "no estimate for this run: price sheet %r of provider %r has no price for %s %s",
+                cand.endpoint.sheet, cand.name, request.model, request.size,
             )
-        except ConfigError as exc:
-            log.warning("no estimate for this run: %s", exc)
-            return None
+        return cand
+
+    def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
+        return self._first_candidate(request).estimate
+
+    def providers(self) -> pd.DataFrame:
+        """The providers as a small table: name, kind, base URL, price sheet, the price of a
+        reference request (one medium square gpt-image-1 image) in USD and credits, circuit
+        state, error rate and mean latency over recent runs, seconds until an open circuit
+        is probed, and the last failure."""
+        import pandas as pd
+
+        columns = ["name", "kind", "base_url", "price_sheet", "ref_usd", "ref_credits", "state", "error_rate",
+                   "latency_s", "outcomes", "retry_in_s", "last_error"]
+        df = pd.DataFrame(self.router.table(), columns=columns)
+        df["state"] = pd.Categorical(df["state"], categories=["closed", "half_open", "open"])
+        for name in ("ref_usd", "ref_credits", "error_rate", "latency_s", "retry_in_s"):
+            df[name] = df[name].astype("float64")
+        df["outcomes"] = df["outcomes"].astype("Int64")
+        return df
 
     async def aresume(self, *, on_event: EventHandler | None = None) -> list[GenerationResult]:
         """Finish every run an earlier process left unfinished; see :func:`resume`."""
@@ -546,7 +823,9 @@ class Session:
             from imgkit.errors import ValidationError
 
             raise ValidationError("prompts", prompts, "at least one prompt, quality and size")
-        return SweepPlan(requests, tuple(self._estimate_or_none(r) for r in requests), self.price_sheet)
+        estimates = tuple(self._estimate_or_none(r) for r in requests)
+        sheets = sorted({e.sheet for e in estimates if e is not None})
+        return SweepPlan(requests, estimates, ", ".join(sheets) or self.price_sheet)
 
     def _confirm(self, plan: SweepPlan, confirm: bool | None) -> None:
         remaining = self.remaining_budget()
@@ -675,18 +954,18 @@ class Session:
         """Every run in this session's ledger as a typed DataFrame."""
         return self.ledger.to_dataframe(data_dir=self.data_dir)
 
-    def estimate(self, *, quality: str = "medium", size: str = "1:1", n: int = 1, model: str = DEFAULT_MODEL) -> Estimate:
+    def estimate(
+        self, *, quality: str = "medium", size: str = "1:1", n: int = 1, model: str = DEFAULT_MODEL
+    ) -> Estimate:
         request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
         return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=self.price_sheet)
 
     def close(self) -> None:
         """Close connections and the ledger."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            try:
-                _LOOP.run(engine.provider.aclose())
-            except RuntimeError:
-                pass
+        router, self._router, self._engine = self._router, None, None
+        if router is not None:
+            with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
+                _LOOP.run(router.aclose())
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -738,7 +1017,7 @@ class SweepPlan:
     def __str__(self) -> str:
         unpriced = sum(e is None for e in self.estimates)
         text = (
-            f"sweep: {self.n_runs} runs, {self.n_images} images, estimated {self.credits:g} credits "
+            f"sweep: {self.n_runs} runs, {self.n_images} images, estimated {self.credits:.10g} credits "
             f"(${self.usd:.4f}, ¥{self.cny:.4f}; price sheet {self.sheet})"
         )
         if unpriced:
@@ -792,11 +1071,15 @@ class SweepResult:
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{html.escape(r.record.prompt[:60])}</td><td>{r.record.quality}</td><td>{r.record.size}</td>"
+            f"<td>{html.escape(r.record.provider)}</td>"
             f"<td>{r.status}</td><td>{r.record.est_credits if r.record.est_credits is not None else '-'}</td>"
             f"<td>{'-' if r.latency_s is None else f'{r.latency_s:.1f}'}</td></tr>"
             for r in self.results
         )
-        head = "<tr><th>prompt</th><th>quality</th><th>size</th><th>status</th><th>est. credits</th><th>latency s</th></tr>"
+        head = (
+            "<tr><th>prompt</th><th>quality</th><th>size</th><th>provider</th><th>status</th><th>est. credits</th>"
+            "<th>latency s</th></tr>"
+        )
         return f"<p>{html.escape(repr(self))}</p><table>{head}{rows}</table>"
 
 
@@ -991,6 +1274,19 @@ def budget(credits: float | None = None, per: str | None = None) -> Budget | Non
 def runs() -> pd.DataFrame:
     """Every run in the ledger, as a typed pandas DataFrame (one row per run)."""
     return get_session().runs()
+
+
+def providers() -> pd.DataFrame:
+    """The configured providers as a table: name, kind, base URL, price sheet, the price of one
+    medium square image on each (``ref_usd``, ``ref_credits``), circuit state (``closed``,
+    ``open``, ``half_open``), recent error rate and mean latency.
+
+    Example:
+        >>> imgkit.configure(providers=[{"name": "evolink", "kind": "gateway"},
+        ...                             {"name": "openai", "kind": "openai"}])
+        >>> imgkit.providers()[["name", "ref_usd", "state", "error_rate"]]
+    """
+    return get_session().providers()
 
 
 def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
+import imgkit
+from imgkit.errors import APIError, DownloadError
+from imgkit.providers.openai import OpenAIProvider, parse_error, parse_images_response
+from imgkit.request import Completed, ImageRequest, RunRecord
 from imgkit.sandbox import SandboxConfig, running_sandbox
 
 openai = pytest.importorskip("openai", reason="the openai extra (dev dependency) is needed for this test")
@@ -79,8 +86,8 @@ def test_sdk_generate_defaults_and_formats(sdk: openai.OpenAI) -> None:
     assert base64.b64decode(response.data[0].b64_json or "").startswith(b"\xff\xd8\xff")  # JPEG
 
 
-def test_sdk_edit_with_files(sdk: openai.OpenAI, tmp_path: pytest.TempPathFactory) -> None:
-    path = tmp_path / "sketch.png"  # type: ignore[operator]
+def test_sdk_edit_with_files(sdk: openai.OpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "sketch.png"
     path.write_bytes(_png())
     with path.open("rb") as fh:
         response = sdk.images.edit(
@@ -166,3 +173,144 @@ def test_wire_rejects_what_the_api_rejects(openai_url: str) -> None:
         assert r.status_code == 400 and r.json()["error"]["param"] == "image"
         r = c.post("/images/generations", json={"model": "gpt-image-1", "prompt": "p"}, headers={"Authorization": ""})
         assert r.status_code == 401
+
+
+# -- imgkit's OpenAI-direct provider --------------------------------------------------------
+
+
+def _error(status: int, code: str | None, message: str = "m", type_: str = "invalid_request_error") -> bytes:
+    return json.dumps({"error": {"message": message, "type": type_, "param": None, "code": code}}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (400, "moderation_blocked", "content_policy_violation"),
+        (401, "invalid_api_key", "unauthorized"),
+        (401, None, "unauthorized"),
+        (404, None, "model_not_found"),
+        (404, "model_not_found", "model_not_found"),
+        (429, "insufficient_quota", "insufficient_quota"),
+        (429, None, "rate_limit_exceeded"),
+        (400, None, "invalid_request"),
+        (400, "invalid_value", "invalid_value"),
+        (500, None, "internal_error"),
+        (503, None, "service_unavailable"),
+    ],
+)
+def test_parse_error_codes(status: int, code: str | None, expected: str) -> None:
+    err = parse_error(status, _error(status, code, "Your request was rejected."))
+    assert (err.status, err.code) == (status, expected)
+    assert "Your request was rejected." in err.message
+    if code and code != expected:
+        assert err.message.startswith(f"{code}: ")  # OpenAI's own code is kept
+
+
+def test_parse_error_tolerates_other_bodies_and_reads_retry_after_ms() -> None:
+    err = parse_error(502, b"<html>Bad gateway</html>")
+    assert (err.code, err.message) == ("internal_error", "<html>Bad gateway</html>")
+    err = parse_error(429, _error(429, "rate_limit_exceeded"), [("retry-after-ms", "1500")])
+    assert err.retry_after == 1.5
+
+
+def test_parse_images_response() -> None:
+    png = _png()
+    body = {"created": 1, "data": [{"b64_json": base64.b64encode(png).decode()}, {"url": "https://cdn/x.png"}],
+            "usage": {"output_tokens": 272}, "size": "1024x1024"}
+    parsed = parse_images_response(body)
+    assert parsed.images == [png] and parsed.urls == ["https://cdn/x.png"]
+    assert parsed.usage == {"output_tokens": 272} and "data" not in parsed.meta
+    with pytest.raises(APIError, match="not valid base64"):
+        parse_images_response({"data": [{"b64_json": "***"}]})
+    with pytest.raises(APIError, match="not an images response"):
+        parse_images_response(["nope"])
+
+
+@pytest.mark.anyio
+async def test_provider_over_a_mock_transport() -> None:
+    png = _png((16, 16))
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "refs.example":
+            if request.url.path == "/missing.png":
+                return httpx.Response(404, text="no")
+            return httpx.Response(200, content=png, headers={"content-type": "image/png"})
+        assert request.headers["authorization"] == "Bearer sk-mock-key-0123"
+        usage = {"input_tokens": 20, "input_tokens_details": {"text_tokens": 4, "image_tokens": 16},
+                 "output_tokens": 1056, "total_tokens": 1076}
+        data = [{"b64_json": base64.b64encode(png).decode()}]
+        return httpx.Response(200, json={"created": 1700000000, "data": data, "usage": usage})
+
+    provider = OpenAIProvider("sk-mock-key-0123", base_url="https://api.example/v1",
+                              transport=httpx.MockTransport(handler))
+    snapshot = await provider.submit(ImageRequest.build("a fox", quality="medium"))
+    assert isinstance(snapshot.status, Completed)
+    (url,) = snapshot.status.results
+    assert url.startswith("openai://openai-1700000000-") and snapshot.task_id in url
+    assert seen[-1].url.path == "/v1/images/generations"
+    assert json_body(seen[-1]) == {"model": "gpt-image-1", "prompt": "a fox", "n": 1, "size": "1024x1024",
+                                   "quality": "medium"}
+    # Usage priced at $5/M text, $10/M image input, $40/M output, in credits at 72/USD.
+    assert snapshot.credits_charged == pytest.approx((4 * 5 + 16 * 10 + 1056 * 40) / 1e6 * 72, abs=1e-5)
+    assert "data" not in snapshot.raw
+    assert await provider.download(url, 10_000_000) == png
+    with pytest.raises(DownloadError, match="cap"):
+        await provider.download(url, 10)
+    assert (await provider.status(snapshot.task_id)).status == snapshot.status
+
+    # Edits: local references and a URL reference, fetched by imgkit and sent as files.
+    request = ImageRequest.build("edit", quality="low", images=[png, "https://refs.example/ref.png"])
+    assert await provider.upload(request.images[1]) == "https://refs.example/ref.png"
+    assert (await provider.upload(request.images[0])).startswith("reference-0.png sha256:")
+    await provider.submit(request)
+    edit = seen[-1]
+    assert edit.url.path == "/v1/images/edits"
+    assert edit.headers["content-type"].startswith("multipart/form-data")
+    content = edit.read()
+    assert content.count(b'name="image[]"') == 2 and content.count(png) == 2
+    assert b'name="quality"\r\n\r\nlow' in content
+    assert "authorization" not in {k.lower() for k in seen[-2].headers} or seen[-2].url.host != "refs.example"
+    with pytest.raises(DownloadError, match="could not fetch reference image"):
+        await provider.upload(ImageRequest.build("e", images=["https://refs.example/missing.png"]).images[0])
+
+    await provider.aclose()
+    with pytest.raises(APIError) as info:
+        await provider.download(url, 10_000_000)
+    assert (info.value.status, info.value.code) == (410, "result_expired")
+    with pytest.raises(APIError, match="cannot be fetched again"):
+        await provider.status(snapshot.task_id)
+
+
+def json_body(request: httpx.Request) -> dict:
+    return json.loads(request.content)
+
+
+def test_openai_results_cannot_be_resumed_by_another_process(data_dir: Path, openai_url: str) -> None:
+    session = imgkit.configure(data_dir=data_dir, providers=[
+        {"name": "openai", "kind": "openai", "api_key": SDK_KEY, "base_url": f"{openai_url}/openai/v1"},
+    ])
+    record = RunRecord(run_id="run-openai-1", provider="openai", model="gpt-image-1", prompt="p", size="1024x1024",
+                       quality="low", n=1, task_id="openai-1-abc", status="downloading", submitted_at=time.time(),
+                       completed_at=time.time(), result_urls=("openai://openai-1-abc/0.png",))
+    session.ledger.save(record)
+    (res,) = imgkit.resume()
+    assert (res.status, res.record.error_code) == ("failed", "result_expired")
+    assert "cannot be downloaded again" in res.record.error_message
+
+
+def test_openai_provider_end_to_end_with_a_url_reference(data_dir: Path, openai_url: str) -> None:
+    # A URL the provider can fetch: a file served by the same sandbox's file host.
+    upload = httpx.post(f"{openai_url}/api/v1/files/upload/stream", files={"file": ("ref.png", _png())},
+                        headers={"Authorization": f"Bearer {SDK_KEY}"}).json()
+    url = upload["data"]["file_url"]
+    imgkit.configure(data_dir=data_dir, poll=imgkit.PollPolicy(min_interval=0.01), providers=[
+        {"name": "openai", "kind": "openai", "api_key": SDK_KEY, "base_url": f"{openai_url}/openai/v1"},
+    ])
+    res = imgkit.generate("make it a watercolor", images=[url], quality="low", size="2:3")
+    assert res.status == "completed" and res.images[0].size == (1024, 1536)
+    assert res.record.reference_images == (url,)
+    bad = imgkit.generate("p", images=[f"{openai_url}/files/uploads/file_0/none.png"], raise_on_error=False)
+    assert (bad.status, bad.record.error_code) == ("failed", "image_processing_error")
+    assert bad.record.providers_tried == ()
