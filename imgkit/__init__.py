@@ -24,13 +24,14 @@ from imgkit.errors import (
     UnknownOutcome,
     ValidationError,
 )
-from imgkit.pricing import Estimate, PriceSheet, price_sheets, register_price_sheet
+from imgkit.pricing import Estimate, PriceSheet, TokenPriceSheet, price_sheets, register_price_sheet
 from imgkit.reports import report
 from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
 from imgkit.session import (
     Budget,
     Cost,
     GenerationResult,
+    ProviderConfig,
     Session,
     SweepPlan,
     SweepResult,
@@ -43,6 +44,7 @@ from imgkit.session import (
     generate,
     get_session,
     login,
+    providers,
     resume,
     runs,
     sweep,
@@ -67,6 +69,7 @@ __all__ = [
     "JobEvent",
     "PollPolicy",
     "PriceSheet",
+    "ProviderConfig",
     "RequestError",
     "RetryPolicy",
     "RunRecord",
@@ -75,6 +78,7 @@ __all__ = [
     "SweepPlan",
     "SweepResult",
     "TaskFailed",
+    "TokenPriceSheet",
     "UnknownOutcome",
     "ValidationError",
     "agenerate",
@@ -89,6 +93,7 @@ __all__ = [
     "image_stats",
     "login",
     "price_sheets",
+    "providers",
     "rate",
     "register_price_sheet",
     "report",

@@ -133,6 +133,16 @@ def fmt_credits(value: float) -> str:
     return f"{value:.10g}"
 
 
+def provider_text(record: RunRecord) -> str:
+    """``via cheap (after pricey: http_503)``: who served the run and who was passed over."""
+    text = f"via {_esc(record.provider)}"
+    tried = [t for t in record.providers_tried if t.get("provider") != record.provider]
+    if tried:
+        passed = ", ".join(f"{_esc(t.get('provider', '?'))}: {_esc(t.get('reason', '?'))}" for t in tried)
+        text += f" (after {passed})"
+    return text
+
+
 def size_label(size: str) -> str:
     """``Landscape 3:2 · 1536x1024`` (with a multiplication sign) for a pixel size."""
     label = SIZE_LABELS.get(size)
@@ -300,7 +310,7 @@ class RunCard:
         details = (
             f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n}"
             f"{' · image-to-image' if record.mode == 'image-to-image' else ''}"
-            f" · {_esc(cost_text(record))}"
+            f" · {_esc(cost_text(record))} · {provider_text(record)}"
         )
         latency = latency_text(record)
         if latency:
@@ -393,7 +403,10 @@ class Preview:
         if record == self.record:
             return
         self.record = record
-        details = f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n} · {_esc(cost_text(record))}"
+        details = (
+            f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n} · {_esc(cost_text(record))}"
+            f" · {provider_text(record)}"
+        )
         latency = latency_text(record)
         if latency:
             details += f" · latency {latency}"
