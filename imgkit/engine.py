@@ -24,11 +24,13 @@ a task that ended with an outage code, ...) the run goes to the next, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,7 +67,9 @@ __all__ = [
     "EventHandler",
     "PollPolicy",
     "RetryPolicy",
+    "hold_slot",
     "next_poll_delay",
+    "release_slots",
     "retry_read",
     "retry_submit",
     "retry_submit_sync",
@@ -197,6 +201,49 @@ def _tried(name: str, reason: str, detail: str = "", task_id: str | None = None)
     if task_id:
         entry["task_id"] = task_id
     return entry
+
+
+class _Hold:
+    """One acquired slot of a semaphore, given back at most once."""
+
+    __slots__ = ("_held", "_slots")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+_HELD: contextvars.ContextVar[tuple[_Hold, ...]] = contextvars.ContextVar("imgkit_held_slots", default=())
+
+
+@contextlib.asynccontextmanager
+async def hold_slot(slots: asyncio.Semaphore) -> AsyncIterator[None]:
+    """Hold one of ``slots`` (the concurrency limit) while a run is at the service.
+
+    The run gives it back with :func:`release_slots` as soon as the service has finished its
+    task: downloading and storing the results is local work that must not keep the next run
+    from being sent (benchmarks/README.md, scenarios 1 and 3). Nested holds (a sweep's and
+    the engine's own) are all given back.
+    """
+    await slots.acquire()
+    hold = _Hold(slots)
+    token = _HELD.set((*_HELD.get(), hold))
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        hold.release()
+
+
+def release_slots() -> None:
+    """Give back the slots the current run holds (see :func:`hold_slot`); idempotent."""
+    for hold in _HELD.get():
+        hold.release()
 
 
 class Engine:
@@ -334,7 +381,7 @@ class Engine:
             slots: a semaphore bounding this run instead of the engine's own (a sweep's).
         """
         record = self._save(record, on_event)
-        async with slots or self.slots:
+        async with hold_slot(slots or self.slots):
             return await self._route(request, record, on_event)
 
     async def resume(self, record: RunRecord, *, on_event: EventHandler | None = None) -> RunRecord:
@@ -624,6 +671,7 @@ class Engine:
         record = self._save(
             record.replace(status="downloading", progress=100, completed_at=now, result_urls=urls), on_event
         )
+        release_slots()  # the service is done with this run; the next one may be sent
         return await self._download(record, urls, on_event)
 
     async def _download(self, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None) -> RunRecord:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, raise_for_record
+from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, hold_slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
@@ -897,7 +897,7 @@ class Session:
                 # Upstream limits count images: a run of n images takes n slots of the minute.
                 await limiter.acquire(request.n)
             try:
-                async with slots:
+                async with hold_slot(slots):  # given back once the service is done (engine.release_slots)
                     return await self._run(request, (*tags, sweep_id), on_event, False, slots=_UNBOUNDED)
             except BudgetExceeded as exc:
                 refused.append((request, str(exc)))
