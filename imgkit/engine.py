@@ -614,9 +614,10 @@ class Engine:
         estimated = record.estimated_s
         progress, late = record.progress, 0
         poller = self._retrying(retry_read)
+        polled = False  # ask at least once: resume() may come long after the deadline
         while True:
             elapsed = time.time() - submitted
-            if elapsed > self.poll.deadline:
+            if elapsed > self.poll.deadline and polled:
                 note = f"no result after {elapsed:.0f} s; imgkit.resume() checks again"
                 return self._save(record.replace(status="unknown", notes=note), on_event, note)
             delay = next_poll_delay(
@@ -625,6 +626,7 @@ class Engine:
             if elapsed + delay >= (estimated or self.poll.default_estimate):
                 late += 1
             await asyncio.sleep(delay)
+            polled = True
             try:
                 snapshot = await poller(provider.status, record.task_id)
             except APIError as exc:

@@ -14,12 +14,14 @@
 
 Foreign errors (httpx, Pillow, sqlite3) are translated at the boundary with ``raise ... from``.
 No message ever contains an API key: messages are built from parsed fields, never from a
-request's headers.
+request's headers, and text that comes from a service (which may quote back the token it was
+sent) has key-shaped tokens masked by :func:`redact`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +36,17 @@ __all__ = [
     "UnknownOutcome",
     "ValidationError",
 ]
+
+
+# Key-shaped tokens a service may quote back ("Incorrect API key provided: sk-proj-..."),
+# whichever provider built the error. Providers also mask their own key exactly.
+_KEY_TOKEN = re.compile(r"\bsk-[A-Za-z0-9][A-Za-z0-9_\-]{5,}")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with API-key-shaped tokens (``sk-...``, ``Bearer ...``) masked."""
+    return _BEARER.sub(r"\1 ****", _KEY_TOKEN.sub("sk-****", text))
 
 
 class ImgkitError(Exception):
@@ -111,12 +124,12 @@ class APIError(ImgkitError):
         body: Any = None,
     ) -> None:
         self.status = status
-        self.code = code
-        self.message = message
+        self.code = redact(code)
+        self.message = message = redact(message)
         self.type = type
         self.retry_after = retry_after
         self.body = body
-        super().__init__(f"HTTP {status} {code}: {message}")
+        super().__init__(f"HTTP {status} {self.code}: {message}")
 
     @classmethod
     def from_parts(
@@ -127,6 +140,9 @@ class APIError(ImgkitError):
         for name, value in headers:
             if name.lower() == "retry-after":
                 retry_after = _parse_retry_after(value)
+        # Masked before parsing, so the parsed body kept for debugging holds no key either.
+        if b"sk-" in content or b"earer" in content:
+            content = redact(content.decode("utf-8", "replace")).encode()
         body: Any
         try:
             body = json.loads(content) if content else None
@@ -171,7 +187,7 @@ class TaskFailed(ImgkitError):
 
     def __init__(self, code: str, message: str, *, task_id: str = "") -> None:
         self.code = code
-        self.message = message
+        self.message = message = redact(message)
         self.task_id = task_id
         hint = TASK_ERROR_HINTS.get(code, "")
         text = f"task {task_id or '?'} failed: {code}: {message}"

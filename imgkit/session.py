@@ -790,10 +790,13 @@ class Session:
         return [GenerationResult(r, self.data_dir) for r in records]
 
     def _retryable_downloads(self) -> list[RunRecord]:
+        # Also unknown runs whose task id is known (polling lost contact, the deadline passed):
+        # their notes promise that resume() checks again.
         return [
             r
             for r in self.ledger.records()
-            if r.status == "failed" and r.error_code == "download_failed" and r.result_urls
+            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
+            or (r.status == "unknown" and r.task_id is not None)
         ]
 
     async def abalance(self) -> Balance | None:

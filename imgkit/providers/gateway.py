@@ -7,9 +7,12 @@ the transport differs (``httpx.ASGITransport`` in-process, or a loopback URL).
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,12 +39,14 @@ TASK_PREFIX = "task-unified-"
 
 
 def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON may carry NaN, Infinity or a 400-digit integer)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return float(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _progress(value: Any) -> int:
@@ -65,7 +70,9 @@ def parse_task(body: Any) -> TaskSnapshot:
     status: TaskStatus
     if status_text == "completed":
         results = body.get("results") or []
-        urls = tuple(str(u) for u in results if isinstance(u, str))
+        if isinstance(results, str):  # one URL where a list was due: not a list of characters
+            results = [results]
+        urls = tuple(u for u in results if isinstance(u, str)) if isinstance(results, list) else ()
         status = Completed(results=urls)
     elif status_text in ("failed", "cancelled", "canceled"):
         err = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -107,8 +114,6 @@ def parse_upload(body: Any) -> str:
 
 
 def _json_bytes(body: Any) -> bytes:
-    import json
-
     return json.dumps(body).encode()
 
 
@@ -154,31 +159,51 @@ class GatewayProvider:
         return f"<GatewayProvider {self.name} {self.base_url}>"
 
     def _headers(self) -> dict[str, str]:
+        # Callers pass this straight into the request, never into a local variable: a
+        # traceback printed with its locals (IPython's verbose mode) must not show the key.
         return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def _own_origin(self, url: str) -> bool:
+        """Whether ``url`` is on the service's own scheme, host and port (the only places the
+        key may go); ``https://api.evolink.ai.evil.com`` merely starts like the API host."""
+        try:
+            origin = httpx.URL(url)
+            return any(
+                (origin.scheme, origin.host, origin.port) == (own.scheme, own.host, own.port)
+                for own in (httpx.URL(self.base_url), httpx.URL(self.files_url))
+            )
+        except (httpx.InvalidURL, ValueError, TypeError):
+            return False
+
+    def _scrub(self, content: bytes) -> bytes:
+        """The body with the key masked, in case the service echoes the token it was sent."""
+        key = self._key.reveal().encode()
+        return content.replace(key, b"****") if key else content
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
-        headers = self._headers() if auth else None
         try:
-            response = await self._client.request(method, url, headers=headers, **kwargs)
+            response = await self._client.request(method, url, headers=self._headers() if auth else None, **kwargs)
         except httpx.ConnectError as exc:
             raise RequestError(f"could not connect to {_host(url)}: {type(exc).__name__}", sent=False) from None
         except httpx.ConnectTimeout:
             raise RequestError(f"timed out connecting to {_host(url)}", sent=False) from None
+        except httpx.InvalidURL:
+            raise RequestError(f"invalid URL for {_host(url)}; nothing was sent", sent=False) from None
         except httpx.TimeoutException as exc:
             raise RequestError(f"{type(exc).__name__} waiting for {_host(url)}", sent=True) from None
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport errors, and an answer whose body cannot be decoded (DecodingError).
             raise RequestError(f"{type(exc).__name__} talking to {_host(url)}", sent=True) from None
         if response.status_code >= 400:
-            raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+            raise APIError.from_parts(response.status_code, self._scrub(response.content), response.headers.items())
         return response
 
-    @staticmethod
-    def _json(response: httpx.Response) -> Any:
+    def _json(self, response: httpx.Response) -> Any:
         try:
-            return response.json()
+            return json.loads(self._scrub(response.content))
         except ValueError:
             raise APIError(
                 response.status_code, "invalid_response", "the service returned a body that is not JSON"
@@ -188,25 +213,43 @@ class GatewayProvider:
         response = await self._send(
             "POST", f"{self.base_url}/v1/images/generations", json=request.payload(image_urls)
         )
-        body = self._json(response)
-        if isinstance(body, dict) and isinstance(body.get("error"), dict) and "id" not in body:
-            raise APIError.from_parts(response.status_code, response.content, response.headers.items())
-        return parse_task(body)
+        try:
+            body = self._json(response)
+            if isinstance(body, dict) and isinstance(body.get("error"), dict) and "id" not in body:
+                raise APIError.from_parts(
+                    response.status_code, self._scrub(response.content), response.headers.items()
+                )
+            return parse_task(body)
+        except APIError as exc:
+            if exc.code != "invalid_response":
+                raise
+            # The service said yes (2xx) in words we cannot read: a task may exist and be
+            # charged. Reported as "may have reached the service", so it is never resent.
+            raise RequestError(
+                f"HTTP {response.status_code} with an answer that is not a task ({exc.message})", sent=True
+            ) from None
 
     async def status(self, task_id: str) -> TaskSnapshot:
-        response = await self._send("GET", f"{self.base_url}/v1/tasks/{task_id}")
+        # Quoted: an id from the service must not steer the request to another endpoint.
+        response = await self._send("GET", f"{self.base_url}/v1/tasks/{quote(task_id, safe='')}")
         return parse_task(self._json(response))
 
     async def download(self, url: str, max_bytes: int) -> bytes:
         if not url.lower().startswith(("http://", "https://")):
             raise DownloadError(f"refusing to download a result from a non-http URL: {url[:80]!r}")
-        # Results are public URLs; the key is only sent to the service's own host.
-        headers = self._headers() if url.startswith((self.base_url, self.files_url)) else None
+        # Results are public URLs; the key is only sent to the service's own origin (and httpx
+        # drops it when a redirect leaves that origin).
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
+            async with self._client.stream(
+                "GET", url, headers=self._headers() if self._own_origin(url) else None, follow_redirects=True
+            ) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    raise APIError.from_parts(response.status_code, response.content, response.headers.items())
+                    raise APIError.from_parts(
+                        response.status_code, self._scrub(response.content), response.headers.items()
+                    )
+                if response.status_code >= 300:
+                    raise DownloadError(f"result URL answered HTTP {response.status_code} without a usable redirect")
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise DownloadError(f"result is {int(declared)} bytes, over the {max_bytes}-byte cap")
@@ -219,7 +262,15 @@ class GatewayProvider:
                     chunks.append(chunk)
         except httpx.ConnectError:
             raise RequestError(f"could not connect to {_host(url)}", sent=False) from None
-        except httpx.TransportError as exc:
+        except httpx.UnsupportedProtocol:
+            raise DownloadError(f"refusing to follow a redirect to a non-http URL from {url[:80]!r}") from None
+        except httpx.TooManyRedirects:
+            raise DownloadError(f"the result URL redirects too many times: {url[:80]!r}") from None
+        except httpx.InvalidURL:
+            raise DownloadError(f"the result URL is invalid: {url[:80]!r}") from None
+        except httpx.DecodingError:
+            raise DownloadError(f"the result from {_host(url)} could not be decoded", retryable=True) from None
+        except httpx.HTTPError as exc:
             raise RequestError(f"{type(exc).__name__} downloading from {_host(url)}", sent=True) from None
         return b"".join(chunks)
 
