@@ -285,6 +285,7 @@ class Engine:
         self.max_download_bytes = max_download_bytes
         self._rng = random.Random(seed)
         self._slots: asyncio.Semaphore | None = None
+        self._active: set[str] = set()
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -381,8 +382,17 @@ class Engine:
             slots: a semaphore bounding this run instead of the engine's own (a sweep's).
         """
         record = self._save(record, on_event)
-        async with hold_slot(slots or self.slots):
-            return await self._route(request, record, on_event)
+        self._active.add(record.run_id)
+        try:
+            async with hold_slot(slots or self.slots):
+                return await self._route(request, record, on_event)
+        finally:
+            self._active.discard(record.run_id)
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        """Run ids this engine is working on now; resume() leaves them alone."""
+        return frozenset(self._active)
 
     async def resume(self, record: RunRecord, *, on_event: EventHandler | None = None) -> RunRecord:
         """Finish a run recorded by an earlier process: poll its task, download its results,
@@ -399,10 +409,14 @@ class Engine:
             log.warning("run %s was accepted by provider %r, which is not configured; left as it is",
                         record.run_id, record.provider)
             return record
-        async with self.slots:
-            if record.result_urls and record.status in ("downloading", "failed", "unknown"):
-                return await self._download(record, record.result_urls, on_event)
-            return await self._follow(record, on_event)
+        self._active.add(record.run_id)
+        try:
+            async with self.slots:
+                if record.result_urls and record.status in ("downloading", "failed", "unknown"):
+                    return await self._download(record, record.result_urls, on_event)
+                return await self._follow(record, on_event)
+        finally:
+            self._active.discard(record.run_id)
 
     # --- routing -----------------------------------------------------------------------
 

@@ -152,7 +152,8 @@ class APIError(ImgkitError):
         if isinstance(body, dict):
             err = body.get("error")
             if isinstance(err, dict):
-                code = str(err.get("code", code))
+                # OpenAI sends "code": null for many errors; keep the HTTP status then.
+                code = code if err.get("code") is None else str(err["code"])
                 message = str(err.get("message", ""))
                 type_ = str(err.get("type", ""))
             elif isinstance(err, str):

@@ -408,7 +408,7 @@ def estimate(
     formula = (
         f"{chosen.base_credits:g} base x {q:g} ({quality}) x {s:g} "
         f"({'square' if square else 'non-square'}) x {n} = "
-        f"{_round(total, chosen.round_credits):g} credits"
+        f"{_round(total, chosen.round_credits):.10g} credits"
     )
     return Estimate(
         credits=_round(total, chosen.round_credits),

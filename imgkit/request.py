@@ -292,7 +292,8 @@ class ReferenceImage:
         else:
             raise ValidationError(field_name, value, kinds)
         if len(data) > profile.max_image_bytes:
-            raise ValidationError(field_name, f"<{len(data)} bytes>", f"at most {limit} per image")
+            hint = f"it has {len(data) / MB:.1f} MB"
+            raise ValidationError(field_name, f"<{len(data)} bytes>", f"at most {limit} per image", hint=hint)
         fmt = sniff_image_format(data[:16])
         if fmt not in profile.image_formats:
             raise wrong_format(f"<{len(data)} bytes>", fmt)

@@ -499,7 +499,7 @@ class Session:
     def __init__(
         self,
         *,
-        api_key: str | None = None,
+        api_key: str | Secret | None = None,
         base_url: str | None = None,
         files_url: str | None = None,
         data_dir: str | Path | None = None,
@@ -533,7 +533,7 @@ class Session:
             if not configs:
                 raise ConfigError("providers: give at least one provider")
         else:
-            key = api_key or os.environ.get(KEY_ENV) or None
+            key = _secret(api_key) or _secret(os.environ.get(KEY_ENV))
             if sandbox is None:
                 sandbox = key is None and base_url is None
             if not sandbox and key is None:
@@ -544,7 +544,7 @@ class Session:
                 ProviderConfig(
                     name="sandbox" if sandbox else "gateway",
                     kind="gateway",
-                    api_key=Secret(key if not sandbox else "sk-sandbox"),
+                    api_key=key if key is not None and not sandbox else Secret("sk-sandbox"),
                     base_url=SANDBOX_URL if sandbox else (base_url or LIVE_URLS["gateway"]),
                     files_url=files_url,
                     sandbox=bool(sandbox),
@@ -574,6 +574,8 @@ class Session:
         self._sandbox_app: Any = None
 
     def __repr__(self) -> str:
+        if not hasattr(self, "price_sheet"):  # shown in a traceback while __init__ failed
+            return "<imgkit.Session (not configured)>"
         return f"<imgkit.Session {self.describe()}>"
 
     def describe(self) -> str:
@@ -785,7 +787,10 @@ class Session:
 
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
         engine = self.engine
-        pending = [r for r in self.ledger.unfinished()] + self._retryable_downloads()
+        # Runs this process is still working on are not unfinished, only busy: following them
+        # a second time would poll the service twice.
+        busy = engine.in_flight
+        pending = [r for r in [*self.ledger.unfinished(), *self._retryable_downloads()] if r.run_id not in busy]
         records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in pending))
         return [GenerationResult(r, self.data_dir) for r in records]
 
@@ -974,6 +979,13 @@ class Session:
             self._ledger = None
 
 
+def _secret(value: str | Secret | None) -> Secret | None:
+    """A key as a Secret, or None when there is none (empty counts as none)."""
+    if value is None or isinstance(value, Secret):
+        return value if value is None or value.reveal() else None
+    return Secret(value) if value.strip() else None
+
+
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
         return asyncio.get_running_loop()
@@ -1147,8 +1159,9 @@ def login(prompt: str = "EvoLink API key: ", **settings: Any) -> Session:
     """Ask for the API key without echoing it (getpass) and use the live service."""
     import getpass
 
-    key = getpass.getpass(prompt).strip()
-    if not key:
+    # Wrapped at once: no plain local holds the key, so a traceback with locals cannot show it.
+    key = Secret(getpass.getpass(prompt).strip())
+    if not key.reveal():
         raise ConfigError("no key entered; the session is unchanged")
     return configure(api_key=key, **settings)
 
@@ -1314,7 +1327,7 @@ def estimate(
 
     Example:
         >>> imgkit.estimate(quality="low", size="3:2", n=2)
-        Estimate(credits=1.84924, usd=0.0257, cny=0.1823, sheet='evolink-table-2026-11', ...)
+        Estimate(credits=1.84924, usd=0.0257, cny=0.1824, sheet='evolink-table-2026-11', ...)
     """
     request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
     chosen = sheet or (_DEFAULT.price_sheet if _DEFAULT is not None else None)

@@ -434,8 +434,6 @@ def test_cli_report_arguments(data: st.DataObject, fuzz_session: imgkit.Session,
         assert Path(argv[-1]).is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="imgkit/reports/_model.py: _names() does not check tier names, so "
-                                       "an unknown tier silently gives an empty report (found by the fuzz above)")
 def test_cli_report_refuses_an_unknown_tier(fuzz_session: imgkit.Session, tmp_path: Path) -> None:
     code, _, err = _cli(["report", "--quality", "low,ultra", "-o", str(tmp_path / "r.csv")])
     assert code == 2 and "quality" in err

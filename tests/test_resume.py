@@ -70,3 +70,20 @@ def test_resume_after_sigkill(sandbox_url: str, data_dir: Path) -> None:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert imgkit.resume() == []  # nothing left to do
+
+
+def test_resume_leaves_runs_in_flight_in_this_process_alone(session: imgkit.Session, sandbox_url: str) -> None:
+    import asyncio
+
+    async def main() -> tuple[imgkit.GenerationResult, list[imgkit.GenerationResult]]:
+        run = asyncio.ensure_future(imgkit.agenerate("slow one [[seconds:1]]"))
+        while not session.ledger.unfinished() or session.ledger.unfinished()[0].task_id is None:
+            await asyncio.sleep(0.02)
+        resumed = await imgkit.aresume()  # the run is busy, not unfinished
+        return await run, resumed
+
+    result, resumed = asyncio.run(main())
+    assert resumed == []
+    assert result.status == "completed"
+    tasks = httpx.get(f"{sandbox_url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}).json()["tasks"]
+    assert sum(t["id"] == result.record.task_id for t in tasks) == 1

@@ -262,10 +262,6 @@ def test_keys_never_leak_into_saved_notebook_outputs(data_dir: Path, tmp_path: P
         assert secret not in text
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="imgkit/session.py: login() keeps the typed key in a plain local and passes "
-                                       "it on as a str, so when configure() fails (a bad setting) a traceback shown "
-                                       "with its locals (%xmode Verbose) prints it from login(), configure() and "
-                                       "Session.__init__(); Session should take the key as a Secret end to end")
 def test_key_typed_at_login_stays_out_of_a_failed_configure(monkeypatch: pytest.MonkeyPatch) -> None:
     import getpass
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgkit.errors import ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
+from imgkit.request import QUALITIES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,6 +151,9 @@ def report(
     whole_day = until is not None and _is_date_only(until)
     wanted_tags = _names("tags", tags)
     wanted_tiers = _names("quality", quality)
+    unknown = [t for t in wanted_tiers if t not in QUALITIES]
+    if unknown:
+        raise ValidationError("quality", ", ".join(unknown), " | ".join(QUALITIES))
     if df is None:
         from imgkit.session import runs
 
