@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import stamina
 
@@ -47,6 +48,15 @@ def sandbox_url() -> Iterator[str]:
 
     with running_sandbox(SandboxConfig(seed=7, time_scale=0.01)) as url:
         yield url
+
+
+#: The header the sandbox's introspection endpoints want (any token will do).
+SANDBOX_ADMIN = {"Authorization": "Bearer x"}
+
+
+def sandbox_tasks(url: str) -> list[dict]:
+    """Every task the sandbox at ``url`` has created, from its introspection endpoint."""
+    return httpx.get(f"{url}/_sandbox/tasks", headers=SANDBOX_ADMIN, timeout=30).json()["tasks"]
 
 
 FAST_POLL = imgkit.PollPolicy(min_interval=0.01, max_interval=0.2, deadline=60.0)

@@ -3,18 +3,17 @@ ledger runs (no new tasks), reuse=False, and what a cell shows for a failed run.
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 import imgkit
 from imgkit.comparison import Comparison, compare, tier_value
 
+from .conftest import sandbox_tasks
+
 PROMPTS = ["a red fox in the snow", "a lighthouse at dusk"]
 TIERS = ("low", "medium", "high")
 
 
-def _tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}).json()["tasks"]
 
 
 def _cells(cmp: Comparison) -> list:
@@ -22,9 +21,9 @@ def _cells(cmp: Comparison) -> list:
 
 
 def test_grid_is_prompts_by_tiers_with_cost_and_latency(session: imgkit.Session, sandbox_url: str) -> None:
-    before = len(_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     cmp = compare(PROMPTS, progress=False)
-    assert len(_tasks(sandbox_url)) == before + 6
+    assert len(sandbox_tasks(sandbox_url)) == before + 6
     assert cmp.prompts == tuple(PROMPTS) and cmp.qualities == TIERS
     assert [sub._suptitle.get_text() for sub in cmp.figure.subfigs] == [f"“{p}”" for p in PROMPTS]
     cells = _cells(cmp)
@@ -48,26 +47,26 @@ def test_grid_is_prompts_by_tiers_with_cost_and_latency(session: imgkit.Session,
 
 def test_reuse_takes_the_newest_matching_runs_without_new_tasks(session: imgkit.Session, sandbox_url: str) -> None:
     first = compare(PROMPTS[0], progress=False)
-    count = len(_tasks(sandbox_url))
+    count = len(sandbox_tasks(sandbox_url))
     again = compare(PROMPTS[0], progress=False)
-    assert len(_tasks(sandbox_url)) == count
+    assert len(sandbox_tasks(sandbox_url)) == count
     assert again.runs["run_id"].tolist() == first.runs["run_id"].tolist()
     assert again.runs["reused"].all()
     assert "3 runs, 3 reused from the ledger, 0 new" in repr(again)
 
     fresh = compare(PROMPTS[0], reuse=False, progress=False)
-    assert len(_tasks(sandbox_url)) == count + 3
+    assert len(sandbox_tasks(sandbox_url)) == count + 3
     assert not set(fresh.runs["run_id"]) & set(first.runs["run_id"])
     newest = compare(PROMPTS[0], progress=False)
     assert newest.runs["run_id"].tolist() == fresh.runs["run_id"].tolist()
-    assert len(_tasks(sandbox_url)) == count + 3
+    assert len(sandbox_tasks(sandbox_url)) == count + 3
 
 
 def test_only_what_is_missing_is_generated(session: imgkit.Session, sandbox_url: str) -> None:
     compare(PROMPTS[0], qualities="low", progress=False)
-    count = len(_tasks(sandbox_url))
+    count = len(sandbox_tasks(sandbox_url))
     cmp = compare(PROMPTS, qualities=["high", "low"], progress=False, tags=iter(["partial"]))
-    new = _tasks(sandbox_url)[count:]
+    new = sandbox_tasks(sandbox_url)[count:]
     assert sorted((t["prompt"], t["quality"]) for t in new) == sorted(
         [(PROMPTS[0], "high"), (PROMPTS[1], "high"), (PROMPTS[1], "low")]
     )
@@ -76,10 +75,10 @@ def test_only_what_is_missing_is_generated(session: imgkit.Session, sandbox_url:
     assert [("partial" in tags) for tags in cmp.runs["tags"]] == [True, False, True, True]
     assert [ax.get_title() for ax in _cells(cmp)] == ["high", "low"] * 2
     # A run with fewer images than asked, or of another size, is not a match.
-    count = len(_tasks(sandbox_url))
+    count = len(sandbox_tasks(sandbox_url))
     compare(PROMPTS[0], qualities="low", n=2, progress=False)
     compare(PROMPTS[0], qualities="low", size="3:2", progress=False)
-    assert len(_tasks(sandbox_url)) == count + 2
+    assert len(sandbox_tasks(sandbox_url)) == count + 2
 
 
 def test_a_failed_run_is_a_grey_cell_with_its_error(session: imgkit.Session) -> None:
@@ -101,10 +100,10 @@ def test_several_images_share_a_cell(session: imgkit.Session) -> None:
 
 
 def test_the_sweep_asks_before_expensive_comparisons(session: imgkit.Session, sandbox_url: str) -> None:
-    count = len(_tasks(sandbox_url))
+    count = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.BudgetExceeded, match="confirm=True"):
         compare([f"prompt {i}" for i in range(5)], size="3:2", n=2, progress=False)
-    assert len(_tasks(sandbox_url)) == count
+    assert len(sandbox_tasks(sandbox_url)) == count
 
 
 def test_one_size_per_grid(session: imgkit.Session) -> None:

@@ -30,7 +30,7 @@ from PIL import Image
 import imgkit
 from imgkit.sandbox import SandboxConfig, running_sandbox
 
-from .conftest import FAST_POLL, TEST_KEY
+from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
 from .faultproxy import FaultProxy
 
 TASK_ERROR_CODES = frozenset(
@@ -107,8 +107,6 @@ class SoakReport:
         )
 
 
-def _tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers=SANDBOX_AUTH, timeout=30).json()["tasks"]
 
 
 def _listing(root: Path, skip: Path) -> set[str]:
@@ -178,7 +176,7 @@ def run_soak(n_runs: int, data_dir: Path, tmp_path: Path, *, seed: int, scale: f
             # Every run the user started came back, and is terminal, in the result and the ledger.
             assert len(results) == n_runs
             assert all(r.record.terminal for r in results), Counter(r.status for r in results)
-            tasks = _tasks(url)
+            tasks = sandbox_tasks(url)
             report.faults = counter.counts + Counter({f"proxy_{k}_{kind}": v for (k, kind), v in proxy.stats.items()})
             report.faults["task_fail"] = sum(t["error_code"] is not None for t in tasks)
             _check_soak_ledger(session, tasks, expected, report)
@@ -189,7 +187,7 @@ def run_soak(n_runs: int, data_dir: Path, tmp_path: Path, *, seed: int, scale: f
             httpx.post(f"{url}/_sandbox/faults", json={}, headers=SANDBOX_AUTH).raise_for_status()
             proxy.set_faults(reset=0.0, stall=0.0)
             imgkit.resume()
-            _check_truth_after_resume(session, _tasks(url), report)
+            _check_truth_after_resume(session, sandbox_tasks(url), report)
             _check_files(data_dir)
             ledger_bytes = b"".join(p.read_bytes() for p in data_dir.glob("ledger.sqlite3*"))
             report.leaks = ledger_bytes.count(TEST_KEY.encode()) + session.runs().to_csv().count(TEST_KEY)
@@ -312,7 +310,7 @@ def test_run_past_its_poll_deadline_is_finished_by_resume(sandbox_url: str, data
     res = imgkit.generate("slower than the deadline [[seconds:1.0]]", quality="low", raise_on_error=False)
     assert res.status == "unknown" and "resume() checks again" in (res.record.notes or "")
     for _ in range(200):  # wait until the sandbox says the task is done (no timing asserted)
-        if next(t for t in _tasks(sandbox_url) if t["id"] == res.record.task_id)["status"] == "completed":
+        if next(t for t in sandbox_tasks(sandbox_url) if t["id"] == res.record.task_id)["status"] == "completed":
             break
         time.sleep(0.05)
     # The task has finished upstream; resume() must look, even though the deadline has passed.

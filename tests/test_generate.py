@@ -15,7 +15,7 @@ from PIL import Image
 import imgkit
 from imgkit.sandbox import SandboxConfig, running_sandbox
 
-from .conftest import FAST_POLL, TEST_KEY
+from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
 
 TASK_ERROR_CODES = [
     "content_policy_violation",
@@ -34,8 +34,6 @@ TASK_ERROR_CODES = [
 ]
 
 
-def _sandbox_tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}, timeout=10).json()["tasks"]
 
 
 def test_text_to_image(session: imgkit.Session, data_dir: Path) -> None:
@@ -117,13 +115,13 @@ def test_failed_run_can_be_returned_instead_of_raised(session: imgkit.Session) -
 def test_client_errors_on_create_are_failed_runs_not_retried(
     session: imgkit.Session, sandbox_url: str, status: int, code: str
 ) -> None:
-    before = len(_sandbox_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.TaskFailed) as info:
         imgkit.generate(f"p [[http:{status}]]")
     assert info.value.code == code
     row = imgkit.runs().iloc[-1]
     assert (row["status"], row["error_code"], row["attempts"]) == ("failed", code, 1)
-    assert len(_sandbox_tasks(sandbox_url)) == before
+    assert len(sandbox_tasks(sandbox_url)) == before
 
 
 def test_429_and_503_on_create_are_retried_then_reported(session: imgkit.Session) -> None:
@@ -142,7 +140,7 @@ def test_transient_faults_are_retried_to_success(sandbox_url: str, data_dir: Pat
         httpx.post(f"{url}/_sandbox/faults", json=faults, headers={"Authorization": "Bearer x"}).raise_for_status()
         imgkit.configure(api_key=TEST_KEY, base_url=url, data_dir=data_dir, poll=FAST_POLL)
         results = [imgkit.generate(f"flaky {i}", raise_on_error=False) for i in range(12)]
-        created = _sandbox_tasks(url)
+        created = sandbox_tasks(url)
     completed = [r for r in results if r.status == "completed"]
     assert len(completed) >= 9, [(r.status, r.record.error_code) for r in results]
     for r in completed:
@@ -154,22 +152,22 @@ def test_transient_faults_are_retried_to_success(sandbox_url: str, data_dir: Pat
 
 
 def test_unknown_outcome_is_not_resent(session: imgkit.Session, sandbox_url: str) -> None:
-    before = len(_sandbox_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.UnknownOutcome, match="not resent"):
         imgkit.generate("p [[accept_then_500]]")
     row = imgkit.runs().iloc[-1]
     assert row["status"] == "unknown" and row["attempts"] == 1
     assert "paying twice" in row["notes"] or "not resent" in row["notes"]
-    assert len(_sandbox_tasks(sandbox_url)) == before + 1  # exactly one task, none duplicated
+    assert len(sandbox_tasks(sandbox_url)) == before + 1  # exactly one task, none duplicated
 
 
 def test_timeout_after_sending_is_unknown_not_resent(sandbox_url: str, data_dir: Path) -> None:
     imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL, timeout=0.5)
-    before = len(_sandbox_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     res = imgkit.generate("p [[accept_then_hang]]", raise_on_error=False)
     assert res.status == "unknown"
     assert res.record.attempts == 1
-    assert len(_sandbox_tasks(sandbox_url)) == before + 1
+    assert len(sandbox_tasks(sandbox_url)) == before + 1
 
 
 def test_connection_refused_is_retried_then_failed(data_dir: Path) -> None:
@@ -190,13 +188,13 @@ def test_expired_result_urls(data_dir: Path) -> None:
 
 
 def test_validation_happens_before_any_request(session: imgkit.Session, sandbox_url: str) -> None:
-    before = len(_sandbox_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     for kwargs in ({"quality": "ultra"}, {"size": "4:3"}, {"n": 11}, {"images": [b"not an image"]}):
         with pytest.raises(imgkit.ValidationError):
             imgkit.generate("p", **kwargs)
     with pytest.raises(imgkit.ValidationError):
         imgkit.generate("")
-    assert len(_sandbox_tasks(sandbox_url)) == before
+    assert len(sandbox_tasks(sandbox_url)) == before
     assert len(imgkit.runs()) == 0
 
 

@@ -34,7 +34,7 @@ from imgkit.providers.gateway import GatewayProvider, parse_task
 from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
 from imgkit.store import Store
 
-from .conftest import FAST_POLL, TEST_KEY
+from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -314,8 +314,6 @@ def hostile() -> Iterator[tuple[HostileGateway, str]]:
         yield app, url
 
 
-def _sandbox_tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}, timeout=10).json()["tasks"]
 
 
 def _listing(root: Path, skip: Path) -> set[str]:
@@ -387,7 +385,7 @@ def test_hostile_response(case: str, hostile: tuple[HostileGateway, str], data_d
     if case.startswith("create_") and expect.status == "unknown":
         # The task was created upstream; it was not created twice.
         assert record.attempts == 1
-        assert sum(t["prompt"] == prompt for t in _sandbox_tasks(url)) == 1
+        assert sum(t["prompt"] == prompt for t in sandbox_tasks(url)) == 1
     if expect.single_fetch or case == "result_path_tricks":
         assert app.hits[case] >= 1
     if expect.status == "completed":

@@ -77,7 +77,7 @@ def test_resume_leaves_runs_in_flight_in_this_process_alone(session: imgkit.Sess
 
     async def main() -> tuple[imgkit.GenerationResult, list[imgkit.GenerationResult]]:
         run = asyncio.ensure_future(imgkit.agenerate("slow one [[seconds:1]]"))
-        while not session.ledger.unfinished() or session.ledger.unfinished()[0].task_id is None:
+        while not session.ledger.unfinished() or session.ledger.unfinished()[0].task_id is None:  # noqa: ASYNC110 - waits on the ledger, which has no event
             await asyncio.sleep(0.02)
         resumed = await imgkit.aresume()  # the run is busy, not unfinished
         return await run, resumed

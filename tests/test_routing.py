@@ -29,7 +29,7 @@ from imgkit.request import RunRecord
 from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
 from imgkit.session import providers as provider_table
 
-from .conftest import TEST_KEY
+from .conftest import TEST_KEY, sandbox_tasks
 
 FAST_POLL = imgkit.PollPolicy(min_interval=0.01, max_interval=0.1, deadline=60.0)
 ADMIN = {"Authorization": "Bearer x"}
@@ -215,8 +215,6 @@ def _healthy(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("proxy").set("forward")
 
 
-def _tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers=ADMIN, timeout=10).json()["tasks"]
 
 
 def _faults(url: str, **faults: float) -> None:
@@ -251,13 +249,13 @@ def _row(run_id: str) -> dict:
 
 
 def test_cheaper_provider_is_used(routed: imgkit.Session, proxy: Proxy, pricey_url: str) -> None:
-    before = len(_tasks(pricey_url))
+    before = len(sandbox_tasks(pricey_url))
     res = imgkit.generate("a red fox", quality="low")
     assert res.status == "completed" and res.record.provider == "cheap"
     assert res.record.providers_tried == ()
     assert res.record.price_sheet == "test-cheap" and res.record.est_credits == 0.52
     assert res.record.credits_reserved == 0.52  # the sandbox playing "cheap" charges its own sheet
-    assert len(_tasks(pricey_url)) == before
+    assert len(sandbox_tasks(pricey_url)) == before
     table = provider_table()
     assert list(table["name"]) == ["pricey", "cheap"]  # configured order
     assert list(table["ref_usd"]) == [0.0417, 0.0278]  # one medium square image on each sheet
@@ -270,7 +268,7 @@ def test_cheaper_provider_is_used(routed: imgkit.Session, proxy: Proxy, pricey_u
 
 def test_503_fails_over_and_the_ledger_says_why(routed: imgkit.Session, proxy: Proxy, cheap_url: str,
                                                  pricey_url: str) -> None:
-    cheap_before, pricey_before = len(_tasks(cheap_url)), len(_tasks(pricey_url))
+    cheap_before, pricey_before = len(sandbox_tasks(cheap_url)), len(sandbox_tasks(pricey_url))
     _faults(cheap_url, create_503=1.0)
     res = imgkit.generate("a red fox", quality="low")
     assert res.status == "completed" and res.record.provider == "pricey"
@@ -279,35 +277,35 @@ def test_503_fails_over_and_the_ledger_says_why(routed: imgkit.Session, proxy: P
     assert "service_unavailable" in tried["detail"]
     assert res.record.attempts == 3  # two tries on the cheap one, one on the next
     assert res.record.price_sheet == "test-pricey" and res.record.est_credits == 0.78
-    assert len(_tasks(cheap_url)) == cheap_before  # a 503 creates nothing
-    assert len(_tasks(pricey_url)) == pricey_before + 1
+    assert len(sandbox_tasks(cheap_url)) == cheap_before  # a 503 creates nothing
+    assert len(sandbox_tasks(pricey_url)) == pricey_before + 1
     assert _row(res.run_id)["providers_tried"] == [tried]
 
 
 @pytest.mark.parametrize("code", ["service_unavailable", "resource_exhausted", "service_error"])
 def test_task_outage_codes_fail_over(routed: imgkit.Session, cheap_app: Injector, cheap_url: str,
                                      pricey_url: str, code: str) -> None:
-    cheap_before, pricey_before = len(_tasks(cheap_url)), len(_tasks(pricey_url))
+    cheap_before, pricey_before = len(sandbox_tasks(cheap_url)), len(sandbox_tasks(pricey_url))
     cheap_app.directive = f"[[fail:{code}]]"
     res = imgkit.generate("a lighthouse", quality="low")
     assert res.status == "completed" and res.record.provider == "pricey"
     (tried,) = res.record.providers_tried
     assert (tried["provider"], tried["reason"]) == ("cheap", code)
-    cheap_tasks = _tasks(cheap_url)[cheap_before:]
+    cheap_tasks = sandbox_tasks(cheap_url)[cheap_before:]
     assert len(cheap_tasks) == 1 and cheap_tasks[0]["status"] == "failed"  # over before the run moved on
     assert tried["task_id"] == cheap_tasks[0]["id"]
-    assert len(_tasks(pricey_url)) == pricey_before + 1
+    assert len(sandbox_tasks(pricey_url)) == pricey_before + 1
     assert res.record.task_id != tried["task_id"]
 
 
 def test_content_policy_does_not_fail_over(routed: imgkit.Session, pricey_url: str) -> None:
-    before = len(_tasks(pricey_url))
+    before = len(sandbox_tasks(pricey_url))
     with pytest.raises(imgkit.TaskFailed) as info:
         imgkit.generate("a celebrity [[fail:content_policy_violation]]", quality="low")
     assert info.value.code == "content_policy_violation"
     row = imgkit.runs().iloc[-1]
     assert (row["provider"], row["status"], row["providers_tried"]) == ("cheap", "failed", [])
-    assert len(_tasks(pricey_url)) == before
+    assert len(sandbox_tasks(pricey_url)) == before
 
 
 @pytest.mark.parametrize(
@@ -315,23 +313,23 @@ def test_content_policy_does_not_fail_over(routed: imgkit.Session, pricey_url: s
     [("[[http:400]]", "invalid_request"), ("[[http:401]]", "unauthorized"), ("[[http:402]]", "insufficient_quota")],
 )
 def test_users_own_errors_do_not_fail_over(routed: imgkit.Session, pricey_url: str, directive: str, code: str) -> None:
-    before = len(_tasks(pricey_url))
+    before = len(sandbox_tasks(pricey_url))
     res = imgkit.generate(f"p {directive}", quality="low", raise_on_error=False)
     assert (res.status, res.record.error_code, res.record.provider, res.record.attempts) == ("failed", code, "cheap", 1)
     assert res.record.providers_tried == ()
-    assert len(_tasks(pricey_url)) == before
+    assert len(sandbox_tasks(pricey_url)) == before
 
 
 def test_500_after_sending_is_unknown_and_never_sent_elsewhere(routed: imgkit.Session, cheap_url: str,
                                                                pricey_url: str) -> None:
-    cheap_before, pricey_before = len(_tasks(cheap_url)), len(_tasks(pricey_url))
+    cheap_before, pricey_before = len(sandbox_tasks(cheap_url)), len(sandbox_tasks(pricey_url))
     _faults(cheap_url, create_accept_then_500=1.0)
     with pytest.raises(imgkit.UnknownOutcome):
         imgkit.generate("p", quality="low")
     row = imgkit.runs().iloc[-1]
     assert (row["provider"], row["status"], row["providers_tried"]) == ("cheap", "unknown", [])
-    assert len(_tasks(cheap_url)) == cheap_before + 1  # the task exists and is charged ...
-    assert len(_tasks(pricey_url)) == pricey_before  # ... so the run was not paid for twice
+    assert len(sandbox_tasks(cheap_url)) == cheap_before + 1  # the task exists and is charged ...
+    assert len(sandbox_tasks(pricey_url)) == pricey_before  # ... so the run was not paid for twice
 
 
 def test_refused_connections_fail_over(routed: imgkit.Session, proxy: Proxy, pricey_url: str) -> None:
@@ -351,27 +349,27 @@ def test_reset_connections_fail_over_or_stay_unknown_never_both(data_dir: Path, 
     _two_gateways(data_dir, proxy.url, pricey_url, failure_threshold=10)
     proxy.set("reset")
     for i in range(3):
-        before = len(_tasks(pricey_url))
+        before = len(sandbox_tasks(pricey_url))
         res = imgkit.generate(f"reset {i}", quality="low", raise_on_error=False)
         if res.status == "unknown":
             assert res.record.provider == "cheap" and res.record.providers_tried == ()
-            assert len(_tasks(pricey_url)) == before
+            assert len(sandbox_tasks(pricey_url)) == before
         else:
             assert (res.status, res.record.provider) == ("completed", "pricey")
             assert res.record.providers_tried[0]["reason"] == "connect_error"
-            assert len(_tasks(pricey_url)) == before + 1
+            assert len(sandbox_tasks(pricey_url)) == before + 1
 
 
 def test_reset_after_sending_is_unknown_then_the_breaker_moves_runs(data_dir: Path, proxy: Proxy,
                                                                     pricey_url: str) -> None:
     _two_gateways(data_dir, proxy.url, pricey_url, failure_threshold=2, cooldown=30)
-    pricey_before = len(_tasks(pricey_url))
+    pricey_before = len(sandbox_tasks(pricey_url))
     proxy.set("reset_after_send")
     first = [imgkit.generate(f"run {i}", quality="low", raise_on_error=False) for i in range(2)]
     # The request may have been acted on: not resent anywhere, and the ledger says so.
     assert [(r.status, r.record.provider, r.record.providers_tried) for r in first] == [("unknown", "cheap", ())] * 2
     assert all("not resent" in (r.record.notes or "") for r in first)
-    assert len(_tasks(pricey_url)) == pricey_before
+    assert len(sandbox_tasks(pricey_url)) == pricey_before
     # Two unknown outcomes opened the cheap provider's circuit: later runs skip it.
     assert provider_table().set_index("name").loc["cheap", "state"] == "open"
     res = imgkit.generate("after the circuit opened", quality="low")
@@ -476,29 +474,29 @@ def test_openai_provider_serves_and_prices_by_tokens(openai_first: imgkit.Sessio
 
 def test_openai_500_fails_over_and_content_policy_does_not(openai_first: imgkit.Session, cheap_url: str,
                                                           pricey_url: str) -> None:
-    gateway_before = len(_tasks(cheap_url))
+    gateway_before = len(sandbox_tasks(cheap_url))
     _faults(pricey_url, create_500=1.0)
     res = imgkit.generate("a fox", quality="low")
     assert res.record.provider == "gateway"
     (tried,) = res.record.providers_tried
     assert (tried["provider"], tried["reason"]) == ("openai", "http_500")
-    assert len(_tasks(cheap_url)) == gateway_before + 1
+    assert len(sandbox_tasks(cheap_url)) == gateway_before + 1
     _faults(pricey_url)
     res = imgkit.generate("a celebrity [[fail:content_policy_violation]]", raise_on_error=False)
     assert (res.record.provider, res.status, res.record.error_code) == ("openai", "failed", "content_policy_violation")
     assert "moderation_blocked" in res.record.error_message
     res = imgkit.generate("p [[http:402]]", raise_on_error=False)  # OpenAI's 429 insufficient_quota
     assert (res.record.provider, res.record.error_code, res.record.attempts) == ("openai", "insufficient_quota", 1)
-    assert len(_tasks(cheap_url)) == gateway_before + 1
+    assert len(sandbox_tasks(cheap_url)) == gateway_before + 1
 
 
 def test_openai_timeout_is_unknown_not_failed_over(openai_first: imgkit.Session, cheap_url: str,
                                                    pricey_url: str) -> None:
-    gateway_before = len(_tasks(cheap_url))
+    gateway_before = len(sandbox_tasks(cheap_url))
     _faults(pricey_url, create_accept_then_hang=1.0, hang_seconds=5.0)
     res = imgkit.generate("a slow fox", quality="low", raise_on_error=False)
     assert (res.record.provider, res.status, res.record.providers_tried) == ("openai", "unknown", ())
-    assert len(_tasks(cheap_url)) == gateway_before
+    assert len(sandbox_tasks(cheap_url)) == gateway_before
 
 
 def test_model_not_served_fails_over(data_dir: Path, cheap_url: str, pricey_url: str) -> None:

@@ -6,16 +6,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 import imgkit
 
-from .conftest import FAST_POLL, TEST_KEY
-
-
-def _tasks(url: str) -> list[dict]:
-    return httpx.get(f"{url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}).json()["tasks"]
+from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
 
 
 def test_plan_estimate_is_the_sum_of_the_runs(session: imgkit.Session) -> None:
@@ -41,20 +36,20 @@ def test_sweep_states_its_cost_before_sending(session: imgkit.Session, capsys: p
 
 
 def test_sweep_above_threshold_refuses_without_confirmation(session: imgkit.Session, sandbox_url: str) -> None:
-    before = len(_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.BudgetExceeded, match=r"above the sweep threshold of 50 credits.*confirm=True"):
         imgkit.sweep(["a", "b", "c"], quality="high", size="3:2", n=2, progress=False)
-    assert len(_tasks(sandbox_url)) == before
+    assert len(sandbox_tasks(sandbox_url)) == before
     assert len(imgkit.runs()) == 0
     out = imgkit.sweep(["a", "b", "c"], quality="high", size="3:2", n=2, progress=False, confirm=True)
     assert len(out.completed) == 3
 
 
 def test_invalid_sweep_fails_before_any_request(session: imgkit.Session, sandbox_url: str) -> None:
-    before = len(_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.ValidationError, match="quality"):
         imgkit.sweep(["a", "b"], quality=["low", "ultra"], progress=False)
-    assert len(_tasks(sandbox_url)) == before
+    assert len(sandbox_tasks(sandbox_url)) == before
 
 
 def test_budget_refuses_runs_that_would_exceed_it(session: imgkit.Session, sandbox_url: str) -> None:
@@ -62,10 +57,10 @@ def test_budget_refuses_runs_that_would_exceed_it(session: imgkit.Session, sandb
     imgkit.generate("first", quality="medium")  # 2.4192
     assert session.remaining_budget() == pytest.approx(5.5 - 2.4192)
     imgkit.generate("second", quality="medium")
-    before = len(_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
     with pytest.raises(imgkit.BudgetExceeded, match=r"budget of 5.5 credits per day: 4.8384 credits already committed"):
         imgkit.generate("third", quality="medium")
-    assert len(_tasks(sandbox_url)) == before
+    assert len(sandbox_tasks(sandbox_url)) == before
     assert len(imgkit.runs()) == 2
     imgkit.generate("cheap", quality="low")  # 0.62899 still fits
     imgkit.budget(None)
@@ -85,7 +80,7 @@ def test_budget_cannot_be_raced(sandbox_url: str, data_dir: Path) -> None:
                                  "credits_per_usd": 100})
     s = imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL,
                          price_sheet="one-credit", concurrency=50, budget=imgkit.Budget(10))
-    before = len(_tasks(sandbox_url))
+    before = len(sandbox_tasks(sandbox_url))
 
     async def main() -> list[object]:
         return await asyncio.gather(*(imgkit.agenerate(f"race {i}") for i in range(50)), return_exceptions=True)
@@ -94,7 +89,7 @@ def test_budget_cannot_be_raced(sandbox_url: str, data_dir: Path) -> None:
     sent = [o for o in outcomes if isinstance(o, imgkit.GenerationResult)]
     refused = [o for o in outcomes if isinstance(o, imgkit.BudgetExceeded)]
     assert (len(sent), len(refused)) == (10, 40)
-    assert len(_tasks(sandbox_url)) - before == 10
+    assert len(sandbox_tasks(sandbox_url)) - before == 10
     assert s.remaining_budget() == 0
 
 
@@ -106,9 +101,9 @@ def test_sweep_budget_refusals_are_listed_not_sent(session: imgkit.Session) -> N
 
 
 def test_concurrency_bound_is_respected(session: imgkit.Session, sandbox_url: str) -> None:
-    start = len(_tasks(sandbox_url))
+    start = len(sandbox_tasks(sandbox_url))
     imgkit.sweep([f"p{i} [[seconds:0.3]]" for i in range(9)], quality="low", concurrency=3, progress=False)
-    tasks = _tasks(sandbox_url)[start:]
+    tasks = sandbox_tasks(sandbox_url)[start:]
     assert len(tasks) == 9
     events = sorted([(t["created"], 1) for t in tasks] + [(t["finishes_at"], -1) for t in tasks])
     running = peak = 0
@@ -120,8 +115,8 @@ def test_concurrency_bound_is_respected(session: imgkit.Session, sandbox_url: st
 
 
 def test_per_minute_limit_spaces_submissions(session: imgkit.Session, sandbox_url: str) -> None:
-    start = len(_tasks(sandbox_url))
+    start = len(sandbox_tasks(sandbox_url))
     # 240 images a minute = one every 0.25 s after the first burst allowance.
     imgkit.sweep([f"r{i}" for i in range(4)], quality="low", per_minute=240, progress=False)
-    created = sorted(t["created"] for t in _tasks(sandbox_url)[start:])
+    created = sorted(t["created"] for t in sandbox_tasks(sandbox_url)[start:])
     assert created[-1] - created[0] >= 0.5
