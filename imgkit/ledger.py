@@ -8,6 +8,7 @@ and on every status change, so a crash loses nothing that was acknowledged.
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 import threading
@@ -143,6 +144,41 @@ def _load(text: str | None) -> tuple[str, ...]:
     if not text or text == "[]":
         return ()
     return tuple(json.loads(text))
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a bulk read creates millions of objects.
+
+    Every few thousand new containers (tuples, lists) trigger a collection that walks the
+    ever larger heap: a third of :meth:`Ledger.to_dataframe` at 100,000 runs. Nothing made
+    here is cyclic garbage; the collector resumes (if it was on) when the block ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_column(texts: Sequence[str | None]) -> list[list[Any]]:
+    """Decode a column of JSON lists with a single ``json.loads``.
+
+    A call per cell (600,000 at 100,000 runs) was a large share of
+    :meth:`Ledger.to_dataframe` (benchmarks/README.md, scenario 4). If any cell is not a JSON
+    list, the joined text does not parse or does not give one list per cell, and every cell
+    is decoded on its own.
+    """
+    joined = ",".join(text or "[]" for text in texts)
+    try:
+        decoded = json.loads(f"[{joined}]")
+    except ValueError:
+        decoded = None
+    if not isinstance(decoded, list) or len(decoded) != len(texts) or not all(type(d) is list for d in decoded):
+        return [list(_load(text)) for text in texts]
+    return decoded
 
 
 class Ledger:
@@ -311,6 +347,10 @@ class Ledger:
         """
         import pandas as pd
 
+        with _no_gc():
+            return self._frame(pd, data_dir)
+
+    def _frame(self, pd: Any, data_dir: Path | None) -> pd.DataFrame:
         with self._lock:
             cursor = self._conn.execute(
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
@@ -335,8 +375,8 @@ class Ledger:
         frame["size"] = pd.Categorical(size_values, categories=size_cats)
         frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
         frame["n"] = pd.Series(columns["n"], dtype="Int64")
-        files = [_load(v) for v in columns["files"]]
-        thumbs = [_load(v) for v in columns["thumbs"]]
+        files = _load_column(columns["files"])
+        thumbs = _load_column(columns["thumbs"])
         frame["n_images"] = pd.Series([len(f) for f in files], dtype="Int64")
         for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
             frame[name] = pd.Series(columns[name], dtype="float64")
@@ -344,17 +384,17 @@ class Ledger:
             frame[name] = pd.Series(columns[name], dtype="string")
         frame["progress"] = pd.Series(columns["progress"], dtype="Int64")
         frame["attempts"] = pd.Series(columns["attempts"], dtype="Int64")
-        frame["reference_images"] = [list(_load(v)) for v in columns["reference_images"]]
-        frame["result_urls"] = [list(_load(v)) for v in columns["result_urls"]]
+        frame["reference_images"] = _load_column(columns["reference_images"])
+        frame["result_urls"] = _load_column(columns["result_urls"])
         if data_dir is not None:
-            root = str(data_dir)
-            frame["files"] = [[f"{root}/{p}" for p in fs] for fs in files]
-            frame["thumbs"] = [[f"{root}/{p}" for p in ts] for ts in thumbs]
+            root = f"{data_dir}/"
+            frame["files"] = [[root + p for p in fs] if fs else [] for fs in files]
+            frame["thumbs"] = [[root + p for p in ts] if ts else [] for ts in thumbs]
         else:
-            frame["files"] = [list(f) for f in files]
-            frame["thumbs"] = [list(t) for t in thumbs]
-        frame["tags"] = [list(_load(v)) for v in columns["tags"]]
-        frame["providers_tried"] = [[dict(t) for t in _load(v)] for v in columns["providers_tried"]]
+            frame["files"] = files
+            frame["thumbs"] = thumbs
+        frame["tags"] = _load_column(columns["tags"])
+        frame["providers_tried"] = _load_column(columns["providers_tried"])
         frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
         df = pd.DataFrame({name: frame[name] for name in COLUMNS})
         return df
