@@ -181,6 +181,30 @@ def _load_column(texts: Sequence[str | None]) -> list[list[Any]]:
     return decoded
 
 
+def _enable_wal(conn: sqlite3.Connection, *, patience: float = 60.0) -> None:
+    """Put the file in WAL mode, waiting for other processes doing the same.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when another process holds one: four kernels
+    opening a fresh ledger together would otherwise fail. Once the file is in WAL mode (it
+    stays so), reading the mode takes no lock.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class Ledger:
     """The runs of one data directory.
 
@@ -196,7 +220,7 @@ class Ledger:
             self.path, timeout=60.0, isolation_level=None, check_same_thread=False
         )
         self._conn.execute("PRAGMA busy_timeout = 60000")
-        self._conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous = FULL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._migrate()
