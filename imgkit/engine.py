@@ -565,7 +565,8 @@ class Engine:
             ), "upload_failed" if outage_on_read(exc) else None
         if urls:
             record = record.replace(reference_images=tuple(urls))
-        record = self._save(record.replace(status="submitting"), on_event)
+        if urls or record.status != "submitting":  # else _route has just committed this very row
+            record = self._save(record.replace(status="submitting"), on_event)
         attempts = record.attempts
         started = time.time()
 
@@ -612,10 +613,12 @@ class Engine:
             credits_reserved=snapshot.credits_reserved,
             estimated_s=snapshot.estimated_time,
         )
+        if isinstance(snapshot.status, Completed | Failed):
+            # Over already (a synchronous provider): _finish commits it, task id included,
+            # before anything else happens; one fsync'd commit fewer (benchmarks, scenario 3).
+            return await self._finish(record, snapshot, on_event), None
         # Committed before anything else: a crash from here on can be resumed.
         record = self._save(record, on_event)
-        if isinstance(snapshot.status, Completed | Failed):
-            return await self._finish(record, snapshot, on_event), None
         return record, None
 
     async def _follow(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
