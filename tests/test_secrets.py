@@ -39,7 +39,7 @@ def test_key_never_leaks(data_dir: Path, caplog: pytest.LogCaptureFixture) -> No
             except imgkit.ImgkitError as exc:
                 texts += [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
         # A wrong key: the service answers 401 to a request that carried a key.
-        imgkit.configure(api_key="sk-evo-WRONGKEY000000000000000000000", base_url=url, data_dir=data_dir, poll=FAST_POLL)
+        imgkit.configure(api_key="sk-evo-WRONG_KEY_0000000000_0000000000", base_url=url, data_dir=data_dir, poll=FAST_POLL)
         with pytest.raises(imgkit.TaskFailed) as info:
             imgkit.generate("wrong key")
         texts += [str(info.value), "".join(traceback.format_exception(info.value))]
@@ -48,7 +48,7 @@ def test_key_never_leaks(data_dir: Path, caplog: pytest.LogCaptureFixture) -> No
         texts += [df.to_csv(), df.to_json(date_format="iso"), repr(df)]
     texts += [r.getMessage() for r in caplog.records] + [caplog.text]
     assert len(df) == 7
-    secret_forms = [TEST_KEY, TEST_KEY[7:], "WRONGKEY000000000000000000000"]
+    secret_forms = [TEST_KEY, TEST_KEY[7:], "WRONG_KEY_0000000000_0000000000"]
     for text in texts:
         for secret in secret_forms:
             assert secret not in text
@@ -63,7 +63,7 @@ def test_key_never_leaks(data_dir: Path, caplog: pytest.LogCaptureFixture) -> No
 
 # --- issue 8: both keys, every surface, after a session with failures ---------------------
 
-OPENAI_TEST_KEY = "sk-proj-OPENAITESTKEY0123456789abcdefSECRET"
+OPENAI_TEST_KEY = "sk-proj-openai_TEST_0123456789_abcdef_SECRET"
 _ECHO = b"{{echo}}"
 
 
