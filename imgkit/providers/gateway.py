@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import httpx
 
-from imgkit.errors import APIError, DownloadError, RequestError
+from imgkit.errors import APIError, RequestError
+from imgkit.providers._http import fetch_capped, host_of
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import (
     Completed,
@@ -187,16 +188,16 @@ class GatewayProvider:
         try:
             response = await self._client.request(method, url, headers=self._headers() if auth else None, **kwargs)
         except httpx.ConnectError as exc:
-            raise RequestError(f"could not connect to {_host(url)}: {type(exc).__name__}", sent=False) from None
+            raise RequestError(f"could not connect to {host_of(url)}: {type(exc).__name__}", sent=False) from None
         except httpx.ConnectTimeout:
-            raise RequestError(f"timed out connecting to {_host(url)}", sent=False) from None
+            raise RequestError(f"timed out connecting to {host_of(url)}", sent=False) from None
         except httpx.InvalidURL:
-            raise RequestError(f"invalid URL for {_host(url)}; nothing was sent", sent=False) from None
+            raise RequestError(f"invalid URL for {host_of(url)}; nothing was sent", sent=False) from None
         except httpx.TimeoutException as exc:
-            raise RequestError(f"{type(exc).__name__} waiting for {_host(url)}", sent=True) from None
+            raise RequestError(f"{type(exc).__name__} waiting for {host_of(url)}", sent=True) from None
         except httpx.HTTPError as exc:
             # Transport errors, and an answer whose body cannot be decoded (DecodingError).
-            raise RequestError(f"{type(exc).__name__} talking to {_host(url)}", sent=True) from None
+            raise RequestError(f"{type(exc).__name__} talking to {host_of(url)}", sent=True) from None
         if response.status_code >= 400:
             raise APIError.from_parts(response.status_code, self._scrub(response.content), response.headers.items())
         return response
@@ -235,44 +236,10 @@ class GatewayProvider:
         return parse_task(self._json(response))
 
     async def download(self, url: str, max_bytes: int) -> bytes:
-        if not url.lower().startswith(("http://", "https://")):
-            raise DownloadError(f"refusing to download a result from a non-http URL: {url[:80]!r}")
         # Results are public URLs; the key is only sent to the service's own origin (and httpx
         # drops it when a redirect leaves that origin).
-        try:
-            async with self._client.stream(
-                "GET", url, headers=self._headers() if self._own_origin(url) else None, follow_redirects=True
-            ) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise APIError.from_parts(
-                        response.status_code, self._scrub(response.content), response.headers.items()
-                    )
-                if response.status_code >= 300:
-                    raise DownloadError(f"result URL answered HTTP {response.status_code} without a usable redirect")
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise DownloadError(f"result is {int(declared)} bytes, over the {max_bytes}-byte cap")
-                chunks: list[bytes] = []
-                total = 0
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise DownloadError(f"result exceeds the {max_bytes}-byte cap")
-                    chunks.append(chunk)
-        except httpx.ConnectError:
-            raise RequestError(f"could not connect to {_host(url)}", sent=False) from None
-        except httpx.UnsupportedProtocol:
-            raise DownloadError(f"refusing to follow a redirect to a non-http URL from {url[:80]!r}") from None
-        except httpx.TooManyRedirects:
-            raise DownloadError(f"the result URL redirects too many times: {url[:80]!r}") from None
-        except httpx.InvalidURL:
-            raise DownloadError(f"the result URL is invalid: {url[:80]!r}") from None
-        except httpx.DecodingError:
-            raise DownloadError(f"the result from {_host(url)} could not be decoded", retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise RequestError(f"{type(exc).__name__} downloading from {_host(url)}", sent=True) from None
-        return b"".join(chunks)
+        headers = self._headers() if self._own_origin(url) else None
+        return await fetch_capped(self._client, url, max_bytes, headers=headers, scrub=self._scrub)
 
     async def upload(self, image: ReferenceImage) -> str:
         if image.url is not None:
@@ -300,10 +267,3 @@ class GatewayProvider:
             used_credits=_number(source.get("used_credits")),
             unlimited=bool(token.get("unlimited_credits")),
         )
-
-
-def _host(url: str) -> str:
-    try:
-        return httpx.URL(url).host or url[:40]
-    except Exception:
-        return url[:40]

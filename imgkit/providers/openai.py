@@ -41,6 +41,7 @@ import httpx
 
 from imgkit.errors import APIError, DownloadError, RequestError
 from imgkit.pricing import TokenPriceSheet, get_sheet
+from imgkit.providers._http import fetch_capped, host_of
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
 
@@ -211,7 +212,7 @@ class OpenAIProvider:
         self._held = 0
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        host = _host(url)
+        host = host_of(url)
         try:
             response = await self._client.request(method, url, headers=self._headers(), **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -345,33 +346,4 @@ class OpenAIProvider:
         return data
 
     async def _fetch(self, url: str, max_bytes: int, *, auth: bool) -> bytes:
-        if not url.lower().startswith(("http://", "https://")):
-            raise DownloadError(f"refusing to download from a non-http URL: {url[:80]!r}")
-        headers = self._headers() if auth else None
-        try:
-            async with self._client.stream("GET", url, headers=headers) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise APIError.from_parts(response.status_code, response.content, response.headers.items())
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise DownloadError(f"{int(declared)} bytes, over the {max_bytes}-byte cap")
-                chunks: list[bytes] = []
-                total = 0
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise DownloadError(f"more than the {max_bytes}-byte cap")
-                    chunks.append(chunk)
-        except httpx.ConnectError:
-            raise RequestError(f"could not connect to {_host(url)}", sent=False) from None
-        except httpx.TransportError as exc:
-            raise RequestError(f"{type(exc).__name__} downloading from {_host(url)}", sent=True) from None
-        return b"".join(chunks)
-
-
-def _host(url: str) -> str:
-    try:
-        return httpx.URL(url).host or url[:40]
-    except Exception:  # only used to describe an error
-        return url[:40]
+        return await fetch_capped(self._client, url, max_bytes, headers=self._headers() if auth else None)
