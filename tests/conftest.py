@@ -50,6 +50,24 @@ def sandbox_url() -> Iterator[str]:
         yield url
 
 
+#: The task error codes the gateway documents (spec §3), for tests of both sides of the wire.
+TASK_ERROR_CODES = [
+    "content_policy_violation",
+    "invalid_parameters",
+    "image_processing_error",
+    "image_dimension_mismatch",
+    "request_cancelled",
+    "generation_failed_no_content",
+    "service_error",
+    "generation_timeout",
+    "resource_exhausted",
+    "quota_exceeded",
+    "service_unavailable",
+    "resource_not_found",
+    "unknown_error",
+]
+
+
 #: The header the sandbox's introspection endpoints want (any token will do).
 SANDBOX_ADMIN = {"Authorization": "Bearer x"}
 

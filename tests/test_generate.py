@@ -15,25 +15,7 @@ from PIL import Image
 import imgkit
 from imgkit.sandbox import SandboxConfig, running_sandbox
 
-from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
-
-TASK_ERROR_CODES = [
-    "content_policy_violation",
-    "invalid_parameters",
-    "image_processing_error",
-    "image_dimension_mismatch",
-    "request_cancelled",
-    "generation_failed_no_content",
-    "service_error",
-    "generation_timeout",
-    "resource_exhausted",
-    "quota_exceeded",
-    "service_unavailable",
-    "resource_not_found",
-    "unknown_error",
-]
-
-
+from .conftest import FAST_POLL, TASK_ERROR_CODES, TEST_KEY, sandbox_tasks
 
 
 def test_text_to_image(session: imgkit.Session, data_dir: Path) -> None:

@@ -18,23 +18,10 @@ from PIL import Image
 from imgkit.sandbox import FaultConfig, SandboxConfig, create_app, running_sandbox
 from imgkit.sandbox._render import RenderSpec, render_image, render_png
 
+from .conftest import TASK_ERROR_CODES
+
 AUTH = {"Authorization": "Bearer sk-test"}
 ID_RE = re.compile(r"^task-unified-\d{10}-[a-z0-9]{8}$")
-TASK_ERROR_CODES = [
-    "content_policy_violation",
-    "invalid_parameters",
-    "image_processing_error",
-    "image_dimension_mismatch",
-    "request_cancelled",
-    "generation_failed_no_content",
-    "service_error",
-    "generation_timeout",
-    "resource_exhausted",
-    "quota_exceeded",
-    "service_unavailable",
-    "resource_not_found",
-    "unknown_error",
-]
 
 
 def _png(size: tuple[int, int] = (8, 8), fmt: str = "PNG") -> bytes:
