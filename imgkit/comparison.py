@@ -77,7 +77,7 @@ class Comparison:
         # JPEG, not PNG: the grid is mostly photographs, which PNG stores at 10x the size,
         # and every byte here is saved into the notebook.
         buf = io.BytesIO()
-        self.figure.savefig(buf, format="jpeg", dpi=100, pil_kwargs={"quality": 80, "optimize": True})
+        self.figure.savefig(buf, format="jpeg", dpi=100, pil_kwargs={"quality": 72, "optimize": True, "progressive": True})
         return buf.getvalue()
 
 

@@ -237,12 +237,25 @@ def _figure_class() -> type[Figure]:
         """A Figure that shows itself as a PNG in a notebook, with or without pyplot."""
 
         def _repr_png_(self) -> bytes:
-            buffer = io.BytesIO()
-            self.savefig(buffer, format="png")
-            return buffer.getvalue()
+            return _palette_png(self)
 
     SpendFigure.__module__ = __name__
     return SpendFigure
+
+
+def _palette_png(fig: Figure) -> bytes:
+    """``fig`` as a PNG with an adaptive 256-colour palette: charts have few colours, so
+    this keeps them sharp at about a third of the bytes that a notebook saves."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _figure(
@@ -294,18 +307,30 @@ def _money(value: float, currency: str) -> str:
     return {"USD": f"${text}", "CNY": f"¥{text}"}.get(unit, text)
 
 
-def _credits_axis(ax: Axes, costs: pd.DataFrame, currency: str) -> None:
-    """Add a right-hand axis in credits when the amounts are in a currency and one rate
-    applies to all of them (one price sheet), so readers see both units."""
-    unit = currency_unit(currency)
+def _credits_rate(costs: pd.DataFrame, unit: str) -> float | None:
+    """Currency per credit when one rate applies to every paid run (one price sheet)."""
     if unit == "credits":
-        return
+        return None
     column = cost_column(unit)
     paid = costs[(costs["charged_credits"] > 0) & costs[column].notna()]
     if paid.empty or paid["price_sheet"].astype("string").nunique() != 1:
-        return
+        return None
     rate = float((paid[column] / paid["charged_credits"]).median())
-    if not math.isfinite(rate) or rate <= 0:
+    return rate if math.isfinite(rate) and rate > 0 else None
+
+
+def _credits_axis(ax: Axes, costs: pd.DataFrame, currency: str, *, own: bool) -> None:
+    """Show the amounts in credits too, when one rate applies to all of them, so readers
+    see both units: a right-hand credits axis on a figure of our own (its constrained layout
+    makes room for it), or the rate as a note inside the caller's Axes, where a right-hand
+    label would run into the next panel of their grid."""
+    unit = currency_unit(currency)
+    rate = _credits_rate(costs, unit)
+    if rate is None:
+        return
+    if not own:
+        ax.text(0.99, 0.98, f"1 credit = {_money(rate, unit)}", transform=ax.transAxes, ha="right", va="top",
+                fontsize="x-small", color="#555555")
         return
     secondary = ax.secondary_yaxis("right", functions=(lambda v: v / rate, lambda c: c * rate))
     secondary.set_ylabel("credits", color="#555555")
@@ -325,7 +350,7 @@ def spend_over_time(
     *,
     currency: str = "USD",
     freq: str = "D",
-    axes: tuple[Axes, Axes] | None = None,
+    ax: Axes | tuple[Axes, Axes] | None = None,
 ) -> Figure:
     """Charged spend per day (or week, month), stacked by tier, and cumulative spend.
 
@@ -333,30 +358,40 @@ def spend_over_time(
         df: runs as returned by :func:`imgkit.runs`.
         currency: ``"USD"``, ``"CNY"`` or ``"credits"``.
         freq: ``"D"``, ``"W"`` or ``"M"`` (UTC days, ISO weeks, months).
-        axes: two Axes to draw on (per period, cumulative); a new figure when None.
+        ax: where to draw. None: a new figure with both panels. One Axes: the spend per
+            period only, with the total in its title (for a panel of your own grid). A pair
+            ``(per_period, cumulative)``: both panels on your Axes.
 
     Example:
         >>> spend_over_time(imgkit.runs(), currency="CNY", freq="W")
+        >>> fig, (left, right) = plt.subplots(1, 2); spend_over_time(df, ax=left)
     """
     import numpy as np
     import pandas as pd
 
     code = _freq(freq)
     unit = currency_unit(currency)
-    if axes is None:
+    own = ax is None
+    ax_cum: Axes | None
+    if ax is None:
         fig, (ax_bar, ax_cum) = _figure(9.0, 6.5, rows=2, sharex=True)
-    else:
-        ax_bar, ax_cum = axes
+    elif isinstance(ax, tuple | list):
+        ax_bar, ax_cum = ax
         fig = ax_bar.get_figure(root=True)  # type: ignore[assignment]
+    else:
+        ax_bar, ax_cum = ax, None
+        fig = ax_bar.get_figure(root=True)  # type: ignore[assignment]
+    panels = [a for a in (ax_bar, ax_cum) if a is not None]
     costs = _has_costs(df)
     column = cost_column(unit)
     data = costs.loc[costs[column].notna(), ["created_at", "quality", column]].copy()
     word = _FREQ_WORDS[code]
     ax_bar.set_title(f"Spend per {word} by tier (charged, {unit})", loc="left")
-    ax_cum.set_title(f"Cumulative spend (charged, {unit})", loc="left")
+    if ax_cum is not None:
+        ax_cum.set_title(f"Cumulative spend (charged, {unit})", loc="left")
     if data.empty:
-        for ax in (ax_bar, ax_cum):
-            _empty(ax, "No runs with a known cost")
+        for panel in panels:
+            _empty(panel, "No runs with a known cost")
         return fig
     data["bucket"] = time_buckets(data["created_at"], code)
     data["quality"] = data["quality"].astype("string").fillna("(none)")
@@ -371,24 +406,32 @@ def spend_over_time(
         ax_bar.bar(x, heights, width=_BAR_DAYS[code], bottom=bottom, color=_tier_color(tier), label=tier)
         bottom += heights
     cumulative = table[tiers].cumsum()
-    for tier in tiers:
-        ax_cum.plot(x, cumulative[tier].to_numpy(), color=_tier_color(tier), marker="o", markersize=3, label=tier)
-    if len(tiers) > 1:
-        ax_cum.plot(x, cumulative.sum(axis=1).to_numpy(), color="#222222", linewidth=2, label="total")
+    if ax_cum is None:
+        ax_bar.set_title(f"Spend per {word} by tier (charged, {unit}; total {_money(float(bottom.sum()), unit)})",
+                         loc="left")
+    else:
+        for tier in tiers:
+            ax_cum.plot(x, cumulative[tier].to_numpy(), color=_tier_color(tier), marker="o", markersize=3, label=tier)
+        if len(tiers) > 1:
+            # A marker too, so that a single period still shows its total.
+            ax_cum.plot(x, cumulative.sum(axis=1).to_numpy(), color="#222222", linewidth=2, marker="o",
+                        markersize=4, label="total")
+        ax_cum.set_ylabel(f"{unit}, cumulative")
+        ax_cum.set_xlabel("Date (UTC)")
+        ax_cum.set_ylim(0, float(cumulative.sum(axis=1).max()) * _HEADROOM or 1.0)
     pad = pd.Timedelta(days=_BAR_DAYS[code])
     ax_bar.set_xlim(table.index.min() - pad, table.index.max() + pad)
     ax_bar.set_ylabel(f"{unit} per {word}")
-    ax_cum.set_ylabel(f"{unit}, cumulative")
-    ax_cum.set_xlabel("Date (UTC)")
+    if ax_cum is None:
+        ax_bar.set_xlabel("Date (UTC)")
     # Headroom above the tallest bar and the last point keeps the legends off the data.
     ax_bar.set_ylim(0, float(bottom.max()) * _HEADROOM or 1.0)
-    ax_cum.set_ylim(0, float(cumulative.sum(axis=1).max()) * _HEADROOM or 1.0)
-    for ax in (ax_bar, ax_cum):
-        _style(ax)
-        _credits_axis(ax, costs, unit)
-        ax.legend(loc="upper left", fontsize="small", ncols=len(tiers) + 1, frameon=False)
-        _date_axis(ax)
-    if ax_bar.get_shared_x_axes().joined(ax_bar, ax_cum):
+    for panel in panels:
+        _style(panel)
+        _credits_axis(panel, costs, unit, own=own)
+        panel.legend(loc="upper left", fontsize="small", ncols=len(tiers) + 1, frameon=False)
+        _date_axis(panel)
+    if ax_cum is not None and ax_bar.get_shared_x_axes().joined(ax_bar, ax_cum):
         # The dates under the lower panel serve both.
         ax_bar.tick_params(axis="x", labelbottom=False)
         ax_bar.xaxis.get_offset_text().set_visible(False)
@@ -417,6 +460,7 @@ def spend_by_tier_size(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | No
     import numpy as np
 
     unit = currency_unit(currency)
+    own = ax is None
     fig, ax = _target(ax)
     costs = _has_costs(df)
     column = cost_column(unit)
@@ -445,7 +489,7 @@ def spend_by_tier_size(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | No
     ax.set_ylabel(f"Spend ({unit})")
     ax.set_ylim(0, float(table.to_numpy().max()) * _HEADROOM or 1.0)
     _style(ax)
-    _credits_axis(ax, costs, unit)
+    _credits_axis(ax, costs, unit, own=own)
     ax.legend(loc="upper left", fontsize="small", ncols=len(tiers), frameon=False)
     return fig
 
@@ -462,6 +506,7 @@ def cost_vs_latency(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | None 
         >>> cost_vs_latency(imgkit.runs())
     """
     unit = currency_unit(currency)
+    own = ax is None
     fig, ax = _target(ax)
     costs = _has_costs(df)
     column = cost_column(unit)
@@ -483,7 +528,7 @@ def cost_vs_latency(df: pd.DataFrame, *, currency: str = "USD", ax: Axes | None 
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     _style(ax, grid="both")
-    _credits_axis(ax, costs, unit)
+    _credits_axis(ax, costs, unit, own=own)
     ax.legend(title="tier (runs)", loc="upper left", fontsize="small", frameon=False)
     return fig
 

@@ -1,9 +1,11 @@
 """Execute the example notebooks headless, as `make demo` and the tests do.
 
 Each notebook runs in a fresh kernel with the working directory set to the output folder (so
-the reports it exports land there) and its own data directory (so a demo never mixes with the
-user's real ledger). Executed copies are saved beside the exports; a line per notebook says
-how long it took and how large the saved notebook is.
+the reports it exports land there) and its own data directory, emptied first
+(``<out>/imgkit-home/<notebook>``), so a demo never mixes with the user's real ledger and a
+second run shows the same figures as the first instead of adding to them. Executed copies are
+saved beside the exports; a line per notebook says how long it took and how large the saved
+notebook is.
 
 Usage:
     python scripts/execute_notebooks.py [--out build/notebooks] [NOTEBOOK ...]
@@ -12,8 +14,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
+from collections.abc import Iterator
 import time
 from pathlib import Path
 
@@ -23,13 +28,42 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute(notebook: Path, out: Path, *, timeout: int = 600, kernel: str = "python3") -> tuple[Path, float, int]:
-    """Run one notebook; return the executed copy's path, seconds taken and saved bytes."""
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """Set one environment variable (which the kernel inherits) for the duration."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def execute(
+    notebook: Path, out: Path, *, timeout: int = 600, kernel: str = "python3", data_dir: Path | None = None
+) -> tuple[Path, float, int]:
+    """Run one notebook on a fresh, empty data directory; return the executed copy's path,
+    seconds taken and saved bytes.
+
+    Args:
+        notebook: the ``.ipynb`` to run.
+        out: the working directory of the kernel; the executed copy is saved there.
+        timeout: seconds any one cell may take.
+        kernel: the kernel name.
+        data_dir: the notebook's ``IMGKIT_HOME``; emptied first. Default
+            ``<out>/imgkit-home/<notebook stem>``.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    home = data_dir or out / "imgkit-home" / notebook.stem
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
     nb = nbformat.read(notebook, as_version=4)
-    os.environ.setdefault("IMGKIT_HOME", str(out / "imgkit-home"))
     started = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(out)}}).execute()
+    with _env("IMGKIT_HOME", str(home)):
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(out)}}).execute()
     seconds = time.perf_counter() - started
     target = out / notebook.name
     nbformat.write(nb, target)

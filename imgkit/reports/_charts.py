@@ -56,7 +56,7 @@ def panels(rep: CostReport) -> dict[str, Callable[[Axes | None], Figure]]:
 
 
 def spend_over_time(rep: CostReport, axes: tuple[Axes, Axes] | None = None) -> Figure:
-    return plots.spend_over_time(rep.runs, currency=rep.currency, freq=freq(rep), axes=axes)
+    return plots.spend_over_time(rep.runs, currency=rep.currency, freq=freq(rep), ax=axes)
 
 
 def standalone(rep: CostReport) -> dict[str, Figure]:
