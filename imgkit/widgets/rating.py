@@ -33,7 +33,7 @@ __all__ = ["RatingWidget", "rate"]
 log = logging.getLogger("imgkit")
 
 #: Long side, in pixels, of the images shown (both sides alike).
-DISPLAY_PX = 512
+DISPLAY_PX = 400
 _LABELS = {"left": "Left is better", "same": "Same", "right": "Right is better", "skip": "Skip"}
 
 
@@ -212,7 +212,7 @@ def _display_jpeg(path: str) -> bytes:
         log.warning("rating: cannot show %s: %s", path, exc)
         shown = Image.new("RGB", (DISPLAY_PX, DISPLAY_PX), "#dddddd")
     buf = io.BytesIO()
-    shown.save(buf, format="JPEG", quality=90)
+    shown.save(buf, format="JPEG", quality=80)  # saved in the notebook: keep it light
     return buf.getvalue()
 
 
