@@ -29,7 +29,7 @@ demo: $(VENV)/.installed  ## headless: execute the notebooks into build/notebook
 	$(BIN)/python scripts/execute_notebooks.py --out $(DEMO_OUT)
 
 test: $(VENV)/.installed  ## set up, then run every test (unit, sandbox, notebooks, browser)
-	./scripts/ensure-chromium
+	./scripts/ensure-test-packages
 	$(BIN)/python -m pytest
 
 soak: $(VENV)/.installed  ## the long fault-injection runs

@@ -108,10 +108,14 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-by", default="day,quality,size",
                    help="comma-separated tables: day, week, month, quality, size, model, status, provider, tag, "
                         "price_sheet (default: day,quality,size)")
-    p.add_argument("--currency", default="USD", choices=["USD", "CNY", "credits"],
-                   help="money column of the tables and charts (default: USD)")
+    p.add_argument("--currency", default="USD", type=_currency_name, choices=["USD", "CNY", "credits"],
+                   help="money column of the tables and charts: USD, CNY or credits, in any case (default: USD)")
     p.add_argument("--format", choices=_REPORT_FORMATS, help="default: from -o's extension, else md")
     p.add_argument("-o", "--output", help="file to write (default: print to stdout)")
+
+
+def _currency_name(text: str) -> str:
+    return {"usd": "USD", "cny": "CNY", "credits": "credits"}.get(text.strip().lower(), text)
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -120,18 +124,27 @@ def _split(text: str | None) -> list[str] | None:
 
 @command("report", _report_args)
 def _report(args: argparse.Namespace) -> int:
-    """Write a cost report over the ledger ($IMGKIT_HOME): Markdown, CSV, HTML, XLSX or PDF."""
+    """Write a cost report over the ledger ($IMGKIT_HOME): Markdown, CSV, HTML, XLSX or PDF.
+
+    Exit status: 0 written; 1 the report is empty (it says which ledger it read and why) or
+    the file could not be written; 2 wrong arguments.
+    """
     from pathlib import Path
 
     from imgkit.reports import EXTENSIONS
     from imgkit.reports import report as build
 
     kind = args.format
-    if kind is None and args.output:
-        kind = EXTENSIONS.get(Path(args.output).suffix.lower())
-        if kind is None:
+    if args.output:
+        implied = EXTENSIONS.get(Path(args.output).suffix.lower())
+        if implied is None and kind is None:
             print(f"imgkit report: cannot tell the format of {args.output!r}; add --format", file=sys.stderr)
             return 2
+        if implied is not None and kind is not None and implied != kind:
+            print(f"imgkit report: --format {kind} does not match {args.output!r}; name the file .{kind} "
+                  f"or leave --format out", file=sys.stderr)
+            return 2
+        kind = kind or implied
     kind = kind or "md"
     if args.output is None and kind in ("xlsx", "pdf"):
         print(f"imgkit report: --format {kind} needs -o PATH", file=sys.stderr)
@@ -140,15 +153,24 @@ def _report(args: argparse.Namespace) -> int:
         since=args.since, until=args.until, tags=_split(args.tags), quality=_split(args.quality),
         group_by=_split(args.group_by) or (), currency=args.currency,
     )
+    print(f"imgkit report: read {rep.source} ({rep.available:,} runs, {rep.totals.runs:,} in the report)",
+          file=sys.stderr)
+    if rep.empty_reason:
+        print(f"imgkit report: {rep.empty_reason}", file=sys.stderr)
     if args.output is None:
         text = {"md": rep.to_markdown, "html": rep.to_html, "csv": rep.to_csv}[kind]()
         sys.stdout.write(text)
-        return 0
+        return 1 if rep.empty_reason else 0
     out = Path(args.output)
-    writers = {"csv": rep.to_csv, "xlsx": rep.to_xlsx, "html": rep.to_html, "md": rep.to_markdown, "pdf": rep.to_pdf}
-    writers[kind](out)
+    try:
+        rep.save(out, format=kind)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"imgkit report: cannot write {out}: {reason} (check that its folder exists and is writable)",
+              file=sys.stderr)
+        return 1
     print(f"{out}: {rep!r}", file=sys.stderr)
-    return 0
+    return 1 if rep.empty_reason else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,8 +18,8 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat

@@ -181,7 +181,7 @@ def chromium(profile: Path, *, width: int = 1400, height: int = 1800) -> Iterato
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (scripts/ensure-chromium)")
+        raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (scripts/ensure-test-packages)")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             user_data_dir=str(profile),

@@ -202,13 +202,13 @@ def test_csv_has_every_run_and_its_cost(rep: CostReport, tmp_path: Path) -> None
     assert sum(float(r["charged_credits"] or 0) for r in rows) == pytest.approx(sum(EXPECTED_CREDITS.values()))
     r2 = next(r for r in rows if r["run_id"] == "r2")
     assert r2["tags"] == "alpha, beta" and r2["cost_basis"] == "charged"
-    assert r2["created_at"].startswith("2026-11-01 15:00:00+00:00")
+    assert r2["created_at"] == "2026-11-01 15:00:00"  # UTC, in the form spreadsheets read as a date
 
 
 def test_xlsx_sheets_number_formats_and_frozen_headers(rep: CostReport, tmp_path: Path) -> None:
     path = rep.save(tmp_path / "spend.xlsx")
     book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Summary", "by_day", "by_quality", "by_size", "by_tag", "Runs"]
+    assert book.sheetnames == ["Summary", "by_day", "by_quality", "by_size", "by_tag", "Failed and unknown", "Runs"]
     runs = book["Runs"]
     header = [c.value for c in runs[1]]
     column = {name: i + 1 for i, name in enumerate(header)}
@@ -313,7 +313,8 @@ def test_notebook_display_is_compact(rep: CostReport) -> None:
 def test_cli_main_writes_each_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _seed_home(sample_runs())
     assert cli.main(["report", "--group-by", "day,quality", "--currency", "CNY", "-o", str(tmp_path / "r.xlsx")]) == 0
-    assert openpyxl.load_workbook(tmp_path / "r.xlsx").sheetnames == ["Summary", "by_day", "by_quality", "Runs"]
+    assert openpyxl.load_workbook(tmp_path / "r.xlsx").sheetnames == ["Summary", "by_day", "by_quality", "Failed and unknown",
+                                                                      "Runs"]
     assert cli.main(["report", "--tags", "alpha,gamma", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert sorted(r["run_id"] for r in rows) == ["r1", "r2", "r7"]

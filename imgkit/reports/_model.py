@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgkit.errors import ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
+from imgkit.reports import _files
 from imgkit.request import QUALITIES
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def report(
             ``"credits"`` (totals always give all three).
         title: the report's heading.
         max_rows: the most runs listed in the documents (HTML, Markdown, PDF); CSV and XLSX
-            always have every row.
+            always have every row, and grouped tables are never cut.
 
     Example:
         >>> rep = imgkit.report(since="2026-11-01", until="2026-11-30", tags=["campaign"],
@@ -147,23 +148,31 @@ def report(
     """
     unit = _currency(currency)
     groups = _group_by(group_by)
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0:
+        raise ValidationError("max_rows", max_rows, "a whole number of runs, 0 or more")
     start, end = _bound("since", since), _bound("until", until)
     whole_day = until is not None and _is_date_only(until)
+    if start is not None and end is not None and start > end:
+        raise ValidationError("until", until, f"a date or time on or after since={since}",
+                              hint="swap the two, or leave one out")
     wanted_tags = _names("tags", tags)
     wanted_tiers = _names("quality", quality)
     unknown = [t for t in wanted_tiers if t not in QUALITIES]
     if unknown:
         raise ValidationError("quality", ", ".join(unknown), " | ".join(QUALITIES))
+    source = "the runs given"
     if df is None:
-        from imgkit.session import runs
+        from imgkit.session import get_session
 
-        df = runs()
+        session = get_session()
+        df = session.runs()
+        source = f"the ledger {session.ledger.path}"
     rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers)
     costs = with_costs(rows)
     filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
     return CostReport(
         runs=costs, since=start, until=end, filters=filters, group_by=groups, currency=unit, title=title,
-        max_rows=max_rows,
+        max_rows=max_rows, source=source, available=len(df),
     )
 
 
@@ -181,6 +190,9 @@ class CostReport:
         sheets: the price sheets the runs used.
         period: the first and last day covered (UTC), from the filters or the runs.
         notes: how costs are counted, and anything unusual about these runs.
+        source: what the runs were read from (the ledger's path, for a report built from it).
+        empty_reason: None when there are runs; else why the report is empty, naming the
+            source, in words.
     """
 
     def __init__(
@@ -194,10 +206,14 @@ class CostReport:
         currency: str,
         title: str,
         max_rows: int,
+        source: str = "the runs given",
+        available: int | None = None,
     ) -> None:
         import pandas as pd
 
         self.runs = runs
+        self.source = source
+        self.available = len(runs) if available is None else available
         self.currency = currency
         self.title = title
         self.filters = filters
@@ -215,6 +231,17 @@ class CostReport:
         self.failed = _failed(runs)
         self.sheets = _sheets(runs)
         self.notes = list(SEMANTICS) + _remarks(runs)
+        if self.empty_reason:
+            self.notes.insert(0, self.empty_reason)
+
+    @property
+    def empty_reason(self) -> str | None:
+        if len(self.runs):
+            return None
+        if not self.available:
+            return f"No runs: {self.source} holds none (is IMGKIT_HOME the data directory you meant?)."
+        return (f"No runs match ({self.filters}): {self.source} holds {self.available:,} runs, none of them "
+                "in this slice.")
 
     # --- text -------------------------------------------------------------------------
 
@@ -258,9 +285,13 @@ class CostReport:
     def to_csv(self, path: str | Path | None = None) -> str:
         """The rows (one per run, :data:`ROW_COLUMNS`) as CSV; written to ``path`` when given,
         and returned."""
-        text: str = self.rows().to_csv(index=False)
+        rows = self.rows()
+        for name in ("created_at", "submitted_at", "completed_at"):
+            # ISO 8601 in UTC with a space, which spreadsheets read as a date and time.
+            rows[name] = rows[name].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S")
+        text: str = rows.to_csv(index=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            _files.write_text(Path(path), text)
         return text
 
     def to_xlsx(self, path: str | Path) -> Path:
@@ -268,7 +299,8 @@ class CostReport:
         from imgkit.reports import _xlsx
 
         path = Path(path)
-        _xlsx.write(self, path)
+        with _files.atomic_path(path) as tmp:
+            _xlsx.write(self, tmp)
         return path
 
     def to_html(self, path: str | Path | None = None) -> str:
@@ -278,7 +310,7 @@ class CostReport:
 
         page = _text.html_page(self)
         if path is not None:
-            Path(path).write_text(page, encoding="utf-8")
+            _files.write_text(Path(path), page)
         return page
 
     def to_markdown(self, path: str | Path | None = None) -> str:
@@ -288,7 +320,7 @@ class CostReport:
 
         text = _text.markdown(self)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            _files.write_text(Path(path), text)
         return text
 
     def to_pdf(self, path: str | Path) -> Path:
@@ -297,11 +329,19 @@ class CostReport:
         from imgkit.reports import _pdf
 
         path = Path(path)
-        _pdf.write(self, path)
+        with _files.atomic_path(path) as tmp:
+            _pdf.write(self, tmp)
         return path
 
-    def save(self, path: str | Path) -> Path:
-        """Export by the file's extension: .csv, .xlsx, .html, .md or .pdf.
+    def save(self, path: str | Path, *, format: str | None = None) -> Path:
+        """Export by the file's extension: .csv, .xlsx, .html, .md or .pdf. The file is
+        written beside its final name and moved into place when complete, so an error
+        (a full disk, say) leaves any earlier report at ``path`` as it was.
+
+        Args:
+            path: the file to write.
+            format: ``"csv"``, ``"xlsx"``, ``"html"``, ``"md"`` or ``"pdf"``; it must agree with
+                the extension (default: from the extension).
 
         Example:
             >>> imgkit.report(since="2026-11-01").save("spend.pdf")
@@ -310,6 +350,9 @@ class CostReport:
         kind = EXTENSIONS.get(path.suffix.lower())
         if kind is None:
             raise ValidationError("path", str(path), "a file ending in " + ", ".join(sorted(EXTENSIONS)))
+        if format is not None and format.lower() != kind:
+            raise ValidationError("format", format, f"{kind}, as the extension of {path.name} says",
+                                  hint="name the file after its format, e.g. spend." + format.lower())
         writers = {"csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown,
                    "pdf": self.to_pdf}
         writers[kind](path)

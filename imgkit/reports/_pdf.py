@@ -181,9 +181,9 @@ def _table_pages(title: str, frame: pd.DataFrame, limit: int, rep: CostReport) -
 def plan(rep: CostReport) -> list[Callable[[], Figure]]:
     """One builder per page, in order (tables with no rows get no page)."""
     pages: list[Callable[[], Figure]] = [lambda: _title_page(rep), lambda: _spend_page(rep), lambda: _panels_page(rep)]
-    for title, frame in _text.tables(rep):
+    for title, frame, most in _text.tables(rep):
         if len(frame):
-            pages += _table_pages(title, frame, rep.max_rows, rep)
+            pages += _table_pages(title, frame, len(frame) if most is None else most, rep)
     return pages
 
 

@@ -129,10 +129,14 @@ def headline(rep: CostReport) -> str:
     return text
 
 
-def tables(rep: CostReport) -> list[tuple[str, pd.DataFrame]]:
-    """The document tables after the totals: grouped tables, then failed and unknown runs."""
-    out = [(group_title(name), table) for name, table in rep.groups.items()]
-    out.append(("Failed and unknown runs", failed_view(rep)))
+def tables(rep: CostReport) -> list[tuple[str, pd.DataFrame, int | None]]:
+    """The document tables after the totals, each with the most rows to show: grouped
+    tables (whole: their rows are what the totals add up from), then failed and unknown runs
+    (at most ``rep.max_rows``)."""
+    out: list[tuple[str, pd.DataFrame, int | None]] = [
+        (group_title(name), table, None) for name, table in rep.groups.items()
+    ]
+    out.append(("Failed and unknown runs", failed_view(rep), rep.max_rows))
     return out
 
 
@@ -244,16 +248,16 @@ def html_page(rep: CostReport) -> str:
             f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(title)}">'
             f"<figcaption>{html.escape(title)}</figcaption></figure>"
         )
-    for title, table in tables(rep):
+    for title, table, most in tables(rep):
         parts.append(f"<h2>{html.escape(title)}</h2>")
         if table.empty:
             parts.append("<p>None.</p>")
             continue
-        shown = min(len(table), limit)
+        shown = len(table) if most is None else min(len(table), most)
         note = caption(title, table, shown)
         if note:
             parts.append(f'<p class="caption">{html.escape(note)}</p>')
-        parts.append(html_table(table, limit=limit))
+        parts.append(html_table(table, limit=most))
     parts.append("<h2>Price sheets</h2>")
     parts.append(html_table(rep.sheets) if len(rep.sheets) else "<p>None.</p>")
     rows = rep.rows()
@@ -300,16 +304,16 @@ def markdown(rep: CostReport) -> str:
         "",
         *(f"- {note}" for note in rep.notes),
     ]
-    for title, table in tables(rep):
+    for title, table, most in tables(rep):
         lines += ["", f"## {title}", ""]
         if table.empty:
             lines.append("None.")
             continue
-        shown = min(len(table), rep.max_rows)
+        shown = len(table) if most is None else min(len(table), most)
         note = caption(title, table, shown)
         if note:
             lines += [f"_{note}_", ""]
-        lines.append(markdown_table(table, limit=rep.max_rows))
+        lines.append(markdown_table(table, limit=most))
     lines += ["", "## Price sheets", ""]
     lines.append(markdown_table(rep.sheets) if len(rep.sheets) else "None.")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,7 @@
 """A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, one
-``by_<group>`` sheet per grouped table and a Runs sheet, with real number formats."""
+``by_<group>`` sheet per grouped table with a totals row (SUM formulas), a sheet of the failed
+and unknown runs, and a Runs sheet, with real number formats. Every sheet prints landscape,
+one page wide, with its header row repeated on each page."""
 
 from __future__ import annotations
 
@@ -73,7 +75,41 @@ def _format_columns(ws: Worksheet, frame: pd.DataFrame, *, header_row: int = 1) 
         ws.column_dimensions[letter].width = min(width, _MAX_WIDTH)
 
 
-def _table_sheet(writer: Any, name: str, frame: pd.DataFrame) -> None:
+def _print_setup(ws: Worksheet, *, title_rows: str | None = "1:1") -> None:
+    """Landscape, as wide as one page (as many pages down as it takes), header repeated."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_options.gridLines = False
+    if title_rows:
+        ws.print_title_rows = title_rows
+
+
+def _totals_row(ws: Worksheet, frame: pd.DataFrame) -> None:
+    """A bold "Total" row under the table: SUM formulas over its numeric columns, so the
+    sheet still adds up after a reader edits or filters it."""
+    from openpyxl.styles import Border, Font, Side
+    from openpyxl.utils import get_column_letter
+
+    last = 1 + len(frame)
+    row = last + 1
+    bold = Font(bold=True)
+    rule = Border(top=Side(style="thin"))
+    for index, name in enumerate(frame.columns, start=1):
+        kind = _text.KINDS.get(str(name), "text")
+        cell = ws.cell(row, index)
+        cell.font, cell.border = bold, rule
+        if index == 1:
+            cell.value = "Total"
+        elif _text.is_numeric(str(name)) and kind in ("credits", "usd", "cny", "int"):
+            letter = get_column_letter(index)
+            cell.value = f"=SUM({letter}2:{letter}{last})"
+            cell.number_format = FORMATS[kind]
+
+
+def _table_sheet(writer: Any, name: str, frame: pd.DataFrame, *, totals: bool = False) -> None:
     clean = _for_excel(frame)
     clean.to_excel(writer, sheet_name=name, index=False)
     ws = writer.sheets[name]
@@ -81,6 +117,9 @@ def _table_sheet(writer: Any, name: str, frame: pd.DataFrame) -> None:
     ws.freeze_panes = "A2"
     if len(clean):
         ws.auto_filter.ref = ws.dimensions
+        if totals:
+            _totals_row(ws, clean)
+    _print_setup(ws)
 
 
 def _plain(value: Any) -> Any:
@@ -134,7 +173,10 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
     ws.cell(row, 1, "How costs are counted").font = Font(bold=True, size=12)
     for note in rep.notes:
         row += 1
-        ws.cell(row, 1, note)
+        # Wrapped across the table's width, so the page is not scaled down to fit one long line.
+        ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=6)
+        ws.cell(row, 1, note).alignment = Alignment(wrap_text=True, vertical="top")
+        ws.row_dimensions[row].height = 15 * (1 + len(note) // 130)
 
     row += 2
     ws.cell(row, 1, "Price sheets").font = Font(bold=True, size=12)
@@ -146,7 +188,10 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
     for values in sheets.itertuples(index=False):
         row += 1
         for col, value in enumerate(values, start=1):
-            ws.cell(row, col, _plain(value))
+            ws.cell(row, col, _plain(value)).alignment = Alignment(wrap_text=True, vertical="top")
+        widths = (26, 16, 16, 16, 16, 60)
+        lines = max(1 + len(str(_plain(v) or "")) // (w - 2) for v, w in zip(values, widths, strict=False))
+        ws.row_dimensions[row].height = 15 * lines
 
     ws.column_dimensions["A"].width = 26
     for letter in "BCDE":
@@ -163,6 +208,8 @@ def write(rep: CostReport, path: Path) -> None:
         # An empty frame first, so that Summary is the first sheet; filled in below.
         pd.DataFrame().to_excel(writer, sheet_name="Summary", index=False)
         for name, table in rep.groups.items():
-            _table_sheet(writer, f"by_{name}"[:31], table)
+            _table_sheet(writer, f"by_{name}"[:31], table, totals=True)
+        _table_sheet(writer, "Failed and unknown", _text.failed_view(rep))
         _table_sheet(writer, "Runs", rep.rows())
         _summary(writer.sheets["Summary"], rep)
+        _print_setup(writer.sheets["Summary"], title_rows=None)
