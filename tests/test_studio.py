@@ -497,7 +497,7 @@ def test_runs_an_earlier_kernel_left_are_offered_for_resume(session: imgkit.Sess
 
 
 def test_cards_name_the_providers_passed_over() -> None:
-    from imgkit.widgets._cards import provider_text
+    from imgkit.widgets._present import provider_text
 
     record = RunRecord(run_id="r", provider="pricey", model="gpt-image-1", prompt="p", size="1024x1024",
                        quality="low", n=1, providers_tried=({"provider": "cheap", "reason": "http_503"},))
