@@ -156,6 +156,25 @@ def test_the_price_shown_is_the_estimate_recorded_when_the_first_provider_is_not
     assert f"{shown.credits:.10g} credits" in _text(s.history.children[0].children[1].children[0].value)
 
 
+def test_the_price_is_quoted_on_each_setting_but_not_on_each_keystroke(session: imgkit.Session, data_dir: Path) -> None:
+    quoted: list[imgkit.ImageRequest] = []
+
+    class Counting(imgkit.Session):
+        def quote(self, request: imgkit.ImageRequest) -> Any:
+            quoted.append(request)
+            return super().quote(request)
+
+    s = Studio(Counting(api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir))
+    before = len(quoted)
+    s.prompt.value = "a fox"
+    s.prompt.value = ""
+    assert len(quoted) == before  # the text does not change the price
+    assert "2.4192 credits" in _text(s.price.value)  # and an empty prompt keeps it in view
+    s.quality.value = "low"
+    assert len(quoted) == before + 1
+    assert (quoted[-1].quality, quoted[-1].size, quoted[-1].n) == ("low", "1024x1024", 1)
+
+
 def test_a_per_token_price_sheet(session: imgkit.Session, data_dir: Path) -> None:
     tokens = imgkit.Session(
         api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, price_sheet="openai-tokens-2026-11"

@@ -185,7 +185,7 @@ class StudioApp(Studio):
     def _wire(self) -> None:
         """Observe the widgets by name; errors in a handler land in the log widget."""
         capture = self.log.capture()
-        self.prompt.observe(capture(self._on_field), names="value")
+        self.prompt.observe(capture(self._on_prompt), names="value")
         self.size.observe(capture(self._on_field), names="value")
         self.quality.observe(capture(self._on_field), names="value")
         self.n.observe(capture(self._on_field), names="value")
@@ -298,6 +298,10 @@ class StudioApp(Studio):
     def _on_field(self, change: dict[str, Any]) -> None:
         self._refresh()
 
+    def _on_prompt(self, change: dict[str, Any]) -> None:
+        # The prompt's text does not change the price: no new quote for every keystroke.
+        self._refresh(quote=False)
+
     def _on_model(self, change: dict[str, Any]) -> None:
         old = MODELS.get(change["old"]) if change.get("old") else None
         profile = self.profile
@@ -324,8 +328,9 @@ class StudioApp(Studio):
                 self.reference_message.value = present.problem(present.over_model_limit(profile, len(self._refs)))
             self._render_reference_note()
 
-    def _refresh(self) -> None:
-        """Re-render what depends on the fields: counter, mode, validation, price, banner."""
+    def _refresh(self, *, quote: bool = True) -> None:
+        """Re-render what depends on the fields: counter, mode, validation, and (with
+        ``quote``) the price and the banner."""
         if self._holding:
             return
         self.prompt_count.value = present.prompt_count(len(self.prompt.value), self.profile.prompt_max_chars)
@@ -341,7 +346,8 @@ class StudioApp(Studio):
             self.generate_button.disabled = False
             if self.message.value.startswith('<span class="imgkit-problem"'):
                 self.message.value = ""
-        self._render_money()
+        if quote:
+            self._render_money()
 
     def _render_money(self) -> None:
         """Re-render the price, its warning and the banner, from one quote."""
