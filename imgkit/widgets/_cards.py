@@ -21,7 +21,7 @@ from pathlib import Path
 import ipywidgets as w
 
 from imgkit.request import JobEvent, RunRecord
-from imgkit.widgets._common import esc
+from imgkit.widgets._common import esc, running_loop
 from imgkit.widgets._present import (
     INTERRUPTED_NOTE,
     card_details,
@@ -87,9 +87,8 @@ class Throttle:
         if terminal or wait <= 0:
             self.flush()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = running_loop()
+        if loop is None:
             self.flush()
             return
         if self._timer is None or self._timer_loop is not loop:
