@@ -539,7 +539,7 @@ def test_runs_an_earlier_kernel_left_are_offered_for_resume(session: imgkit.Sess
 
 @pytest.mark.anyio
 async def test_a_run_stopped_in_this_kernel_is_offered_for_resume(session: imgkit.Session) -> None:
-    s = Studio(prompt="stopped [[seconds:2]]", quality="low")
+    s = Studio(prompt="stopped [[seconds:4]]", quality="low")
     task = s.generate()
     assert task is not None
     for _ in range(200):  # until the service has the task
