@@ -22,7 +22,7 @@ from imgkit.widgets import Studio, studio
 from imgkit.widgets._cards import Throttle
 from imgkit.widgets._studio import SAMPLE_PROMPT, StudioApp
 
-from .conftest import TEST_KEY
+from .conftest import FAST_POLL, TEST_KEY
 
 MB = 1024 * 1024
 
@@ -132,6 +132,47 @@ def test_price_follows_every_change(session: imgkit.Session, quality: str, size:
     assert f"× {n} = {est.credits:.10g} credits" in price
     warned = est.credits > s.warn_credits
     assert ("per-run threshold" in s.price_warning.value) is warned
+
+
+def test_the_price_shown_is_the_estimate_recorded_when_the_first_provider_is_not_the_gateway(
+    data_dir: Path, sandbox_url: str
+) -> None:
+    imgkit.configure(data_dir=data_dir, poll=FAST_POLL, providers=[
+        {"name": "openai", "kind": "openai", "api_key": "sk-openai-sandbox-0123456789",
+         "base_url": f"{sandbox_url}/openai/v1"},
+    ])
+    s = Studio(quality="low")
+    shown = s.estimate()
+    assert shown.sheet == "openai-tokens-2026-11"  # the provider's sheet, not the session's default
+    assert shown != imgkit.estimate(quality="low")
+    assert f"{shown.credits:.10g} credits" in _text(s.price.value)
+    assert "openai-tokens-2026-11" in _text(s.price.value)
+    assert "openai-tokens-2026-11" in _text(s.banner.value)
+    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]  # per token: no multipliers
+    s.generate_button.click()
+    record = s.results[0].record
+    assert (record.provider, record.status) == ("openai", "completed")
+    assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
+    assert f"{shown.credits:.10g} credits" in _text(s.history.children[0].children[1].children[0].value)
+
+
+def test_the_price_is_quoted_on_each_setting_but_not_on_each_keystroke(session: imgkit.Session, data_dir: Path) -> None:
+    quoted: list[imgkit.ImageRequest] = []
+
+    class Counting(imgkit.Session):
+        def quote(self, request: imgkit.ImageRequest) -> Any:
+            quoted.append(request)
+            return super().quote(request)
+
+    s = Studio(Counting(api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir))
+    before = len(quoted)
+    s.prompt.value = "a fox"
+    s.prompt.value = ""
+    assert len(quoted) == before  # the text does not change the price
+    assert "2.4192 credits" in _text(s.price.value)  # and an empty prompt keeps it in view
+    s.quality.value = "low"
+    assert len(quoted) == before + 1
+    assert (quoted[-1].quality, quoted[-1].size, quoted[-1].n) == ("low", "1024x1024", 1)
 
 
 def test_a_per_token_price_sheet(session: imgkit.Session, data_dir: Path) -> None:
@@ -496,8 +537,55 @@ def test_runs_an_earlier_kernel_left_are_offered_for_resume(session: imgkit.Sess
     assert s.resume_button.layout.display == "none"
 
 
+@pytest.mark.anyio
+async def test_a_run_stopped_in_this_kernel_is_offered_for_resume(session: imgkit.Session) -> None:
+    s = Studio(prompt="stopped [[seconds:4]]", quality="low")
+    task = s.generate()
+    assert task is not None
+    for _ in range(200):  # until the service has the task
+        await asyncio.sleep(0.02)
+        rows = session.ledger.records()
+        if rows and rows[0].task_id is not None:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):  # the engine stops following it on its own loop
+        if not session.engine.in_flight:
+            break
+        await asyncio.sleep(0.02)
+    s.refresh_history()
+    # Nobody follows the run any more, so it is not "running": Resume can finish it.
+    assert _text(s.counter.value) == "0 running · 0 completed · 1 interrupted"
+    assert s.resume_button.layout.display is None
+    resumed = s.resume()
+    assert resumed is not None
+    assert [r.status for r in await resumed] == ["completed"]
+    assert _text(s.counter.value) == "0 running · 1 completed"
+    assert s.resume_button.layout.display == "none"
+
+
+def test_the_widgets_start_no_event_loop_and_share_their_helpers() -> None:
+    import ast
+
+    import imgkit.widgets
+
+    defined: dict[str, list[str]] = {}
+    for path in sorted(Path(imgkit.widgets.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        assert not calls & {"asyncio.run", "asyncio.new_event_loop", "run_until_complete"}, path.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                defined.setdefault(node.name, []).append(path.name)
+    assert defined["esc"] == ["_common.py"]
+    assert defined["running_loop"] == ["_common.py"]
+    assert "_esc" not in defined
+    assert "_running_loop" not in defined
+
+
 def test_cards_name_the_providers_passed_over() -> None:
-    from imgkit.widgets._cards import provider_text
+    from imgkit.widgets._present import provider_text
 
     record = RunRecord(run_id="r", provider="pricey", model="gpt-image-1", prompt="p", size="1024x1024",
                        quality="low", n=1, providers_tried=({"provider": "cheap", "reason": "http_503"},))

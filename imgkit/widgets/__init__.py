@@ -1,9 +1,15 @@
 """Notebook faces of imgkit: the studio form, run cards and the history panel.
 
 Widgets hold no business logic: validation is :meth:`imgkit.ImageRequest.build`, prices are
-:meth:`imgkit.Session.estimate`, runs are :meth:`imgkit.Session.agenerate`, and the widgets
-only render the :class:`imgkit.JobEvent` objects a run emits. Everything a form does is
-reachable from Python with the same calls.
+:meth:`imgkit.Session.quote` (the estimate a run is recorded at), runs are
+:meth:`imgkit.Session.agenerate`, the runs in flight are the engine's, and the widgets only
+render the :class:`imgkit.JobEvent` objects a run emits. Everything a form does is reachable
+from Python with the same calls.
+
+The studio comes in three parts: ``_layout`` builds the widgets, ``_present`` turns session
+values into the text they show (pure, no ipywidgets), and ``_studio`` is the controller
+(observers, tasks, calls to the session). ``_cards`` holds the run cards, the preview and
+the event throttle; ``_common`` the helpers every part shares.
 
 This package is imported by ``import imgkit``, so it stays light: ipywidgets and IPython are
 imported by :mod:`imgkit.widgets._studio` the first time a studio is built.

@@ -5,13 +5,13 @@ status, a progress bar while it runs, the gateway's error code with a plain-lang
 when it fails, and buttons to show it, re-use its settings or run it again. The
 :class:`Preview` shows one run large: its images (thumbnails, each with a button that opens
 the full-size file), cost and latency. :class:`Throttle` sits between a run's events and
-these widgets so that a chatty run cannot flood the kernel's message rate limit.
+these widgets so that a chatty run cannot flood the kernel's message rate limit. Their words
+come from :mod:`imgkit.widgets._present`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import math
 import time
@@ -20,30 +20,23 @@ from pathlib import Path
 
 import ipywidgets as w
 
-from imgkit.errors import TASK_ERROR_HINTS
-from imgkit.request import SIZE_LABELS, JobEvent, RunRecord
+from imgkit.request import JobEvent, RunRecord
+from imgkit.widgets._common import esc, running_loop
+from imgkit.widgets._present import (
+    INTERRUPTED_NOTE,
+    card_details,
+    describe_error,
+    preview_details,
+    status_badge,
+    title_html,
+)
 
-__all__ = ["Preview", "RunCard", "Throttle", "describe_error", "fmt_credits", "size_label", "status_badge"]
+__all__ = ["Preview", "RunCard", "Throttle"]
 
 log = logging.getLogger("imgkit")
 
-_STATUS_COLORS = {
-    "completed": "#2e7d32",
-    "failed": "#c62828",
-    "unknown": "#ef6c00",
-    "interrupted": "#ef6c00",
-}
-_RUNNING_COLOR = "#1565c0"
 _BAR_STYLES = {"completed": "success", "failed": "danger", "unknown": "warning"}
 
-#: Codes imgkit itself puts in a record (not the gateway's), with their hints.
-_LOCAL_HINTS = {
-    "upload_failed": "a reference image could not be uploaded; check it and retry",
-    "connection_error": "the service could not be reached; check the network and retry",
-    "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
-    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
-    "result_expired": "result links expire after 24 h; generate again",
-}
 
 
 class Throttle:
@@ -94,9 +87,8 @@ class Throttle:
         if terminal or wait <= 0:
             self.flush()
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = running_loop()
+        if loop is None:
             self.flush()
             return
         if self._timer is None or self._timer_loop is not loop:
@@ -119,82 +111,6 @@ class Throttle:
                 render(event)
             except Exception:  # one broken card must not starve the others
                 log.exception("rendering run %s failed", event.run_id)
-
-
-# --- text --------------------------------------------------------------------------------
-
-
-def _esc(text: object) -> str:
-    return html.escape(str(text))
-
-
-def fmt_credits(value: float) -> str:
-    """Credits as the price sheets state them (``13.90484``; ``:g`` would say 13.9048)."""
-    return f"{value:.10g}"
-
-
-def provider_text(record: RunRecord) -> str:
-    """``via cheap (after pricey: http_503)``: who served the run and who was passed over."""
-    text = f"via {_esc(record.provider)}"
-    tried = [t for t in record.providers_tried if t.get("provider") != record.provider]
-    if tried:
-        passed = ", ".join(f"{_esc(t.get('provider', '?'))}: {_esc(t.get('reason', '?'))}" for t in tried)
-        text += f" (after {passed})"
-    return text
-
-
-def size_label(size: str) -> str:
-    """``Landscape 3:2 · 1536x1024`` (with a multiplication sign) for a pixel size."""
-    label = SIZE_LABELS.get(size)
-    return f"{label} · {size.replace('x', '×')}" if label else size.replace("x", "×")
-
-
-def status_badge(status: str, progress: int | None = None) -> str:
-    color = _STATUS_COLORS.get(status, _RUNNING_COLOR)
-    text = status
-    if progress and status == "processing":
-        text += f" {progress}%"
-    return (
-        f'<span class="imgkit-status imgkit-status-{_esc(status)}" style="color:{color};'
-        f'font-weight:600">● {_esc(text)}</span>'
-    )
-
-
-def cost_text(record: RunRecord) -> str:
-    if record.est_credits is None:
-        text = "no estimate"
-    else:
-        text = f"{fmt_credits(record.est_credits)} credits"
-        if record.est_usd is not None and record.est_cny is not None:
-            text += f" (${record.est_usd:.4f} · ¥{record.est_cny:.4f})"
-    if record.credits_charged is not None:
-        text += f" · charged {fmt_credits(record.credits_charged)}"
-    elif record.credits_reserved is not None:
-        text += f" · reserved {fmt_credits(record.credits_reserved)}"
-    return text
-
-
-def latency_text(record: RunRecord) -> str:
-    return f"{record.latency_s:.1f} s" if record.latency_s is not None else ""
-
-
-def describe_error(record: RunRecord) -> str:
-    """The gateway's code, a plain-language hint and the service's own words, as HTML."""
-    if record.status == "unknown":
-        reason = record.notes or record.error_message or "the outcome could not be known"
-        return (
-            f'<b>unknown outcome</b>: {_esc(reason)}<br><span style="opacity:.8">Not resent, '
-            "so it cannot be paid twice; <code>imgkit.resume()</code> checks again.</span>"
-        )
-    code = record.error_code or "unknown_error"
-    hint = TASK_ERROR_HINTS.get(code) or _LOCAL_HINTS.get(code, "")
-    said = (record.error_message or "").strip().splitlines()
-    text = f"<code>{_esc(code)}</code>"
-    if hint:
-        text += f": {_esc(hint)}"
-    if said:
-        text += f'<br><span style="opacity:.8">The service said: {_esc(said[0][:300])}</span>'
-    return text
 
 
 def _read(path: Path) -> bytes | None:
@@ -243,7 +159,7 @@ class RunCard:
             'display:flex;align-items:center;justify-content:center;color:#90a4ae">…</div>'
         )
         self.thumb_box = w.Box([self.placeholder], layout=w.Layout(flex="0 0 auto"))
-        self.text = w.HTML(self._title_html(title, "starting"))
+        self.text = w.HTML(title_html(title, "starting"))
         self.text.add_class("imgkit-card-text")
         self.progress = w.IntProgress(
             value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="140px", height="14px")
@@ -285,19 +201,11 @@ class RunCard:
     def run_id(self) -> str | None:
         return self.record.run_id if self.record is not None else None
 
-    @staticmethod
-    def _title_html(prompt: str, status_html: str, details: str = "") -> str:
-        short = prompt if len(prompt) <= 140 else prompt[:137] + "…"
-        return (
-            f'<div style="line-height:1.35"><b title="{_esc(prompt)}">{_esc(short)}</b><br>'
-            f'<span style="font-size:90%">{details}{status_html}</span></div>'
-        )
-
     def fail_before_sending(self, message: str) -> None:
         """Show that the run was refused before anything was sent."""
-        self.text.value = self._title_html(self.title, status_badge("not sent"))
+        self.text.value = title_html(self.title, status_badge("not sent"))
         self.progress.layout.display = "none"
-        self.error.value = _esc(message)
+        self.error.value = esc(message)
         self.error.layout.display = None
 
     def update(self, record: RunRecord, *, interrupted: bool = False) -> None:
@@ -307,16 +215,7 @@ class RunCard:
         self.record = record
         self.interrupted = interrupted
         status = "interrupted" if interrupted else record.status
-        details = (
-            f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n}"
-            f"{' · image-to-image' if record.mode == 'image-to-image' else ''}"
-            f" · {_esc(cost_text(record))} · {provider_text(record)}"
-        )
-        latency = latency_text(record)
-        if latency:
-            details += f" · {latency}"
-        details += "<br>"
-        self.text.value = self._title_html(record.prompt, status_badge(status, record.progress), details)
+        self.text.value = title_html(record.prompt, status_badge(status, record.progress), card_details(record))
         running = not record.terminal and not interrupted
         self.progress.layout.display = None if running else "none"
         if running:
@@ -330,10 +229,7 @@ class RunCard:
             self.error.value = describe_error(record)
             self.error.layout.display = None
         elif interrupted:
-            self.error.value = (
-                "stopped following when its kernel ended; <b>Resume</b> (or "
-                "<code>imgkit.resume()</code>) finishes it without paying again"
-            )
+            self.error.value = INTERRUPTED_NOTE
             self.error.layout.display = None
         else:
             self.error.layout.display = "none"
@@ -387,7 +283,7 @@ class Preview:
     def starting(self, prompt: str) -> None:
         """A run was asked for and has no record yet."""
         self.record = None
-        self.header.value = RunCard._title_html(prompt, status_badge("starting"))
+        self.header.value = title_html(prompt, status_badge("starting"))
         self.progress.value = 0
         self.progress.layout.display = None
         self.error.layout.display = "none"
@@ -395,7 +291,7 @@ class Preview:
 
     def refused(self, message: str) -> None:
         self.progress.layout.display = "none"
-        self.error.value = _esc(message)
+        self.error.value = esc(message)
         self.error.layout.display = None
 
     def show(self, record: RunRecord) -> None:
@@ -403,15 +299,8 @@ class Preview:
         if record == self.record:
             return
         self.record = record
-        details = (
-            f"{_esc(record.quality)} · {_esc(size_label(record.size))} · n={record.n} · {_esc(cost_text(record))}"
-            f" · {provider_text(record)}"
-        )
-        latency = latency_text(record)
-        if latency:
-            details += f" · latency {latency}"
-        details += "<br>"
-        self.header.value = RunCard._title_html(record.prompt, status_badge(record.status, record.progress), details)
+        details = preview_details(record)
+        self.header.value = title_html(record.prompt, status_badge(record.status, record.progress), details)
         running = not record.terminal
         self.progress.layout.display = None if running else "none"
         done = 100 if record.status == "downloading" else 0
@@ -456,13 +345,13 @@ class Preview:
         """Show one image at full resolution under the thumbnails."""
         data = _read(path)
         if data is None:
-            self.viewer.children = (w.HTML(f"cannot read {_esc(path)}"),)
+            self.viewer.children = (w.HTML(f"cannot read {esc(path)}"),)
         else:
             close = w.Button(description="Close", icon="times", layout=w.Layout(width="auto"))
             close.on_click(lambda _: self.close_viewer())
             image = w.Image(value=data, format=_image_format(path), layout=w.Layout(max_width="100%"))
             image.add_class("imgkit-full-image")
-            caption = w.HTML(f'<code style="font-size:85%">{_esc(path)}</code>', layout=w.Layout(flex="1 1 auto"))
+            caption = w.HTML(f'<code style="font-size:85%">{esc(path)}</code>', layout=w.Layout(flex="1 1 auto"))
             self.viewer.children = (w.HBox([close, caption], layout=w.Layout(align_items="center")), image)
         self.viewer.layout.display = None
 

@@ -17,13 +17,13 @@ Example:
 
 from __future__ import annotations
 
-import html
 import io
 import logging
 from typing import TYPE_CHECKING, Any
 
 from imgkit import analysis
 from imgkit.session import Session, get_session
+from imgkit.widgets._common import esc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -175,7 +175,7 @@ class RatingWidget:
             else:
                 self.result.value = _table_html(self.summary())
             return
-        self.prompt.value = f"<p>Which is better for <i>“{html.escape(pair.prompt)}”</i>?</p>"
+        self.prompt.value = f"<p>Which is better for <i>“{esc(pair.prompt)}”</i>?</p>"
         self.left_image.value = _display_jpeg(pair.left_path)
         self.right_image.value = _display_jpeg(pair.right_path)
 
@@ -222,7 +222,7 @@ def _table_html(table: pd.DataFrame) -> str:
         if not r["comparisons"]:
             continue
         rows.append(
-            f"<tr><td><b>{html.escape(str(tier))}</b></td><td>{int(r['comparisons'])}</td>"
+            f"<tr><td><b>{esc(tier)}</b></td><td>{int(r['comparisons'])}</td>"
             f"<td>{int(r['wins'])} / {int(r['ties'])} / {int(r['losses'])}</td>"
             f"<td>{r['win_rate']:.0%} ({r['ci_low']:.0%}–{r['ci_high']:.0%})</td>"
             f"<td>{r['mean_credits']:.4g}</td><td>{r['wins_per_credit']:.3g}</td></tr>"

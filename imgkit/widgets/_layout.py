@@ -1,0 +1,241 @@
+"""The studio's widgets, built and arranged: nothing else.
+
+:class:`StudioLayout` makes every widget of the form with its initial values, CSS classes
+(the browser test and users' stylesheets find them by class) and place on the page. It
+registers no observer, reads no session and writes no status text: the controller
+(:mod:`imgkit.widgets._studio`) wires the widgets and fills them with what the presenter
+(:mod:`imgkit.widgets._present`) says. A new look for the studio is a new layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import ipywidgets as w
+
+from imgkit.widgets._cards import Preview
+from imgkit.widgets._common import esc
+from imgkit.widgets._present import QUALITY_TOOLTIPS
+
+__all__ = ["CSS", "StudioLayout", "reference_chip"]
+
+# Widgets' HTML boxes use the inline-control line height (28 px), which spreads multi-line
+# text; tighten it inside the studio only. (An HTML widget's <style> applies page-wide, so
+# every rule is scoped to .imgkit-studio.)
+CSS = """<style>
+.imgkit-studio .widget-html-content { line-height: 1.45; }
+.imgkit-studio .imgkit-quality .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
+.imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
+.imgkit-studio .imgkit-viewer code { word-break: break-all; }
+</style>"""
+
+#: What the upload button accepts (the service judges by content; this only filters the picker).
+UPLOAD_ACCEPT = ",".join([".jpeg", ".jpg", ".png", ".webp", "image/jpeg", "image/png", "image/webp"])
+
+Options = Sequence[tuple[str, str]]
+
+
+def _section(title: str) -> w.HTML:
+    return w.HTML(f'<div style="font-weight:600;margin-top:6px">{esc(title)}</div>')
+
+
+class StudioLayout:
+    """Every widget of one studio form, arranged in :attr:`widget`.
+
+    Args:
+        prompt: the prompt field's initial text.
+        placeholder: the prompt field's placeholder.
+        models: the model dropdown's choices.
+        model, size, quality, n: the initial values.
+        size_options, quality_options: (label, value) pairs for the size and quality choices.
+        max_n: the n slider's maximum.
+        history_title: the History panel's heading (HTML).
+        data_dir: returns the session's data directory (the preview reads images from it).
+    """
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        placeholder: str,
+        models: Sequence[str],
+        model: str,
+        size_options: Options,
+        size: str,
+        quality_options: Options,
+        quality: str,
+        n: int,
+        max_n: int,
+        history_title: str,
+        data_dir: Callable[[], Path],
+    ) -> None:
+        self.log = w.Output(layout=w.Layout(max_height="160px", overflow="auto"))
+        self.log.add_class("imgkit-log")
+        self.banner = w.HTML()
+        self.banner.add_class("imgkit-banner")
+
+        # --- the prompt and the request's settings ----------------------------------------
+        self.prompt = w.Textarea(value=prompt, placeholder=placeholder, rows=4, layout=w.Layout(width="100%"))
+        self.prompt.add_class("imgkit-prompt")
+        self.prompt_count = w.HTML()
+        self.prompt_count.add_class("imgkit-prompt-count")
+        narrow = {"description_width": "64px"}
+        self.model = w.Dropdown(
+            options=list(models), value=model, description="Model", style=narrow, layout=w.Layout(width="280px"),
+        )
+        self.model.add_class("imgkit-model")
+        self.size = w.Dropdown(
+            options=list(size_options), value=size, description="Size", style=narrow,
+            layout=w.Layout(width="320px"),
+        )
+        self.size.add_class("imgkit-size")
+        self.quality = w.ToggleButtons(
+            options=list(quality_options),
+            value=quality,
+            tooltips=list(QUALITY_TOOLTIPS),
+            style={"button_width": "auto"},
+            layout=w.Layout(width="auto"),
+        )
+        self.quality.add_class("imgkit-quality")
+        self.n = w.IntSlider(
+            value=n, min=1, max=max(max_n, 1), description="n", style=narrow, layout=w.Layout(width="320px"),
+        )
+        self.n.add_class("imgkit-n")
+
+        # --- reference images -------------------------------------------------------------
+        self.upload = w.FileUpload(
+            accept=UPLOAD_ACCEPT, multiple=True, description="Add images", icon="upload",
+            layout=w.Layout(width="auto"),
+        )
+        self.upload.add_class("imgkit-upload")
+        self.reference_field = w.Text(
+            placeholder="https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
+            continuous_update=False,
+            layout=w.Layout(flex="1 1 auto", width="auto"),
+        )
+        self.reference_field.add_class("imgkit-ref-field")
+        self.reference_add = w.Button(
+            description="Add", tooltip="add this URL or local path", layout=w.Layout(width="auto")
+        )
+        self.reference_add.add_class("imgkit-ref-add")
+        self.reference_clear = w.Button(description="Remove all", layout=w.Layout(width="auto", display="none"))
+        self.reference_clear.add_class("imgkit-ref-clear")
+        self.references = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.references.add_class("imgkit-refs")
+        self.reference_message = w.HTML()
+        self.reference_message.add_class("imgkit-ref-message")
+        self.reference_note = w.HTML()
+        self.reference_note.add_class("imgkit-ref-note")
+        self.mode = w.HTML()
+        self.mode.add_class("imgkit-mode")
+
+        # --- price and the button ---------------------------------------------------------
+        self.price = w.HTML()
+        self.price.add_class("imgkit-price")
+        self.price_warning = w.HTML()
+        self.price_warning.add_class("imgkit-price-warning")
+        self.generate_button = w.Button(
+            description="Generate", button_style="primary", icon="paint-brush",
+            tooltip="start a run; the kernel stays free while it runs",
+            layout=w.Layout(width="160px", height="36px"),
+        )
+        self.generate_button.add_class("imgkit-generate")
+        self.message = w.HTML()
+        self.message.add_class("imgkit-message")
+
+        # --- preview and history ----------------------------------------------------------
+        self.preview = Preview(data_dir)
+        self.counter = w.HTML()
+        self.counter.add_class("imgkit-counter")
+        self.refresh_button = w.Button(icon="refresh", tooltip="read the ledger again", layout=w.Layout(width="36px"))
+        self.refresh_button.add_class("imgkit-refresh")
+        self.resume_button = w.Button(
+            description="Resume", icon="play", button_style="warning",
+            tooltip="finish runs an earlier kernel left unfinished (polls; never resubmits)",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.resume_button.add_class("imgkit-resume")
+        self.history = w.VBox(layout=w.Layout(width="100%"))
+        self.history.add_class("imgkit-history")
+
+        self.widget = self._arrange(history_title)
+
+    def _arrange(self, history_title: str) -> w.VBox:
+        form = w.VBox(
+            [
+                _section("Prompt"),
+                self.prompt,
+                self.prompt_count,
+                self.model,
+                self.size,
+                # A label of its own: ToggleButtons wraps its buttons under a description.
+                w.HBox(
+                    [
+                        w.HTML(
+                            '<div style="text-align:right;padding-right:8px">Quality</div>',
+                            layout=w.Layout(width="72px", flex="0 0 auto"),
+                        ),
+                        self.quality,
+                    ],
+                    layout=w.Layout(align_items="center"),
+                ),
+                self.n,
+                _section("Reference images (optional)"),
+                w.HBox([self.upload, self.reference_clear]),
+                w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
+                self.reference_note,
+                self.references,
+                self.reference_message,
+                self.mode,
+                _section("Price"),
+                self.price,
+                self.price_warning,
+                w.HBox([self.generate_button], layout=w.Layout(margin="6px 0")),
+                self.message,
+            ],
+            layout=w.Layout(flex="1 1 380px", min_width="340px", padding="0 12px 0 0"),
+        )
+        form.add_class("imgkit-form")
+        right = w.VBox(
+            [_section("Preview"), self.preview.widget],
+            layout=w.Layout(flex="1 1 320px", min_width="300px"),
+        )
+        history_head = w.HBox(
+            [w.HTML(history_title), self.counter, self.refresh_button, self.resume_button],
+            layout=w.Layout(align_items="center", justify_content="space-between", width="100%", margin="8px 0 2px"),
+        )
+        widget = w.VBox(
+            [
+                w.HTML(CSS, layout=w.Layout(height="0px", overflow="hidden", margin="0")),
+                self.banner,
+                w.HBox([form, right], layout=w.Layout(flex_flow="row wrap", width="100%")),
+                history_head,
+                self.history,
+                self.log,
+            ],
+            layout=w.Layout(width="100%", padding="4px"),
+        )
+        widget.add_class("imgkit-studio")
+        return widget
+
+
+def reference_chip(thumbnail: bytes | None, caption: str, tooltip: str) -> tuple[w.VBox, w.Button]:
+    """One reference image's chip: its thumbnail (or a ``URL`` box), caption and a remove
+    button, which is returned too for the controller to wire."""
+    if thumbnail is not None:
+        square = w.Layout(width="72px", height="72px", object_fit="cover")
+        picture: w.Widget = w.Image(value=thumbnail, format="jpeg", layout=square)
+    else:
+        picture = w.HTML(
+            '<div style="width:72px;height:72px;display:flex;align-items:center;justify-content:center;'
+            'background:#eceff1;border-radius:4px;font-size:85%">URL</div>'
+        )
+    remove = w.Button(description="×", tooltip=tooltip, layout=w.Layout(width="24px", height="24px"))
+    remove.add_class("imgkit-ref-remove")
+    chip = w.VBox(
+        [w.HBox([picture, remove], layout=w.Layout(align_items="flex-start")), w.HTML(caption)],
+        layout=w.Layout(margin="2px 6px 2px 0", border="1px solid #e0e0e0", padding="2px"),
+    )
+    chip.add_class("imgkit-ref-chip")
+    return chip, remove

@@ -1,0 +1,496 @@
+"""What the studio says: pure functions and frozen values from session values to text.
+
+Everything the studio shows as words is decided here, from plain values (a record, an
+estimate, a balance, a model's limits), with no widget in sight: the price with its formula
+and warnings, the banner, the history's tally ("1 running · 4 completed"), the size and
+quality choices of a model, the text of a run card, and the messages for refused forms and
+references. The layout (:mod:`imgkit.widgets._layout`) builds the widgets and the controller
+(:mod:`imgkit.widgets._studio`) puts these strings in them; ``tests/test_studio_presenter.py``
+checks them with plain asserts.
+
+Strings that end up in an HTML widget are HTML, with every value from outside escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+
+from imgkit.errors import TASK_ERROR_HINTS
+from imgkit.pricing import Estimate
+from imgkit.providers.base import Balance
+from imgkit.request import MB, SIZE_LABELS, ModelProfile, ReferenceImage, RunRecord
+from imgkit.widgets._common import ORANGE, RED, esc
+
+__all__ = [
+    "INTERRUPTED_NOTE",
+    "PRICE_UNAVAILABLE",
+    "QUALITY_TOOLTIPS",
+    "Tally",
+    "banner",
+    "cannot_generate",
+    "card_details",
+    "cost_text",
+    "counter",
+    "describe_error",
+    "fmt_credits",
+    "history_title",
+    "human_size",
+    "invalid_reference",
+    "is_interrupted",
+    "mode_text",
+    "never_uploaded",
+    "no_estimate",
+    "not_sent",
+    "over_model_limit",
+    "preview_details",
+    "price",
+    "price_warning",
+    "problem",
+    "prompt_count",
+    "provider_text",
+    "quality_options",
+    "reference_caption",
+    "reference_note",
+    "refusal",
+    "refused_references",
+    "size_label",
+    "size_options",
+    "status_badge",
+    "title_html",
+    "too_many_references",
+]
+
+_STATUS_COLORS = {
+    "completed": "#2e7d32",
+    "failed": RED,
+    "unknown": ORANGE,
+    "interrupted": ORANGE,
+}
+_RUNNING_COLOR = "#1565c0"
+
+#: Codes imgkit itself puts in a record (not the gateway's), with their hints.
+_LOCAL_HINTS = {
+    "upload_failed": "a reference image could not be uploaded; check it and retry",
+    "connection_error": "the service could not be reached; check the network and retry",
+    "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
+    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
+    "result_expired": "result links expire after 24 h; generate again",
+}
+
+#: The quality buttons' tooltips, in the order of a model's qualities (low, medium, high).
+QUALITY_TOOLTIPS = ("fastest, cheapest", "imgkit's default", "slowest, best (the API's own default)")
+
+#: The price line while the form does not validate.
+PRICE_UNAVAILABLE = '<span style="opacity:.7">— (fix the form to see the price)</span>'
+
+#: What a card says about a run its kernel stopped following.
+INTERRUPTED_NOTE = (
+    "stopped following when its kernel ended; <b>Resume</b> (or "
+    "<code>imgkit.resume()</code>) finishes it without paying again"
+)
+
+
+# --- numbers and names -------------------------------------------------------------------
+
+
+def fmt_credits(value: float) -> str:
+    """Credits as the price sheets state them (``13.90484``; ``:g`` would say 13.9048)."""
+    return f"{value:.10g}"
+
+
+def size_label(size: str) -> str:
+    """``Landscape 3:2 · 1536x1024`` (with a multiplication sign) for a pixel size."""
+    label = SIZE_LABELS.get(size)
+    return f"{label} · {size.replace('x', '×')}" if label else size.replace("x", "×")
+
+
+def human_size(size: int) -> str:
+    """A file size for a reference chip: ``2.4 MB``, ``0.3 KB``."""
+    return f"{size / MB:.1f} MB" if size >= MB else f"{max(size / 1024, 0.1):.1f} KB"
+
+
+# --- the form's choices ------------------------------------------------------------------
+
+
+def size_options(profile: ModelProfile) -> list[tuple[str, str]]:
+    """The size dropdown's (label, value) pairs for a model: its pixel sizes by shape, or
+    its ratios (``Square 1:1``) when it names sizes by ratio."""
+    if profile.ratio_sizes:
+        return [(size_label(pixels), pixels) for pixels in profile.ratio_sizes.values()]
+    options = []
+    for size in profile.sizes:
+        a, _, b = size.partition(":")
+        if a.isdigit() and b.isdigit():
+            shape = "Square" if a == b else ("Portrait" if int(a) < int(b) else "Landscape")
+            options.append((f"{shape} {size}", size))
+        else:
+            options.append((size, size))
+    return options
+
+
+def quality_options(profile: ModelProfile, sheet: object) -> list[tuple[str, str]]:
+    """Tier names with their multiplier on a per-image sheet; plain names on a per-token one."""
+    multipliers = getattr(sheet, "quality", None)
+    if not isinstance(multipliers, Mapping):
+        return [(q, q) for q in profile.qualities]
+    return [(f"{q} ×{multipliers[q]:g}" if q in multipliers else q, q) for q in profile.qualities]
+
+
+# --- the form's messages -----------------------------------------------------------------
+
+
+def problem(text: str) -> str:
+    """A refusal or validation message, in red (the controller recognises it by its class)."""
+    return f'<span class="imgkit-problem" style="color:{RED}">{esc(text)}</span>'
+
+
+def prompt_count(length: int, limit: int) -> str:
+    """``12 / 2000 characters``, red with the excess past the model's limit."""
+    over = length > limit
+    color = RED if over else "inherit"
+    note = f" · {length - limit} over the limit" if over else ""
+    return f'<span style="color:{color};font-size:90%">{length} / {limit} characters{note}</span>'
+
+
+def mode_text(mode: str, references: int) -> str:
+    """``Mode: image-to-image (2 reference images)``."""
+    count = f" ({references} reference image{'s' if references != 1 else ''})" if references else ""
+    return f'Mode: <b class="imgkit-mode-name">{esc(mode)}</b>{count}'
+
+
+def reference_note(profile: ModelProfile, websocket_limit: int) -> str:
+    """What references a model takes, and the Jupyter server's silent upload limit."""
+    formats = ", ".join("JPEG, JPG" if f == "jpeg" else f.upper() for f in profile.image_formats)
+    return (
+        '<div style="font-size:88%;opacity:.85;line-height:1.35">'
+        f"Up to {profile.max_images} images, {profile.max_image_bytes // MB} MB each; {formats} "
+        "(judged by content). With references the run is <b>image-to-image</b>.<br>"
+        "A browser upload reaches the kernel as <b>one</b> message, and a Jupyter server with "
+        f"default settings drops messages over {websocket_limit // MB} MiB without a word "
+        "(Tornado's <code>websocket_max_message_size</code>). <code>make lab</code> and the "
+        "Binder launch raise it; elsewhere, if a large upload never shows up here, type the "
+        "file's local path in the field above instead.</div>"
+    )
+
+
+def reference_caption(ref: ReferenceImage) -> str:
+    """A reference chip's caption: its name over its size (or ``URL``), the full source on hover."""
+    label = ref.name or ref.url or "image"
+    detail = human_size(ref.size_bytes) if ref.size_bytes else "URL"
+    return (
+        f'<div title="{esc(ref.url or ref.path or label)}" style="width:100px;font-size:80%;'
+        f'line-height:1.3"><div style="overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
+        f'{esc(label)}</div><div style="opacity:.7">{detail}</div></div>'
+    )
+
+
+def refusal(label: object, size: int | None, reason: str) -> str:
+    """``'a.png' (0.0 MB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
+    shown = f"'{label}'" + (f" ({size / MB:.1f} MB)" if size is not None else "")
+    return f"{shown} was not added: {reason}"
+
+
+def too_many_references(profile: ModelProfile) -> str:
+    """Why a reference past the model's limit was not added."""
+    return f"at most {profile.max_images} reference images per run ({profile.name}); remove one first"
+
+
+def invalid_reference(error: object) -> str:
+    """Why a reference was not added, from the core's validation message (what it must be)."""
+    text = str(error)
+    return f"it must be {text.partition(' is not allowed: ')[2] or text}"
+
+
+def over_model_limit(profile: ModelProfile, count: int) -> str:
+    """The form holds more references than a newly chosen model takes."""
+    return (
+        f"{profile.name} takes at most {profile.max_images} reference images; remove "
+        f"{count - profile.max_images}"
+    )
+
+
+def never_uploaded(reference: str) -> str:
+    """A re-used run's local reference that has no URL to re-use it by."""
+    return f"{reference!r} was a local image that was never uploaded; add it again"
+
+
+def cannot_generate(error: object) -> str:
+    """The form does not validate: the core's reason."""
+    return f"Cannot generate yet: {error}"
+
+
+def not_sent(error: object) -> str:
+    """The session refused a run before sending it (budget, no provider)."""
+    return f"Nothing was sent: {error}"
+
+
+def refused_references(messages: Iterable[str]) -> str:
+    """The reference area's message for the images that were refused ('' when none were)."""
+    messages = list(messages)
+    if not messages:
+        return ""
+    return '<div class="imgkit-refused">' + "<br>".join(problem(m) for m in messages) + "</div>"
+
+
+# --- the price ---------------------------------------------------------------------------
+
+
+def no_estimate(reason: object) -> str:
+    """The price line when no sheet prices the request."""
+    return f'<span style="color:{ORANGE}">no estimate: {esc(reason)}</span>'
+
+
+def price(est: Estimate, sheet: object) -> str:
+    """The estimate in credits, dollars and yuan, with the sheet's formula and name.
+
+    ``sheet`` is the price sheet ``est`` came from (None when it is not a registered one);
+    a per-image sheet names the formula's terms.
+    """
+    # The sheet's formula, with the total as exact as the estimate's (its text rounds more).
+    factors = est.formula.rpartition(" = ")[0] or est.formula
+    formula = f"{factors.replace(' x ', ' × ')} = {fmt_credits(est.credits)} credits"
+    per_image = isinstance(getattr(sheet, "quality", None), Mapping)
+    terms = "base × quality × size × n = " if per_image else ""
+    return (
+        f'<span class="imgkit-price-total" style="font-size:120%"><b>{fmt_credits(est.credits)} credits</b>'
+        f" · ${est.usd:.4f} · ¥{est.cny:.4f}</span><br>"
+        f'<span style="font-size:90%;opacity:.85">{terms}'
+        f"{esc(formula)}<br>price sheet <code>{esc(est.sheet)}</code></span>"
+    )
+
+
+def price_warning(
+    credits: float,
+    *,
+    warn_credits: float | None,
+    remaining: float | None = None,
+    balance: Balance | None = None,
+) -> str:
+    """A warning when a run's estimate passes the form's threshold, the budget left or the
+    service's balance ('' when it passes none)."""
+    reasons = []
+    if warn_credits is not None and credits > warn_credits:
+        reasons.append(f"above the per-run threshold of {fmt_credits(warn_credits)} credits")
+    if remaining is not None and credits > remaining:
+        reasons.append(f"more than the remaining budget ({fmt_credits(remaining)} credits left)")
+    if balance is not None and not balance.unlimited and credits > balance.remaining_credits:
+        left = fmt_credits(balance.remaining_credits)
+        reasons.append(f"more than the balance the service reports ({left} credits)")
+    if not reasons:
+        return ""
+    return (
+        f'<span class="imgkit-warning" style="color:{ORANGE}">⚠ This run costs '
+        f"{fmt_credits(credits)} credits: {esc('; '.join(reasons))}</span>"
+    )
+
+
+# --- the banner --------------------------------------------------------------------------
+
+
+def banner(
+    *,
+    sandbox: bool,
+    base_url: str,
+    key_hint: str | None,
+    model: str,
+    sheet_name: str,
+    sheet_date: str,
+    sheet_source: str,
+    balance: Balance | None = None,
+    balance_note: str = "",
+    remaining: float | None = None,
+) -> str:
+    """Sandbox or live (with the key's last characters only), model, price sheet, the
+    service's balance and the budget left."""
+    if sandbox:
+        badge = f'<b style="background:{ORANGE};color:white;padding:1px 6px;border-radius:3px">SANDBOX</b>'
+        where = "placeholder images, no key, nothing is charged"
+    else:
+        badge = '<b style="background:#2e7d32;color:white;padding:1px 6px;border-radius:3px">LIVE</b>'
+        where = esc(base_url) + (f" · key …{esc(key_hint)}" if key_hint else "")
+    parts = [
+        f"{badge} {where}",
+        f"model <b>{esc(model)}</b>",
+        f'price sheet <code title="{esc(sheet_source)}">{esc(sheet_name)}</code> ({esc(sheet_date)})',
+    ]
+    if balance is not None:
+        parts.append(
+            "balance <b>unlimited</b>"
+            if balance.unlimited
+            else f'balance <b class="imgkit-balance">{fmt_credits(balance.remaining_credits)} credits</b>'
+        )
+    elif balance_note:
+        parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')
+    if remaining is not None:
+        parts.append(f"budget <b>{fmt_credits(remaining)} credits</b> left")
+    return '<div style="padding:4px 8px;background:#f5f5f5;border-radius:4px">' + " · ".join(parts) + "</div>"
+
+
+# --- the history -------------------------------------------------------------------------
+
+
+def is_interrupted(record: RunRecord, in_flight: Collection[str]) -> bool:
+    """An unfinished run that this process is not following (the engine's ``in_flight``):
+    an earlier kernel left it, and ``resume()`` can finish it."""
+    return not record.terminal and record.run_id not in in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """How many of the History panel's runs are in each state.
+
+    Attributes:
+        running: runs in flight, including ones asked for that have no record yet.
+        completed, failed, unknown: finished runs by outcome.
+        interrupted: unfinished runs that nobody in this process follows.
+    """
+
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    interrupted: int = 0
+
+    @classmethod
+    def of(cls, records: Iterable[RunRecord], *, starting: int = 0, in_flight: Collection[str] = ()) -> Tally:
+        """Count ``records``, plus ``starting`` runs that have no record yet."""
+        counts = {"running": starting, "completed": 0, "failed": 0, "unknown": 0, "interrupted": 0}
+        for record in records:
+            if is_interrupted(record, in_flight):
+                counts["interrupted"] += 1
+            elif not record.terminal:
+                counts["running"] += 1
+            else:
+                counts[record.status] += 1
+        return cls(**counts)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "running": self.running,
+            "completed": self.completed,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "interrupted": self.interrupted,
+        }
+
+    @property
+    def text(self) -> str:
+        """``1 running · 4 completed · 1 failed`` (the last three only when not zero)."""
+        text = f"{self.running} running · {self.completed} completed"
+        for name in ("failed", "unknown", "interrupted"):
+            count = getattr(self, name)
+            if count:
+                text += f" · {count} {name}"
+        return text
+
+
+def counter(tally: Tally) -> str:
+    """The History panel's tally, as HTML."""
+    return f'<span class="imgkit-counts" style="font-weight:600">{tally.text}</span>'
+
+
+def history_title(limit: int) -> str:
+    return (
+        f'<span style="font-weight:600">History</span> '
+        f'<span style="opacity:.7">(last {limit}; older runs stay in '
+        "the ledger: <code>imgkit.runs()</code>)</span>"
+    )
+
+
+# --- run cards and the preview -----------------------------------------------------------
+
+
+def provider_text(record: RunRecord) -> str:
+    """``via cheap (after pricey: http_503)``: who served the run and who was passed over."""
+    text = f"via {esc(record.provider)}"
+    tried = [t for t in record.providers_tried if t.get("provider") != record.provider]
+    if tried:
+        passed = ", ".join(f"{esc(t.get('provider', '?'))}: {esc(t.get('reason', '?'))}" for t in tried)
+        text += f" (after {passed})"
+    return text
+
+
+def status_badge(status: str, progress: int | None = None) -> str:
+    """``● processing 40%`` in the status's colour."""
+    color = _STATUS_COLORS.get(status, _RUNNING_COLOR)
+    text = status
+    if progress and status == "processing":
+        text += f" {progress}%"
+    return (
+        f'<span class="imgkit-status imgkit-status-{esc(status)}" style="color:{color};'
+        f'font-weight:600">● {esc(text)}</span>'
+    )
+
+
+def cost_text(record: RunRecord) -> str:
+    """``2.4192 credits ($0.0336 · ¥0.2385) · charged 2.4192`` (plain text)."""
+    if record.est_credits is None:
+        text = "no estimate"
+    else:
+        text = f"{fmt_credits(record.est_credits)} credits"
+        if record.est_usd is not None and record.est_cny is not None:
+            text += f" (${record.est_usd:.4f} · ¥{record.est_cny:.4f})"
+    if record.credits_charged is not None:
+        text += f" · charged {fmt_credits(record.credits_charged)}"
+    elif record.credits_reserved is not None:
+        text += f" · reserved {fmt_credits(record.credits_reserved)}"
+    return text
+
+
+def latency_text(record: RunRecord) -> str:
+    return f"{record.latency_s:.1f} s" if record.latency_s is not None else ""
+
+
+def describe_error(record: RunRecord) -> str:
+    """The gateway's code, a plain-language hint and the service's own words, as HTML."""
+    if record.status == "unknown":
+        reason = record.notes or record.error_message or "the outcome could not be known"
+        return (
+            f'<b>unknown outcome</b>: {esc(reason)}<br><span style="opacity:.8">Not resent, '
+            "so it cannot be paid twice; <code>imgkit.resume()</code> checks again.</span>"
+        )
+    code = record.error_code or "unknown_error"
+    hint = TASK_ERROR_HINTS.get(code) or _LOCAL_HINTS.get(code, "")
+    said = (record.error_message or "").strip().splitlines()
+    text = f"<code>{esc(code)}</code>"
+    if hint:
+        text += f": {esc(hint)}"
+    if said:
+        text += f'<br><span style="opacity:.8">The service said: {esc(said[0][:300])}</span>'
+    return text
+
+
+def title_html(prompt: str, status_html: str, details: str = "") -> str:
+    """A card's or the preview's head: the prompt (shortened, whole on hover), then details
+    and status."""
+    short = prompt if len(prompt) <= 140 else prompt[:137] + "…"
+    return (
+        f'<div style="line-height:1.35"><b title="{esc(prompt)}">{esc(short)}</b><br>'
+        f'<span style="font-size:90%">{details}{status_html}</span></div>'
+    )
+
+
+def card_details(record: RunRecord) -> str:
+    """A history card's line: tier, size, n, mode, cost, provider and latency."""
+    details = (
+        f"{esc(record.quality)} · {esc(size_label(record.size))} · n={record.n}"
+        f"{' · image-to-image' if record.mode == 'image-to-image' else ''}"
+        f" · {esc(cost_text(record))} · {provider_text(record)}"
+    )
+    latency = latency_text(record)
+    if latency:
+        details += f" · {latency}"
+    return details + "<br>"
+
+
+def preview_details(record: RunRecord) -> str:
+    """The preview's line: tier, size, n, cost, provider and latency."""
+    details = (
+        f"{esc(record.quality)} · {esc(size_label(record.size))} · n={record.n} · {esc(cost_text(record))}"
+        f" · {provider_text(record)}"
+    )
+    latency = latency_text(record)
+    if latency:
+        details += f" · latency {latency}"
+    return details + "<br>"

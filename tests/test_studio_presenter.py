@@ -1,0 +1,322 @@
+"""The studio's presenter: what the form says, from plain session values, with no widget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from imgkit.errors import ValidationError
+from imgkit.pricing import estimate, get_sheet
+from imgkit.providers.base import Balance
+from imgkit.request import MB, MODELS, RunRecord
+from imgkit.widgets import _present as present
+from imgkit.widgets._present import Tally
+
+
+def _record(status: str = "completed", **changes: object) -> RunRecord:
+    base = RunRecord(
+        run_id=f"run-{status}",
+        provider="gateway",
+        model="gpt-image-1",
+        prompt="a fox",
+        size="1536x1024",
+        quality="low",
+        n=2,
+        status=status,
+    )
+    return base.replace(**changes)
+
+
+def test_the_presenter_imports_no_widgets() -> None:
+    code = "import sys, imgkit.widgets._present; print([m for m in ('ipywidgets', 'IPython') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- numbers and choices -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("credits", "text"), [(13.90484, "13.90484"), (2.4192, "2.4192"), (3.0, "3"), (0.5808, "0.5808")])
+def test_credits_read_as_the_sheets_state_them(credits: float, text: str) -> None:
+    assert present.fmt_credits(credits) == text
+
+
+@pytest.mark.parametrize(
+    ("size", "label"),
+    [("1536x1024", "Landscape 3:2 · 1536×1024"), ("1024x1024", "Square 1:1 · 1024×1024"), ("auto", "auto"),
+     ("800x600", "800×600")],
+)
+def test_size_labels(size: str, label: str) -> None:
+    assert present.size_label(size) == label
+
+
+@pytest.mark.parametrize(("size", "text"), [(2 * MB, "2.0 MB"), (3 * 1024, "3.0 KB"), (10, "0.1 KB"), (MB, "1.0 MB")])
+def test_human_sizes(size: int, text: str) -> None:
+    assert present.human_size(size) == text
+
+
+def test_size_options_per_model() -> None:
+    assert present.size_options(MODELS["gpt-image-1"]) == [
+        ("Square 1:1 · 1024×1024", "1024x1024"),
+        ("Portrait 2:3 · 1024×1536", "1024x1536"),
+        ("Landscape 3:2 · 1536×1024", "1536x1024"),
+    ]
+    ratios = present.size_options(MODELS["gpt-image-2"])
+    assert ratios[0] == ("auto", "auto")
+    assert ("Landscape 16:9", "16:9") in ratios
+    assert ("Square 1:1", "1:1") in ratios
+    assert ("Portrait 2:3", "2:3") in ratios
+
+
+def test_quality_options_name_the_multiplier_on_a_per_image_sheet_only() -> None:
+    profile = MODELS["gpt-image-1"]
+    assert present.quality_options(profile, get_sheet("evolink-table-2026-11")) == [
+        ("low ×0.26", "low"), ("medium ×1", "medium"), ("high ×3.91", "high"),
+    ]
+    assert present.quality_options(profile, get_sheet("openai-tokens-2026-11")) == [
+        ("low", "low"), ("medium", "medium"), ("high", "high"),
+    ]
+    assert len(present.QUALITY_TOOLTIPS) == len(profile.qualities)
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+def test_prompt_counter_turns_red_past_the_limit() -> None:
+    fine = present.prompt_count(12, 2000)
+    assert "12 / 2000 characters</span>" in fine
+    assert present.RED not in fine
+    over = present.prompt_count(2001, 2000)
+    assert present.RED in over
+    assert "2001 / 2000 characters · 1 over the limit" in over
+
+
+@pytest.mark.parametrize(
+    ("mode", "count", "text"),
+    [
+        ("text-to-image", 0, "Mode: text-to-image"),
+        ("image-to-image", 1, "Mode: image-to-image (1 reference image)"),
+        ("image-to-image", 2, "Mode: image-to-image (2 reference images)"),
+    ],
+)
+def test_mode_text(mode: str, count: int, text: str) -> None:
+    html = present.mode_text(mode, count)
+    assert html.replace('<b class="imgkit-mode-name">', "").replace("</b>", "") == text
+
+
+def test_problems_are_red_and_escaped() -> None:
+    html = present.problem("prompt='<script>' is not allowed")
+    assert html.startswith('<span class="imgkit-problem"')
+    assert present.RED in html
+    assert "&lt;script&gt;" in html
+    assert "<script>" not in html
+    assert present.cannot_generate("x") == "Cannot generate yet: x"
+    assert present.not_sent("over budget") == "Nothing was sent: over budget"
+
+
+def test_reference_refusals_name_the_image_and_what_it_must_be() -> None:
+    profile = MODELS["gpt-image-1"]
+    error = ValidationError("images[0]", "fake.png", "a JPEG/PNG/WEBP image by its content")
+    assert present.invalid_reference(error) == "it must be a JPEG/PNG/WEBP image by its content"
+    assert present.refusal("fake.png", 26, present.invalid_reference(error)) == (
+        "'fake.png' (0.0 MB) was not added: it must be a JPEG/PNG/WEBP image by its content"
+    )
+    assert present.refusal("/tmp/a.png", None, "x") == "'/tmp/a.png' was not added: x"
+    assert present.too_many_references(profile) == (
+        "at most 16 reference images per run (gpt-image-1); remove one first"
+    )
+    assert present.over_model_limit(profile, 18) == "gpt-image-1 takes at most 16 reference images; remove 2"
+    assert present.never_uploaded("sketch.png") == "'sketch.png' was a local image that was never uploaded; add it again"
+    assert present.refused_references([]) == ""
+    block = present.refused_references(["one <a>", "two"])
+    assert block.startswith('<div class="imgkit-refused">')
+    assert block.count('class="imgkit-problem"') == 2
+    assert "one &lt;a&gt;" in block
+
+
+def test_reference_note_states_the_models_limits_and_the_upload_limit() -> None:
+    note = present.reference_note(MODELS["gpt-image-1"], 10 * MB)
+    assert "Up to 16 images, 50 MB each; JPEG, JPG, PNG, WEBP" in note
+    assert "over 10 MiB" in note
+    assert "local path" in note
+
+
+# --- price and banner --------------------------------------------------------------------
+
+
+def test_price_on_a_per_image_sheet_spells_out_the_formula() -> None:
+    est = estimate(quality="medium", size="1536x1024", n=2, sheet="evolink-table-2026-11")
+    html = present.price(est, get_sheet(est.sheet))
+    assert f"<b>{present.fmt_credits(est.credits)} credits</b> · ${est.usd:.4f} · ¥{est.cny:.4f}" in html
+    assert "base × quality × size × n = " in html
+    assert f"× 2 = {present.fmt_credits(est.credits)} credits" in html
+    assert "price sheet <code>evolink-table-2026-11</code>" in html
+
+
+def test_price_on_a_per_token_sheet_names_no_multipliers() -> None:
+    est = estimate(quality="low", sheet="openai-tokens-2026-11")
+    html = present.price(est, get_sheet(est.sheet))
+    assert "base × quality" not in html
+    assert "output tokens" in html
+    assert f"= {present.fmt_credits(est.credits)} credits" in html
+
+
+def test_price_warnings() -> None:
+    assert present.price_warning(2.4192, warn_credits=20.0) == ""
+    assert present.price_warning(2.4192, warn_credits=None, remaining=None, balance=None) == ""
+    over = present.price_warning(27.5, warn_credits=20.0)
+    assert "⚠ This run costs 27.5 credits: above the per-run threshold of 20 credits" in over
+    budget = present.price_warning(4.8384, warn_credits=20.0, remaining=3.0)
+    assert "more than the remaining budget (3 credits left)" in budget
+    poor = present.price_warning(4.8384, warn_credits=None, balance=Balance(remaining_credits=1.5))
+    assert "more than the balance the service reports (1.5 credits)" in poor
+    assert present.price_warning(4.8384, warn_credits=None, balance=Balance(0.0, unlimited=True)) == ""
+    both = present.price_warning(30.0, warn_credits=20.0, remaining=3.0)
+    assert "threshold of 20 credits; more than the remaining budget" in both
+
+
+def test_no_estimate_is_escaped() -> None:
+    assert present.no_estimate("no <price>") == (
+        f'<span style="color:{present.ORANGE}">no estimate: no &lt;price&gt;</span>'
+    )
+
+
+def _banner(**changes: object) -> str:
+    values: dict[str, object] = {
+        "sandbox": False,
+        "base_url": "https://api.evolink.ai",
+        "key_hint": "CRET",
+        "model": "gpt-image-1",
+        "sheet_name": "evolink-table-2026-11",
+        "sheet_date": "2026-11-24",
+        "sheet_source": "the <gateway>'s page",
+    }
+    values.update(changes)
+    return present.banner(**values)  # type: ignore[arg-type]
+
+
+def test_banner_live_and_sandbox() -> None:
+    live = _banner()
+    assert "LIVE</b> https://api.evolink.ai · key …CRET" in live
+    assert "model <b>gpt-image-1</b>" in live
+    assert '<code title="the &lt;gateway&gt;&#x27;s page">evolink-table-2026-11</code> (2026-11-24)' in live
+    assert "balance" not in live
+    assert "budget" not in live
+    assert "key …" not in _banner(key_hint=None)
+    sandbox = _banner(sandbox=True)
+    assert "SANDBOX</b> placeholder images, no key, nothing is charged" in sandbox
+    assert "api.evolink.ai" not in sandbox
+
+
+def test_banner_balance_and_budget() -> None:
+    assert 'balance <b class="imgkit-balance">120.5 credits</b>' in _banner(balance=Balance(120.5))
+    assert "balance <b>unlimited</b>" in _banner(balance=Balance(0.0, unlimited=True))
+    assert "balance unavailable (APIError)" in _banner(balance_note="balance unavailable (APIError)")
+    assert "budget <b>0.5808 credits</b> left" in _banner(remaining=0.5808)
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def test_a_run_is_interrupted_when_unfinished_and_followed_by_nobody() -> None:
+    pending = _record("pending")
+    assert present.is_interrupted(pending, in_flight=frozenset())
+    assert not present.is_interrupted(pending, in_flight={"run-pending"})
+    assert not present.is_interrupted(_record("completed"), in_flight=frozenset())
+    assert not present.is_interrupted(_record("unknown"), in_flight=frozenset())
+
+
+def test_tally_counts_by_state() -> None:
+    records = [
+        _record("completed", run_id="a"),
+        _record("completed", run_id="b"),
+        _record("failed", run_id="c"),
+        _record("processing", run_id="d"),
+        _record("pending", run_id="e"),
+        _record("unknown", run_id="f"),
+    ]
+    tally = Tally.of(records, starting=1, in_flight={"d"})
+    assert tally == Tally(running=2, completed=2, failed=1, unknown=1, interrupted=1)
+    assert tally.text == "2 running · 2 completed · 1 failed · 1 unknown · 1 interrupted"
+    assert tally.as_dict() == {"running": 2, "completed": 2, "failed": 1, "unknown": 1, "interrupted": 1}
+    assert Tally().text == "0 running · 0 completed"
+    assert Tally.of([], starting=1).text == "1 running · 0 completed"
+    assert present.counter(Tally(completed=4, running=1)) == (
+        '<span class="imgkit-counts" style="font-weight:600">1 running · 4 completed</span>'
+    )
+
+
+# --- cards -------------------------------------------------------------------------------
+
+
+def test_cost_text() -> None:
+    assert present.cost_text(_record()) == "no estimate"
+    priced = _record(est_credits=0.92462, est_usd=0.0128, est_cny=0.0912)
+    assert present.cost_text(priced) == "0.92462 credits ($0.0128 · ¥0.0912)"
+    assert present.cost_text(priced.replace(credits_reserved=1.0)) == "0.92462 credits ($0.0128 · ¥0.0912) · reserved 1"
+    charged = priced.replace(credits_reserved=1.0, credits_charged=0.92462)
+    assert present.cost_text(charged).endswith(" · charged 0.92462")
+
+
+def test_provider_text_names_the_providers_passed_over() -> None:
+    assert present.provider_text(_record()) == "via gateway"
+    failed_over = _record(provider="pricey", providers_tried=({"provider": "cheap", "reason": "http_503"},
+                                                             {"provider": "pricey", "reason": "ok"}))
+    assert present.provider_text(failed_over) == "via pricey (after cheap: http_503)"
+    assert present.provider_text(_record(provider="<b>")) == "via &lt;b&gt;"
+
+
+@pytest.mark.parametrize(
+    ("status", "progress", "text", "color"),
+    [
+        ("processing", 40, "● processing 40%", "#1565c0"),
+        ("processing", 0, "● processing", "#1565c0"),
+        ("pending", 40, "● pending", "#1565c0"),
+        ("completed", 100, "● completed", "#2e7d32"),
+        ("failed", None, "● failed", present.RED),
+        ("interrupted", None, "● interrupted", present.ORANGE),
+    ],
+)
+def test_status_badges(status: str, progress: int | None, text: str, color: str) -> None:
+    badge = present.status_badge(status, progress)
+    assert f"color:{color}" in badge
+    assert f"imgkit-status-{status}" in badge
+    assert badge.endswith(f">{text}</span>")
+
+
+def test_errors_are_described_with_code_hint_and_the_services_words() -> None:
+    failed = _record("failed", error_code="content_policy_violation", error_message="Content policy violation.\nmore")
+    text = present.describe_error(failed)
+    assert text.startswith("<code>content_policy_violation</code>: blocked by safety filters")
+    assert "The service said: Content policy violation.</span>" in text
+    assert "more" not in text
+    local = present.describe_error(_record("failed", error_code="result_expired"))
+    assert "result links expire after 24 h" in local
+    assert present.describe_error(_record("failed")).startswith("<code>unknown_error</code>")
+    unknown = present.describe_error(_record("unknown", notes="the connection dropped"))
+    assert "<b>unknown outcome</b>: the connection dropped" in unknown
+    assert "imgkit.resume()" in unknown
+
+
+def test_card_and_preview_lines() -> None:
+    record = _record(est_credits=0.92462, est_usd=0.0128, est_cny=0.0912, submitted_at=100.0,
+                     completed_at=103.14, mode="image-to-image")
+    assert present.card_details(record) == (
+        "low · Landscape 3:2 · 1536×1024 · n=2 · image-to-image · 0.92462 credits ($0.0128 · ¥0.0912)"
+        " · via gateway · 3.1 s<br>"
+    )
+    assert present.preview_details(record) == (
+        "low · Landscape 3:2 · 1536×1024 · n=2 · 0.92462 credits ($0.0128 · ¥0.0912) · via gateway"
+        " · latency 3.1 s<br>"
+    )
+    assert present.card_details(record.replace(completed_at=None, mode="text-to-image")).endswith("via gateway<br>")
+
+
+def test_titles_shorten_long_prompts_and_escape_them() -> None:
+    long = "<" + "x" * 200
+    title = present.title_html(long, "STATUS", "DETAILS<br>")
+    assert f'title="{"&lt;" + "x" * 200}"' in title
+    assert "&lt;" + "x" * 136 + "…</b>" in title
+    assert title.endswith('<span style="font-size:90%">DETAILS<br>STATUS</span></div>')
