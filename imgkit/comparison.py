@@ -22,6 +22,7 @@ import math
 import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgkit import analysis
@@ -167,7 +168,9 @@ def compare(
 
 
 def _reusable(df: pd.DataFrame, keys: set[tuple[str, str, str, str]], n: int) -> dict[tuple[str, str, str, str], str]:
-    """The newest completed run for each key, among text-to-image runs with >= n images."""
+    """The newest completed run for each key, among text-to-image runs with >= n images
+    whose files are all still on disk (a run whose images were deleted or made on another
+    machine is generated again rather than drawn as empty boxes)."""
     found: dict[tuple[str, str, str, str], str] = {}
     if not len(df):
         return found
@@ -175,6 +178,7 @@ def _reusable(df: pd.DataFrame, keys: set[tuple[str, str, str, str]], n: int) ->
         (df["status"].astype("string") == "completed").fillna(False).to_numpy(dtype=bool)
         & (df["n_images"].fillna(0) >= n).to_numpy(dtype=bool)
         & [len(refs) == 0 for refs in df["reference_images"]]
+        & [bool(len(files)) and all(Path(f).is_file() for f in files) for files in df["files"]]
     ]
     # Oldest first, so newer runs overwrite older ones: the newest wins.
     for row in done.sort_values("created_at", kind="stable").itertuples(index=False):

@@ -3,6 +3,8 @@ ledger runs (no new tasks), reuse=False, and what a cell shows for a failed run.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import imgkit
@@ -127,3 +129,15 @@ def test_tier_value_reads_the_default_session(session: imgkit.Session) -> None:
     assert table.loc["high", "win_rate"] == 1.0 and table.loc["low", "win_rate"] == 0.0
     assert table.loc["high", "mean_credits"] == pytest.approx(9.45907)
     assert tier_value(cmp.runs[cmp.runs["quality"] == "low"])["comparisons"].tolist() == [0]
+
+
+def test_runs_whose_images_are_gone_are_made_again(session: imgkit.Session, sandbox_url: str) -> None:
+    first = compare(PROMPTS[0], progress=False)
+    gone = first.runs.iloc[1]  # the medium run
+    for path in gone["files"]:
+        Path(path).unlink()
+    count = len(sandbox_tasks(sandbox_url))
+    again = compare(PROMPTS[0], progress=False)
+    assert len(sandbox_tasks(sandbox_url)) == count + 1  # only the run with missing files
+    assert again.runs["reused"].tolist() == [True, False, True]
+    assert again.runs.iloc[1]["run_id"] != gone["run_id"]
