@@ -41,6 +41,7 @@ bench: $(VENV)/.installed  ## performance against baselines; prints a table
 lint: $(VENV)/.installed
 	$(BIN)/ruff check imgkit tests
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf build .pytest_cache

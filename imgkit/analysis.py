@@ -155,7 +155,7 @@ def rating_pairs(
         li, ri = rng.randrange(len(left[2])), rng.randrange(len(right[2]))
         pairs.append(
             Pair(
-                prompt=prompt, size=size,
+                prompt=str(prompt), size=str(size),
                 left_run_id=left[0], right_run_id=right[0],
                 left_quality=left[1], right_quality=right[1],
                 left_path=left[2][li], right_path=right[2][ri],

@@ -146,8 +146,8 @@ def compare(
             missing.setdefault(key[0], []).append(key[1])
     # One sweep per set of missing tiers: usually one in all (nothing reused, or everything).
     by_tiers: dict[tuple[str, ...], list[str]] = {}
-    for prompt, tiers in missing.items():
-        by_tiers.setdefault(tuple(tiers), []).append(prompt)
+    for prompt, missing_tiers in missing.items():
+        by_tiers.setdefault(tuple(missing_tiers), []).append(prompt)
     run_tags = tuple(tags)
     for tiers, group in by_tiers.items():
         out = s.sweep(
@@ -220,6 +220,7 @@ def tier_value(
 def _grid(rows: pd.DataFrame, prompts: tuple[str, ...], tiers: tuple[str, ...], size: str, full: bool) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     from imgkit.plots import TIER_COLORS, with_costs
 
@@ -238,7 +239,9 @@ def _grid(rows: pd.DataFrame, prompts: tuple[str, ...], tiers: tuple[str, ...], 
     row_h = cell_w / aspect + 1.15 + 0.18 * extra_lines
     figure = Figure(figsize=(cell_w * len(tiers), row_h * len(prompts)), layout="constrained")
     FigureCanvasAgg(figure)
-    figure.get_layout_engine().set(h_pad=0.06, w_pad=0.04, hspace=0.02, wspace=0.02)
+    engine = figure.get_layout_engine()
+    assert isinstance(engine, ConstrainedLayoutEngine)  # layout="constrained" above
+    engine.set(h_pad=0.06, w_pad=0.04, hspace=0.02, wspace=0.02)
     subfigs = figure.subfigures(len(prompts), 1, squeeze=False)[:, 0]
     for subfig, prompt in zip(subfigs, prompts, strict=True):
         heading = "\n".join(headings[prompt])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -353,8 +353,9 @@ class CostReport:
         if format is not None and format.lower() != kind:
             raise ValidationError("format", format, f"{kind}, as the extension of {path.name} says",
                                   hint="name the file after its format, e.g. spend." + format.lower())
-        writers = {"csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown,
-                   "pdf": self.to_pdf}
+        writers: dict[str, Callable[[Path], object]] = {
+            "csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown, "pdf": self.to_pdf,
+        }
         writers[kind](path)
         return path
 

@@ -3,6 +3,7 @@ then each table over as many pages as it needs."""
 
 from __future__ import annotations
 
+import functools
 import math
 import textwrap
 from collections.abc import Callable
@@ -175,7 +176,7 @@ def _table_pages(title: str, frame: pd.DataFrame, limit: int, rep: CostReport) -
         _draw_table(fig.add_axes((0.04, 0.06, 0.92, 0.82)), chunk)
         return fig
 
-    return [lambda i=i: build(i) for i in range(chunks)]
+    return [functools.partial(build, i) for i in range(chunks)]
 
 
 def plan(rep: CostReport) -> list[Callable[[], Figure]]:

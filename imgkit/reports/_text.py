@@ -85,7 +85,7 @@ def cell(column: str, value: Any, *, width: int | None = None) -> str:
     if kind == "number":
         return f"{float(value):g}"
     if kind in ("time", "date", "month") and hasattr(value, "strftime"):
-        return value.strftime({"time": "%Y-%m-%d %H:%M", "date": "%Y-%m-%d", "month": "%Y-%m"}[kind])
+        return str(value.strftime({"time": "%Y-%m-%d %H:%M", "date": "%Y-%m-%d", "month": "%Y-%m"}[kind]))
     text = ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     text = " ".join(text.split())
     if width is not None and len(text) > width:
