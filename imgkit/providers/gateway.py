@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from imgkit.errors import APIError, RequestError
-from imgkit.providers._http import fetch_capped, host_of
+from imgkit.providers._http import fetch_capped, request_error, same_origin
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import (
     Completed,
@@ -166,15 +166,8 @@ class GatewayProvider:
 
     def _own_origin(self, url: str) -> bool:
         """Whether ``url`` is on the service's own scheme, host and port (the only places the
-        key may go); ``https://api.evolink.ai.evil.com`` merely starts like the API host."""
-        try:
-            origin = httpx.URL(url)
-            return any(
-                (origin.scheme, origin.host, origin.port) == (own.scheme, own.host, own.port)
-                for own in (httpx.URL(self.base_url), httpx.URL(self.files_url))
-            )
-        except (httpx.InvalidURL, ValueError, TypeError):
-            return False
+        key may go)."""
+        return same_origin(url, (self.base_url, self.files_url))
 
     def _scrub(self, content: bytes) -> bytes:
         """The body with the key masked, in case the service echoes the token it was sent."""
@@ -187,17 +180,9 @@ class GatewayProvider:
     async def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, url, headers=self._headers() if auth else None, **kwargs)
-        except httpx.ConnectError as exc:
-            raise RequestError(f"could not connect to {host_of(url)}: {type(exc).__name__}", sent=False) from None
-        except httpx.ConnectTimeout:
-            raise RequestError(f"timed out connecting to {host_of(url)}", sent=False) from None
-        except httpx.InvalidURL:
-            raise RequestError(f"invalid URL for {host_of(url)}; nothing was sent", sent=False) from None
-        except httpx.TimeoutException as exc:
-            raise RequestError(f"{type(exc).__name__} waiting for {host_of(url)}", sent=True) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # Transport errors, and an answer whose body cannot be decoded (DecodingError).
-            raise RequestError(f"{type(exc).__name__} talking to {host_of(url)}", sent=True) from None
+            raise request_error(exc, url) from None
         if response.status_code >= 400:
             raise APIError.from_parts(response.status_code, self._scrub(response.content), response.headers.items())
         return response
