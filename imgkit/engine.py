@@ -42,7 +42,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -344,6 +344,23 @@ class Engine:
             wait_jitter=r.wait_jitter,
         ).on(predicate)
 
+    def _attempts(
+        self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
+    ) -> AsyncIterable[stamina.Attempt]:
+        """The same retries as :meth:`_retrying`, as stamina's ``retry_context``: the caller's
+        own ``async for attempt ...: with attempt:`` loop (no wrapper frames around the call)."""
+        import stamina
+
+        r = self.retry
+        return stamina.retry_context(
+            on=predicate,
+            attempts=attempts or r.attempts,
+            timeout=r.timeout,
+            wait_initial=r.wait_initial,
+            wait_max=r.wait_max,
+            wait_jitter=r.wait_jitter,
+        )
+
     async def _save(self, record: RunRecord, *, durable: bool) -> None:
         """The one place the engine writes the ledger.
 
@@ -540,7 +557,11 @@ class Engine:
                 self._assign(record, cand, tried, references).replace(status="submitting"),
                 on_event, message, durable=True,
             )
-            record, outcome = await self._attempt(cand, plan.request, record, on_event, slot, last=last)
+            record, outcome = await self._submit(cand, plan.request, record, on_event, slot, last=last)
+            if outcome is None:  # a task exists: its end says how the provider did
+                if not record.terminal:
+                    record = await self._follow(cand.endpoint.provider, record, on_event, slot)
+                outcome = run_outcome(record)
             router.report(ticket, outcome)
             if not isinstance(outcome, Failover):
                 return record
@@ -599,25 +620,6 @@ class Engine:
             notes=None,
         )
 
-    async def _attempt(
-        self,
-        cand: Candidate,
-        request: ImageRequest,
-        record: RunRecord,
-        on_event: EventHandler | None,
-        slot: Slot,
-        *,
-        last: bool,
-    ) -> tuple[RunRecord, Outcome]:
-        """The run on one provider: the record, and how the provider did."""
-        provider = cand.endpoint.provider
-        record, refused = await self._submit(cand, request, record, on_event, slot, last=last)
-        if refused is not None:  # nothing was accepted
-            return record, refused
-        if not record.terminal:
-            record = await self._follow(provider, record, on_event, slot)
-        return record, run_outcome(record)
-
     # --- steps -------------------------------------------------------------------------
 
     async def _submit(
@@ -654,16 +656,13 @@ class Engine:
             record = await self._step(record.replace(reference_images=tuple(urls)), on_event)
         attempts = record.attempts
         started = self._clock()
-
-        async def create() -> TaskSnapshot:
-            nonlocal attempts, started
-            attempts += 1
-            started = self._clock()
-            return await provider.submit(request, urls)
-
+        snapshot: TaskSnapshot | None = None
         try:
-            predicate = retry_submit_sync if synchronous else retry_submit
-            snapshot = await self._retrying(predicate, tries)(create)
+            async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
+                with attempt:
+                    attempts += 1
+                    started = self._clock()
+                    snapshot = await provider.submit(request, urls)
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):
@@ -687,6 +686,7 @@ class Engine:
                 record.replace(status="failed", attempts=attempts, error_code=code, error_message=message),
                 on_event,
             ), outcome
+        assert snapshot is not None  # the loop ends only once a create succeeded
         now = self._clock()
         record = record.replace(
             task_id=snapshot.task_id,
