@@ -42,7 +42,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -474,7 +474,7 @@ class Engine:
         submitted: float,
         estimated: float | None = None,
         progress: int = 0,
-    ) -> AsyncIterator[TaskSnapshot]:
+    ) -> AsyncGenerator[TaskSnapshot, None]:
         """Read a task until it ends: yields every snapshot, the last one terminal
         (``Completed`` or ``Failed``).
 
@@ -560,7 +560,7 @@ class Engine:
             record, outcome = await self._submit(cand, plan.request, record, on_event, slot, last=last)
             if outcome is None:  # a task exists: its end says how the provider did
                 if not record.terminal:
-                    record = await self._follow(cand.endpoint.provider, record, on_event, slot)
+                    record = await self._follow(cand.provider, record, on_event, slot)
                 outcome = run_outcome(record)
             router.report(ticket, outcome)
             if not isinstance(outcome, Failover):
@@ -634,7 +634,7 @@ class Engine:
     ) -> tuple[RunRecord, Outcome | None]:
         """Upload references and create the task on one provider. Returns the record and,
         when nothing was accepted, the outcome (None once a task exists)."""
-        provider = cand.endpoint.provider
+        provider = cand.provider
         synchronous = cand.endpoint.synchronous
         tries = None if last else min(self.retry.attempts, self.failover_attempts)
         try:

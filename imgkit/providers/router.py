@@ -3,8 +3,8 @@ the request, failing over on outages only, with a circuit breaker per provider.
 
 The gateway promises that "if it's down, we automatically use the next cheapest available".
 imgkit does the same on the client side, across providers. The router only decides *where*;
-the engine does the sending, and asks :func:`failover_reason` whether a failure lets it try
-the next provider.
+the engine does the sending, and each attempt's :data:`Outcome` (from :func:`failover_reason`
+and the rules below) says whether the run may go to the next provider.
 
 **Order.** :meth:`Router.candidates` keeps the providers that support the request (model,
 size, ``n``, number of reference images) and orders them by the estimated USD price of the
@@ -307,6 +307,11 @@ class Candidate:
     @property
     def name(self) -> str:
         return self.endpoint.name
+
+    @property
+    def provider(self) -> Provider:
+        """The client that sends the run there."""
+        return self.endpoint.provider
 
 
 @dataclass(frozen=True, slots=True)
