@@ -698,7 +698,7 @@ class Session:
         raise_on_error: bool,
         slot: Slot | None = None,
     ) -> GenerationResult:
-        plan = self._plan(request)
+        plan = self._plan(request, running=True)
         engine = self.engine
         record = engine.new_record(plan, tags=tags)
         self._admit(record)
@@ -733,17 +733,18 @@ class Session:
         spent = self.ledger.spent_credits(self.budget.period_start())
         return max(0.0, self.budget.credits - spent)
 
-    def _plan(self, request: ImageRequest) -> RunPlan:
+    def _plan(self, request: ImageRequest, *, running: bool = False) -> RunPlan:
         """The router's plan for ``request``: where the run goes first, and its estimate there;
         ValidationError when no configured provider can take the request (nothing is sent or
-        recorded)."""
+        recorded). ``running``: the plan is for runs about to be sent (an unpriced one is
+        logged, since the budget cannot count it)."""
         router = self.router
         plan = router.plan(request)
         chosen = plan.chosen
         if chosen is None:
             router.check(request)
             raise ConfigError("no provider can take this request")  # pragma: no cover - check() raised
-        if chosen.estimate is None:
+        if running and chosen.estimate is None:
             log.warning(
                 "no estimate for this run: price sheet %r of provider %r has no price for %s %s",
                 chosen.endpoint.sheet, chosen.name, request.model, request.size,
@@ -751,7 +752,7 @@ class Session:
         return plan
 
     def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
-        return self._plan(request).estimate
+        return self._plan(request, running=True).estimate
 
     def providers(self) -> pd.DataFrame:
         """The providers as a small table: name, kind, base URL, price sheet, the price of a
@@ -967,11 +968,14 @@ class Session:
         plan = self._plan(request)
         if plan.estimate is not None:
             return plan.estimate
-        sheet = plan.chosen.endpoint.sheet if plan.chosen is not None else None
-        if sheet is None:
-            raise ConfigError(f"provider {plan.chosen.name if plan.chosen else '?'!r} has no price sheet")
-        # The sheet does not price it: its own error says why.
-        return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=sheet)
+        chosen = plan.chosen
+        assert chosen is not None  # _plan raised otherwise
+        if chosen.endpoint.sheet is None:
+            raise ConfigError(f"provider {chosen.name!r} has no price sheet")
+        # The sheet does not price the request: its own error says why.
+        return _estimate(
+            quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen.endpoint.sheet
+        )
 
     def quote(self, request: ImageRequest) -> Estimate | None:
         """The estimate ``request`` would be recorded at if run now: the router's plan's first
