@@ -50,6 +50,11 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (fields may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _progress(value: Any) -> int:
     number = _number(value)
     return 0 if number is None else max(0, min(100, int(number)))
@@ -76,7 +81,7 @@ def parse_task(body: Any) -> TaskSnapshot:
         urls = tuple(u for u in results if isinstance(u, str)) if isinstance(results, list) else ()
         status = Completed(results=urls)
     elif status_text in ("failed", "cancelled", "canceled"):
-        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        err = _object(body.get("error"))
         default = "request_cancelled" if status_text != "failed" else "unknown_error"
         code = str(err.get("code") or default)
         status = Failed(code=code, message=str(err.get("message") or status_text), progress=progress)
@@ -86,8 +91,8 @@ def parse_task(body: Any) -> TaskSnapshot:
         if status_text != "processing":
             log.warning("task %s has an unknown status %r; reading it as processing", body["id"], status_text)
         status = Processing(progress=progress)
-    info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    info = _object(body.get("task_info"))
+    usage = _object(body.get("usage"))
     charged = None
     for key in ("credits_charged", "credits_used", "credits_consumed"):
         if key in usage:
@@ -241,8 +246,8 @@ class GatewayProvider:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             return None
-        token = data.get("token") if isinstance(data.get("token"), dict) else {}
-        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        token = _object(data.get("token"))
+        user = _object(data.get("user"))
         source = token if not token.get("unlimited_credits") and "remaining_credits" in token else user
         remaining = _number(source.get("remaining_credits"))
         if remaining is None:

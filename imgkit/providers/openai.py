@@ -104,7 +104,7 @@ def parse_images_response(body: Any) -> ParsedImages:
                 raise APIError(200, "invalid_response", f"image {index} is not valid base64") from None
         elif isinstance(item.get("url"), str):
             urls.append(item["url"])
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage: dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
     meta = {k: v for k, v in body.items() if k != "data"}
     return ParsedImages(images, urls, usage, meta)
 
