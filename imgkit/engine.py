@@ -701,7 +701,7 @@ class Engine:
         if snapshot.status.terminal:
             # Over already (a synchronous provider): _finish commits it, task id included,
             # before anything else happens; one commit fewer (benchmarks, scenario 3).
-            return await self._finish(provider, record, snapshot, on_event, slot), None
+            return await self._finish(provider, record, snapshot, on_event, slot, new_task=True), None
         # Committed before anything else: a crash from here on can be resumed.
         return await self._step(record, on_event, durable=True), None
 
@@ -748,7 +748,15 @@ class Engine:
         snapshot: TaskSnapshot,
         on_event: EventHandler | None,
         slot: Slot | None,
+        *,
+        new_task: bool = False,
     ) -> RunRecord:
+        """Record the task's end; download the results of a completed one.
+
+        Args:
+            new_task: the task id is not in the ledger yet (a synchronous provider's answer):
+                its first row is durable.
+        """
         now = self._clock()
         charged = snapshot.credits_charged if snapshot.credits_charged is not None else record.credits_charged
         reserved = snapshot.credits_reserved if snapshot.credits_reserved is not None else record.credits_reserved
@@ -769,7 +777,9 @@ class Engine:
         assert isinstance(snapshot.status, Completed)
         urls = snapshot.status.results
         record = await self._step(
-            record.replace(status="downloading", progress=100, completed_at=now, result_urls=urls), on_event
+            record.replace(status="downloading", progress=100, completed_at=now, result_urls=urls),
+            on_event,
+            durable=new_task,
         )
         if slot is not None:
             slot.release()  # the service is done with this run; the next one may be sent

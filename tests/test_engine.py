@@ -441,6 +441,16 @@ async def test_every_write_goes_through_save_and_the_task_id_is_durable(tmp_path
     assert saves[-1] == ("completed", True, True)
     assert ("processing", True, False) in saves  # progress may wait for the next group
     assert engine.ledger.get(record.run_id) == record
+    assert ("downloading", True, False) in saves  # the task id was on disk already
+
+
+@pytest.mark.anyio
+async def test_a_synchronous_providers_task_id_is_durable_at_once(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock, SyncProvider("a", clock))
+    _, record = await _run(engine)
+    assert record.status == "completed"
+    assert [s for s in engine.saves if s[1]] == [("downloading", True, True), ("completed", True, True)]
 
 
 # --- the pure pieces ---------------------------------------------------------------------------
