@@ -11,8 +11,21 @@ A run's life, and what the ledger holds at each step::
                    +-> failed (nothing was created)   +-> unknown (may have been created)
 
 The task id is committed to the ledger before anything else happens after the submit, so
-:meth:`Engine.resume` can finish the run from another process. Polls and downloads go to the
-provider that accepted the run (the record's ``provider``), in ``resume()`` too.
+:meth:`Engine.resume` can finish the run from another process. Every ledger write goes
+through :meth:`Engine._save`; ``durable`` marks the rows that must be on disk before the run
+goes on (the row before the first create, the task id, terminal states).
+
+A run follows its :class:`~imgkit.providers.router.RunPlan`, made once by the router: the
+session priced and budgeted that plan, the engine sends it. The provider that accepted the
+run travels with it through submit, polling and download; only ``resume()`` looks it up, once,
+by the name the ledger recorded. Polling is an async iterator of task snapshots
+(:meth:`Engine.poll_task`), timed by :func:`next_poll_delay` on an injected clock and sleep.
+
+Concurrency limits belong to whoever acquires them: a :class:`Slot` is acquired and released by
+its owner (the engine's own limit, or a sweep's); a run handed a slot gives it back early, as
+soon as the service is done with its task, because downloading and storing the results is
+local work that must not keep the next run from being sent (benchmarks/README.md, scenarios 1
+and 3).
 
 With several providers, a run goes to the cheapest one that can take it; when that one fails
 in a way that proves nothing of the run is still alive there (a refused connection, a 503,
@@ -25,13 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from imgkit.errors import (
@@ -43,18 +56,20 @@ from imgkit.errors import (
     UnknownOutcome,
 )
 from imgkit.ledger import Ledger
-from imgkit.pricing import Estimate
 from imgkit.providers.base import Provider, TaskSnapshot
 from imgkit.providers.router import (
-    OUTAGE_TASK_CODES,
     QUOTA_CODES,
     Candidate,
+    Failover,
+    Outcome,
     Router,
-    Ticket,
-    failover_reason,
+    RunPlan,
+    Served,
     is_unknown_outcome,
     outage_on_read,
+    run_outcome,
     single,
+    submit_outcome,
 )
 from imgkit.request import Completed, Failed, ImageRequest, JobEvent, Pending, RunRecord
 from imgkit.store import DEFAULT_MAX_BYTES, Store, StoredImage
@@ -67,9 +82,8 @@ __all__ = [
     "EventHandler",
     "PollPolicy",
     "RetryPolicy",
-    "hold_slot",
+    "Slot",
     "next_poll_delay",
-    "release_slots",
     "retry_read",
     "retry_submit",
     "retry_submit_sync",
@@ -78,6 +92,8 @@ __all__ = [
 log = logging.getLogger("imgkit")
 
 EventHandler = Callable[[JobEvent], object]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
 #: Result URLs expire after 24 h; past that, resume() does not try to download them.
 RESULT_URL_TTL = 24 * 3600.0
 
@@ -205,63 +221,63 @@ def _tried(name: str, reason: str, detail: str = "", task_id: str | None = None)
     return entry
 
 
-class _Hold:
-    """One acquired slot of a semaphore, given back at most once."""
+class Slot:
+    """One place under a concurrency limit, owned by the code that acquires it.
 
-    __slots__ = ("_held", "_slots")
+    ``async with Slot(limit) as slot:`` waits for a place and gives it back when the block
+    ends. The owner may hand ``slot`` to :meth:`Engine.run`, which gives it back early with
+    :meth:`release` once the service has finished the run's task (before the downloads);
+    releasing twice is harmless.
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
-        self._slots = slots
+    Example:
+        >>> async with Slot(sweep_limit) as slot:
+        ...     record = await engine.run(plan, record, slot=slot)
+    """
+
+    __slots__ = ("_held", "_limit")
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self._limit = limit
+        self._held = False
+
+    async def __aenter__(self) -> Slot:
+        await self._limit.acquire()
         self._held = True
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    @property
+    def held(self) -> bool:
+        return self._held
 
     def release(self) -> None:
+        """Give the place back now (at most once)."""
         if self._held:
             self._held = False
-            self._slots.release()
-
-
-_HELD: contextvars.ContextVar[tuple[_Hold, ...]] = contextvars.ContextVar("imgkit_held_slots", default=())
-
-
-@contextlib.asynccontextmanager
-async def hold_slot(slots: asyncio.Semaphore) -> AsyncIterator[None]:
-    """Hold one of ``slots`` (the concurrency limit) while a run is at the service.
-
-    The run gives it back with :func:`release_slots` as soon as the service has finished its
-    task: downloading and storing the results is local work that must not keep the next run
-    from being sent (benchmarks/README.md, scenarios 1 and 3). Nested holds (a sweep's and
-    the engine's own) are all given back.
-    """
-    await slots.acquire()
-    hold = _Hold(slots)
-    token = _HELD.set((*_HELD.get(), hold))
-    try:
-        yield
-    finally:
-        _HELD.reset(token)
-        hold.release()
-
-
-def release_slots() -> None:
-    """Give back the slots the current run holds (see :func:`hold_slot`); idempotent."""
-    for hold in _HELD.get():
-        hold.release()
+            self._limit.release()
 
 
 class Engine:
-    """Runs requests through the providers of a router, recording every step in the ledger.
+    """Runs plans through the providers of a router, recording every step in the ledger.
 
     Args:
         provider: where tasks go: one provider, or a
             :class:`~imgkit.providers.router.Router` over several.
         ledger: where runs are recorded.
         store: where images are kept.
-        concurrency: the most tasks in flight at once.
+        concurrency: the most runs at the service at once (unless the caller hands
+            :meth:`run` a :class:`Slot` of its own limit).
         poll: the polling policy.
         retry: the retry policy.
         max_download_bytes: the cap on one result's size.
         failover_attempts: create attempts on one provider before the next one is tried
             (the last candidate gets ``retry.attempts``).
+        clock: wall-clock seconds (the ledger's times, poll schedules, deadlines).
+        sleep: how to wait between polls (injected with the clock in tests).
     """
 
     def __init__(
@@ -276,6 +292,8 @@ class Engine:
         max_download_bytes: int = DEFAULT_MAX_BYTES,
         seed: int | None = None,
         failover_attempts: int = 2,
+        clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.router = provider if isinstance(provider, Router) else single(provider)
         self.failover_attempts = failover_attempts
@@ -285,12 +303,15 @@ class Engine:
         self.poll = poll or PollPolicy()
         self.retry = retry or RetryPolicy()
         self.max_download_bytes = max_download_bytes
+        self._clock = clock
+        self._sleep = sleep
         self._rng = random.Random(seed)
         self._slots: asyncio.Semaphore | None = None
         self._active: set[str] = set()
 
     @property
     def slots(self) -> asyncio.Semaphore:
+        """The engine's own concurrency limit (for runs not handed a slot)."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         return self._slots
@@ -323,8 +344,38 @@ class Engine:
             wait_jitter=r.wait_jitter,
         ).on(predicate)
 
-    def _save(self, record: RunRecord, on_event: EventHandler | None, message: str = "") -> RunRecord:
+    def _attempts(
+        self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
+    ) -> AsyncIterable[stamina.Attempt]:
+        """The same retries as :meth:`_retrying`, as stamina's ``retry_context``: the caller's
+        own ``async for attempt ...: with attempt:`` loop (no wrapper frames around the call)."""
+        import stamina
+
+        r = self.retry
+        return stamina.retry_context(
+            on=predicate,
+            attempts=attempts or r.attempts,
+            timeout=r.timeout,
+            wait_initial=r.wait_initial,
+            wait_max=r.wait_max,
+            wait_jitter=r.wait_jitter,
+        )
+
+    async def _save(self, record: RunRecord, *, durable: bool) -> None:
+        """The one place the engine writes the ledger.
+
+        Args:
+            durable: the row must be on disk before the run goes on (the row before the
+                first create, the task id, terminal states); other rows (progress) may be
+                committed later, with the next group.
+        """
         self.ledger.save(record)
+
+    async def _step(
+        self, record: RunRecord, on_event: EventHandler | None, message: str = "", *, durable: bool = False
+    ) -> RunRecord:
+        """Record ``record`` and tell ``on_event``; terminal records are always durable."""
+        await self._save(record, durable=durable or record.terminal)
         if on_event is not None:
             event = JobEvent(record.run_id, record.status, record.progress, message, record)
             try:
@@ -335,24 +386,13 @@ class Engine:
 
     # --- the public surface ------------------------------------------------------------
 
-    def new_record(
-        self,
-        request: ImageRequest,
-        *,
-        estimate: Estimate | None,
-        tags: Iterable[str] = (),
-        run_id: str | None = None,
-        provider: str | None = None,
-    ) -> RunRecord:
-        """A ``created`` record for ``request`` (not yet saved).
-
-        Args:
-            provider: the provider the run is expected to go to (its estimate is
-                ``estimate``); the first configured one when None.
-        """
+    def new_record(self, plan: RunPlan, *, tags: Iterable[str] = (), run_id: str | None = None) -> RunRecord:
+        """A ``created`` record for ``plan`` (not yet saved), priced at the plan's estimate
+        and assigned to the provider the run goes to first."""
+        request, est, chosen = plan.request, plan.estimate, plan.chosen
         return RunRecord(
             run_id=run_id or new_run_id(),
-            provider=provider or self.router.primary.name,
+            provider=chosen.name if chosen is not None else self.router.primary.name,
             model=request.model,
             prompt=request.prompt,
             size=request.size,
@@ -360,34 +400,39 @@ class Engine:
             n=request.n,
             reference_images=tuple(ref.describe() for ref in request.images),
             mode=request.mode,
-            est_credits=estimate.credits if estimate else None,
-            est_usd=estimate.usd if estimate else None,
-            est_cny=estimate.cny if estimate else None,
-            price_sheet=estimate.sheet if estimate else None,
+            est_credits=est.credits if est else None,
+            est_usd=est.usd if est else None,
+            est_cny=est.cny if est else None,
+            price_sheet=est.sheet if est else None,
             tags=tuple(tags),
         )
 
     async def run(
         self,
-        request: ImageRequest,
+        plan: RunPlan,
         record: RunRecord,
         *,
         on_event: EventHandler | None = None,
-        slots: asyncio.Semaphore | None = None,
+        slot: Slot | None = None,
     ) -> RunRecord:
-        """Take ``record`` (status created) to a terminal status and return it.
+        """Take ``record`` (status created) to a terminal status along ``plan`` and return it.
 
         Never raises for the service's failures: they end in the record (``failed`` with a
         code, or ``unknown`` with a reason). Raises only on cancellation.
 
         Args:
-            slots: a semaphore bounding this run instead of the engine's own (a sweep's).
+            plan: the router's plan for the run (the one ``record`` was priced from).
+            slot: a place the caller holds under its own concurrency limit (a sweep's); the
+                run gives it back once the service is done. Without one, the run takes a
+                place under the engine's own limit.
         """
-        record = self._save(record, on_event)
+        record = await self._step(record, on_event)
         self._active.add(record.run_id)
         try:
-            async with hold_slot(slots or self.slots):
-                return await self._route(request, record, on_event)
+            if slot is not None:
+                return await self._route(plan, record, on_event, slot)
+            async with Slot(self.slots) as own:
+                return await self._route(plan, record, on_event, own)
         finally:
             self._active.discard(record.run_id)
 
@@ -406,29 +451,88 @@ class Engine:
         """
         if record.task_id is None:
             note = "the process stopped before the service returned a task id; it may have been created"
-            return self._save(record.replace(status="unknown", notes=note), on_event)
-        if self.provider_for(record) is None:
+            return await self._step(record.replace(status="unknown", notes=note), on_event)
+        provider = self.provider_for(record)
+        if provider is None:
             log.warning("run %s was accepted by provider %r, which is not configured; left as it is",
                         record.run_id, record.provider)
             return record
         self._active.add(record.run_id)
         try:
-            async with self.slots:
+            async with Slot(self.slots) as slot:
                 if record.result_urls and record.status in ("downloading", "failed", "unknown"):
-                    return await self._download(record, record.result_urls, on_event)
-                return await self._follow(record, on_event)
+                    return await self._download(provider, record, record.result_urls, on_event)
+                return await self._follow(provider, record, on_event, slot)
         finally:
             self._active.discard(record.run_id)
 
+    async def poll_task(
+        self,
+        provider: Provider,
+        task_id: str,
+        *,
+        submitted: float,
+        estimated: float | None = None,
+        progress: int = 0,
+    ) -> AsyncGenerator[TaskSnapshot, None]:
+        """Read a task until it ends: yields every snapshot, the last one terminal
+        (``Completed`` or ``Failed``).
+
+        The first poll comes near the task's ``estimated_time``, later ones back off (see
+        :func:`next_poll_delay`); each read is retried with :func:`retry_read`. Stops without
+        a terminal snapshot once :attr:`PollPolicy.deadline` seconds have passed since
+        ``submitted`` (after at least one read: a resumed run may be long past it).
+
+        Args:
+            provider: the provider that accepted the task.
+            task_id: its id there.
+            submitted: when it was submitted, on the engine's clock.
+            estimated: the service's duration hint, if any.
+            progress: the last progress seen, 0-100.
+
+        Raises:
+            ImgkitError: a read failed after its retries (``APIError`` 404: the task is gone).
+
+        Example:
+            >>> async for snapshot in engine.poll_task(provider, task_id, submitted=t0):
+            ...     print(snapshot.status)
+        """
+        policy = self.poll
+        poller = self._retrying(retry_read)
+        late = 0
+        polled = False
+        while True:
+            elapsed = self._clock() - submitted
+            if elapsed > policy.deadline and polled:
+                return
+            delay = next_poll_delay(
+                policy, elapsed=elapsed, estimated=estimated, progress=progress, late_polls=late, rng=self._rng
+            )
+            if elapsed + delay >= (estimated or policy.default_estimate):
+                late += 1
+            await self._sleep(delay)
+            polled = True
+            snapshot = await poller(provider.status, task_id)
+            yield snapshot
+            if snapshot.status.terminal:
+                return
+            if snapshot.estimated_time:
+                estimated = snapshot.estimated_time
+            progress = snapshot.status.progress
+
     # --- routing -----------------------------------------------------------------------
 
-    async def _route(self, request: ImageRequest, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
-        """Send the run to the cheapest provider that takes it, and on to the next while the
-        failures prove nothing of the run is alive where it failed."""
-        candidates, forced = self.router.plan(request)
+    async def _route(
+        self, plan: RunPlan, record: RunRecord, on_event: EventHandler | None, slot: Slot
+    ) -> RunRecord:
+        """Send the run to the plan's candidates in order, on to the next while the failures
+        prove nothing of the run is alive where it failed. Each attempt's outcome goes back
+        to the router here, once."""
+        router = self.router
+        candidates = plan.candidates
         if not candidates:
-            why = "; ".join(self.router.refusals(request))
-            return self._save(
+            why = "; ".join(router.refusals(plan.request))
+            return await self._step(
                 record.replace(status="failed", error_code="no_provider",
                                error_message=f"no configured provider serves this request: {why}"),
                 on_event,
@@ -439,30 +543,37 @@ class Engine:
         failed_entry: dict[str, str] = {}
         message = ""
         for index, cand in enumerate(candidates):
-            ticket = self.router.acquire(cand.name, force=forced)
+            ticket = router.acquire(cand.name, force=plan.forced)
             if ticket is None:
-                stats = self.router.breaker(cand.name).stats()
+                stats = router.breaker(cand.name).stats()
                 detail = (f"circuit {stats['state']} after {stats['last_error'] or 'failures'}; "
                           f"probed again in {stats['retry_in_s']:.0f} s")
                 tried.append(_tried(cand.name, "circuit_open", detail))
                 continue
             later = candidates[index + 1 :]
-            last = not later or (not forced and not any(self.router.breaker(c.name).available() for c in later))
-            record = self._save(
-                self._assign(record, cand, tried, references).replace(status="submitting"), on_event, message
+            last = not later or (not plan.forced and not any(router.breaker(c.name).available() for c in later))
+            # Durable: a crash after the create must leave a row that says it may exist.
+            record = await self._step(
+                self._assign(record, cand, tried, references).replace(status="submitting"),
+                on_event, message, durable=True,
             )
-            record, reason = await self._attempt(cand, ticket, request, record, on_event, last=last)
-            if reason is None:
+            record, outcome = await self._submit(cand, plan.request, record, on_event, slot, last=last)
+            if outcome is None:  # a task exists: its end says how the provider did
+                if not record.terminal:
+                    record = await self._follow(cand.provider, record, on_event, slot)
+                outcome = run_outcome(record)
+            router.report(ticket, outcome)
+            if not isinstance(outcome, Failover):
                 return record
             # Nothing of the run is alive on this provider: it becomes history, the next one
             # starts afresh.
             failed = record
             detail = f"{record.error_code}: {record.error_message}" if record.error_code else ""
-            failed_entry = _tried(cand.name, reason, detail, record.task_id)
+            failed_entry = _tried(cand.name, outcome.reason, detail, record.task_id)
             tried.append(failed_entry)
-            message = f"{cand.name}: {reason}; trying the next provider"
+            message = f"{cand.name}: {outcome.reason}; trying the next provider"
         if failed is None:  # every provider was skipped by its breaker (a race with another run)
-            return self._save(
+            return await self._step(
                 record.replace(status="failed", error_code="no_provider", providers_tried=tuple(tried),
                                error_message="every provider's circuit is open"),
                 on_event,
@@ -471,7 +582,7 @@ class Engine:
         # history. Its own entry is dropped from the history (it is the run's provider).
         history = [t for t in tried if t is not failed_entry]
         summary = ", ".join(f"{t['provider']} ({t['reason']})" for t in tried)
-        return self._save(
+        return await self._step(
             failed.replace(providers_tried=tuple(history), notes=f"no provider could serve it: {summary}"),
             on_event,
         )
@@ -480,14 +591,19 @@ class Engine:
     def _assign(
         record: RunRecord, cand: Candidate, tried: list[dict[str, str]], references: tuple[str, ...]
     ) -> RunRecord:
-        est = cand.estimate
+        """``record`` afresh on ``cand``; the estimate changes only with the provider (the
+        plan's first candidate's is in the record already)."""
+        if cand.name != record.provider:
+            est = cand.estimate
+            record = record.replace(
+                provider=cand.name,
+                est_credits=est.credits if est else None,
+                est_usd=est.usd if est else None,
+                est_cny=est.cny if est else None,
+                price_sheet=est.sheet if est else None,
+            )
         return record.replace(
-            provider=cand.name,
             providers_tried=tuple(tried),
-            est_credits=est.credits if est else None,
-            est_usd=est.usd if est else None,
-            est_cny=est.cny if est else None,
-            price_sheet=est.sheet if est else None,
             reference_images=references,
             task_id=None,
             progress=0,
@@ -504,85 +620,51 @@ class Engine:
             notes=None,
         )
 
-    async def _attempt(
-        self,
-        cand: Candidate,
-        ticket: Ticket,
-        request: ImageRequest,
-        record: RunRecord,
-        on_event: EventHandler | None,
-        *,
-        last: bool,
-    ) -> tuple[RunRecord, str | None]:
-        """The run on one provider. Returns the record and, when the next provider may take
-        the run, the reason; the breaker hears how the provider did."""
-        record, reason = await self._submit(cand, request, record, on_event, last=last)
-        if record.task_id is None and record.terminal:  # nothing was accepted
-            if reason is not None:
-                self.router.failure(ticket, reason)
-            elif record.status == "unknown":
-                self.router.failure(ticket, "unknown_outcome")
-            else:
-                self.router.success(ticket)  # the provider answered: the request was refused
-            return record, reason
-        if not record.terminal:
-            record = await self._follow(record, on_event)
-        if record.status == "completed":
-            self.router.success(ticket, record.latency_s)
-        elif record.status == "unknown" or record.error_code in OUTAGE_TASK_CODES:
-            self.router.failure(ticket, record.error_code or "unknown_outcome")
-            if record.status == "failed":
-                # The task is over and failed because of the provider: it cannot deliver or
-                # charge anything more, so the next provider may take the run.
-                return record, record.error_code
-        else:
-            self.router.success(ticket)
-        return record, None
-
     # --- steps -------------------------------------------------------------------------
 
     async def _submit(
-        self, cand: Candidate, request: ImageRequest, record: RunRecord, on_event: EventHandler | None, *, last: bool
-    ) -> tuple[RunRecord, str | None]:
+        self,
+        cand: Candidate,
+        request: ImageRequest,
+        record: RunRecord,
+        on_event: EventHandler | None,
+        slot: Slot,
+        *,
+        last: bool,
+    ) -> tuple[RunRecord, Outcome | None]:
         """Upload references and create the task on one provider. Returns the record and,
-        when it failed without anything being accepted, the reason the next provider may
-        take the run (None for the user's own errors and unknown outcomes)."""
-        provider = cand.endpoint.provider
+        when nothing was accepted, the outcome (None once a task exists)."""
+        provider = cand.provider
         synchronous = cand.endpoint.synchronous
         tries = None if last else min(self.retry.attempts, self.failover_attempts)
         try:
             urls = [await self._retrying(retry_read, tries)(provider.upload, ref) for ref in request.images]
         except DownloadError as exc:
             # The reference itself (a URL imgkit fetched, a file): the user's, not the provider's.
-            return self._save(
+            return await self._step(
                 record.replace(status="failed", error_code="image_processing_error",
                                error_message=f"reading a reference image: {exc}"),
                 on_event,
-            ), None
+            ), Served()
         except ImgkitError as exc:
             code = exc.code if isinstance(exc, APIError) else "upload_failed"
-            return self._save(
+            return await self._step(
                 record.replace(status="failed", error_code=code, error_message=f"uploading a reference image: {exc}"),
                 on_event,
-            ), "upload_failed" if outage_on_read(exc) else None
+            ), Failover("upload_failed") if outage_on_read(exc) else Served()
         if urls:
-            record = record.replace(reference_images=tuple(urls))
-        if urls or record.status != "submitting":  # else _route has just committed this very row
-            record = self._save(record.replace(status="submitting"), on_event)
+            record = await self._step(record.replace(reference_images=tuple(urls)), on_event)
         attempts = record.attempts
-        started = time.time()
-
-        async def create() -> TaskSnapshot:
-            nonlocal attempts, started
-            attempts += 1
-            started = time.time()
-            return await provider.submit(request, urls)
-
+        started = self._clock()
+        snapshot: TaskSnapshot | None = None
         try:
-            predicate = retry_submit_sync if synchronous else retry_submit
-            snapshot = await self._retrying(predicate, tries)(create)
+            async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
+                with attempt:
+                    attempts += 1
+                    started = self._clock()
+                    snapshot = await provider.submit(request, urls)
         except (RequestError, APIError) as exc:
-            reason = failover_reason(exc, synchronous=synchronous)
+            outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):
                 if isinstance(exc, RequestError):
                     note = f"the request may have reached the service ({exc}); not resent to avoid paying twice"
@@ -590,21 +672,22 @@ class Engine:
                 else:
                     note = f"HTTP {exc.status} after sending: a task may have been created; not resent"
                     code, message = exc.code, exc.message
-                return self._save(
+                return await self._step(
                     record.replace(status="unknown", attempts=attempts, notes=note, error_code=code,
                                    error_message=message),
                     on_event,
                     note,
-                ), None
+                ), outcome
             if isinstance(exc, RequestError):
                 code, message = "connection_error", str(exc)
             else:
                 code, message = exc.code, exc.message
-            return self._save(
+            return await self._step(
                 record.replace(status="failed", attempts=attempts, error_code=code, error_message=message),
                 on_event,
-            ), reason
-        now = time.time()
+            ), outcome
+        assert snapshot is not None  # the loop ends only once a create succeeded
+        now = self._clock()
         record = record.replace(
             task_id=snapshot.task_id,
             status="pending",
@@ -615,68 +698,72 @@ class Engine:
             credits_reserved=snapshot.credits_reserved,
             estimated_s=snapshot.estimated_time,
         )
-        if isinstance(snapshot.status, Completed | Failed):
+        if snapshot.status.terminal:
             # Over already (a synchronous provider): _finish commits it, task id included,
-            # before anything else happens; one fsync'd commit fewer (benchmarks, scenario 3).
-            return await self._finish(record, snapshot, on_event), None
+            # before anything else happens; one commit fewer (benchmarks, scenario 3).
+            return await self._finish(provider, record, snapshot, on_event, slot, new_task=True), None
         # Committed before anything else: a crash from here on can be resumed.
-        record = self._save(record, on_event)
-        return record, None
+        return await self._step(record, on_event, durable=True), None
 
-    async def _follow(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+    async def _follow(
+        self, provider: Provider, record: RunRecord, on_event: EventHandler | None, slot: Slot
+    ) -> RunRecord:
+        """Poll the task of ``record`` on ``provider`` to its end, recording its progress."""
         assert record.task_id is not None
-        provider = self.provider_for(record)
-        if provider is None:
-            note = f"provider {record.provider!r} is not configured; imgkit.resume() checks again once it is"
-            return self._save(record.replace(status="unknown", notes=note), on_event, note)
-        submitted = record.submitted_at or time.time()
-        estimated = record.estimated_s
-        progress, late = record.progress, 0
-        poller = self._retrying(retry_read)
-        polled = False  # ask at least once: resume() may come long after the deadline
-        while True:
-            elapsed = time.time() - submitted
-            if elapsed > self.poll.deadline and polled:
-                note = f"no result after {elapsed:.0f} s; imgkit.resume() checks again"
-                return self._save(record.replace(status="unknown", notes=note), on_event, note)
-            delay = next_poll_delay(
-                self.poll, elapsed=elapsed, estimated=estimated, progress=progress, late_polls=late, rng=self._rng
-            )
-            if elapsed + delay >= (estimated or self.poll.default_estimate):
-                late += 1
-            await asyncio.sleep(delay)
-            polled = True
-            try:
-                snapshot = await poller(provider.status, record.task_id)
-            except APIError as exc:
-                if exc.status == 404 or exc.code in ("task_not_found", "resource_not_found"):
-                    return self._save(
-                        record.replace(status="failed", error_code="resource_not_found", error_message=exc.message),
-                        on_event,
-                    )
-                note = f"lost contact while polling ({exc}); imgkit.resume() checks again"
-                return self._save(record.replace(status="unknown", notes=note), on_event, note)
-            except ImgkitError as exc:
-                note = f"lost contact while polling ({exc}); imgkit.resume() checks again"
-                return self._save(record.replace(status="unknown", notes=note), on_event, note)
-            if snapshot.estimated_time:
-                estimated = snapshot.estimated_time
-            if isinstance(snapshot.status, Completed | Failed):
-                return await self._finish(record, snapshot, on_event)
-            status = "pending" if isinstance(snapshot.status, Pending) else "processing"
-            new_progress = snapshot.status.progress
-            if status != record.status or new_progress != record.progress:
-                record = self._save(record.replace(status=status, progress=new_progress), on_event)
-            progress = new_progress
+        submitted = record.submitted_at or self._clock()
+        final: TaskSnapshot | None = None
+        snapshots = self.poll_task(
+            provider, record.task_id, submitted=submitted, estimated=record.estimated_s, progress=record.progress
+        )
+        try:
+            async with contextlib.aclosing(snapshots):
+                async for snapshot in snapshots:
+                    if snapshot.status.terminal:
+                        final = snapshot
+                        continue
+                    status = "pending" if isinstance(snapshot.status, Pending) else "processing"
+                    progress = snapshot.status.progress
+                    if status != record.status or progress != record.progress:
+                        record = await self._step(record.replace(status=status, progress=progress), on_event)
+        except APIError as exc:
+            if exc.status == 404 or exc.code in ("task_not_found", "resource_not_found"):
+                return await self._step(
+                    record.replace(status="failed", error_code="resource_not_found", error_message=exc.message),
+                    on_event,
+                )
+            note = f"lost contact while polling ({exc}); imgkit.resume() checks again"
+            return await self._step(record.replace(status="unknown", notes=note), on_event, note)
+        except ImgkitError as exc:
+            note = f"lost contact while polling ({exc}); imgkit.resume() checks again"
+            return await self._step(record.replace(status="unknown", notes=note), on_event, note)
+        if final is None:
+            note = f"no result after {self._clock() - submitted:.0f} s; imgkit.resume() checks again"
+            return await self._step(record.replace(status="unknown", notes=note), on_event, note)
+        return await self._finish(provider, record, final, on_event, slot)
 
-    async def _finish(self, record: RunRecord, snapshot: TaskSnapshot, on_event: EventHandler | None) -> RunRecord:
-        now = time.time()
+    async def _finish(
+        self,
+        provider: Provider,
+        record: RunRecord,
+        snapshot: TaskSnapshot,
+        on_event: EventHandler | None,
+        slot: Slot | None,
+        *,
+        new_task: bool = False,
+    ) -> RunRecord:
+        """Record the task's end; download the results of a completed one.
+
+        Args:
+            new_task: the task id is not in the ledger yet (a synchronous provider's answer):
+                its first row is durable.
+        """
+        now = self._clock()
         charged = snapshot.credits_charged if snapshot.credits_charged is not None else record.credits_charged
         reserved = snapshot.credits_reserved if snapshot.credits_reserved is not None else record.credits_reserved
         record = record.replace(credits_charged=charged, credits_reserved=reserved)
         if isinstance(snapshot.status, Failed):
             failure = TaskFailed(snapshot.status.code, snapshot.status.message, task_id=record.task_id or "")
-            return self._save(
+            return await self._step(
                 record.replace(
                     status="failed",
                     progress=snapshot.status.progress,
@@ -689,24 +776,25 @@ class Engine:
             )
         assert isinstance(snapshot.status, Completed)
         urls = snapshot.status.results
-        record = self._save(
-            record.replace(status="downloading", progress=100, completed_at=now, result_urls=urls), on_event
+        record = await self._step(
+            record.replace(status="downloading", progress=100, completed_at=now, result_urls=urls),
+            on_event,
+            durable=new_task,
         )
-        release_slots()  # the service is done with this run; the next one may be sent
-        return await self._download(record, urls, on_event)
+        if slot is not None:
+            slot.release()  # the service is done with this run; the next one may be sent
+        return await self._download(provider, record, urls, on_event)
 
-    async def _download(self, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None) -> RunRecord:
+    async def _download(
+        self, provider: Provider, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None
+    ) -> RunRecord:
         urls = tuple(urls)
-        if record.completed_at and time.time() - record.completed_at > RESULT_URL_TTL:
-            return self._save(
+        if record.completed_at and self._clock() - record.completed_at > RESULT_URL_TTL:
+            return await self._step(
                 record.replace(status="failed", error_code="result_expired",
                                error_message="the result URLs expired (24 h) before they were downloaded"),
                 on_event,
             )
-        provider = self.provider_for(record)
-        if provider is None:
-            note = f"provider {record.provider!r} is not configured; imgkit.resume() checks again once it is"
-            return self._save(record.replace(status="unknown", notes=note), on_event, note)
 
         async def fetch(url: str) -> StoredImage:
             data = await provider.download(url, self.max_download_bytes)
@@ -722,7 +810,7 @@ class Engine:
             except ImgkitError as exc:
                 expired = isinstance(exc, APIError) and exc.status in (403, 404, 410)
                 code = "result_expired" if expired else "download_failed"
-                return self._save(
+                return await self._step(
                     record.replace(status="failed", files=tuple(files), thumbs=tuple(thumbs), error_code=code,
                                    error_message=f"result {index + 1}/{len(urls)}: {exc}"),
                     on_event,
@@ -730,12 +818,12 @@ class Engine:
             files.append(stored.path)
             thumbs.append(stored.thumb)
         if not urls:
-            return self._save(
+            return await self._step(
                 record.replace(status="failed", error_code="generation_failed_no_content",
                                error_message="the task completed without results"),
                 on_event,
             )
-        return self._save(
+        return await self._step(
             record.replace(status="completed", files=tuple(files), thumbs=tuple(thumbs), error_code=None,
                            error_message=None),
             on_event,

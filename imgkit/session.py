@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, hold_slot, raise_for_record
+from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
@@ -37,10 +37,10 @@ from imgkit.providers.router import (
     GATEWAY_CAPABILITIES,
     OPENAI_CAPABILITIES,
     BreakerPolicy,
-    Candidate,
     Capabilities,
     Endpoint,
     Router,
+    RunPlan,
 )
 from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord, Secret
 from imgkit.store import Store, default_data_dir
@@ -142,19 +142,6 @@ class _LoopThread:
 
 
 _LOOP = _LoopThread()
-
-
-class _Unbounded(asyncio.Semaphore):
-    """A semaphore that never blocks: for runs already bounded by a sweep's own slots."""
-
-    async def acquire(self) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-
-_UNBOUNDED = _Unbounded()
 
 
 def _call_on(loop: asyncio.AbstractEventLoop | None, handler: EventHandler | None) -> EventHandler | None:
@@ -709,13 +696,13 @@ class Session:
         tags: tuple[str, ...],
         on_event: EventHandler | None,
         raise_on_error: bool,
-        slots: asyncio.Semaphore | None = None,
+        slot: Slot | None = None,
     ) -> GenerationResult:
+        plan = self._plan(request, running=True)
         engine = self.engine
-        cand = self._first_candidate(request)
-        record = engine.new_record(request, estimate=cand.estimate, tags=tags, provider=cand.name)
+        record = engine.new_record(plan, tags=tags)
         self._admit(record)
-        record = await engine.run(request, record, on_event=on_event, slots=slots)
+        record = await engine.run(plan, record, on_event=on_event, slot=slot)
         if raise_on_error:
             raise_for_record(record)
         return GenerationResult(record, self.data_dir)
@@ -746,23 +733,26 @@ class Session:
         spent = self.ledger.spent_credits(self.budget.period_start())
         return max(0.0, self.budget.credits - spent)
 
-    def _first_candidate(self, request: ImageRequest) -> Candidate:
-        """The provider a run goes to first, with its estimate; ValidationError when no
-        configured provider can take the request (nothing is sent or recorded)."""
+    def _plan(self, request: ImageRequest, *, running: bool = False) -> RunPlan:
+        """The router's plan for ``request``: where the run goes first, and its estimate there;
+        ValidationError when no configured provider can take the request (nothing is sent or
+        recorded). ``running``: the plan is for runs about to be sent (an unpriced one is
+        logged, since the budget cannot count it)."""
         router = self.router
-        cand = router.preview(request)
-        if cand is None:
+        plan = router.plan(request)
+        chosen = plan.chosen
+        if chosen is None:
             router.check(request)
             raise ConfigError("no provider can take this request")  # pragma: no cover - check() raised
-        if cand.estimate is None:
+        if running and chosen.estimate is None:
             log.warning(
                 "no estimate for this run: price sheet %r of provider %r has no price for %s %s",
-                cand.endpoint.sheet, cand.name, request.model, request.size,
+                chosen.endpoint.sheet, chosen.name, request.model, request.size,
             )
-        return cand
+        return plan
 
     def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
-        return self._first_candidate(request).estimate
+        return self._plan(request, running=True).estimate
 
     def quote(self, request: ImageRequest) -> Estimate | None:
         """The estimate a run of ``request`` will be recorded at (its first provider's)."""
@@ -909,8 +899,10 @@ class Session:
                 # Upstream limits count images: a run of n images takes n slots of the minute.
                 await limiter.acquire(request.n)
             try:
-                async with hold_slot(slots):  # given back once the service is done (engine.release_slots)
-                    return await self._run(request, (*tags, sweep_id), on_event, False, slots=_UNBOUNDED)
+                # The sweep's own limit replaces the engine's; the run gives the slot back once
+                # the service is done with it (before its downloads).
+                async with Slot(slots) as slot:
+                    return await self._run(request, (*tags, sweep_id), on_event, False, slot=slot)
             except BudgetExceeded as exc:
                 refused.append((request, str(exc)))
                 return None
@@ -969,8 +961,38 @@ class Session:
     def estimate(
         self, *, quality: str = "medium", size: str = "1:1", n: int = 1, model: str = DEFAULT_MODEL
     ) -> Estimate:
+        """The price a run with these settings would be recorded at: on the price sheet of
+        the provider it goes to first (see :meth:`quote`).
+
+        Raises:
+            ValidationError: a bad setting, or no configured provider takes the request.
+            ConfigError: that provider's price sheet does not price the request.
+        """
         request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
-        return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=self.price_sheet)
+        plan = self._plan(request)
+        if plan.estimate is not None:
+            return plan.estimate
+        chosen = plan.chosen
+        assert chosen is not None  # _plan raised otherwise
+        if chosen.endpoint.sheet is None:
+            raise ConfigError(f"provider {chosen.name!r} has no price sheet")
+        # The sheet does not price the request: its own error says why.
+        return _estimate(
+            quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen.endpoint.sheet
+        )
+
+    def quote(self, request: ImageRequest) -> Estimate | None:
+        """The estimate ``request`` would be recorded at if run now: the router's plan's first
+        candidate, on its own price sheet (None when that sheet does not price it).
+
+        Raises:
+            ValidationError: no configured provider can take the request.
+
+        Example:
+            >>> session.quote(ImageRequest.build("a fox", quality="low"))
+            Estimate(credits=1.59..., usd=..., sheet='evolink-table-2026-11', ...)
+        """
+        return self._plan(request).estimate
 
     def close(self) -> None:
         """Close connections and the ledger."""

@@ -24,8 +24,22 @@ import pytest
 import imgkit
 from imgkit.errors import ConfigError
 from imgkit.ledger import COLUMNS, Ledger
-from imgkit.providers.router import BreakerPolicy, CircuitBreaker, Ticket, failover_reason
-from imgkit.request import RunRecord
+from imgkit.providers.router import (
+    OPENAI_CAPABILITIES,
+    BreakerPolicy,
+    CircuitBreaker,
+    Endpoint,
+    Failover,
+    Outcome,
+    Router,
+    Served,
+    Ticket,
+    Unknown,
+    failover_reason,
+    run_outcome,
+    submit_outcome,
+)
+from imgkit.request import ImageRequest, RunRecord
 from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
 from imgkit.session import providers as provider_table
 
@@ -668,3 +682,113 @@ def test_ledger_migration_adds_providers_tried(tmp_path: Path) -> None:
         assert tuple(df.columns) == COLUMNS and df.iloc[0]["providers_tried"] == [{"provider": "a", "reason": "http_503"}]
     finally:
         ledger.close()
+
+
+# --- one plan per run: the price shown is the price recorded -------------------------------
+
+
+def test_the_estimate_shown_is_the_one_recorded_with_openai_first(data_dir: Path, pricey_url: str) -> None:
+    # Before, Session.estimate priced on the session's sheet (the evolink table) while the run
+    # was recorded on the OpenAI token sheet.
+    session = imgkit.configure(
+        data_dir=data_dir,
+        poll=FAST_POLL,
+        providers=[{"name": "openai", "kind": "openai", "api_key": TEST_KEY, "base_url": f"{pricey_url}/openai/v1"}],
+    )
+    shown = session.estimate(quality="low", size="1:1")
+    assert shown.sheet == "openai-tokens-2026-11"
+    assert shown == session.quote(ImageRequest.build("a fox", quality="low", size="1:1"))
+    res = imgkit.generate("a fox", quality="low", size="1:1")
+    assert (res.record.est_credits, res.record.est_usd, res.record.price_sheet) == (
+        shown.credits, shown.usd, shown.sheet,
+    )
+
+
+def test_quote_follows_the_plan_and_the_breakers(openai_first: imgkit.Session) -> None:
+    request = ImageRequest.build("a fox", quality="low")
+    plan = openai_first.router.plan(request)
+    assert [c.name for c in plan.candidates] == ["openai", "gateway"]  # cheapest first
+    assert plan.chosen is not None and plan.chosen.endpoint.provider is openai_first.router.get("openai").provider
+    assert openai_first.quote(request) == plan.estimate == plan.candidates[0].estimate
+    # An open circuit moves the first candidate, and with it the price shown and recorded.
+    breaker = openai_first.router.breaker("openai")
+    for _ in range(openai_first.policy.failure_threshold):
+        breaker.failure("http_503")
+    plan = openai_first.router.plan(request)
+    assert (plan.forced, plan.chosen.name) == (False, "gateway")  # type: ignore[union-attr]
+    assert openai_first.quote(request) == plan.candidates[1].estimate
+    assert openai_first.quote(request).sheet == "test-dear"  # type: ignore[union-attr]
+
+
+def test_a_plan_with_every_circuit_open_is_forced() -> None:
+    router = Router(
+        [Endpoint.of(_Named("a"), sheet="evolink-table-2026-11"), Endpoint.of(_Named("b"), sheet="test-dear")],
+        policy=BreakerPolicy(failure_threshold=1),
+    )
+    request = ImageRequest.build("a fox", quality="low")
+    for name in ("a", "b"):
+        router.breaker(name).failure("connect_error")
+    plan = router.plan(request)
+    assert plan.forced and plan.chosen is not None and plan.chosen.name == plan.candidates[0].name
+    none = Router([Endpoint.of(_Named("o"), kind="openai", capabilities=OPENAI_CAPABILITIES)])
+    empty = none.plan(ImageRequest.build("a fox", model="gpt-image-2", size="1024x1024"))
+    assert (empty.candidates, empty.chosen, empty.estimate) == ((), None, None)
+
+
+class _Named:
+    """Enough of a provider for the router (it never sends)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+# --- outcomes: one value per attempt, reported once ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "synchronous", "outcome"),
+    [
+        (imgkit.RequestError("refused", sent=False), False, Failover("connect_error")),
+        (imgkit.RequestError("reset", sent=True), False, Unknown("unknown_outcome")),
+        (imgkit.RequestError("timeout", sent=True), True, Unknown("unknown_outcome")),
+        (imgkit.APIError(503, "service_unavailable", "busy"), False, Failover("http_503")),
+        (imgkit.APIError(500, "internal_error", "oops"), False, Unknown("unknown_outcome")),
+        (imgkit.APIError(500, "internal_error", "oops"), True, Failover("http_500")),
+        (imgkit.APIError(429, "rate_limit_exceeded", "slow"), False, Failover("rate_limited")),
+        (imgkit.APIError(429, "insufficient_quota", "no money"), True, Served()),
+        (imgkit.APIError(400, "invalid_request", "bad size"), False, Served()),
+    ],
+)
+def test_submit_outcome(exc: Exception, synchronous: bool, outcome: Outcome) -> None:
+    assert submit_outcome(exc, synchronous=synchronous) == outcome
+
+
+@pytest.mark.parametrize(
+    ("changes", "outcome"),
+    [
+        ({"status": "completed", "submitted_at": 100.0, "completed_at": 103.5}, Served(3.5)),
+        ({"status": "unknown"}, Unknown("unknown_outcome")),
+        ({"status": "unknown", "error_code": "internal_error"}, Unknown("internal_error")),
+        ({"status": "failed", "error_code": "service_unavailable"}, Failover("service_unavailable")),
+        ({"status": "failed", "error_code": "generation_timeout"}, Failover("generation_timeout")),
+        ({"status": "failed", "error_code": "content_policy_violation"}, Served()),
+        ({"status": "failed", "error_code": "quota_exceeded"}, Served()),
+    ],
+)
+def test_run_outcome(changes: dict[str, Any], outcome: Outcome) -> None:
+    record = RunRecord(run_id="r", provider="p", model="gpt-image-1", prompt="x", size="1024x1024",
+                       quality="low", n=1, **changes)
+    assert run_outcome(record) == outcome
+
+
+def test_report_feeds_the_breaker_one_outcome() -> None:
+    router = Router([Endpoint.of(_Named("a"))], policy=BreakerPolicy(failure_threshold=2))
+    breaker = router.breaker("a")
+    ticket = router.acquire("a")
+    assert ticket is not None
+    router.report(ticket, Served(2.0))
+    router.report(ticket, Unknown("unknown_outcome"))
+    assert breaker.state == "closed"
+    router.report(ticket, Failover("http_503"))
+    assert breaker.state == "open" and breaker.last_error == "http_503"
+    assert breaker.stats()["latency_s"] == 2.0

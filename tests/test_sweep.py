@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import imgkit
+from imgkit.request import JobEvent
 
 from .conftest import FAST_POLL, TEST_KEY, sandbox_tasks
 
@@ -120,3 +121,17 @@ def test_per_minute_limit_spaces_submissions(session: imgkit.Session, sandbox_ur
     imgkit.sweep([f"r{i}" for i in range(4)], quality="low", per_minute=240, progress=False)
     created = sorted(t["created"] for t in sandbox_tasks(sandbox_url)[start:])
     assert created[-1] - created[0] >= 0.5
+
+
+def test_a_sweep_slot_is_given_back_before_the_downloads(session: imgkit.Session) -> None:
+    # concurrency=1: the next run is sent as soon as the service is done with the first one,
+    # while the first one's results are still downloading and being stored.
+    events: list[JobEvent] = []
+    out = session.sweep(["a fox", "a lighthouse"], quality="low", concurrency=1, confirm=True, progress=False,
+                        on_event=events.append)
+    assert len(out.completed) == 2
+    steps = [(e.run_id, e.status) for e in events]
+    first = next(run_id for run_id, status in steps if status == "submitting")
+    second = next(run_id for run_id, status in steps if status == "submitting" and run_id != first)
+    assert steps.index((first, "downloading")) < steps.index((second, "submitting"))
+    assert steps.index((second, "submitting")) < steps.index((first, "completed"))

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from imgkit.errors import APIError, RequestError
-from imgkit.providers._http import fetch_capped, host_of
+from imgkit.providers._http import fetch_capped, request_error, same_origin
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import (
     Completed,
@@ -50,6 +50,11 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (fields may hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _progress(value: Any) -> int:
     number = _number(value)
     return 0 if number is None else max(0, min(100, int(number)))
@@ -76,7 +81,7 @@ def parse_task(body: Any) -> TaskSnapshot:
         urls = tuple(u for u in results if isinstance(u, str)) if isinstance(results, list) else ()
         status = Completed(results=urls)
     elif status_text in ("failed", "cancelled", "canceled"):
-        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        err = _object(body.get("error"))
         default = "request_cancelled" if status_text != "failed" else "unknown_error"
         code = str(err.get("code") or default)
         status = Failed(code=code, message=str(err.get("message") or status_text), progress=progress)
@@ -86,8 +91,8 @@ def parse_task(body: Any) -> TaskSnapshot:
         if status_text != "processing":
             log.warning("task %s has an unknown status %r; reading it as processing", body["id"], status_text)
         status = Processing(progress=progress)
-    info = body.get("task_info") if isinstance(body.get("task_info"), dict) else {}
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    info = _object(body.get("task_info"))
+    usage = _object(body.get("usage"))
     charged = None
     for key in ("credits_charged", "credits_used", "credits_consumed"):
         if key in usage:
@@ -166,15 +171,8 @@ class GatewayProvider:
 
     def _own_origin(self, url: str) -> bool:
         """Whether ``url`` is on the service's own scheme, host and port (the only places the
-        key may go); ``https://api.evolink.ai.evil.com`` merely starts like the API host."""
-        try:
-            origin = httpx.URL(url)
-            return any(
-                (origin.scheme, origin.host, origin.port) == (own.scheme, own.host, own.port)
-                for own in (httpx.URL(self.base_url), httpx.URL(self.files_url))
-            )
-        except (httpx.InvalidURL, ValueError, TypeError):
-            return False
+        key may go)."""
+        return same_origin(url, (self.base_url, self.files_url))
 
     def _scrub(self, content: bytes) -> bytes:
         """The body with the key masked, in case the service echoes the token it was sent."""
@@ -187,17 +185,9 @@ class GatewayProvider:
     async def _send(self, method: str, url: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
         try:
             response = await self._client.request(method, url, headers=self._headers() if auth else None, **kwargs)
-        except httpx.ConnectError as exc:
-            raise RequestError(f"could not connect to {host_of(url)}: {type(exc).__name__}", sent=False) from None
-        except httpx.ConnectTimeout:
-            raise RequestError(f"timed out connecting to {host_of(url)}", sent=False) from None
-        except httpx.InvalidURL:
-            raise RequestError(f"invalid URL for {host_of(url)}; nothing was sent", sent=False) from None
-        except httpx.TimeoutException as exc:
-            raise RequestError(f"{type(exc).__name__} waiting for {host_of(url)}", sent=True) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             # Transport errors, and an answer whose body cannot be decoded (DecodingError).
-            raise RequestError(f"{type(exc).__name__} talking to {host_of(url)}", sent=True) from None
+            raise request_error(exc, url) from None
         if response.status_code >= 400:
             raise APIError.from_parts(response.status_code, self._scrub(response.content), response.headers.items())
         return response
@@ -256,8 +246,8 @@ class GatewayProvider:
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             return None
-        token = data.get("token") if isinstance(data.get("token"), dict) else {}
-        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        token = _object(data.get("token"))
+        user = _object(data.get("user"))
         source = token if not token.get("unlimited_credits") and "remaining_credits" in token else user
         remaining = _number(source.get("remaining_credits"))
         if remaining is None:

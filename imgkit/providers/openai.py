@@ -41,7 +41,7 @@ import httpx
 
 from imgkit.errors import APIError, DownloadError, RequestError
 from imgkit.pricing import TokenPriceSheet, get_sheet
-from imgkit.providers._http import fetch_capped, host_of
+from imgkit.providers._http import fetch_capped, request_error, same_origin
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
 
@@ -104,7 +104,7 @@ def parse_images_response(body: Any) -> ParsedImages:
                 raise APIError(200, "invalid_response", f"image {index} is not valid base64") from None
         elif isinstance(item.get("url"), str):
             urls.append(item["url"])
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage: dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
     meta = {k: v for k, v in body.items() if k != "data"}
     return ParsedImages(images, urls, usage, meta)
 
@@ -212,18 +212,10 @@ class OpenAIProvider:
         self._held = 0
 
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        host = host_of(url)
         try:
             response = await self._client.request(method, url, headers=self._headers(), **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise RequestError(f"could not connect to {host}: {type(exc).__name__}", sent=False) from None
-        except (httpx.WriteError, httpx.WriteTimeout) as exc:
-            # The request was not completely written, so the service never had all of it.
-            raise RequestError(f"{type(exc).__name__} sending to {host}", sent=False) from None
-        except httpx.TimeoutException as exc:
-            raise RequestError(f"{type(exc).__name__} waiting for {host}", sent=True) from None
-        except httpx.TransportError as exc:
-            raise RequestError(f"{type(exc).__name__} talking to {host}", sent=True) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise request_error(exc, url) from None
         if response.status_code >= 400:
             raise parse_error(response.status_code, response.content, response.headers.items())
         return response
@@ -307,7 +299,7 @@ class OpenAIProvider:
             if len(data) > max_bytes:
                 raise DownloadError(f"result is {len(data)} bytes, over the {max_bytes}-byte cap")
             return data
-        return await self._fetch(url, max_bytes, auth=url.startswith(self.base_url))
+        return await self._fetch(url, max_bytes, auth=same_origin(url, (self.base_url,)))
 
     async def upload(self, image: ReferenceImage) -> str:
         """References travel inside the edits request; a URL one is fetched now (and kept

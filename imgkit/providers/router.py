@@ -3,8 +3,8 @@ the request, failing over on outages only, with a circuit breaker per provider.
 
 The gateway promises that "if it's down, we automatically use the next cheapest available".
 imgkit does the same on the client side, across providers. The router only decides *where*;
-the engine does the sending, and asks :func:`failover_reason` whether a failure lets it try
-the next provider.
+the engine does the sending, and each attempt's :data:`Outcome` (from :func:`failover_reason`
+and the rules below) says whether the run may go to the next provider.
 
 **Order.** :meth:`Router.candidates` keeps the providers that support the request (model,
 size, ``n``, number of reference images) and orders them by the estimated USD price of the
@@ -50,6 +50,13 @@ success closes it, failure opens it again. Failures are outages and unknown outc
 user's own errors count as the provider answering. A rolling window of recent outcomes gives
 the error rate and the mean latency shown by :meth:`Router.table`.
 
+**One plan per run.** :meth:`Router.plan` turns a request into a :class:`RunPlan` once: the
+candidates in order, each with its provider and its estimate on its own price sheet, and the
+one the run goes to first. The session checks the budget and shows prices from that plan; the
+engine runs the same plan. How a provider did comes back as one :data:`Outcome`
+(:class:`Served`, :class:`Failover` or :class:`Unknown`), reported once per attempt with
+:meth:`Router.report`; :func:`submit_outcome` and :func:`run_outcome` derive it (pure).
+
 The engine reads two optional attributes of a provider: ``synchronous`` (default False) and
 ``kind``; the :class:`~imgkit.providers.base.Provider` protocol itself is unchanged.
 """
@@ -67,7 +74,7 @@ from typing import Any
 from imgkit.errors import APIError, ConfigError, RequestError, ValidationError
 from imgkit.pricing import Estimate, estimate
 from imgkit.providers.base import Provider
-from imgkit.request import MODELS, ImageRequest
+from imgkit.request import MODELS, ImageRequest, RunRecord
 
 __all__ = [
     "OUTAGE_TASK_CODES",
@@ -76,13 +83,20 @@ __all__ = [
     "Capabilities",
     "CircuitBreaker",
     "Endpoint",
+    "Failover",
+    "Outcome",
     "Router",
+    "RunPlan",
+    "Served",
     "Ticket",
+    "Unknown",
     "failover_reason",
     "is_unknown_outcome",
     "model_not_served",
     "outage_on_read",
+    "run_outcome",
     "single",
+    "submit_outcome",
 ]
 
 #: Task error codes that mean the provider failed, not the request [spec §3].
@@ -146,6 +160,69 @@ def outage_on_read(exc: Exception) -> bool:
     if isinstance(exc, RequestError):
         return True
     return isinstance(exc, APIError) and (exc.status == 429 or exc.status >= 500)
+
+
+# --- how a provider did with one run -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The provider answered: the run completed, or was refused for the user's own reasons
+    (a validation error, a content policy, ...). The breaker counts it as a success.
+
+    Attributes:
+        latency_s: how long a completed run took, for the provider table.
+    """
+
+    latency_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """The provider failed and nothing of the run is alive there: the next one may take it.
+
+    Attributes:
+        reason: the failover reason of the module's table (``connect_error``, a task code, ...).
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The provider failed in a way that may hide an accepted task: the run stays where it is
+    and is never resent. The breaker counts it as a failure.
+
+    Attributes:
+        reason: why (``unknown_outcome``, or the code the run ended with).
+    """
+
+    reason: str
+
+
+#: How one attempt on a provider went; :meth:`Router.report` hears it.
+Outcome = Served | Failover | Unknown
+
+
+def submit_outcome(exc: Exception, *, synchronous: bool) -> Outcome:
+    """The outcome of a create (or reference upload) that failed with ``exc`` (pure)."""
+    if is_unknown_outcome(exc, synchronous=synchronous):
+        return Unknown("unknown_outcome")
+    reason = failover_reason(exc, synchronous=synchronous)
+    return Served() if reason is None else Failover(reason)
+
+
+def run_outcome(record: RunRecord) -> Outcome:
+    """The outcome of a run that a provider accepted, from its terminal record (pure)."""
+    if record.status == "completed":
+        return Served(record.latency_s)
+    if record.status == "unknown":
+        return Unknown(record.error_code or "unknown_outcome")
+    if record.error_code in OUTAGE_TASK_CODES:
+        # The task is over and failed because of the provider: it cannot deliver or charge
+        # anything more, so the next provider may take the run.
+        return Failover(record.error_code)
+    return Served()
 
 
 # --- what a provider can do ----------------------------------------------------------------
@@ -230,6 +307,40 @@ class Candidate:
     @property
     def name(self) -> str:
         return self.endpoint.name
+
+    @property
+    def provider(self) -> Provider:
+        """The client that sends the run there."""
+        return self.endpoint.provider
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Where one run goes, decided once: the session prices and budgets it, the engine runs it.
+
+    Attributes:
+        request: the request.
+        candidates: the providers that can take it, cheapest first (see the module's order).
+        forced: every candidate's circuit was open when planned: all are tried anyway.
+        first: the index in ``candidates`` of the one the run goes to first (the first whose
+            circuit let runs through when planned).
+    """
+
+    request: ImageRequest
+    candidates: tuple[Candidate, ...]
+    forced: bool = False
+    first: int = 0
+
+    @property
+    def chosen(self) -> Candidate | None:
+        """The candidate the run goes to first, or None when no provider can take it."""
+        return self.candidates[self.first] if self.candidates else None
+
+    @property
+    def estimate(self) -> Estimate | None:
+        """The price the run is recorded at: the first candidate's, on its own sheet."""
+        chosen = self.chosen
+        return chosen.estimate if chosen is not None else None
 
 
 # --- the circuit breaker ---------------------------------------------------------------------
@@ -434,19 +545,14 @@ class Router:
                 out.append(f"{endpoint.name} {why}")
         return out
 
-    def plan(self, request: ImageRequest) -> tuple[list[Candidate], bool]:
-        """The candidates, and whether to ignore the breakers (every circuit is open)."""
-        cands = self.candidates(request)
-        forced = bool(cands) and not any(self._breakers[c.name].available() for c in cands)
-        return cands, forced
-
-    def preview(self, request: ImageRequest) -> Candidate | None:
-        """The provider a run would go to first now (for its estimate), or None."""
-        cands, forced = self.plan(request)
-        for cand in cands:
-            if forced or self._breakers[cand.name].available():
-                return cand
-        return None
+    def plan(self, request: ImageRequest) -> RunPlan:
+        """The run's plan: the candidates in order, whether to ignore the breakers (every
+        circuit is open), and the one the run goes to first now."""
+        cands = tuple(self.candidates(request))
+        open_ = [not self._breakers[c.name].available() for c in cands]
+        forced = bool(cands) and all(open_)
+        first = 0 if forced else next((i for i, closed in enumerate(open_) if not closed), 0)
+        return RunPlan(request, cands, forced, first)
 
     def check(self, request: ImageRequest) -> None:
         """Raise ValidationError when no configured provider can take ``request``."""
@@ -466,11 +572,12 @@ class Router:
         granted = self._breakers[name].acquire(force=force)
         return None if granted is None else Ticket(name, probe=granted == "probe")
 
-    def success(self, ticket: Ticket, latency: float | None = None) -> None:
-        self._breakers[ticket.name].success(ticket, latency)
-
-    def failure(self, ticket: Ticket, reason: str) -> None:
-        self._breakers[ticket.name].failure(reason, ticket)
+    def report(self, ticket: Ticket, outcome: Outcome) -> None:
+        """Tell the provider's breaker how the run it let through went."""
+        if isinstance(outcome, Served):
+            self._breakers[ticket.name].success(ticket, outcome.latency_s)
+        else:
+            self._breakers[ticket.name].failure(outcome.reason, ticket)
 
     # --- showing ---------------------------------------------------------------------------
 
