@@ -754,10 +754,6 @@ class Session:
     def _estimate_or_none(self, request: ImageRequest) -> Estimate | None:
         return self._plan(request, running=True).estimate
 
-    def quote(self, request: ImageRequest) -> Estimate | None:
-        """The estimate a run of ``request`` will be recorded at (its first provider's)."""
-        return self._estimate_or_none(request)
-
     def providers(self) -> pd.DataFrame:
         """The providers as a small table: name, kind, base URL, price sheet, the price of a
         reference request (one medium square gpt-image-1 image) in USD and credits, circuit
