@@ -12,6 +12,7 @@ Without ``EVOLINK_API_KEY`` everything runs against the built-in sandbox. Heavy 
 
 from imgkit.analysis import image_stats
 from imgkit.comparison import compare, tier_value
+from imgkit.config import Budget, ProviderConfig
 from imgkit.engine import PollPolicy, RetryPolicy
 from imgkit.errors import (
     APIError,
@@ -27,14 +28,9 @@ from imgkit.errors import (
 from imgkit.pricing import Estimate, PriceSheet, TokenPriceSheet, price_sheets, register_price_sheet
 from imgkit.reports import report
 from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
+from imgkit.results import Cost, GenerationResult, SweepPlan, SweepResult
 from imgkit.session import (
-    Budget,
-    Cost,
-    GenerationResult,
-    ProviderConfig,
     Session,
-    SweepPlan,
-    SweepResult,
     agenerate,
     aresume,
     asweep,

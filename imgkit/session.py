@@ -10,23 +10,21 @@ of a process share one HTTP connection pool, one concurrency limit and one ledge
 from __future__ import annotations
 
 import asyncio
-import base64
-import concurrent.futures
 import contextlib
-import datetime as dt
-import html
 import itertools
 import logging
-import os
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from imgkit._loop import LOOP as _LOOP
+from imgkit._loop import call_on as _call_on
+from imgkit._loop import running_loop as _running_loop
+from imgkit.config import Budget, ProviderConfig, resolve_providers
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, hold_slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError
 from imgkit.ledger import Ledger
@@ -42,23 +40,17 @@ from imgkit.providers.router import (
     Endpoint,
     Router,
 )
-from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord, Secret
+from imgkit.request import DEFAULT_MODEL, ImageRequest, RunRecord, Secret
+from imgkit.results import GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
 if TYPE_CHECKING:
     import pandas as pd
-    from PIL.Image import Image
 
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
-    "Budget",
-    "Cost",
-    "GenerationResult",
-    "ProviderConfig",
     "Session",
-    "SweepPlan",
-    "SweepResult",
     "agenerate",
     "aresume",
     "asweep",
@@ -75,73 +67,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("imgkit")
-T = TypeVar("T")
-
-SANDBOX_URL = "http://sandbox"
-KEY_ENV = "EVOLINK_API_KEY"
-OPENAI_KEY_ENV = "OPENAI_API_KEY"
-#: The providers file in the data directory (``$IMGKIT_HOME/providers.toml``).
-PROVIDERS_FILE = "providers.toml"
-LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
-DEFAULT_KEY_ENVS = {"gateway": KEY_ENV, "openai": OPENAI_KEY_ENV}
-
-
-# --- the private loop --------------------------------------------------------------------
-
-
-class _LoopThread:
-    """One daemon thread running an event loop for all of imgkit's I/O."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._thread is None or not self._thread.is_alive():
-                ready = threading.Event()
-                loop = asyncio.new_event_loop()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    ready.set()
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=main, name="imgkit-loop", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-    def in_loop_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the private loop and wait for it (blocking the caller)."""
-        if self.in_loop_thread():
-            coro.close()
-            raise RuntimeError("imgkit's sync functions cannot be called from its own loop; await the a* form")
-        future = self.submit(coro)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            # Ctrl-C / the notebook's stop button: cancel the work, keep what the ledger has.
-            future.cancel()
-            raise
-
-    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the private loop from any other loop."""
-        if self.in_loop_thread():
-            return await coro
-        return await asyncio.wrap_future(self.submit(coro))
-
-
-_LOOP = _LoopThread()
 
 
 class _Unbounded(asyncio.Semaphore):
@@ -155,307 +80,6 @@ class _Unbounded(asyncio.Semaphore):
 
 
 _UNBOUNDED = _Unbounded()
-
-
-def _call_on(loop: asyncio.AbstractEventLoop | None, handler: EventHandler | None) -> EventHandler | None:
-    """Deliver events to ``handler`` on ``loop`` (the caller's), or directly when None."""
-    if handler is None or loop is None:
-        return handler
-
-    def deliver(event: JobEvent) -> None:
-        if loop.is_closed():
-            return
-        loop.call_soon_threadsafe(handler, event)
-
-    return deliver
-
-
-# --- results -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What a run cost: the estimate (with its price sheet) and what the service reserved or
-    charged."""
-
-    credits: float | None
-    usd: float | None
-    cny: float | None
-    sheet: str | None
-    credits_reserved: float | None
-    credits_charged: float | None
-
-    def __str__(self) -> str:
-        if self.credits is None:
-            return "cost unknown"
-        text = f"{self.credits:g} credits (${self.usd:.4f}, ¥{self.cny:.4f}; {self.sheet})"
-        if self.credits_reserved is not None:
-            text += f", service reserved {self.credits_reserved:g}"
-        return text
-
-
-class GenerationResult:
-    """The outcome of one run: its images, files, cost and ledger record.
-
-    In a notebook it displays as a gallery of thumbnails with the prompt, size, tier, cost
-    and latency.
-    """
-
-    def __init__(self, record: RunRecord, data_dir: Path) -> None:
-        self.record = record
-        self._data_dir = data_dir
-        self._images: list[Image] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    @property
-    def status(self) -> str:
-        return self.record.status
-
-    @property
-    def paths(self) -> list[Path]:
-        """The image files on disk."""
-        return [self._data_dir / p for p in self.record.files]
-
-    @property
-    def thumbnails(self) -> list[Path]:
-        return [self._data_dir / p for p in self.record.thumbs]
-
-    @property
-    def images(self) -> list[Image]:
-        """The images as PIL images (loaded on first use)."""
-        if self._images is None:
-            from PIL import Image as PILImage
-
-            loaded = []
-            for path in self.paths:
-                with PILImage.open(path) as im:
-                    im.load()
-                    loaded.append(im.copy())
-            self._images = loaded
-        return self._images
-
-    @property
-    def cost(self) -> Cost:
-        r = self.record
-        return Cost(r.est_credits, r.est_usd, r.est_cny, r.price_sheet, r.credits_reserved, r.credits_charged)
-
-    @property
-    def latency_s(self) -> float | None:
-        return self.record.latency_s
-
-    def __repr__(self) -> str:
-        r = self.record
-        latency = f"{r.latency_s:.1f}s" if r.latency_s is not None else "-"
-        return (
-            f"<GenerationResult {r.run_id} {r.status} via {r.provider} {r.quality} {r.size} n={r.n} "
-            f"images={len(r.files)} cost={self.cost.credits} credits latency={latency}>"
-        )
-
-    def _repr_html_(self) -> str:
-        r = self.record
-        cells = []
-        for thumb in self.thumbnails:
-            try:
-                data = base64.b64encode(thumb.read_bytes()).decode()
-            except OSError:
-                continue
-            cells.append(
-                f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(r.prompt[:80])}" '
-                'style="max-width:200px;max-height:200px;margin:2px;border-radius:4px">'
-            )
-        latency = f"{r.latency_s:.1f} s" if r.latency_s is not None else "-"
-        usd = f" (${r.est_usd:.4f})" if r.est_usd is not None else ""
-        status = html.escape(r.status)
-        if r.error_code:
-            status += f": {html.escape(r.error_code)}"
-        fallback = ""
-        if r.providers_tried:
-            tried = ", ".join(f"{t.get('provider')}: {t.get('reason')}" for t in r.providers_tried)
-            fallback = f" (after {html.escape(tried)})"
-        caption = (
-            f"<b>{html.escape(r.prompt[:200])}</b><br>{html.escape(r.size)} · {html.escape(r.quality)}"
-            f" · n={r.n} · {r.est_credits if r.est_credits is not None else '?'} credits{usd}"
-            f" · {latency} · {status} · via {html.escape(r.provider)}{fallback}"
-            f" · <code>{html.escape(r.run_id)}</code>"
-        )
-        return f'<div class="imgkit-result"><div>{"".join(cells)}</div><div style="font-size:90%">{caption}</div></div>'
-
-
-# --- budgets -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """A spending limit, checked against the ledger before every submission.
-
-    Attributes:
-        credits: the most credits runs may commit in one period.
-        per: ``"day"`` or ``"month"`` (local calendar), or None for all time.
-    """
-
-    credits: float
-    per: str | None = None
-
-    def __post_init__(self) -> None:
-        from imgkit.errors import ValidationError
-
-        if isinstance(self.credits, bool) or not isinstance(self.credits, int | float) or self.credits < 0:
-            raise ValidationError("credits", self.credits, "a number of credits >= 0")
-        if self.per not in (None, "day", "month"):
-            raise ValidationError("per", self.per, '"day", "month" or None')
-
-    def period_start(self, now: float | None = None) -> float | None:
-        """Unix time at which the current period began (None: all time)."""
-        if self.per is None:
-            return None
-        local = dt.datetime.fromtimestamp(time.time() if now is None else now).astimezone()
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.per == "month":
-            start = start.replace(day=1)
-        return start.timestamp()
-
-    def __str__(self) -> str:
-        return f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
-
-
-# --- providers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """One provider a user has: an entry of ``configure(providers=[...])`` or of
-    ``$IMGKIT_HOME/providers.toml``.
-
-    Attributes:
-        name: its name in the ledger and the provider table (unique).
-        kind: ``gateway`` (the async task API) or ``openai`` (OpenAI's Images API, or any
-            OpenAI-compatible base URL).
-        api_key: the key (masked).
-        base_url: the API root (``.../v1`` for the openai kind).
-        files_url: the gateway's file API host, when it differs from ``base_url``.
-        price_sheet: the sheet that prices its runs (default: the session's sheet for a
-            gateway, ``openai-tokens-2026-11`` for openai).
-        models: the models it serves (default: every model for a gateway, gpt-image-1 for
-            openai).
-        timeout: seconds per request (default: the session's; at least 300 s for openai,
-            whose answer waits for the images).
-        sandbox: served by the in-process sandbox (no key needed).
-    """
-
-    name: str
-    kind: str
-    api_key: Secret
-    base_url: str
-    files_url: str | None = None
-    price_sheet: str | None = None
-    models: tuple[str, ...] | None = None
-    timeout: float | None = None
-    sandbox: bool = False
-
-    _KEYS = frozenset(
-        {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
-         "sandbox"}
-    )
-
-    @classmethod
-    def from_mapping(cls, entry: Mapping[str, Any] | ProviderConfig, *, source: str = "providers") -> ProviderConfig:
-        """Check one entry. Keys come from ``api_key``, else the environment variable named
-        by ``api_key_env``, else the kind's usual variable (``EVOLINK_API_KEY``,
-        ``OPENAI_API_KEY``). A file may only name variables: no secret is written to disk.
-        """
-        if isinstance(entry, ProviderConfig):
-            return entry
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{source}: each provider is a mapping of settings, not {type(entry).__name__}")
-        unknown = sorted(set(entry) - cls._KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: unknown provider settings {unknown}; known: {sorted(cls._KEYS)}")
-        kind = str(entry.get("kind", "gateway"))
-        sandbox = bool(entry.get("sandbox", False))
-        if kind == "sandbox":
-            kind, sandbox = "gateway", True
-        if kind not in LIVE_URLS:
-            raise ConfigError(f"{source}: provider kind {kind!r} is not one of gateway, openai, sandbox")
-        name = str(entry.get("name") or ("sandbox" if sandbox and kind == "gateway" else kind))
-        from_file = source.endswith(".toml")
-        if "api_key" in entry and from_file:
-            raise ConfigError(
-                f"{source}: provider {name!r} has an api_key; files must not hold keys. "
-                f'Name the environment variable instead: api_key_env = "{DEFAULT_KEY_ENVS[kind]}"'
-            )
-        key: Secret | None = None
-        given = entry.get("api_key")
-        if isinstance(given, Secret):
-            key = given
-        elif given:
-            key = Secret(str(given))
-        elif sandbox:
-            key = Secret("sk-sandbox")
-        else:
-            env = str(entry.get("api_key_env") or DEFAULT_KEY_ENVS[kind])
-            value = os.environ.get(env)
-            if not value:
-                raise ConfigError(f"{source}: provider {name!r} has no API key: set ${env} (or give api_key_env)")
-            key = Secret(value)
-        if sandbox:
-            base_url = SANDBOX_URL + ("/openai/v1" if kind == "openai" else "")
-        else:
-            base_url = str(entry.get("base_url") or LIVE_URLS[kind]).rstrip("/")
-        sheet = entry.get("price_sheet")
-        if kind == "openai" and sheet is None:
-            sheet = "openai-tokens-2026-11"
-        if sheet is not None:
-            sheet = get_sheet(str(sheet)).name  # an unknown sheet fails here, not mid-run
-        models = entry.get("models")
-        timeout = entry.get("timeout")
-        return cls(
-            name=name,
-            kind=kind,
-            api_key=key,
-            base_url=base_url,
-            files_url=entry.get("files_url"),
-            price_sheet=sheet,
-            models=tuple(models) if models else None,
-            timeout=float(timeout) if timeout is not None else None,
-            sandbox=sandbox,
-        )
-
-
-def read_providers_file(path: str | Path) -> tuple[list[ProviderConfig], dict[str, Any]]:
-    """The providers and the ``[routing]`` settings of a TOML file such as::
-
-        [routing]
-        failure_threshold = 3   # consecutive failures that open a provider's circuit
-        cooldown = 60           # seconds before it is probed again
-
-        [[providers]]
-        name = "evolink"
-        kind = "gateway"
-        api_key_env = "EVOLINK_API_KEY"
-
-        [[providers]]
-        name = "openai"
-        kind = "openai"
-        api_key_env = "OPENAI_API_KEY"
-    """
-    import tomllib
-
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    entries = data.get("providers", [])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: needs at least one [[providers]] table")
-    routing = data.get("routing", {})
-    if not isinstance(routing, dict) or set(routing) - {"failure_threshold", "cooldown"}:
-        raise ConfigError(f"{path}: [routing] takes failure_threshold and cooldown")
-    return [ProviderConfig.from_mapping(e, source=str(path)) for e in entries], dict(routing)
-
 
 # --- the session -------------------------------------------------------------------------
 
@@ -517,40 +141,10 @@ class Session:
         cooldown: float | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
-        routing: dict[str, Any] = {}
-        if providers is not None and (api_key, base_url, files_url, sandbox) != (None, None, None, None):
-            raise ConfigError(
-                "give either providers=[...] or api_key/base_url/files_url/sandbox (a single gateway), not both"
-            )
-        if providers is None and api_key is None and base_url is None and sandbox is None:
-            found = self.data_dir / PROVIDERS_FILE
-            if found.is_file():
-                providers = found
-        if isinstance(providers, str | Path):
-            configs, routing = read_providers_file(providers)
-        elif providers is not None:
-            configs = [ProviderConfig.from_mapping(e) for e in providers]
-            if not configs:
-                raise ConfigError("providers: give at least one provider")
-        else:
-            key = _secret(api_key) or _secret(os.environ.get(KEY_ENV))
-            if sandbox is None:
-                sandbox = key is None and base_url is None
-            if not sandbox and key is None:
-                raise ConfigError(
-                    f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
-                )
-            configs = [
-                ProviderConfig(
-                    name="sandbox" if sandbox else "gateway",
-                    kind="gateway",
-                    api_key=key if key is not None and not sandbox else Secret("sk-sandbox"),
-                    base_url=SANDBOX_URL if sandbox else (base_url or LIVE_URLS["gateway"]),
-                    files_url=files_url,
-                    sandbox=bool(sandbox),
-                )
-            ]
-        self._configs = tuple(configs)
+        self._configs, routing = resolve_providers(
+            api_key=api_key, base_url=base_url, files_url=files_url, sandbox=sandbox, providers=providers,
+            data_dir=self.data_dir,
+        )
         primary = self._configs[0]
         self.sandbox = all(c.sandbox for c in self._configs)
         self._key = primary.api_key
@@ -979,125 +573,6 @@ class Session:
             self._ledger = None
 
 
-def _secret(value: str | Secret | None) -> Secret | None:
-    """A key as a Secret, or None when there is none (empty counts as none)."""
-    if value is None or isinstance(value, Secret):
-        return value if value is None or value.reveal() else None
-    return Secret(value) if value.strip() else None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-
-# --- sweeps ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SweepPlan:
-    """The runs a sweep will make and what they are estimated to cost, before anything is
-    sent."""
-
-    requests: tuple[ImageRequest, ...]
-    estimates: tuple[Estimate | None, ...]
-    sheet: str
-
-    @property
-    def n_runs(self) -> int:
-        return len(self.requests)
-
-    @property
-    def n_images(self) -> int:
-        return sum(r.n for r in self.requests)
-
-    def _total(self, attr: str) -> float:
-        return round(sum(getattr(e, attr) for e in self.estimates if e is not None), 5)
-
-    @property
-    def credits(self) -> float:
-        return self._total("credits")
-
-    @property
-    def usd(self) -> float:
-        return self._total("usd")
-
-    @property
-    def cny(self) -> float:
-        return self._total("cny")
-
-    def __str__(self) -> str:
-        unpriced = sum(e is None for e in self.estimates)
-        text = (
-            f"sweep: {self.n_runs} runs, {self.n_images} images, estimated {self.credits:.10g} credits "
-            f"(${self.usd:.4f}, ¥{self.cny:.4f}; price sheet {self.sheet})"
-        )
-        if unpriced:
-            text += f"; {unpriced} runs have no price on this sheet"
-        return text
-
-    def _repr_html_(self) -> str:
-        return f"<p><b>{html.escape(str(self))}</b></p>"
-
-
-class SweepResult:
-    """The runs of a sweep: completed, failed and those the budget refused (never sent)."""
-
-    def __init__(
-        self,
-        plan: SweepPlan,
-        sweep_id: str,
-        results: list[GenerationResult],
-        refused: list[tuple[ImageRequest, str]],
-        session: Session,
-    ) -> None:
-        self.plan = plan
-        self.sweep_id = sweep_id
-        self.results = results
-        self.refused = refused
-        self._session = session
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [r.run_id for r in self.results]
-
-    @property
-    def completed(self) -> list[GenerationResult]:
-        return [r for r in self.results if r.status == "completed"]
-
-    @property
-    def failed(self) -> list[GenerationResult]:
-        return [r for r in self.results if r.status != "completed"]
-
-    def runs(self) -> pd.DataFrame:
-        """This sweep's rows of the ledger."""
-        df = self._session.runs()
-        return df[df["run_id"].isin(self.run_ids)].reset_index(drop=True)
-
-    def __repr__(self) -> str:
-        return (
-            f"<SweepResult {self.sweep_id}: {len(self.completed)} completed, {len(self.failed)} failed "
-            f"or unknown, {len(self.refused)} refused by the budget>"
-        )
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(r.record.prompt[:60])}</td><td>{r.record.quality}</td><td>{r.record.size}</td>"
-            f"<td>{html.escape(r.record.provider)}</td>"
-            f"<td>{r.status}</td><td>{r.record.est_credits if r.record.est_credits is not None else '-'}</td>"
-            f"<td>{'-' if r.latency_s is None else f'{r.latency_s:.1f}'}</td></tr>"
-            for r in self.results
-        )
-        head = (
-            "<tr><th>prompt</th><th>quality</th><th>size</th><th>provider</th><th>status</th><th>est. credits</th>"
-            "<th>latency s</th></tr>"
-        )
-        return f"<p>{html.escape(repr(self))}</p><table>{head}{rows}</table>"
-
-
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
@@ -1332,4 +807,3 @@ def estimate(
     request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
     chosen = sheet or (_DEFAULT.price_sheet if _DEFAULT is not None else None)
     return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen)
-
