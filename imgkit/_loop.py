@@ -8,9 +8,19 @@ HTTP connection pool, one concurrency limit and one ledger writer. Widgets that 
 schedule on the kernel's loop when :func:`running_loop` finds one and fall back to
 ``LOOP.submit(coro)``.
 
+Each public verb is written once, as a coroutine function: its own steps (validating,
+planning, asking the user) run on the caller's thread, and its I/O goes through
+``LOOP.run_async``. The sync form drives that same coroutine with ``LOOP.drive(coro)``: the
+caller's steps still run on the caller's thread (where a notebook shows output and reads
+input), and each ``run_async`` blocks on the private loop instead of awaiting it.
+
 Example:
     >>> from imgkit._loop import LOOP, running_loop
     >>> LOOP.run(asyncio.sleep(0, "done"))
+    'done'
+    >>> async def verb():
+    ...     return await LOOP.run_async(asyncio.sleep(0, "done"))
+    >>> LOOP.drive(verb())
     'done'
 """
 
@@ -19,13 +29,33 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 __all__ = ["LOOP", "call_on", "running_loop"]
 
 T = TypeVar("T")
 E = TypeVar("E")
+
+
+class _Handoff:
+    """What a coroutine driven by :meth:`_LoopThread.drive` awaits: work for the private loop."""
+
+    __slots__ = ("coro",)
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+
+    def __await__(self) -> Generator[_Handoff, Any, Any]:
+        return (yield self)
+
+
+# How many sync calls are driving a verb on this thread (a sync verb may call another).
+_driving = threading.local()
+
+
+def _driven() -> bool:
+    return getattr(_driving, "depth", 0) > 0
 
 
 class _LoopThread:
@@ -75,10 +105,41 @@ class _LoopThread:
             raise
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the private loop from any other loop."""
+        """Await ``coro`` on the private loop from any other loop (or, under :meth:`drive`,
+        block on it)."""
         if self.in_loop_thread():
             return await coro
+        if _driven():
+            result: T = await _Handoff(coro)
+            return result
         return await asyncio.wrap_future(self.submit(coro))
+
+    def drive(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run an async verb from sync code and wait: its own steps on this thread, each
+        :meth:`run_async` on the private loop. This is how every sync verb wraps its async
+        form, so the two cannot drift apart."""
+        if self.in_loop_thread():
+            coro.close()
+            raise RuntimeError("imgkit's sync functions cannot be called from its own loop; await the a* form")
+        _driving.depth = getattr(_driving, "depth", 0) + 1
+        try:
+            value: Any = None
+            error: BaseException | None = None
+            while True:
+                try:
+                    step = coro.send(value) if error is None else coro.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                value, error = None, None
+                if not isinstance(step, _Handoff):
+                    coro.close()
+                    raise RuntimeError("a driven coroutine may only await imgkit's loop (LOOP.run_async)")
+                try:
+                    value = self.run(step.coro)
+                except BaseException as exc:  # KeyboardInterrupt too: the verb's finally blocks run
+                    error = exc
+        finally:
+            _driving.depth -= 1
 
 
 #: The private loop thread (started on first use).
@@ -86,7 +147,10 @@ LOOP = _LoopThread()
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The caller's running event loop, or None outside one."""
+    """The caller's running event loop, or None outside one (or while a sync call blocks it,
+    since then it could not run a callback before the call returns)."""
+    if _driven():
+        return None
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

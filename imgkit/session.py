@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from imgkit._loop import LOOP as _LOOP
 from imgkit._loop import call_on as _call_on
@@ -67,6 +67,64 @@ __all__ = [
 ]
 
 log = logging.getLogger("imgkit")
+
+# --- the options of each verb, declared once ---------------------------------------------
+#
+# The sync and async forms of a verb, on Session and as module functions, all take these
+# dictionaries' keys as keyword arguments (``**options: Unpack[...]``), so no parameter list
+# is written twice. A new request field goes into ImageRequest.build, RequestOptions and the
+# wire code; generate and sweep then both accept it.
+
+
+class RequestOptions(TypedDict, total=False):
+    """The fields of every run of a verb, besides its prompt, size and quality; the defaults
+    are :meth:`~imgkit.request.ImageRequest.build`'s."""
+
+    model: str
+    n: int
+    images: Iterable[Any] | None
+
+
+class GenerateOptions(RequestOptions, total=False):
+    """The options of :func:`generate` and :func:`agenerate` (documented there)."""
+
+    size: str
+    quality: str
+    tags: Iterable[str]
+    on_event: EventHandler | None
+    raise_on_error: bool
+
+
+class SweepGrid(RequestOptions, total=False):
+    """The runs of a sweep: every quality x size (x prompt), each with the same fields."""
+
+    quality: str | Iterable[str]
+    size: str | Iterable[str]
+
+
+class SweepOptions(SweepGrid, total=False):
+    """The options of :func:`sweep` and :func:`asweep` (documented there)."""
+
+    tags: Iterable[str]
+    concurrency: int | None
+    per_minute: float | None
+    confirm: bool | None
+    progress: bool
+    on_event: EventHandler | None
+
+
+#: The tiers and sizes a sweep tries when none are given.
+SWEEP_QUALITIES = ("low", "medium", "high")
+SWEEP_SIZES = ("1:1",)
+_FIELDS = frozenset(RequestOptions.__annotations__)
+
+
+def _check_options(given: Mapping[str, Any], declared: type) -> None:
+    """Refuse keyword arguments a verb does not declare, as Python does for named ones."""
+    unknown = sorted(set(given) - set(declared.__annotations__))
+    if unknown:
+        known = ", ".join(sorted(declared.__annotations__))
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}; the options are: {known}")
 
 
 class _Unbounded(asyncio.Semaphore):
@@ -277,25 +335,19 @@ class Session:
 
     # --- async API ---------------------------------------------------------------------
 
-    async def agenerate(
-        self,
-        prompt: str,
-        *,
-        size: str = "1:1",
-        quality: str = "medium",
-        n: int = 1,
-        images: Iterable[Any] | None = None,
-        model: str = DEFAULT_MODEL,
-        tags: Iterable[str] = (),
-        on_event: EventHandler | None = None,
-        raise_on_error: bool = True,
-    ) -> GenerationResult:
-        """Generate images without blocking; see :func:`generate`."""
-        request = ImageRequest.build(prompt, model=model, size=size, quality=quality, n=n, images=images)
-        caller = _running_loop()
+    async def agenerate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Generate images without blocking; see :func:`generate` for the options."""
+        _check_options(options, GenerateOptions)
+        fields = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        request = ImageRequest.build(prompt, **fields)
+        on_event = _call_on(_running_loop(), options.get("on_event"))
         return await _LOOP.run_async(
-            self._run(request, tuple(tags), _call_on(caller, on_event), raise_on_error)
+            self._run(request, tuple(options.get("tags", ())), on_event, options.get("raise_on_error", True))
         )
+
+    def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Generate images and wait for them; see :func:`generate`."""
+        return _LOOP.drive(self.agenerate(prompt, **options))
 
     async def _run(
         self,
@@ -379,6 +431,10 @@ class Session:
         caller = _running_loop()
         return await _LOOP.run_async(self._resume(_call_on(caller, on_event)))
 
+    def resume(self, *, on_event: EventHandler | None = None) -> list[GenerationResult]:
+        """Finish every run an earlier process left unfinished, and wait; see :func:`resume`."""
+        return _LOOP.drive(self.aresume(on_event=on_event))
+
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
         engine = self.engine
         # Runs this process is still working on are not unfinished, only busy: following them
@@ -402,24 +458,25 @@ class Session:
         """The credits balance the service reports."""
         return await _LOOP.run_async(self.engine.provider.balance())
 
+    def balance(self) -> Balance | None:
+        """The credits balance the service reports (waits for the answer)."""
+        return _LOOP.drive(self.abalance())
+
 
     # --- sweeps ------------------------------------------------------------------------
 
-    def plan_sweep(
-        self,
-        prompts: str | Iterable[str],
-        *,
-        quality: str | Iterable[str] = ("low", "medium", "high"),
-        size: str | Iterable[str] = ("1:1",),
-        n: int = 1,
-        model: str = DEFAULT_MODEL,
-        images: Iterable[Any] | None = None,
-    ) -> SweepPlan:
-        """Validate every run of the cross product prompts x quality x size and price it."""
-        refs = list(images) if images is not None else None
+    def plan_sweep(self, prompts: str | Iterable[str], **grid: Unpack[SweepGrid]) -> SweepPlan:
+        """Validate every run of the cross product prompts x quality x size and price it;
+        see :func:`sweep` for the options."""
+        _check_options(grid, SweepGrid)
+        fixed: dict[str, Any] = {k: v for k, v in grid.items() if k in _FIELDS}
+        if fixed.get("images") is not None:
+            fixed["images"] = list(fixed["images"])  # one iterable, read once for every run
+        qualities = _as_tuple(grid.get("quality", SWEEP_QUALITIES))
+        sizes = _as_tuple(grid.get("size", SWEEP_SIZES))
         requests = tuple(
-            ImageRequest.build(p, model=model, size=sz, quality=q, n=n, images=refs)
-            for p, q, sz in itertools.product(_as_tuple(prompts), _as_tuple(quality), _as_tuple(size))
+            ImageRequest.build(p, size=sz, quality=q, **fixed)
+            for p, q, sz in itertools.product(_as_tuple(prompts), qualities, sizes)
         )
         if not requests:
             from imgkit.errors import ValidationError
@@ -443,30 +500,24 @@ class Session:
             return
         raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
 
-    async def asweep(
-        self,
-        prompts: str | Iterable[str],
-        *,
-        quality: str | Iterable[str] = ("low", "medium", "high"),
-        size: str | Iterable[str] = ("1:1",),
-        n: int = 1,
-        model: str = DEFAULT_MODEL,
-        images: Iterable[Any] | None = None,
-        tags: Iterable[str] = (),
-        concurrency: int | None = None,
-        per_minute: float | None = None,
-        confirm: bool | None = None,
-        progress: bool = True,
-        on_event: EventHandler | None = None,
-    ) -> SweepResult:
-        """Run a sweep without blocking; see :func:`sweep`."""
-        plan = self.plan_sweep(prompts, quality=quality, size=size, n=n, model=model, images=images)
+    async def asweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+        """Run a sweep without blocking; see :func:`sweep` for the options."""
+        _check_options(options, SweepOptions)
+        grid: dict[str, Any] = {k: v for k, v in options.items() if k in SweepGrid.__annotations__}
+        plan = self.plan_sweep(prompts, **grid)
         _announce(str(plan))
-        self._confirm(plan, confirm)
-        caller = _running_loop()
+        self._confirm(plan, options.get("confirm"))
+        on_event = _call_on(_running_loop(), options.get("on_event"))
         return await _LOOP.run_async(
-            self._sweep(plan, tuple(tags), concurrency, per_minute, progress, _call_on(caller, on_event))
+            self._sweep(
+                plan, tuple(options.get("tags", ())), options.get("concurrency"), options.get("per_minute"),
+                options.get("progress", True), on_event,
+            )
         )
+
+    def sweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+        """Run a sweep and wait for it; see :func:`sweep`."""
+        return _LOOP.drive(self.asweep(prompts, **options))
 
     async def _sweep(
         self,
@@ -516,41 +567,7 @@ class Session:
         results = [r for r in outcomes if r is not None]
         return SweepResult(plan, sweep_id, results, refused, self)
 
-    def sweep(self, prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
-        """Run a sweep and wait for it; see :func:`sweep`."""
-        confirm = kwargs.pop("confirm", None)
-        on_event = kwargs.pop("on_event", None)
-        run_kwargs = {k: kwargs.pop(k) for k in ("tags", "concurrency", "per_minute", "progress") if k in kwargs}
-        plan = self.plan_sweep(prompts, **kwargs)
-        _announce(str(plan))
-        self._confirm(plan, confirm)
-        return _LOOP.run(
-            self._sweep(
-                plan,
-                tuple(run_kwargs.get("tags", ())),
-                run_kwargs.get("concurrency"),
-                run_kwargs.get("per_minute"),
-                run_kwargs.get("progress", True),
-                on_event,
-            )
-        )
-
-    # --- sync API ----------------------------------------------------------------------
-
-    def generate(self, prompt: str, **kwargs: Any) -> GenerationResult:
-        """Generate images and wait for them; see :func:`generate`."""
-        request_kwargs = {k: kwargs.pop(k) for k in ("size", "quality", "n", "images", "model") if k in kwargs}
-        request = ImageRequest.build(prompt, **request_kwargs)
-        return _LOOP.run(
-            self._run(request, tuple(kwargs.pop("tags", ())), kwargs.pop("on_event", None),
-                      kwargs.pop("raise_on_error", True))
-        )
-
-    def resume(self, *, on_event: EventHandler | None = None) -> list[GenerationResult]:
-        return _LOOP.run(self._resume(on_event))
-
-    def balance(self) -> Balance | None:
-        return _LOOP.run(self.engine.provider.balance())
+    # --- the ledger, prices and closing ------------------------------------------------
 
     def runs(self) -> pd.DataFrame:
         """Every run in this session's ledger as a typed DataFrame."""
@@ -641,89 +658,54 @@ def login(prompt: str = "EvoLink API key: ", **settings: Any) -> Session:
     return configure(api_key=key, **settings)
 
 
-def generate(
-    prompt: str,
-    *,
-    size: str = "1:1",
-    quality: str = "medium",
-    n: int = 1,
-    images: Iterable[Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    tags: Iterable[str] = (),
-    on_event: EventHandler | None = None,
-    raise_on_error: bool = True,
-) -> GenerationResult:
+def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
     """Generate images and wait for them.
 
     Args:
         prompt: what to draw (up to 2000 characters for gpt-image-1).
-        size: ``1:1``, ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
-        quality: ``low`` (0.26x), ``medium`` (1x) or ``high`` (3.91x); always sent, since the
-            service's own default is high.
-        n: images in this run, 1-10.
+        size: ``1:1`` (default), ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
+        quality: ``low`` (0.26x), ``medium`` (1x, default) or ``high`` (3.91x); always sent,
+            since the service's own default is high.
+        n: images in this run, 1-10 (default 1).
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
-        model: ``gpt-image-1`` or a sibling from :data:`imgkit.MODELS`.
+        model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
         tags: labels kept in the ledger, for reports.
-        on_event: called with a :class:`JobEvent` at each status change.
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
-            complete (it is in the ledger either way); False returns the result instead.
+            complete (it is in the ledger either way); False returns the result instead
+            (default True).
 
     Example:
         >>> res = imgkit.generate("A beautiful colorful sunset over the ocean", size="3:2",
         ...                       quality="low", n=2)
         >>> res.paths, res.cost
     """
-    return get_session().generate(
-        prompt, size=size, quality=quality, n=n, images=images, model=model, tags=tags,
-        on_event=on_event, raise_on_error=raise_on_error,
-    )
+    return _LOOP.drive(get_session().agenerate(prompt, **options))
 
 
-async def agenerate(
-    prompt: str,
-    *,
-    size: str = "1:1",
-    quality: str = "medium",
-    n: int = 1,
-    images: Iterable[Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    tags: Iterable[str] = (),
-    on_event: EventHandler | None = None,
-    raise_on_error: bool = True,
-) -> GenerationResult:
-    """:func:`generate` without blocking: ``res = await imgkit.agenerate(...)``."""
-    return await get_session().agenerate(
-        prompt, size=size, quality=quality, n=n, images=images, model=model, tags=tags,
-        on_event=on_event, raise_on_error=raise_on_error,
-    )
+async def agenerate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+    """:func:`generate` without blocking, with the same options.
+
+    Example:
+        >>> res = await imgkit.agenerate("a red fox", quality="low")
+    """
+    return await get_session().agenerate(prompt, **options)
 
 
-def sweep(
-    prompts: str | Iterable[str],
-    *,
-    quality: str | Iterable[str] = ("low", "medium", "high"),
-    size: str | Iterable[str] = ("1:1",),
-    n: int = 1,
-    model: str = DEFAULT_MODEL,
-    images: Iterable[Any] | None = None,
-    tags: Iterable[str] = (),
-    concurrency: int | None = None,
-    per_minute: float | None = None,
-    confirm: bool | None = None,
-    progress: bool = True,
-) -> SweepResult:
+def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
     """Run every combination of prompts x quality x size, concurrently, and wait.
 
     Before anything is sent it states the total estimated cost. Above the session's
-    ``sweep_threshold`` or the remaining budget it asks (in a notebook or terminal) and
-    refuses elsewhere unless ``confirm=True``. Runs the budget refuses are listed in
-    ``result.refused`` and never sent.
+    ``sweep_threshold`` it asks (in a notebook or terminal) and elsewhere raises
+    :class:`~imgkit.errors.ConfirmationRequired` unless ``confirm=True``; above the remaining
+    budget it raises :class:`~imgkit.errors.BudgetExceeded`. Runs the budget refuses are
+    listed in ``result.refused`` and never sent.
 
     Args:
         prompts: one prompt or several.
-        quality: tiers to try.
-        size: sizes to try, either form.
+        quality: tiers to try (default ``("low", "medium", "high")``).
+        size: sizes to try, either form (default ``("1:1",)``).
         n: images per run.
         model: the model for every run.
         images: reference images for every run.
@@ -731,22 +713,25 @@ def sweep(
         concurrency: the most runs in flight (default: the session's).
         per_minute: the most images submitted per minute (upstream tiers can be as low as 5).
         confirm: True to skip the question; False to refuse without asking.
-        progress: show a progress bar (tqdm's notebook bar in Jupyter).
+        progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
+            any run.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
         ...                    size=["1:1", "3:2"])
         >>> out.runs().groupby("quality")["est_credits"].sum()
     """
-    return get_session().sweep(
-        prompts, quality=quality, size=size, n=n, model=model, images=images, tags=tags,
-        concurrency=concurrency, per_minute=per_minute, confirm=confirm, progress=progress,
-    )
+    return _LOOP.drive(get_session().asweep(prompts, **options))
 
 
-async def asweep(prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
-    """:func:`sweep` without blocking: ``out = await imgkit.asweep(...)``."""
-    return await get_session().asweep(prompts, **kwargs)
+async def asweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+    """:func:`sweep` without blocking, with the same options.
+
+    Example:
+        >>> out = await imgkit.asweep("a red fox", quality=["low", "high"], confirm=True)
+    """
+    return await get_session().asweep(prompts, **options)
 
 
 def budget(credits: float | None = None, per: str | None = None) -> Budget | None:
@@ -781,12 +766,19 @@ def providers() -> pd.DataFrame:
 
 
 def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
-    """Finish runs left unfinished by a restart or crash: poll their tasks, download results."""
-    return get_session().resume(on_event=on_event)
+    """Finish runs left unfinished by a restart or crash: poll their tasks, download results.
+
+    Args:
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
+
+    Example:
+        >>> done = imgkit.resume()
+    """
+    return _LOOP.drive(get_session().aresume(on_event=on_event))
 
 
 async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
-    """:func:`resume` without blocking."""
+    """:func:`resume` without blocking, with the same options."""
     return await get_session().aresume(on_event=on_event)
 
 
