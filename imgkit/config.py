@@ -13,8 +13,11 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import logging
 import os
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +31,15 @@ __all__ = [
     "DEFAULT_KEY_ENVS",
     "KEY_ENV",
     "LIVE_URLS",
+    "LOOPBACK_PLACEHOLDER_KEY",
     "OPENAI_KEY_ENV",
     "PROVIDERS_FILE",
     "SANDBOX_URL",
     "Budget",
     "ProviderConfig",
+    "check_url",
+    "display_url",
+    "is_loopback",
     "read_providers_file",
     "resolve_providers",
 ]
@@ -44,6 +51,64 @@ OPENAI_KEY_ENV = "OPENAI_API_KEY"
 PROVIDERS_FILE = "providers.toml"
 LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
 DEFAULT_KEY_ENVS = {"gateway": KEY_ENV, "openai": OPENAI_KEY_ENV}
+#: The key sent to a sandbox on this machine when no key is given (it takes any token). It
+#: is plainly not a key, so nothing real is ever sent where none was asked for.
+LOOPBACK_PLACEHOLDER_KEY = "sk-imgkit-loopback-placeholder-not-a-key"
+
+log = logging.getLogger("imgkit")
+
+
+class _NoKey(ConfigError):
+    """A provider whose API-key variable is not set (skipped when others are usable)."""
+
+    def __init__(self, message: str, env: str) -> None:
+        super().__init__(message)
+        self.env = env
+
+
+def check_url(url: object, *, name: str = "base_url") -> str:
+    """``url`` without a trailing slash, once it is an http(s) URL with a host and, if it
+    names one, a port from 1 to 65535; ConfigError otherwise."""
+    text = str(url).strip()
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{name} {display_url(text)!r} is not an http:// or https:// URL with a host, "
+            f"e.g. {name}='http://127.0.0.1:8000'"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{name} {display_url(text)!r} has no valid port: give one from 1 to 65535")
+    return text.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    """True for a URL on this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def display_url(url: str) -> str:
+    """``url`` fit to show: any ``user:password@`` part is replaced by ``***@``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +219,12 @@ class ProviderConfig:
             env = str(entry.get("api_key_env") or DEFAULT_KEY_ENVS[kind])
             value = os.environ.get(env)
             if not value:
-                raise ConfigError(f"{source}: provider {name!r} has no API key: set ${env} (or give api_key_env)")
+                raise _NoKey(f"{source}: provider {name!r} has no API key: set ${env} (or give api_key_env)", env)
             key = Secret(value)
         if sandbox:
             base_url = SANDBOX_URL + ("/openai/v1" if kind == "openai" else "")
         else:
-            base_url = str(entry.get("base_url") or LIVE_URLS[kind]).rstrip("/")
+            base_url = check_url(entry["base_url"]) if entry.get("base_url") else LIVE_URLS[kind]
         sheet = entry.get("price_sheet")
         if kind == "openai" and sheet is None:
             sheet = "openai-tokens-2026-11"
@@ -210,7 +275,27 @@ def read_providers_file(path: str | Path) -> tuple[list[ProviderConfig], dict[st
     routing = data.get("routing", {})
     if not isinstance(routing, dict) or set(routing) - {"failure_threshold", "cooldown"}:
         raise ConfigError(f"{path}: [routing] takes failure_threshold and cooldown")
-    return [ProviderConfig.from_mapping(e, source=str(path)) for e in entries], dict(routing)
+    return _usable(entries, source=str(path)), dict(routing)
+
+
+def _usable(entries: Iterable[Mapping[str, Any] | ProviderConfig], *, source: str) -> list[ProviderConfig]:
+    """The entries as configs, skipping (with a warning) those whose key variable is not set,
+    unless that leaves none."""
+    configs: list[ProviderConfig] = []
+    missing: list[_NoKey] = []
+    for entry in entries:
+        try:
+            configs.append(ProviderConfig.from_mapping(entry, source=source))
+        except _NoKey as exc:
+            missing.append(exc)
+    if not configs:
+        if missing:
+            names = ", ".join(f"${m.env}" for m in missing)
+            raise ConfigError(f"no provider has an API key ({names}): " + "; ".join(str(m) for m in missing))
+        raise ConfigError(f"{source}: give at least one provider")
+    for m in missing:
+        log.warning("%s; skipping it and routing across %s", m, ", ".join(repr(c.name) for c in configs))
+    return configs
 
 
 def resolve_providers(
@@ -237,17 +322,34 @@ def resolve_providers(
     if isinstance(providers, str | Path):
         configs, routing = read_providers_file(providers)
     elif providers is not None:
-        configs = [ProviderConfig.from_mapping(e) for e in providers]
-        if not configs:
-            raise ConfigError("providers: give at least one provider")
+        configs = _usable(providers, source="providers")
     else:
+        if sandbox and base_url is not None:
+            raise ConfigError(
+                "sandbox=True is the in-process sandbox, which has no URL, so base_url would be ignored. For a "
+                "sandbox served with `imgkit sandbox --port N`, pass only base_url='http://127.0.0.1:N' (no key "
+                "needed); for the in-process one, only sandbox=True"
+            )
+        if base_url is not None:
+            base_url = check_url(base_url)
+        if files_url is not None:
+            files_url = check_url(files_url, name="files_url")
         key = _secret(api_key) or _secret(os.environ.get(KEY_ENV))
         if sandbox is None:
             sandbox = key is None and base_url is None
         if not sandbox and key is None:
-            raise ConfigError(
-                f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
-            )
+            if base_url is not None and is_loopback(base_url):
+                key = Secret(LOOPBACK_PLACEHOLDER_KEY)  # a sandbox on this machine takes any token
+            elif base_url is not None:
+                raise ConfigError(
+                    f"no API key for {display_url(base_url)}: pass api_key=... (or set ${KEY_ENV}, or call "
+                    "imgkit.login()). A sandbox served on this machine with `imgkit sandbox --port N` needs no "
+                    "key: pass base_url='http://127.0.0.1:N' alone"
+                )
+            else:
+                raise ConfigError(
+                    f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
+                )
         configs = [
             ProviderConfig(
                 name="sandbox" if sandbox else "gateway",

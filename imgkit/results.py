@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL.Image import Image
 
-__all__ = ["Cost", "GenerationResult", "SweepPlan", "SweepResult"]
+__all__ = ["Cost", "Description", "GenerationResult", "SweepPlan", "SweepResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,3 +242,36 @@ class SweepResult:
             "<th>latency s</th></tr>"
         )
         return f"<p>{html.escape(repr(self))}</p><table>{head}{rows}</table>"
+
+
+class Description(str):
+    """What a session is connected to, as :meth:`Session.describe` returns it: a plain string
+    (one line, ``where; price sheet ...; data ...``) that prints without quotes in a script or
+    a notebook and renders as a small table in a notebook."""
+
+    where: str
+    price_sheet: str
+    data_dir: str
+
+    def __new__(cls, where: str, price_sheet: str, data_dir: str) -> Description:
+        self = super().__new__(cls, f"{where}; price sheet {price_sheet}; data {data_dir}")
+        self.where, self.price_sheet, self.data_dir = where, price_sheet, data_dir
+        return self
+
+    def __getnewargs__(self) -> tuple[str, str, str]:  # type: ignore[override]
+        return self.where, self.price_sheet, self.data_dir
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: object, cycle: bool) -> None:
+        # IPython prints str subclasses quoted unless told otherwise.
+        printer.text(str(self))  # type: ignore[attr-defined]
+
+    def _repr_html_(self) -> str:
+        rows = (("connected to", self.where), ("price sheet", self.price_sheet), ("data", self.data_dir))
+        cells = "".join(
+            f'<tr><th style="text-align:left">{name}</th><td style="text-align:left">{html.escape(value)}</td></tr>'
+            for name, value in rows
+        )
+        return f'<table class="imgkit-describe">{cells}</table>'

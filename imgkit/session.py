@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import sys
 import threading
 import time
@@ -24,9 +25,9 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from imgkit._loop import LOOP as _LOOP
 from imgkit._loop import call_on as _call_on
 from imgkit._loop import running_loop as _running_loop
-from imgkit.config import Budget, ProviderConfig, resolve_providers
+from imgkit.config import LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, hold_slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError
+from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
 from imgkit.pricing import estimate as _estimate
@@ -41,7 +42,7 @@ from imgkit.providers.router import (
     Router,
 )
 from imgkit.request import DEFAULT_MODEL, ImageRequest, RunRecord, Secret
-from imgkit.results import GenerationResult, SweepPlan, SweepResult
+from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
 if TYPE_CHECKING:
@@ -230,18 +231,28 @@ class Session:
             return "<imgkit.Session (not configured)>"
         return f"<imgkit.Session {self.describe()}>"
 
-    def describe(self) -> str:
-        """One line: sandbox or live, where, the price sheet and the data directory."""
+    def describe(self) -> Description:
+        """Sandbox or live, where, the price sheet and the data directory: one line as text,
+        a small table in a notebook. It never shows a key (at most its last four characters)
+        or a URL's ``user:password@``.
+
+        Example:
+            >>> imgkit.get_session().describe()
+            sandbox (in-process, no key); price sheet evolink-table-2026-11; data /home/me/.imgkit
+        """
         if len(self._configs) > 1:
             listed = ", ".join(
-                f"{c.name} ({c.kind}, {'in-process sandbox' if c.sandbox else c.base_url})" for c in self._configs
+                f"{c.name} ({c.kind}, {'in-process sandbox' if c.sandbox else display_url(c.base_url)})"
+                for c in self._configs
             )
             where = f"providers {listed}, cheapest first"
         elif self.sandbox:
             where = "sandbox (in-process, no key)"
+        elif self._key.reveal() == LOOPBACK_PLACEHOLDER_KEY:
+            where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
-            where = f"live {self.base_url} (key ...{self._key.hint or '****'})"
-        return f"{where}; price sheet {self.price_sheet}; data {self.data_dir}"
+            where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
+        return Description(where, self.price_sheet, str(self.data_dir))
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -308,7 +319,7 @@ class Session:
             self._provider(config),
             sheet=config.price_sheet or self.price_sheet,
             capabilities=caps,
-            base_url="in-process sandbox" if config.sandbox else config.base_url,
+            base_url="in-process sandbox" if config.sandbox else display_url(config.base_url),
         )
 
     @property
@@ -498,14 +509,23 @@ class Session:
         why = f"{plan} is " + " and ".join(reasons)
         if confirm is None and _ask(f"{why}. Run it?"):
             return
-        raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
+        if remaining is not None and plan.credits > remaining:
+            # A real overrun: with confirm=True the budget still refuses each run it does not allow.
+            raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
+        raise ConfirmationRequired(
+            f"{why}; nothing was sent. Pass confirm=True to run it, or raise the threshold, e.g. "
+            f"imgkit.get_session().sweep_threshold = {math.ceil(plan.credits):d} "
+            f"(or Session(sweep_threshold=...) / imgkit.configure(sweep_threshold=...))",
+            credits=plan.credits,
+            threshold=self.sweep_threshold,
+        )
 
     async def asweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep without blocking; see :func:`sweep` for the options."""
         _check_options(options, SweepOptions)
         grid: dict[str, Any] = {k: v for k, v in options.items() if k in SweepGrid.__annotations__}
         plan = self.plan_sweep(prompts, **grid)
-        _announce(str(plan))
+        _announce(plan)
         self._confirm(plan, options.get("confirm"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
         return await _LOOP.run_async(
@@ -542,7 +562,7 @@ class Session:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run")
+            bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run", file=sys.stdout)  # information, not an error
         refused: list[tuple[ImageRequest, str]] = []
 
         async def one(request: ImageRequest) -> GenerationResult | None:
@@ -610,11 +630,25 @@ def _ask(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _announce(text: str) -> None:
-    # Shown above any progress bar, on stderr, so it is never mixed into a result.
-    from tqdm.auto import tqdm
+def _announce(message: SweepPlan) -> None:
+    """Show ``message`` where a user reads information, never on stderr (which notebooks
+    show in a pink box, like an error): in IPython as display output (its HTML in a
+    notebook), elsewhere on stdout above any progress bar."""
+    shell = _ipython()
+    if shell is not None:
+        shell.display_pub.publish(data={"text/plain": str(message), "text/html": message._repr_html_()})
+        return
+    from tqdm import tqdm
 
-    tqdm.write(text, file=sys.stderr)
+    tqdm.write(str(message), file=sys.stdout)
+
+
+def _ipython() -> Any:
+    """The running IPython shell (a kernel or a terminal), or None. Never imports IPython:
+    if it is not loaded, nothing is running it."""
+    module = sys.modules.get("IPython")
+    get_ipython = getattr(module, "get_ipython", None)
+    return get_ipython() if get_ipython is not None else None
 
 
 # --- the default session and module functions --------------------------------------------
