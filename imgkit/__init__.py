@@ -12,8 +12,6 @@ Without ``EVOLINK_API_KEY`` everything runs against the built-in sandbox. Heavy 
 
 from imgkit.analysis import image_stats
 from imgkit.comparison import compare, tier_value
-from imgkit.config import Budget, ProviderConfig
-from imgkit.engine import PollPolicy, RetryPolicy
 from imgkit.errors import (
     APIError,
     BudgetExceeded,
@@ -26,10 +24,8 @@ from imgkit.errors import (
     UnknownOutcome,
     ValidationError,
 )
-from imgkit.pricing import Estimate, PriceSheet, TokenPriceSheet, price_sheets, register_price_sheet
+from imgkit.pricing import register_price_sheet
 from imgkit.reports import report
-from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
-from imgkit.results import Cost, GenerationResult, SweepPlan, SweepResult
 from imgkit.session import (
     Session,
     agenerate,
@@ -51,32 +47,22 @@ from imgkit.widgets.rating import rate
 
 __version__ = "0.1.0"
 
+# What a notebook user types: the verbs, Session, the studio and the exception tree. Value
+# types stay in their modules: imgkit.results (GenerationResult, Cost, SweepPlan,
+# SweepResult), imgkit.config (ProviderConfig, Budget), imgkit.request (ImageRequest,
+# JobEvent, RunRecord, MODELS), imgkit.pricing (Estimate, price sheets), imgkit.engine
+# (PollPolicy, RetryPolicy).
 __all__ = [
-    "MODELS",
     "APIError",
-    "Budget",
     "BudgetExceeded",
     "ConfigError",
     "ConfirmationRequired",
-    "Cost",
     "DownloadError",
-    "Estimate",
-    "GenerationResult",
-    "ImageRequest",
     "ImgkitError",
-    "JobEvent",
-    "PollPolicy",
-    "PriceSheet",
-    "ProviderConfig",
     "RequestError",
-    "RetryPolicy",
-    "RunRecord",
     "Session",
     "Studio",
-    "SweepPlan",
-    "SweepResult",
     "TaskFailed",
-    "TokenPriceSheet",
     "UnknownOutcome",
     "ValidationError",
     "agenerate",
@@ -90,7 +76,6 @@ __all__ = [
     "get_session",
     "image_stats",
     "login",
-    "price_sheets",
     "providers",
     "rate",
     "register_price_sheet",

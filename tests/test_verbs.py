@@ -76,7 +76,7 @@ def test_options_are_declared_once() -> None:
         kinds = [p.kind for p in inspect.signature(getattr(Session, name)).parameters.values()]
         assert inspect.Parameter.VAR_KEYWORD in kinds
     # Each option names an argument of ImageRequest.build or is used by the verb itself.
-    build = set(inspect.signature(imgkit.ImageRequest.build).parameters)
+    build = set(inspect.signature(imgkit.request.ImageRequest.build).parameters)
     assert shared | {"size", "quality"} <= build
 
 
