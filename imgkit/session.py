@@ -1,10 +1,18 @@
-"""The facade a notebook user calls: generate/agenerate, runs, resume, estimate, configure.
+"""The facade a notebook user calls: generate/agenerate, sweep/asweep, runs, resume,
+estimate, configure; and the Session they run on.
 
-One async core. The sync functions are thin wrappers that hand the coroutine to one private
-event-loop thread and wait, so they work from plain scripts and from inside a kernel whose
-loop is already running, without patching that loop (and still work where a user applied
-nest_asyncio). The async functions run their work on the same private loop too, so all runs
-of a process share one HTTP connection pool, one concurrency limit and one ledger writer.
+One async core. Each verb is written once, as an async method whose options are declared
+once (``GenerateOptions``, ``SweepOptions``); the sync functions are thin wrappers that drive
+it with :meth:`imgkit._loop.LOOP.drive <imgkit._loop._LoopThread.drive>`: the caller's steps
+(validating, planning, asking) on the caller's thread, the I/O on one private event-loop
+thread. So they work from plain scripts and from inside a kernel whose loop is already
+running, without patching that loop (and still work where a user applied nest_asyncio). The
+async functions run their work on the same private loop too, so all runs of a process share
+one HTTP connection pool, one concurrency limit and one ledger writer.
+
+The rest lives by concept: configuration (providers, keys, ``providers.toml``) in
+:mod:`imgkit.config`, the loop bridge in :mod:`imgkit._loop`, what runs return in
+:mod:`imgkit.results`.
 """
 
 from __future__ import annotations
@@ -151,21 +159,26 @@ class Session:
 
     Args:
         api_key: the gateway key; when None, ``$EVOLINK_API_KEY``; when neither, the sandbox.
-        base_url: the task API host (a loopback sandbox in tests); the live host by default.
+        base_url: the task API host; the live host by default. On this machine (``localhost``,
+            ``127.0.0.1``: a sandbox served with ``imgkit sandbox --port N``) no key is
+            needed. Checked when given: http or https, a port from 1 to 65535.
         files_url: the file API host; defaults to the live files host, or ``base_url``.
         data_dir: where the ledger and images live (``$IMGKIT_HOME`` by default).
-        sandbox: force the in-process sandbox (True) or forbid it (False).
+        sandbox: force the in-process sandbox (True; not with ``base_url``) or forbid it
+            (False).
         sandbox_config: the in-process sandbox's settings.
         price_sheet: the price sheet estimates use.
         concurrency: the most tasks in flight at once.
         poll, retry: the engine's policies.
         timeout: seconds per HTTP request.
         budget: a spending limit checked before every submission.
-        sweep_threshold: sweeps estimated above this many credits ask before running.
+        sweep_threshold: sweeps estimated above this many credits ask before running (and
+            raise :class:`~imgkit.errors.ConfirmationRequired` where nobody can answer).
         providers: the providers to route across, cheapest first: a list of
             :class:`ProviderConfig` mappings (``{"name", "kind", "api_key" | "api_key_env",
             "base_url", "price_sheet", "models", "timeout", "sandbox"}``) or the path of a
-            TOML file. Without it (and without ``api_key``/``base_url``/``sandbox``),
+            TOML file; one whose key variable is not set is skipped with a warning, unless
+            none is left. Without it (and without ``api_key``/``base_url``/``sandbox``),
             ``$IMGKIT_HOME/providers.toml`` is read when it exists; otherwise the single
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.

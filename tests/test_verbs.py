@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import subprocess
+import sys
 import threading
 import typing
 from collections.abc import Callable
@@ -151,3 +154,30 @@ def test_sync_verbs_work_inside_a_running_loop() -> None:
         return res.status
 
     assert asyncio.run(cell()) == "completed"
+
+
+NEST_ASYNCIO_SCRIPT = """
+import asyncio, sys
+import nest_asyncio
+import imgkit
+
+async def cell():
+    # A kernel's cell after nest_asyncio.apply(): sync verbs inside a running, patched loop.
+    res = imgkit.generate("a fox", quality="low")
+    out = imgkit.sweep(["a", "b"], quality="low", progress=True)
+    later = await imgkit.agenerate("a kite", quality="low")
+    return res.status, len(out.completed), later.status
+
+loop = asyncio.new_event_loop()
+nest_asyncio.apply(loop)
+print(loop.run_until_complete(cell()))
+"""
+
+
+def test_sync_verbs_work_where_nest_asyncio_was_applied(data_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "IMGKIT_HOME": str(data_dir)}
+    out = subprocess.run([sys.executable, "-c", NEST_ASYNCIO_SCRIPT], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "('completed', 2, 'completed')"
+    assert out.stderr == ""  # the announcement and the progress bar are information, on stdout
