@@ -59,7 +59,13 @@ if TYPE_CHECKING:
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
+    "SWEEP_QUALITIES",
+    "SWEEP_SIZES",
+    "GenerateOptions",
+    "RequestOptions",
     "Session",
+    "SweepGrid",
+    "SweepOptions",
     "agenerate",
     "aresume",
     "asweep",
