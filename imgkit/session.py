@@ -845,10 +845,14 @@ def estimate(
 ) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
+    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the default
+    sheet's when no session exists yet; with it, that sheet's.
+
     Example:
         >>> imgkit.estimate(quality="low", size="3:2", n=2)
         Estimate(credits=1.84924, usd=0.0257, cny=0.1824, sheet='evolink-table-2026-11', ...)
     """
+    if sheet is None and _DEFAULT is not None:
+        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model)  # one price per session
     request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
-    chosen = sheet or (_DEFAULT.price_sheet if _DEFAULT is not None else None)
-    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen)
+    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=sheet)

@@ -181,3 +181,10 @@ def test_sync_verbs_work_where_nest_asyncio_was_applied(data_dir: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "('completed', 2, 'completed')"
     assert out.stderr == ""  # the announcement and the progress bar are information, on stdout
+
+
+def test_module_estimate_is_the_default_sessions(data_dir: Path) -> None:
+    session = imgkit.configure(data_dir=data_dir, price_sheet="evolink-formula-2026-11")
+    assert imgkit.estimate(quality="low", size="3:2", n=2) == session.estimate(quality="low", size="3:2", n=2)
+    assert imgkit.estimate(quality="low").sheet == "evolink-formula-2026-11"
+    assert imgkit.estimate(quality="low", sheet="evolink-table-2026-11").sheet == "evolink-table-2026-11"
