@@ -251,3 +251,28 @@ def test_describe_never_shows_a_key_or_userinfo(data_dir: Path) -> None:
     with pytest.raises(imgkit.ConfigError) as info:
         imgkit.configure(base_url="https://bob:hunter2@images.example.com", data_dir=data_dir)
     assert "hunter2" not in str(info.value)
+
+
+def test_in_a_kernel_the_sweep_shows_information_not_errors(data_dir: Path, sandbox_url: str) -> None:
+    """A real kernel, as a notebook runs it: the cost announcement is display output and
+    nothing of the sweep (announcement, progress bar) is on stderr."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        "import imgkit\n"
+        f"imgkit.configure(base_url={sandbox_url!r}, data_dir={str(data_dir)!r},"
+        " poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))\n"
+        "imgkit.get_session().describe()",
+        "out = imgkit.sweep(['a fox', 'a kite'], quality='low', confirm=True)\nlen(out.completed)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    described, swept = (cell["outputs"] for cell in nb.cells)
+    assert [o["output_type"] for o in described] == ["execute_result"]
+    assert described[0]["data"]["text/plain"].startswith(f"sandbox at {sandbox_url} (no key)")  # unquoted
+    assert "<table" in described[0]["data"]["text/html"]
+    assert not [o for o in swept if o["output_type"] == "stream" and o["name"] == "stderr"], swept
+    shown = [o for o in swept if o["output_type"] == "display_data" and "sweep: 2 runs" in o["data"].get("text/plain", "")]
+    assert len(shown) == 1 and "<b>sweep: 2 runs" in shown[0]["data"]["text/html"]
+    assert swept[-1]["data"]["text/plain"] == "2"
