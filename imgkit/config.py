@@ -3,7 +3,10 @@
 Sources, in order: ``configure(providers=[...])``, a TOML file (``providers=path`` or
 ``$IMGKIT_HOME/providers.toml``), or the single gateway of ``api_key``/``base_url`` (the
 environment's ``$EVOLINK_API_KEY`` when no key is given, the in-process sandbox when there is
-none). Nothing here opens a connection: the session turns these values into providers.
+none). A listed provider whose key variable is not set is skipped with a warning, unless none
+would be left. A ``base_url`` on this machine (a sandbox served with ``imgkit sandbox --port
+N``) needs no key: a plain placeholder is sent. Nothing here opens a connection: the session
+turns these values into providers.
 
 Example:
     >>> from imgkit.config import ProviderConfig
