@@ -131,14 +131,19 @@ class SweepOptions(SweepGrid, total=False):
 #: The tiers and sizes a sweep tries when none are given.
 SWEEP_QUALITIES = ("low", "medium", "high")
 SWEEP_SIZES = ("1:1",)
-_FIELDS = frozenset(RequestOptions.__annotations__)
+_FIELDS = RequestOptions.__optional_keys__
 
 
-def _check_options(given: Mapping[str, Any], declared: type) -> None:
+def _keys(declared: Any) -> frozenset[str]:
+    """Every key of an options TypedDict, its bases' included."""
+    return frozenset(declared.__required_keys__ | declared.__optional_keys__)
+
+
+def _check_options(given: Mapping[str, Any], declared: Any) -> None:
     """Refuse keyword arguments a verb does not declare, as Python does for named ones."""
-    unknown = sorted(set(given) - set(declared.__annotations__))
+    unknown = sorted(set(given) - _keys(declared))
     if unknown:
-        known = ", ".join(sorted(declared.__annotations__))
+        known = ", ".join(sorted(_keys(declared)))
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}; the options are: {known}")
 
 
@@ -542,7 +547,7 @@ class Session:
     async def asweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep without blocking; see :func:`sweep` for the options."""
         _check_options(options, SweepOptions)
-        grid: dict[str, Any] = {k: v for k, v in options.items() if k in SweepGrid.__annotations__}
+        grid: dict[str, Any] = {k: v for k, v in options.items() if k in _keys(SweepGrid)}
         plan = self.plan_sweep(prompts, **grid)
         _announce(plan)
         self._confirm(plan, options.get("confirm"))
