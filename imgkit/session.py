@@ -143,8 +143,12 @@ def _check_options(given: Mapping[str, Any], declared: Any) -> None:
     """Refuse keyword arguments a verb does not declare, as Python does for named ones."""
     unknown = sorted(set(given) - _keys(declared))
     if unknown:
-        known = ", ".join(sorted(_keys(declared)))
-        raise TypeError(f"unexpected keyword argument {unknown[0]!r}; the options are: {known}")
+        import difflib
+
+        known = sorted(_keys(declared))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}{hint}; the options are: {', '.join(known)}")
 
 
 class _Unbounded(asyncio.Semaphore):

@@ -86,11 +86,12 @@ def test_options_are_declared_once() -> None:
 @pytest.mark.parametrize("call", [
     lambda: imgkit.generate("a fox", sizes="1:1"),
     lambda: imgkit.sweep("a fox", qualities=["low"], progress=False),
-    lambda: imgkit.get_session().plan_sweep("a fox", prompt="x"),
+    lambda: imgkit.get_session().plan_sweep("a fox", modle="gpt-image-1"),
 ], ids=["generate", "sweep", "plan_sweep"])
 def test_an_unknown_option_is_a_type_error_and_sends_nothing(call: Callable[[], object]) -> None:
-    with pytest.raises(TypeError, match="unexpected keyword argument"):
+    with pytest.raises(TypeError, match="unexpected keyword argument") as info:
         call()
+    assert "did you mean" in str(info.value)
     assert len(imgkit.runs()) == 0
 
 
