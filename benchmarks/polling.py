@@ -2,7 +2,7 @@
 
 Every task carries a ``[[seconds:d]]`` directive, so it completes exactly ``d`` wall seconds
 after the sandbox created it. All tasks of all lengths run at once: an imgkit sweep with
-its default :class:`~imgkit.PollPolicy`, and beside it (same sandbox, same moment) the plain
+its default :class:`~imgkit.engine.PollPolicy`, and beside it (same sandbox, same moment) the plain
 asyncio + httpx client polling every second.
 
 - polls per task: ``GET /v1/tasks/{id}`` requests the sandbox received for the task.

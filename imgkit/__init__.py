@@ -7,16 +7,18 @@ Example:
     >>> df = imgkit.runs()
 
 Without ``EVOLINK_API_KEY`` everything runs against the built-in sandbox. Heavy libraries
-(pandas, matplotlib, ipywidgets) load on first use, not on import.
+(pandas, matplotlib, ipywidgets) load on first use, not on import, and so do the analysis
+verbs (``compare``, ``tier_value``, ``image_stats``, ``rate``, ``report``).
 """
 
-from imgkit.analysis import image_stats
-from imgkit.comparison import compare, tier_value
-from imgkit.engine import PollPolicy, RetryPolicy
+import importlib as _importlib
+import typing as _typing
+
 from imgkit.errors import (
     APIError,
     BudgetExceeded,
     ConfigError,
+    ConfirmationRequired,
     DownloadError,
     ImgkitError,
     RequestError,
@@ -24,17 +26,9 @@ from imgkit.errors import (
     UnknownOutcome,
     ValidationError,
 )
-from imgkit.pricing import Estimate, PriceSheet, TokenPriceSheet, price_sheets, register_price_sheet
-from imgkit.reports import report
-from imgkit.request import MODELS, ImageRequest, JobEvent, RunRecord
+from imgkit.pricing import register_price_sheet
 from imgkit.session import (
-    Budget,
-    Cost,
-    GenerationResult,
-    ProviderConfig,
     Session,
-    SweepPlan,
-    SweepResult,
     agenerate,
     aresume,
     asweep,
@@ -50,35 +44,31 @@ from imgkit.session import (
     sweep,
 )
 from imgkit.widgets import Studio, studio
-from imgkit.widgets.rating import rate
+
+if _typing.TYPE_CHECKING:  # loaded on first use, see __getattr__ below
+    from imgkit.analysis import image_stats
+    from imgkit.comparison import compare, tier_value
+    from imgkit.reports import report
+    from imgkit.widgets.rating import rate
 
 __version__ = "0.1.0"
 
+# What a notebook user types: the verbs, Session, the studio and the exception tree. Value
+# types stay in their modules: imgkit.results (GenerationResult, Cost, SweepPlan,
+# SweepResult), imgkit.config (ProviderConfig, Budget), imgkit.request (ImageRequest,
+# JobEvent, RunRecord, MODELS), imgkit.pricing (Estimate, price sheets), imgkit.engine
+# (PollPolicy, RetryPolicy).
 __all__ = [
-    "MODELS",
     "APIError",
-    "Budget",
     "BudgetExceeded",
     "ConfigError",
-    "Cost",
+    "ConfirmationRequired",
     "DownloadError",
-    "Estimate",
-    "GenerationResult",
-    "ImageRequest",
     "ImgkitError",
-    "JobEvent",
-    "PollPolicy",
-    "PriceSheet",
-    "ProviderConfig",
     "RequestError",
-    "RetryPolicy",
-    "RunRecord",
     "Session",
     "Studio",
-    "SweepPlan",
-    "SweepResult",
     "TaskFailed",
-    "TokenPriceSheet",
     "UnknownOutcome",
     "ValidationError",
     "agenerate",
@@ -92,7 +82,6 @@ __all__ = [
     "get_session",
     "image_stats",
     "login",
-    "price_sheets",
     "providers",
     "rate",
     "register_price_sheet",
@@ -104,10 +93,37 @@ __all__ = [
     "tier_value",
 ]
 
-# Tracebacks and help() then show the names a user types: imgkit.ValidationError, not
-# imgkit.errors.ValidationError.
+# Verbs whose modules (and their imports) load on first use: import imgkit stays light.
+_LAZY = {
+    "compare": "imgkit.comparison",
+    "image_stats": "imgkit.analysis",
+    "rate": "imgkit.widgets.rating",
+    "report": "imgkit.reports",
+    "tier_value": "imgkit.comparison",
+}
+
+
+def _as_ours(obj: _typing.Any) -> _typing.Any:
+    # Tracebacks and help() then show the names a user types: imgkit.ValidationError, not
+    # imgkit.errors.ValidationError.
+    if isinstance(obj, type) or callable(obj):
+        obj.__module__ = "imgkit"
+    return obj
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        value = _as_ours(getattr(_importlib.import_module(_LAZY[name]), name))
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'imgkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) or callable(_obj):
-        _obj.__module__ = "imgkit"
-del _name, _obj
+    if _name not in _LAZY:
+        _as_ours(globals()[_name])
+del _name

@@ -6,6 +6,7 @@
     ├── ValidationError (also ValueError)   bad input, raised before any request is sent
     ├── ConfigError                          no usable key, a bad setting, a missing extra
     ├── BudgetExceeded                       a run the configured budget does not allow
+    ├── ConfirmationRequired                 a sweep above the sweep threshold, not confirmed
     ├── RequestError                         network failure or timeout (retryable)
     ├── APIError                             an HTTP error from the service, with its parsed body
     ├── TaskFailed                           the task ended ``failed`` with a business code
@@ -29,6 +30,7 @@ __all__ = [
     "APIError",
     "BudgetExceeded",
     "ConfigError",
+    "ConfirmationRequired",
     "DownloadError",
     "ImgkitError",
     "RequestError",
@@ -83,6 +85,21 @@ class ConfigError(ImgkitError):
 
 class BudgetExceeded(ImgkitError):
     """The configured budget does not allow this run; nothing was sent."""
+
+
+class ConfirmationRequired(ImgkitError):
+    """A sweep is estimated above the session's ``sweep_threshold`` and nobody confirmed it;
+    nothing was sent. Pass ``confirm=True``, or raise ``sweep_threshold``.
+
+    Attributes:
+        credits: the sweep's estimated credits.
+        threshold: the threshold it is above.
+    """
+
+    def __init__(self, message: str, *, credits: float | None = None, threshold: float | None = None) -> None:
+        super().__init__(message)
+        self.credits = credits
+        self.threshold = threshold
 
 
 class RequestError(ImgkitError):

@@ -1,34 +1,41 @@
-"""The facade a notebook user calls: generate/agenerate, runs, resume, estimate, configure.
+"""The facade a notebook user calls: generate/agenerate, sweep/asweep, runs, resume,
+estimate, configure; and the Session they run on.
 
-One async core. The sync functions are thin wrappers that hand the coroutine to one private
-event-loop thread and wait, so they work from plain scripts and from inside a kernel whose
-loop is already running, without patching that loop (and still work where a user applied
-nest_asyncio). The async functions run their work on the same private loop too, so all runs
-of a process share one HTTP connection pool, one concurrency limit and one ledger writer.
+One async core. Each verb is written once, as an async method whose options are declared
+once (``GenerateOptions``, ``SweepOptions``); the sync functions are thin wrappers that drive
+it with :meth:`imgkit._loop.LOOP.drive <imgkit._loop._LoopThread.drive>`: the caller's steps
+(validating, planning, asking) on the caller's thread, the I/O on one private event-loop
+thread. So they work from plain scripts and from inside a kernel whose loop is already
+running, without patching that loop (and still work where a user applied nest_asyncio). The
+async functions run their work on the same private loop too, so all runs of a process share
+one HTTP connection pool, one concurrency limit and one ledger writer.
+
+The rest lives by concept: configuration (providers, keys, ``providers.toml``) in
+:mod:`imgkit.config`, the loop bridge in :mod:`imgkit._loop`, what runs return in
+:mod:`imgkit.results`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import concurrent.futures
 import contextlib
-import datetime as dt
-import html
 import itertools
 import logging
-import os
+import math
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from imgkit._loop import LOOP as _LOOP
+from imgkit._loop import call_on as _call_on
+from imgkit._loop import running_loop as _running_loop
+from imgkit.config import LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError
+from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet
 from imgkit.pricing import estimate as _estimate
@@ -42,23 +49,23 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import DEFAULT_MODEL, ImageRequest, JobEvent, RunRecord, Secret
+from imgkit.request import DEFAULT_MODEL, ImageRequest, RunRecord, Secret
+from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
 if TYPE_CHECKING:
     import pandas as pd
-    from PIL.Image import Image
 
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
-    "Budget",
-    "Cost",
-    "GenerationResult",
-    "ProviderConfig",
+    "SWEEP_QUALITIES",
+    "SWEEP_SIZES",
+    "GenerateOptions",
+    "RequestOptions",
     "Session",
-    "SweepPlan",
-    "SweepResult",
+    "SweepGrid",
+    "SweepOptions",
     "agenerate",
     "aresume",
     "asweep",
@@ -75,373 +82,73 @@ __all__ = [
 ]
 
 log = logging.getLogger("imgkit")
-T = TypeVar("T")
 
-SANDBOX_URL = "http://sandbox"
-KEY_ENV = "EVOLINK_API_KEY"
-OPENAI_KEY_ENV = "OPENAI_API_KEY"
-#: The providers file in the data directory (``$IMGKIT_HOME/providers.toml``).
-PROVIDERS_FILE = "providers.toml"
-LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
-DEFAULT_KEY_ENVS = {"gateway": KEY_ENV, "openai": OPENAI_KEY_ENV}
+# --- the options of each verb, declared once ---------------------------------------------
+#
+# The sync and async forms of a verb, on Session and as module functions, all take these
+# dictionaries' keys as keyword arguments (``**options: Unpack[...]``), so no parameter list
+# is written twice. A new request field goes into ImageRequest.build, RequestOptions and the
+# wire code; generate and sweep then both accept it.
 
 
-# --- the private loop --------------------------------------------------------------------
+class RequestOptions(TypedDict, total=False):
+    """The fields of every run of a verb, besides its prompt, size and quality; the defaults
+    are :meth:`~imgkit.request.ImageRequest.build`'s."""
+
+    model: str
+    n: int
+    images: Iterable[Any] | None
 
 
-class _LoopThread:
-    """One daemon thread running an event loop for all of imgkit's I/O."""
+class GenerateOptions(RequestOptions, total=False):
+    """The options of :func:`generate` and :func:`agenerate` (documented there)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._thread is None or not self._thread.is_alive():
-                ready = threading.Event()
-                loop = asyncio.new_event_loop()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    ready.set()
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=main, name="imgkit-loop", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
-
-    def in_loop_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the private loop and wait for it (blocking the caller)."""
-        if self.in_loop_thread():
-            coro.close()
-            raise RuntimeError("imgkit's sync functions cannot be called from its own loop; await the a* form")
-        future = self.submit(coro)
-        try:
-            return future.result()
-        except KeyboardInterrupt:
-            # Ctrl-C / the notebook's stop button: cancel the work, keep what the ledger has.
-            future.cancel()
-            raise
-
-    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the private loop from any other loop."""
-        if self.in_loop_thread():
-            return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+    size: str
+    quality: str
+    tags: Iterable[str]
+    on_event: EventHandler | None
+    raise_on_error: bool
 
 
-_LOOP = _LoopThread()
+class SweepGrid(RequestOptions, total=False):
+    """The runs of a sweep: every quality x size (x prompt), each with the same fields."""
+
+    quality: str | Iterable[str]
+    size: str | Iterable[str]
 
 
-def _call_on(loop: asyncio.AbstractEventLoop | None, handler: EventHandler | None) -> EventHandler | None:
-    """Deliver events to ``handler`` on ``loop`` (the caller's), or directly when None."""
-    if handler is None or loop is None:
-        return handler
+class SweepOptions(SweepGrid, total=False):
+    """The options of :func:`sweep` and :func:`asweep` (documented there)."""
 
-    def deliver(event: JobEvent) -> None:
-        if loop.is_closed():
-            return
-        loop.call_soon_threadsafe(handler, event)
-
-    return deliver
+    tags: Iterable[str]
+    concurrency: int | None
+    per_minute: float | None
+    confirm: bool | None
+    progress: bool
+    on_event: EventHandler | None
 
 
-# --- results -----------------------------------------------------------------------------
+#: The tiers and sizes a sweep tries when none are given.
+SWEEP_QUALITIES = ("low", "medium", "high")
+SWEEP_SIZES = ("1:1",)
+_FIELDS = RequestOptions.__optional_keys__
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What a run cost: the estimate (with its price sheet) and what the service reserved or
-    charged."""
-
-    credits: float | None
-    usd: float | None
-    cny: float | None
-    sheet: str | None
-    credits_reserved: float | None
-    credits_charged: float | None
-
-    def __str__(self) -> str:
-        if self.credits is None:
-            return "cost unknown"
-        text = f"{self.credits:g} credits (${self.usd:.4f}, ¥{self.cny:.4f}; {self.sheet})"
-        if self.credits_reserved is not None:
-            text += f", service reserved {self.credits_reserved:g}"
-        return text
+def _keys(declared: Any) -> frozenset[str]:
+    """Every key of an options TypedDict, its bases' included."""
+    return frozenset(declared.__required_keys__ | declared.__optional_keys__)
 
 
-class GenerationResult:
-    """The outcome of one run: its images, files, cost and ledger record.
+def _check_options(given: Mapping[str, Any], declared: Any) -> None:
+    """Refuse keyword arguments a verb does not declare, as Python does for named ones."""
+    unknown = sorted(set(given) - _keys(declared))
+    if unknown:
+        import difflib
 
-    In a notebook it displays as a gallery of thumbnails with the prompt, size, tier, cost
-    and latency.
-    """
-
-    def __init__(self, record: RunRecord, data_dir: Path) -> None:
-        self.record = record
-        self._data_dir = data_dir
-        self._images: list[Image] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    @property
-    def status(self) -> str:
-        return self.record.status
-
-    @property
-    def paths(self) -> list[Path]:
-        """The image files on disk."""
-        return [self._data_dir / p for p in self.record.files]
-
-    @property
-    def thumbnails(self) -> list[Path]:
-        return [self._data_dir / p for p in self.record.thumbs]
-
-    @property
-    def images(self) -> list[Image]:
-        """The images as PIL images (loaded on first use)."""
-        if self._images is None:
-            from PIL import Image as PILImage
-
-            loaded = []
-            for path in self.paths:
-                with PILImage.open(path) as im:
-                    im.load()
-                    loaded.append(im.copy())
-            self._images = loaded
-        return self._images
-
-    @property
-    def cost(self) -> Cost:
-        r = self.record
-        return Cost(r.est_credits, r.est_usd, r.est_cny, r.price_sheet, r.credits_reserved, r.credits_charged)
-
-    @property
-    def latency_s(self) -> float | None:
-        return self.record.latency_s
-
-    def __repr__(self) -> str:
-        r = self.record
-        latency = f"{r.latency_s:.1f}s" if r.latency_s is not None else "-"
-        return (
-            f"<GenerationResult {r.run_id} {r.status} via {r.provider} {r.quality} {r.size} n={r.n} "
-            f"images={len(r.files)} cost={self.cost.credits} credits latency={latency}>"
-        )
-
-    def _repr_html_(self) -> str:
-        r = self.record
-        cells = []
-        for thumb in self.thumbnails:
-            try:
-                data = base64.b64encode(thumb.read_bytes()).decode()
-            except OSError:
-                continue
-            cells.append(
-                f'<img src="data:image/jpeg;base64,{data}" alt="{html.escape(r.prompt[:80])}" '
-                'style="max-width:200px;max-height:200px;margin:2px;border-radius:4px">'
-            )
-        latency = f"{r.latency_s:.1f} s" if r.latency_s is not None else "-"
-        usd = f" (${r.est_usd:.4f})" if r.est_usd is not None else ""
-        status = html.escape(r.status)
-        if r.error_code:
-            status += f": {html.escape(r.error_code)}"
-        fallback = ""
-        if r.providers_tried:
-            tried = ", ".join(f"{t.get('provider')}: {t.get('reason')}" for t in r.providers_tried)
-            fallback = f" (after {html.escape(tried)})"
-        caption = (
-            f"<b>{html.escape(r.prompt[:200])}</b><br>{html.escape(r.size)} · {html.escape(r.quality)}"
-            f" · n={r.n} · {r.est_credits if r.est_credits is not None else '?'} credits{usd}"
-            f" · {latency} · {status} · via {html.escape(r.provider)}{fallback}"
-            f" · <code>{html.escape(r.run_id)}</code>"
-        )
-        return f'<div class="imgkit-result"><div>{"".join(cells)}</div><div style="font-size:90%">{caption}</div></div>'
-
-
-# --- budgets -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """A spending limit, checked against the ledger before every submission.
-
-    Attributes:
-        credits: the most credits runs may commit in one period.
-        per: ``"day"`` or ``"month"`` (local calendar), or None for all time.
-    """
-
-    credits: float
-    per: str | None = None
-
-    def __post_init__(self) -> None:
-        from imgkit.errors import ValidationError
-
-        if isinstance(self.credits, bool) or not isinstance(self.credits, int | float) or self.credits < 0:
-            raise ValidationError("credits", self.credits, "a number of credits >= 0")
-        if self.per not in (None, "day", "month"):
-            raise ValidationError("per", self.per, '"day", "month" or None')
-
-    def period_start(self, now: float | None = None) -> float | None:
-        """Unix time at which the current period began (None: all time)."""
-        if self.per is None:
-            return None
-        local = dt.datetime.fromtimestamp(time.time() if now is None else now).astimezone()
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.per == "month":
-            start = start.replace(day=1)
-        return start.timestamp()
-
-    def __str__(self) -> str:
-        return f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
-
-
-# --- providers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    """One provider a user has: an entry of ``configure(providers=[...])`` or of
-    ``$IMGKIT_HOME/providers.toml``.
-
-    Attributes:
-        name: its name in the ledger and the provider table (unique).
-        kind: ``gateway`` (the async task API) or ``openai`` (OpenAI's Images API, or any
-            OpenAI-compatible base URL).
-        api_key: the key (masked).
-        base_url: the API root (``.../v1`` for the openai kind).
-        files_url: the gateway's file API host, when it differs from ``base_url``.
-        price_sheet: the sheet that prices its runs (default: the session's sheet for a
-            gateway, ``openai-tokens-2026-11`` for openai).
-        models: the models it serves (default: every model for a gateway, gpt-image-1 for
-            openai).
-        timeout: seconds per request (default: the session's; at least 300 s for openai,
-            whose answer waits for the images).
-        sandbox: served by the in-process sandbox (no key needed).
-    """
-
-    name: str
-    kind: str
-    api_key: Secret
-    base_url: str
-    files_url: str | None = None
-    price_sheet: str | None = None
-    models: tuple[str, ...] | None = None
-    timeout: float | None = None
-    sandbox: bool = False
-
-    _KEYS = frozenset(
-        {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
-         "sandbox"}
-    )
-
-    @classmethod
-    def from_mapping(cls, entry: Mapping[str, Any] | ProviderConfig, *, source: str = "providers") -> ProviderConfig:
-        """Check one entry. Keys come from ``api_key``, else the environment variable named
-        by ``api_key_env``, else the kind's usual variable (``EVOLINK_API_KEY``,
-        ``OPENAI_API_KEY``). A file may only name variables: no secret is written to disk.
-        """
-        if isinstance(entry, ProviderConfig):
-            return entry
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"{source}: each provider is a mapping of settings, not {type(entry).__name__}")
-        unknown = sorted(set(entry) - cls._KEYS)
-        if unknown:
-            raise ConfigError(f"{source}: unknown provider settings {unknown}; known: {sorted(cls._KEYS)}")
-        kind = str(entry.get("kind", "gateway"))
-        sandbox = bool(entry.get("sandbox", False))
-        if kind == "sandbox":
-            kind, sandbox = "gateway", True
-        if kind not in LIVE_URLS:
-            raise ConfigError(f"{source}: provider kind {kind!r} is not one of gateway, openai, sandbox")
-        name = str(entry.get("name") or ("sandbox" if sandbox and kind == "gateway" else kind))
-        from_file = source.endswith(".toml")
-        if "api_key" in entry and from_file:
-            raise ConfigError(
-                f"{source}: provider {name!r} has an api_key; files must not hold keys. "
-                f'Name the environment variable instead: api_key_env = "{DEFAULT_KEY_ENVS[kind]}"'
-            )
-        key: Secret | None = None
-        given = entry.get("api_key")
-        if isinstance(given, Secret):
-            key = given
-        elif given:
-            key = Secret(str(given))
-        elif sandbox:
-            key = Secret("sk-sandbox")
-        else:
-            env = str(entry.get("api_key_env") or DEFAULT_KEY_ENVS[kind])
-            value = os.environ.get(env)
-            if not value:
-                raise ConfigError(f"{source}: provider {name!r} has no API key: set ${env} (or give api_key_env)")
-            key = Secret(value)
-        if sandbox:
-            base_url = SANDBOX_URL + ("/openai/v1" if kind == "openai" else "")
-        else:
-            base_url = str(entry.get("base_url") or LIVE_URLS[kind]).rstrip("/")
-        sheet = entry.get("price_sheet")
-        if kind == "openai" and sheet is None:
-            sheet = "openai-tokens-2026-11"
-        if sheet is not None:
-            sheet = get_sheet(str(sheet)).name  # an unknown sheet fails here, not mid-run
-        models = entry.get("models")
-        timeout = entry.get("timeout")
-        return cls(
-            name=name,
-            kind=kind,
-            api_key=key,
-            base_url=base_url,
-            files_url=entry.get("files_url"),
-            price_sheet=sheet,
-            models=tuple(models) if models else None,
-            timeout=float(timeout) if timeout is not None else None,
-            sandbox=sandbox,
-        )
-
-
-def read_providers_file(path: str | Path) -> tuple[list[ProviderConfig], dict[str, Any]]:
-    """The providers and the ``[routing]`` settings of a TOML file such as::
-
-        [routing]
-        failure_threshold = 3   # consecutive failures that open a provider's circuit
-        cooldown = 60           # seconds before it is probed again
-
-        [[providers]]
-        name = "evolink"
-        kind = "gateway"
-        api_key_env = "EVOLINK_API_KEY"
-
-        [[providers]]
-        name = "openai"
-        kind = "openai"
-        api_key_env = "OPENAI_API_KEY"
-    """
-    import tomllib
-
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    entries = data.get("providers", [])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{path}: needs at least one [[providers]] table")
-    routing = data.get("routing", {})
-    if not isinstance(routing, dict) or set(routing) - {"failure_threshold", "cooldown"}:
-        raise ConfigError(f"{path}: [routing] takes failure_threshold and cooldown")
-    return [ProviderConfig.from_mapping(e, source=str(path)) for e in entries], dict(routing)
+        known = sorted(_keys(declared))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}{hint}; the options are: {', '.join(known)}")
 
 
 # --- the session -------------------------------------------------------------------------
@@ -455,21 +162,26 @@ class Session:
 
     Args:
         api_key: the gateway key; when None, ``$EVOLINK_API_KEY``; when neither, the sandbox.
-        base_url: the task API host (a loopback sandbox in tests); the live host by default.
+        base_url: the task API host; the live host by default. On this machine (``localhost``,
+            ``127.0.0.1``: a sandbox served with ``imgkit sandbox --port N``) no key is
+            needed. Checked when given: http or https, a port from 1 to 65535.
         files_url: the file API host; defaults to the live files host, or ``base_url``.
         data_dir: where the ledger and images live (``$IMGKIT_HOME`` by default).
-        sandbox: force the in-process sandbox (True) or forbid it (False).
+        sandbox: force the in-process sandbox (True; not with ``base_url``) or forbid it
+            (False).
         sandbox_config: the in-process sandbox's settings.
         price_sheet: the price sheet estimates use.
         concurrency: the most tasks in flight at once.
         poll, retry: the engine's policies.
         timeout: seconds per HTTP request.
         budget: a spending limit checked before every submission.
-        sweep_threshold: sweeps estimated above this many credits ask before running.
+        sweep_threshold: sweeps estimated above this many credits ask before running (and
+            raise :class:`~imgkit.errors.ConfirmationRequired` where nobody can answer).
         providers: the providers to route across, cheapest first: a list of
             :class:`ProviderConfig` mappings (``{"name", "kind", "api_key" | "api_key_env",
             "base_url", "price_sheet", "models", "timeout", "sandbox"}``) or the path of a
-            TOML file. Without it (and without ``api_key``/``base_url``/``sandbox``),
+            TOML file; one whose key variable is not set is skipped with a warning, unless
+            none is left. Without it (and without ``api_key``/``base_url``/``sandbox``),
             ``$IMGKIT_HOME/providers.toml`` is read when it exists; otherwise the single
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
@@ -504,40 +216,10 @@ class Session:
         cooldown: float | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
-        routing: dict[str, Any] = {}
-        if providers is not None and (api_key, base_url, files_url, sandbox) != (None, None, None, None):
-            raise ConfigError(
-                "give either providers=[...] or api_key/base_url/files_url/sandbox (a single gateway), not both"
-            )
-        if providers is None and api_key is None and base_url is None and sandbox is None:
-            found = self.data_dir / PROVIDERS_FILE
-            if found.is_file():
-                providers = found
-        if isinstance(providers, str | Path):
-            configs, routing = read_providers_file(providers)
-        elif providers is not None:
-            configs = [ProviderConfig.from_mapping(e) for e in providers]
-            if not configs:
-                raise ConfigError("providers: give at least one provider")
-        else:
-            key = _secret(api_key) or _secret(os.environ.get(KEY_ENV))
-            if sandbox is None:
-                sandbox = key is None and base_url is None
-            if not sandbox and key is None:
-                raise ConfigError(
-                    f"no API key: set ${KEY_ENV}, call imgkit.login(), or imgkit.configure(api_key=...)"
-                )
-            configs = [
-                ProviderConfig(
-                    name="sandbox" if sandbox else "gateway",
-                    kind="gateway",
-                    api_key=key if key is not None and not sandbox else Secret("sk-sandbox"),
-                    base_url=SANDBOX_URL if sandbox else (base_url or LIVE_URLS["gateway"]),
-                    files_url=files_url,
-                    sandbox=bool(sandbox),
-                )
-            ]
-        self._configs = tuple(configs)
+        self._configs, routing = resolve_providers(
+            api_key=api_key, base_url=base_url, files_url=files_url, sandbox=sandbox, providers=providers,
+            data_dir=self.data_dir,
+        )
         primary = self._configs[0]
         self.sandbox = all(c.sandbox for c in self._configs)
         self._key = primary.api_key
@@ -565,18 +247,28 @@ class Session:
             return "<imgkit.Session (not configured)>"
         return f"<imgkit.Session {self.describe()}>"
 
-    def describe(self) -> str:
-        """One line: sandbox or live, where, the price sheet and the data directory."""
+    def describe(self) -> Description:
+        """Sandbox or live, where, the price sheet and the data directory: one line as text,
+        a small table in a notebook. It never shows a key (at most its last four characters)
+        or a URL's ``user:password@``.
+
+        Example:
+            >>> imgkit.get_session().describe()
+            sandbox (in-process, no key); price sheet evolink-table-2026-11; data /home/me/.imgkit
+        """
         if len(self._configs) > 1:
             listed = ", ".join(
-                f"{c.name} ({c.kind}, {'in-process sandbox' if c.sandbox else c.base_url})" for c in self._configs
+                f"{c.name} ({c.kind}, {'in-process sandbox' if c.sandbox else display_url(c.base_url)})"
+                for c in self._configs
             )
             where = f"providers {listed}, cheapest first"
         elif self.sandbox:
             where = "sandbox (in-process, no key)"
+        elif self._key.reveal() == LOOPBACK_PLACEHOLDER_KEY:
+            where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
-            where = f"live {self.base_url} (key ...{self._key.hint or '****'})"
-        return f"{where}; price sheet {self.price_sheet}; data {self.data_dir}"
+            where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
+        return Description(where, self.price_sheet, str(self.data_dir))
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -643,7 +335,7 @@ class Session:
             self._provider(config),
             sheet=config.price_sheet or self.price_sheet,
             capabilities=caps,
-            base_url="in-process sandbox" if config.sandbox else config.base_url,
+            base_url="in-process sandbox" if config.sandbox else display_url(config.base_url),
         )
 
     @property
@@ -670,25 +362,19 @@ class Session:
 
     # --- async API ---------------------------------------------------------------------
 
-    async def agenerate(
-        self,
-        prompt: str,
-        *,
-        size: str = "1:1",
-        quality: str = "medium",
-        n: int = 1,
-        images: Iterable[Any] | None = None,
-        model: str = DEFAULT_MODEL,
-        tags: Iterable[str] = (),
-        on_event: EventHandler | None = None,
-        raise_on_error: bool = True,
-    ) -> GenerationResult:
-        """Generate images without blocking; see :func:`generate`."""
-        request = ImageRequest.build(prompt, model=model, size=size, quality=quality, n=n, images=images)
-        caller = _running_loop()
+    async def agenerate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Generate images without blocking; see :func:`generate` for the options."""
+        _check_options(options, GenerateOptions)
+        fields = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        request = ImageRequest.build(prompt, **fields)
+        on_event = _call_on(_running_loop(), options.get("on_event"))
         return await _LOOP.run_async(
-            self._run(request, tuple(tags), _call_on(caller, on_event), raise_on_error)
+            self._run(request, tuple(options.get("tags", ())), on_event, options.get("raise_on_error", True))
         )
+
+    def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Generate images and wait for them; see :func:`generate`."""
+        return _LOOP.drive(self.agenerate(prompt, **options))
 
     async def _run(
         self,
@@ -775,6 +461,10 @@ class Session:
         caller = _running_loop()
         return await _LOOP.run_async(self._resume(_call_on(caller, on_event)))
 
+    def resume(self, *, on_event: EventHandler | None = None) -> list[GenerationResult]:
+        """Finish every run an earlier process left unfinished, and wait; see :func:`resume`."""
+        return _LOOP.drive(self.aresume(on_event=on_event))
+
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
         engine = self.engine
         # Runs this process is still working on are not unfinished, only busy: following them
@@ -798,24 +488,25 @@ class Session:
         """The credits balance the service reports."""
         return await _LOOP.run_async(self.engine.provider.balance())
 
+    def balance(self) -> Balance | None:
+        """The credits balance the service reports (waits for the answer)."""
+        return _LOOP.drive(self.abalance())
+
 
     # --- sweeps ------------------------------------------------------------------------
 
-    def plan_sweep(
-        self,
-        prompts: str | Iterable[str],
-        *,
-        quality: str | Iterable[str] = ("low", "medium", "high"),
-        size: str | Iterable[str] = ("1:1",),
-        n: int = 1,
-        model: str = DEFAULT_MODEL,
-        images: Iterable[Any] | None = None,
-    ) -> SweepPlan:
-        """Validate every run of the cross product prompts x quality x size and price it."""
-        refs = list(images) if images is not None else None
+    def plan_sweep(self, prompts: str | Iterable[str], **grid: Unpack[SweepGrid]) -> SweepPlan:
+        """Validate every run of the cross product prompts x quality x size and price it;
+        see :func:`sweep` for the options."""
+        _check_options(grid, SweepGrid)
+        fixed: dict[str, Any] = {k: v for k, v in grid.items() if k in _FIELDS}
+        if fixed.get("images") is not None:
+            fixed["images"] = list(fixed["images"])  # one iterable, read once for every run
+        qualities = _as_tuple(grid.get("quality", SWEEP_QUALITIES))
+        sizes = _as_tuple(grid.get("size", SWEEP_SIZES))
         requests = tuple(
-            ImageRequest.build(p, model=model, size=sz, quality=q, n=n, images=refs)
-            for p, q, sz in itertools.product(_as_tuple(prompts), _as_tuple(quality), _as_tuple(size))
+            ImageRequest.build(p, size=sz, quality=q, **fixed)
+            for p, q, sz in itertools.product(_as_tuple(prompts), qualities, sizes)
         )
         if not requests:
             from imgkit.errors import ValidationError
@@ -837,32 +528,35 @@ class Session:
         why = f"{plan} is " + " and ".join(reasons)
         if confirm is None and _ask(f"{why}. Run it?"):
             return
-        raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
-
-    async def asweep(
-        self,
-        prompts: str | Iterable[str],
-        *,
-        quality: str | Iterable[str] = ("low", "medium", "high"),
-        size: str | Iterable[str] = ("1:1",),
-        n: int = 1,
-        model: str = DEFAULT_MODEL,
-        images: Iterable[Any] | None = None,
-        tags: Iterable[str] = (),
-        concurrency: int | None = None,
-        per_minute: float | None = None,
-        confirm: bool | None = None,
-        progress: bool = True,
-        on_event: EventHandler | None = None,
-    ) -> SweepResult:
-        """Run a sweep without blocking; see :func:`sweep`."""
-        plan = self.plan_sweep(prompts, quality=quality, size=size, n=n, model=model, images=images)
-        _announce(str(plan))
-        self._confirm(plan, confirm)
-        caller = _running_loop()
-        return await _LOOP.run_async(
-            self._sweep(plan, tuple(tags), concurrency, per_minute, progress, _call_on(caller, on_event))
+        if remaining is not None and plan.credits > remaining:
+            # A real overrun: with confirm=True the budget still refuses each run it does not allow.
+            raise BudgetExceeded(f"{why}; nothing was sent. Pass confirm=True to run it anyway.")
+        raise ConfirmationRequired(
+            f"{why}; nothing was sent. Pass confirm=True to run it, or raise the threshold, e.g. "
+            f"imgkit.get_session().sweep_threshold = {math.ceil(plan.credits):d} "
+            f"(or Session(sweep_threshold=...) / imgkit.configure(sweep_threshold=...))",
+            credits=plan.credits,
+            threshold=self.sweep_threshold,
         )
+
+    async def asweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+        """Run a sweep without blocking; see :func:`sweep` for the options."""
+        _check_options(options, SweepOptions)
+        grid: dict[str, Any] = {k: v for k, v in options.items() if k in _keys(SweepGrid)}
+        plan = self.plan_sweep(prompts, **grid)
+        _announce(plan)
+        self._confirm(plan, options.get("confirm"))
+        on_event = _call_on(_running_loop(), options.get("on_event"))
+        return await _LOOP.run_async(
+            self._sweep(
+                plan, tuple(options.get("tags", ())), options.get("concurrency"), options.get("per_minute"),
+                options.get("progress", True), on_event,
+            )
+        )
+
+    def sweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+        """Run a sweep and wait for it; see :func:`sweep`."""
+        return _LOOP.drive(self.asweep(prompts, **options))
 
     async def _sweep(
         self,
@@ -887,7 +581,7 @@ class Session:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run")
+            bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run", file=sys.stdout)  # information, not an error
         refused: list[tuple[ImageRequest, str]] = []
 
         async def one(request: ImageRequest) -> GenerationResult | None:
@@ -914,41 +608,7 @@ class Session:
         results = [r for r in outcomes if r is not None]
         return SweepResult(plan, sweep_id, results, refused, self)
 
-    def sweep(self, prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
-        """Run a sweep and wait for it; see :func:`sweep`."""
-        confirm = kwargs.pop("confirm", None)
-        on_event = kwargs.pop("on_event", None)
-        run_kwargs = {k: kwargs.pop(k) for k in ("tags", "concurrency", "per_minute", "progress") if k in kwargs}
-        plan = self.plan_sweep(prompts, **kwargs)
-        _announce(str(plan))
-        self._confirm(plan, confirm)
-        return _LOOP.run(
-            self._sweep(
-                plan,
-                tuple(run_kwargs.get("tags", ())),
-                run_kwargs.get("concurrency"),
-                run_kwargs.get("per_minute"),
-                run_kwargs.get("progress", True),
-                on_event,
-            )
-        )
-
-    # --- sync API ----------------------------------------------------------------------
-
-    def generate(self, prompt: str, **kwargs: Any) -> GenerationResult:
-        """Generate images and wait for them; see :func:`generate`."""
-        request_kwargs = {k: kwargs.pop(k) for k in ("size", "quality", "n", "images", "model") if k in kwargs}
-        request = ImageRequest.build(prompt, **request_kwargs)
-        return _LOOP.run(
-            self._run(request, tuple(kwargs.pop("tags", ())), kwargs.pop("on_event", None),
-                      kwargs.pop("raise_on_error", True))
-        )
-
-    def resume(self, *, on_event: EventHandler | None = None) -> list[GenerationResult]:
-        return _LOOP.run(self._resume(on_event))
-
-    def balance(self) -> Balance | None:
-        return _LOOP.run(self.engine.provider.balance())
+    # --- the ledger, prices and closing ------------------------------------------------
 
     def runs(self) -> pd.DataFrame:
         """Every run in this session's ledger as a typed DataFrame."""
@@ -1001,125 +661,6 @@ class Session:
             self._ledger = None
 
 
-def _secret(value: str | Secret | None) -> Secret | None:
-    """A key as a Secret, or None when there is none (empty counts as none)."""
-    if value is None or isinstance(value, Secret):
-        return value if value is None or value.reveal() else None
-    return Secret(value) if value.strip() else None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-
-# --- sweeps ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SweepPlan:
-    """The runs a sweep will make and what they are estimated to cost, before anything is
-    sent."""
-
-    requests: tuple[ImageRequest, ...]
-    estimates: tuple[Estimate | None, ...]
-    sheet: str
-
-    @property
-    def n_runs(self) -> int:
-        return len(self.requests)
-
-    @property
-    def n_images(self) -> int:
-        return sum(r.n for r in self.requests)
-
-    def _total(self, attr: str) -> float:
-        return round(sum(getattr(e, attr) for e in self.estimates if e is not None), 5)
-
-    @property
-    def credits(self) -> float:
-        return self._total("credits")
-
-    @property
-    def usd(self) -> float:
-        return self._total("usd")
-
-    @property
-    def cny(self) -> float:
-        return self._total("cny")
-
-    def __str__(self) -> str:
-        unpriced = sum(e is None for e in self.estimates)
-        text = (
-            f"sweep: {self.n_runs} runs, {self.n_images} images, estimated {self.credits:.10g} credits "
-            f"(${self.usd:.4f}, ¥{self.cny:.4f}; price sheet {self.sheet})"
-        )
-        if unpriced:
-            text += f"; {unpriced} runs have no price on this sheet"
-        return text
-
-    def _repr_html_(self) -> str:
-        return f"<p><b>{html.escape(str(self))}</b></p>"
-
-
-class SweepResult:
-    """The runs of a sweep: completed, failed and those the budget refused (never sent)."""
-
-    def __init__(
-        self,
-        plan: SweepPlan,
-        sweep_id: str,
-        results: list[GenerationResult],
-        refused: list[tuple[ImageRequest, str]],
-        session: Session,
-    ) -> None:
-        self.plan = plan
-        self.sweep_id = sweep_id
-        self.results = results
-        self.refused = refused
-        self._session = session
-
-    @property
-    def run_ids(self) -> list[str]:
-        return [r.run_id for r in self.results]
-
-    @property
-    def completed(self) -> list[GenerationResult]:
-        return [r for r in self.results if r.status == "completed"]
-
-    @property
-    def failed(self) -> list[GenerationResult]:
-        return [r for r in self.results if r.status != "completed"]
-
-    def runs(self) -> pd.DataFrame:
-        """This sweep's rows of the ledger."""
-        df = self._session.runs()
-        return df[df["run_id"].isin(self.run_ids)].reset_index(drop=True)
-
-    def __repr__(self) -> str:
-        return (
-            f"<SweepResult {self.sweep_id}: {len(self.completed)} completed, {len(self.failed)} failed "
-            f"or unknown, {len(self.refused)} refused by the budget>"
-        )
-
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(r.record.prompt[:60])}</td><td>{r.record.quality}</td><td>{r.record.size}</td>"
-            f"<td>{html.escape(r.record.provider)}</td>"
-            f"<td>{r.status}</td><td>{r.record.est_credits if r.record.est_credits is not None else '-'}</td>"
-            f"<td>{'-' if r.latency_s is None else f'{r.latency_s:.1f}'}</td></tr>"
-            for r in self.results
-        )
-        head = (
-            "<tr><th>prompt</th><th>quality</th><th>size</th><th>provider</th><th>status</th><th>est. credits</th>"
-            "<th>latency s</th></tr>"
-        )
-        return f"<p>{html.escape(repr(self))}</p><table>{head}{rows}</table>"
-
-
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
@@ -1140,11 +681,25 @@ def _ask(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def _announce(text: str) -> None:
-    # Shown above any progress bar, on stderr, so it is never mixed into a result.
-    from tqdm.auto import tqdm
+def _announce(message: SweepPlan) -> None:
+    """Show ``message`` where a user reads information, never on stderr (which notebooks
+    show in a pink box, like an error): in IPython as display output (its HTML in a
+    notebook), elsewhere on stdout above any progress bar."""
+    shell = _ipython()
+    if shell is not None:
+        shell.display_pub.publish(data={"text/plain": str(message), "text/html": message._repr_html_()})
+        return
+    from tqdm import tqdm
 
-    tqdm.write(text, file=sys.stderr)
+    tqdm.write(str(message), file=sys.stdout)
+
+
+def _ipython() -> Any:
+    """The running IPython shell (a kernel or a terminal), or None. Never imports IPython:
+    if it is not loaded, nothing is running it."""
+    module = sys.modules.get("IPython")
+    get_ipython = getattr(module, "get_ipython", None)
+    return get_ipython() if get_ipython is not None else None
 
 
 # --- the default session and module functions --------------------------------------------
@@ -1188,89 +743,54 @@ def login(prompt: str = "EvoLink API key: ", **settings: Any) -> Session:
     return configure(api_key=key, **settings)
 
 
-def generate(
-    prompt: str,
-    *,
-    size: str = "1:1",
-    quality: str = "medium",
-    n: int = 1,
-    images: Iterable[Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    tags: Iterable[str] = (),
-    on_event: EventHandler | None = None,
-    raise_on_error: bool = True,
-) -> GenerationResult:
+def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
     """Generate images and wait for them.
 
     Args:
         prompt: what to draw (up to 2000 characters for gpt-image-1).
-        size: ``1:1``, ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
-        quality: ``low`` (0.26x), ``medium`` (1x) or ``high`` (3.91x); always sent, since the
-            service's own default is high.
-        n: images in this run, 1-10.
+        size: ``1:1`` (default), ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
+        quality: ``low`` (0.26x), ``medium`` (1x, default) or ``high`` (3.91x); always sent,
+            since the service's own default is high.
+        n: images in this run, 1-10 (default 1).
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
-        model: ``gpt-image-1`` or a sibling from :data:`imgkit.MODELS`.
+        model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
         tags: labels kept in the ledger, for reports.
-        on_event: called with a :class:`JobEvent` at each status change.
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
-            complete (it is in the ledger either way); False returns the result instead.
+            complete (it is in the ledger either way); False returns the result instead
+            (default True).
 
     Example:
         >>> res = imgkit.generate("A beautiful colorful sunset over the ocean", size="3:2",
         ...                       quality="low", n=2)
         >>> res.paths, res.cost
     """
-    return get_session().generate(
-        prompt, size=size, quality=quality, n=n, images=images, model=model, tags=tags,
-        on_event=on_event, raise_on_error=raise_on_error,
-    )
+    return _LOOP.drive(get_session().agenerate(prompt, **options))
 
 
-async def agenerate(
-    prompt: str,
-    *,
-    size: str = "1:1",
-    quality: str = "medium",
-    n: int = 1,
-    images: Iterable[Any] | None = None,
-    model: str = DEFAULT_MODEL,
-    tags: Iterable[str] = (),
-    on_event: EventHandler | None = None,
-    raise_on_error: bool = True,
-) -> GenerationResult:
-    """:func:`generate` without blocking: ``res = await imgkit.agenerate(...)``."""
-    return await get_session().agenerate(
-        prompt, size=size, quality=quality, n=n, images=images, model=model, tags=tags,
-        on_event=on_event, raise_on_error=raise_on_error,
-    )
+async def agenerate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+    """:func:`generate` without blocking, with the same options.
+
+    Example:
+        >>> res = await imgkit.agenerate("a red fox", quality="low")
+    """
+    return await get_session().agenerate(prompt, **options)
 
 
-def sweep(
-    prompts: str | Iterable[str],
-    *,
-    quality: str | Iterable[str] = ("low", "medium", "high"),
-    size: str | Iterable[str] = ("1:1",),
-    n: int = 1,
-    model: str = DEFAULT_MODEL,
-    images: Iterable[Any] | None = None,
-    tags: Iterable[str] = (),
-    concurrency: int | None = None,
-    per_minute: float | None = None,
-    confirm: bool | None = None,
-    progress: bool = True,
-) -> SweepResult:
+def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
     """Run every combination of prompts x quality x size, concurrently, and wait.
 
     Before anything is sent it states the total estimated cost. Above the session's
-    ``sweep_threshold`` or the remaining budget it asks (in a notebook or terminal) and
-    refuses elsewhere unless ``confirm=True``. Runs the budget refuses are listed in
-    ``result.refused`` and never sent.
+    ``sweep_threshold`` it asks (in a notebook or terminal) and elsewhere raises
+    :class:`~imgkit.errors.ConfirmationRequired` unless ``confirm=True``; above the remaining
+    budget it raises :class:`~imgkit.errors.BudgetExceeded`. Runs the budget refuses are
+    listed in ``result.refused`` and never sent.
 
     Args:
         prompts: one prompt or several.
-        quality: tiers to try.
-        size: sizes to try, either form.
+        quality: tiers to try (default ``("low", "medium", "high")``).
+        size: sizes to try, either form (default ``("1:1",)``).
         n: images per run.
         model: the model for every run.
         images: reference images for every run.
@@ -1278,22 +798,25 @@ def sweep(
         concurrency: the most runs in flight (default: the session's).
         per_minute: the most images submitted per minute (upstream tiers can be as low as 5).
         confirm: True to skip the question; False to refuse without asking.
-        progress: show a progress bar (tqdm's notebook bar in Jupyter).
+        progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
+            any run.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
         ...                    size=["1:1", "3:2"])
         >>> out.runs().groupby("quality")["est_credits"].sum()
     """
-    return get_session().sweep(
-        prompts, quality=quality, size=size, n=n, model=model, images=images, tags=tags,
-        concurrency=concurrency, per_minute=per_minute, confirm=confirm, progress=progress,
-    )
+    return _LOOP.drive(get_session().asweep(prompts, **options))
 
 
-async def asweep(prompts: str | Iterable[str], **kwargs: Any) -> SweepResult:
-    """:func:`sweep` without blocking: ``out = await imgkit.asweep(...)``."""
-    return await get_session().asweep(prompts, **kwargs)
+async def asweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
+    """:func:`sweep` without blocking, with the same options.
+
+    Example:
+        >>> out = await imgkit.asweep("a red fox", quality=["low", "high"], confirm=True)
+    """
+    return await get_session().asweep(prompts, **options)
 
 
 def budget(credits: float | None = None, per: str | None = None) -> Budget | None:
@@ -1328,12 +851,19 @@ def providers() -> pd.DataFrame:
 
 
 def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
-    """Finish runs left unfinished by a restart or crash: poll their tasks, download results."""
-    return get_session().resume(on_event=on_event)
+    """Finish runs left unfinished by a restart or crash: poll their tasks, download results.
+
+    Args:
+        on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
+
+    Example:
+        >>> done = imgkit.resume()
+    """
+    return _LOOP.drive(get_session().aresume(on_event=on_event))
 
 
 async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
-    """:func:`resume` without blocking."""
+    """:func:`resume` without blocking, with the same options."""
     return await get_session().aresume(on_event=on_event)
 
 
@@ -1347,11 +877,14 @@ def estimate(
 ) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
+    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the default
+    sheet's when no session exists yet; with it, that sheet's.
+
     Example:
         >>> imgkit.estimate(quality="low", size="3:2", n=2)
         Estimate(credits=1.84924, usd=0.0257, cny=0.1824, sheet='evolink-table-2026-11', ...)
     """
+    if sheet is None and _DEFAULT is not None:
+        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model)  # one price per session
     request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
-    chosen = sheet or (_DEFAULT.price_sheet if _DEFAULT is not None else None)
-    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen)
-
+    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=sheet)

@@ -77,7 +77,7 @@ def sandbox_tasks(url: str) -> list[dict]:
     return httpx.get(f"{url}/_sandbox/tasks", headers=SANDBOX_ADMIN, timeout=30).json()["tasks"]
 
 
-FAST_POLL = imgkit.PollPolicy(min_interval=0.01, max_interval=0.2, deadline=60.0)
+FAST_POLL = imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2, deadline=60.0)
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_several_images_share_a_cell(session: imgkit.Session) -> None:
 
 def test_the_sweep_asks_before_expensive_comparisons(session: imgkit.Session, sandbox_url: str) -> None:
     count = len(sandbox_tasks(sandbox_url))
-    with pytest.raises(imgkit.BudgetExceeded, match="confirm=True"):
+    with pytest.raises(imgkit.ConfirmationRequired, match="confirm=True"):
         compare([f"prompt {i}" for i in range(5)], size="3:2", n=2, progress=False)
     assert len(sandbox_tasks(sandbox_url)) == count
 

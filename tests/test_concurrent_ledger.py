@@ -75,7 +75,7 @@ SESSION_CHILD = textwrap.dedent(
     while not os.path.exists(go):
         time.sleep(0.001)
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir,
-                     poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.2))
+                     poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))
     step = max(1, runs // 5)
     for start in range(0, runs, step):
         prompts = [f"kernel {worker} run {i:04d}" for i in range(start, min(runs, start + step))]
@@ -93,8 +93,8 @@ BUDGET_CHILD = textwrap.dedent(
     imgkit.register_price_sheet({"name": "one-credit", "date": "2026-11-24", "source": "test",
                                  "base_credits": 1.0, "credits_per_usd": 100})
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir, price_sheet="one-credit",
-                     concurrency=50, budget=imgkit.Budget(10),
-                     poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.2))
+                     concurrency=50, budget=imgkit.config.Budget(10),
+                     poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))
     while not os.path.exists(go):
         time.sleep(0.001)
 
@@ -103,10 +103,10 @@ BUDGET_CHILD = textwrap.dedent(
                                     return_exceptions=True)
 
     outcomes = asyncio.run(main())
-    print(json.dumps({"sent": sum(isinstance(o, imgkit.GenerationResult) for o in outcomes),
+    print(json.dumps({"sent": sum(isinstance(o, imgkit.results.GenerationResult) for o in outcomes),
                       "refused": sum(isinstance(o, imgkit.BudgetExceeded) for o in outcomes),
                       "other": [repr(o) for o in outcomes
-                                if not isinstance(o, imgkit.GenerationResult | imgkit.BudgetExceeded)]}),
+                                if not isinstance(o, imgkit.results.GenerationResult | imgkit.BudgetExceeded)]}),
           flush=True)
     """
 )

@@ -36,7 +36,7 @@ SWEEP_CHILD = textwrap.dedent(
     import sys, imgkit
     key, url, data_dir, tag, runs, n = sys.argv[1:7]
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir,
-                     poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.1))
+                     poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.1))
     prompts = [f"{tag} run {i:02d} [[seconds:{0.2 + (i % 5) * 0.2:.1f}]]" for i in range(int(runs))]
     imgkit.sweep(prompts, quality="low", n=int(n), concurrency=4, confirm=True, progress=False)
     print("sweep finished", flush=True)
@@ -47,7 +47,7 @@ RESUME_CHILD = textwrap.dedent(
     import json, sys, imgkit
     key, url, data_dir = sys.argv[1:4]
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir,
-                     poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.1))
+                     poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.1))
     print(json.dumps([[r.run_id, r.status] for r in imgkit.resume()]), flush=True)
     """
 )

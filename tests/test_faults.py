@@ -164,7 +164,7 @@ def run_soak(n_runs: int, data_dir: Path, tmp_path: Path, *, seed: int, scale: f
             session = imgkit.configure(api_key=TEST_KEY, base_url=proxy.url, data_dir=data_dir, poll=FAST_POLL,
                                        timeout=CLIENT_TIMEOUT)
 
-            async def main() -> list[imgkit.SweepResult]:
+            async def main() -> list[imgkit.results.SweepResult]:
                 return await asyncio.gather(
                     *(session.asweep(prompts, quality=q, size=s, n=n, concurrency=8, confirm=True, progress=False)
                       for prompts, q, s, n in plan)
@@ -213,7 +213,7 @@ def _check_soak_ledger(session: imgkit.Session, tasks: list[dict], expected: dic
     report.lost += len(set(expected) - set(rows))
     for r in records:
         q, s, n = expected[r.prompt]
-        assert (r.quality, r.size, r.n) == (q, imgkit.ImageRequest.build("x", size=s).size, n)
+        assert (r.quality, r.size, r.n) == (q, imgkit.request.ImageRequest.build("x", size=s).size, n)
         assert r.terminal, (r.run_id, r.status)
         if r.status == "completed":
             assert len(r.files) == n and len(r.thumbs) == n, r
@@ -305,7 +305,7 @@ def test_lost_contact_while_polling_is_finished_by_resume(sandbox_url: str, data
 
 
 def test_run_past_its_poll_deadline_is_finished_by_resume(sandbox_url: str, data_dir: Path) -> None:
-    poll = imgkit.PollPolicy(min_interval=0.01, max_interval=0.05, deadline=0.3)
+    poll = imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.05, deadline=0.3)
     imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=poll)
     res = imgkit.generate("slower than the deadline [[seconds:1.0]]", quality="low", raise_on_error=False)
     assert res.status == "unknown" and "resume() checks again" in (res.record.notes or "")

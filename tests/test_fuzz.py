@@ -195,12 +195,12 @@ def test_request_builder_accepts_exactly_the_valid_combinations(data: st.DataObj
     prompt = kwargs.pop("prompt")
     if bad:
         with pytest.raises(imgkit.ValidationError) as info:
-            imgkit.ImageRequest.build(prompt, **kwargs)
+            imgkit.request.ImageRequest.build(prompt, **kwargs)
         assert _field(info.value) in bad, (info.value, bad)
         assert info.value.field in str(info.value)
         assert isinstance(info.value, imgkit.ImgkitError) and isinstance(info.value, ValueError)
         return
-    request = imgkit.ImageRequest.build(prompt, **kwargs)
+    request = imgkit.request.ImageRequest.build(prompt, **kwargs)
     # What the client would send passes the sandbox's own reading of the spec, unchanged.
     urls = [f"https://files.example/{i}.png" for i in range(len(request.images))]
     try:

@@ -37,12 +37,12 @@ def test_text_to_image(session: imgkit.Session, data_dir: Path) -> None:
 
 
 def test_agenerate_runs_concurrently_from_a_running_loop(session: imgkit.Session) -> None:
-    events: list[imgkit.JobEvent] = []
+    events: list[imgkit.request.JobEvent] = []
 
-    async def main() -> list[imgkit.GenerationResult]:
+    async def main() -> list[imgkit.results.GenerationResult]:
         loop = asyncio.get_running_loop()
 
-        def on_event(event: imgkit.JobEvent) -> None:
+        def on_event(event: imgkit.request.JobEvent) -> None:
             assert asyncio.get_running_loop() is loop  # delivered on the caller's loop
             events.append(event)
 

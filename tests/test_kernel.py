@@ -11,7 +11,7 @@ from .conftest import TEST_KEY
 
 SETUP = """
 import imgkit
-imgkit.configure(api_key={key!r}, base_url={url!r}, poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.2))
+imgkit.configure(api_key={key!r}, base_url={url!r}, poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))
 """
 CELLS = [
     "res = imgkit.generate('inside a kernel', quality='low', n=2)\nprint(res.status, len(res.paths))",

@@ -305,7 +305,7 @@ def test_openai_provider_end_to_end_with_a_url_reference(data_dir: Path, openai_
     upload = httpx.post(f"{openai_url}/api/v1/files/upload/stream", files={"file": ("ref.png", _png())},
                         headers={"Authorization": f"Bearer {SDK_KEY}"}).json()
     url = upload["data"]["file_url"]
-    imgkit.configure(data_dir=data_dir, poll=imgkit.PollPolicy(min_interval=0.01), providers=[
+    imgkit.configure(data_dir=data_dir, poll=imgkit.engine.PollPolicy(min_interval=0.01), providers=[
         {"name": "openai", "kind": "openai", "api_key": SDK_KEY, "base_url": f"{openai_url}/openai/v1"},
     ])
     res = imgkit.generate("make it a watercolor", images=[url], quality="low", size="2:3")

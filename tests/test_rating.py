@@ -18,7 +18,7 @@ PROMPT = "a red fox in the snow"
 
 
 @pytest.fixture
-def runs(session: imgkit.Session) -> imgkit.SweepResult:
+def runs(session: imgkit.Session) -> imgkit.results.SweepResult:
     # One prompt in three tiers: three cross-tier pairs.
     return imgkit.sweep(PROMPT, quality=["low", "medium", "high"], progress=False)
 
@@ -34,7 +34,7 @@ def _winners(frame: object) -> list[str | None]:
     return column.astype(object).where(column.notna(), None).tolist()
 
 
-def test_clicks_store_picks_and_update_the_counts(session: imgkit.Session, runs: imgkit.SweepResult) -> None:
+def test_clicks_store_picks_and_update_the_counts(session: imgkit.Session, runs: imgkit.results.SweepResult) -> None:
     w = rate(seed=1, tag="tester")
     assert len(w.pairs) == 3 and w.progress.value == "<b>0 of 3 rated</b>"
     shown = []
@@ -71,7 +71,7 @@ def test_clicks_store_picks_and_update_the_counts(session: imgkit.Session, runs:
     assert len(session.ledger.ratings_frame()) == 3 and w.rated == 3
 
 
-def test_pairs_are_blind_and_skips_store_nothing(session: imgkit.Session, runs: imgkit.SweepResult) -> None:
+def test_pairs_are_blind_and_skips_store_nothing(session: imgkit.Session, runs: imgkit.results.SweepResult) -> None:
     w = rate(pairs=None, seed=2)
     assert len(w.pairs) == 3
     while not w.done:
@@ -88,7 +88,7 @@ def test_pairs_are_blind_and_skips_store_nothing(session: imgkit.Session, runs: 
     assert session.ledger.ratings_frame().empty
 
 
-def test_a_new_session_continues_where_the_last_stopped(session: imgkit.Session, runs: imgkit.SweepResult) -> None:
+def test_a_new_session_continues_where_the_last_stopped(session: imgkit.Session, runs: imgkit.results.SweepResult) -> None:
     first = rate(pairs=1, seed=3)
     first.buttons["left"].click()
     second = RatingWidget(pairs=None, seed=3)
@@ -99,7 +99,7 @@ def test_a_new_session_continues_where_the_last_stopped(session: imgkit.Session,
     assert RatingWidget(pairs=None, seed=3).pairs == second.pairs
 
 
-def test_only_the_given_runs_are_paired(session: imgkit.Session, runs: imgkit.SweepResult) -> None:
+def test_only_the_given_runs_are_paired(session: imgkit.Session, runs: imgkit.results.SweepResult) -> None:
     df = runs.runs()
     w = rate(df[df["quality"] != "medium"], pairs=None, seed=4)
     assert len(w.pairs) == 1

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgkit import MODELS, ImageRequest, ValidationError
-from imgkit.request import normalize_size, sniff_image_format
+from imgkit import ValidationError
+from imgkit.request import MODELS, ImageRequest, normalize_size, sniff_image_format
 
 
 def _png(size: tuple[int, int] = (8, 8)) -> bytes:

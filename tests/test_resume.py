@@ -75,7 +75,7 @@ def test_resume_after_sigkill(sandbox_url: str, data_dir: Path) -> None:
 def test_resume_leaves_runs_in_flight_in_this_process_alone(session: imgkit.Session, sandbox_url: str) -> None:
     import asyncio
 
-    async def main() -> tuple[imgkit.GenerationResult, list[imgkit.GenerationResult]]:
+    async def main() -> tuple[imgkit.results.GenerationResult, list[imgkit.results.GenerationResult]]:
         run = asyncio.ensure_future(imgkit.agenerate("slow one [[seconds:1]]"))
         while not session.ledger.unfinished() or session.ledger.unfinished()[0].task_id is None:  # noqa: ASYNC110 - waits on the ledger, which has no event
             await asyncio.sleep(0.02)

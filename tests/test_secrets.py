@@ -192,7 +192,7 @@ def test_keys_never_leak_anywhere(data_dir: Path, tmp_path: Path, caplog: pytest
 
         async def echo() -> None:
             try:
-                await provider.submit(imgkit.ImageRequest.build("x {{echo}}"), [])
+                await provider.submit(imgkit.request.ImageRequest.build("x {{echo}}"), [])
             finally:
                 await provider.aclose()
 
@@ -223,7 +223,7 @@ def test_keys_never_leak_anywhere(data_dir: Path, tmp_path: Path, caplog: pytest
 
 NOTEBOOK_CELLS = [
     "import os, imgkit\n"
-    "s = imgkit.configure(base_url=os.environ['IMGKIT_TEST_URL'], poll=imgkit.PollPolicy(min_interval=0.01, max_interval=0.2))\n"
+    "s = imgkit.configure(base_url=os.environ['IMGKIT_TEST_URL'], poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))\n"
     "s",
     "res = imgkit.generate('a notebook run', quality='low')\nres",
     "imgkit.generate('rejected [[http:401]]', quality='low')",

@@ -32,13 +32,13 @@ def test_plan_estimate_is_the_sum_of_the_runs(session: imgkit.Session) -> None:
 
 def test_sweep_states_its_cost_before_sending(session: imgkit.Session, capsys: pytest.CaptureFixture[str]) -> None:
     imgkit.sweep("a fox", quality="low", progress=False)
-    err = capsys.readouterr().err
-    assert "sweep: 1 runs, 1 images, estimated 0.62899 credits" in err
+    out = capsys.readouterr().out  # information, on stdout (issue 11 item 8), not stderr
+    assert "sweep: 1 runs, 1 images, estimated 0.62899 credits" in out
 
 
 def test_sweep_above_threshold_refuses_without_confirmation(session: imgkit.Session, sandbox_url: str) -> None:
     before = len(sandbox_tasks(sandbox_url))
-    with pytest.raises(imgkit.BudgetExceeded, match=r"above the sweep threshold of 50 credits.*confirm=True"):
+    with pytest.raises(imgkit.ConfirmationRequired, match=r"above the sweep threshold of 50 credits.*confirm=True"):
         imgkit.sweep(["a", "b", "c"], quality="high", size="3:2", n=2, progress=False)
     assert len(sandbox_tasks(sandbox_url)) == before
     assert len(imgkit.runs()) == 0
@@ -80,14 +80,14 @@ def test_budget_cannot_be_raced(sandbox_url: str, data_dir: Path) -> None:
     imgkit.register_price_sheet({"name": "one-credit", "date": "2026-11-24", "source": "test", "base_credits": 1.0,
                                  "credits_per_usd": 100})
     s = imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL,
-                         price_sheet="one-credit", concurrency=50, budget=imgkit.Budget(10))
+                         price_sheet="one-credit", concurrency=50, budget=imgkit.config.Budget(10))
     before = len(sandbox_tasks(sandbox_url))
 
     async def main() -> list[object]:
         return await asyncio.gather(*(imgkit.agenerate(f"race {i}") for i in range(50)), return_exceptions=True)
 
     outcomes = asyncio.run(main())
-    sent = [o for o in outcomes if isinstance(o, imgkit.GenerationResult)]
+    sent = [o for o in outcomes if isinstance(o, imgkit.results.GenerationResult)]
     refused = [o for o in outcomes if isinstance(o, imgkit.BudgetExceeded)]
     assert (len(sent), len(refused)) == (10, 40)
     assert len(sandbox_tasks(sandbox_url)) - before == 10

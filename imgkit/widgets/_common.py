@@ -3,12 +3,11 @@ imgkit's private loop thread. No widget is imported here, so the presenter can u
 
 from __future__ import annotations
 
-import asyncio
 import html
 
 # imgkit's private loop thread: the studio hands its runs to it when no loop is running
 # (a plain script), instead of starting a loop of its own (STYLE habit 5).
-from imgkit.session import _LOOP as LOOP
+from imgkit._loop import LOOP, running_loop
 
 __all__ = ["LOOP", "ORANGE", "RED", "esc", "running_loop"]
 
@@ -20,11 +19,3 @@ ORANGE = "#ef6c00"
 def esc(text: object) -> str:
     """``text`` as HTML text (quotes escaped too, so it is safe in attributes)."""
     return html.escape(str(text))
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread (a kernel's, or async code's), or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
