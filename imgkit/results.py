@@ -155,7 +155,7 @@ class SweepPlan:
         return sum(r.n for r in self.requests)
 
     def _total(self, attr: str) -> float:
-        return round(sum(getattr(e, attr) for e in self.estimates if e is not None), 5)
+        return round(float(sum(getattr(e, attr) for e in self.estimates if e is not None)), 5)
 
     @property
     def credits(self) -> float:
@@ -168,6 +168,10 @@ class SweepPlan:
     @property
     def cny(self) -> float:
         return self._total("cny")
+
+    def __repr__(self) -> str:
+        # The requests themselves would fill a screen (and a saved notebook).
+        return f"<SweepPlan {str(self).removeprefix('sweep: ')}>"
 
     def __str__(self) -> str:
         unpriced = sum(e is None for e in self.estimates)

@@ -365,7 +365,7 @@ class Session:
     async def agenerate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
         """Generate images without blocking; see :func:`generate` for the options."""
         _check_options(options, GenerateOptions)
-        fields = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        fields: dict[str, Any] = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
         request = ImageRequest.build(prompt, **fields)
         on_event = _call_on(_running_loop(), options.get("on_event"))
         return await _LOOP.run_async(

@@ -4,7 +4,8 @@ statement, and check what it prints against the ``# →`` lines written under a 
 Usage: python readme_examples.py EXAMPLE.py   (exit 0: ran and matched; 1: it did not)
 
 ``...`` in a ``# →`` line stands for any text (doctest's ELLIPSIS). A statement's output is
-what it prints, and for an expression the repr of its value (as a console shows it).
+what it prints, and for an expression the repr of its value (as a console shows it); the
+lines the README shows are what it prints first (a progress bar may follow).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main(path: str) -> int:
             return 1
         got = printed.getvalue()
         sys.stdout.write(got)
-        if want and not checker.check_output("\n".join(want) + "\n", got, flags):
+        if want and not checker.check_output("\n".join(want) + "\n...", got, flags):
             print(f"line {node.lineno}: the README shows\n  {chr(10).join(want)}\nbut it printed\n  {got}",
                   file=sys.stderr)
             return 1

@@ -57,7 +57,8 @@ from imgkit.request import (
     RunRecord,
     normalize_size,
 )
-from imgkit.session import GenerationResult, Session, get_session
+from imgkit.results import GenerationResult
+from imgkit.session import Session, get_session
 from imgkit.widgets import Studio
 from imgkit.widgets import _present as present
 from imgkit.widgets._cards import RunCard, Throttle
