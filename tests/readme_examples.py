@@ -55,7 +55,7 @@ def main(path: str) -> int:
             return 1
         got = printed.getvalue()
         sys.stdout.write(got)
-        if want and not checker.check_output("\n".join(want) + "\n...", got, flags):
+        if want and not checker.check_output("\n".join(want) + "...", got, flags):
             print(f"line {node.lineno}: the README shows\n  {chr(10).join(want)}\nbut it printed\n  {got}",
                   file=sys.stderr)
             return 1
