@@ -127,8 +127,8 @@ def tier_for_pixels(width: int, height: int) -> str:
 class ModelProfile:
     """What one model accepts, as documented by the gateway (spec §1a, §1b, addendum A, B).
 
-    A value a model accepts on only one kind of provider (``quality="auto"`` and the
-    ``output_*`` options exist on OpenAI's API, not on the gateway) is accepted here and
+    A value a model accepts on only one kind of provider (the ``output_*`` options and
+    ``background="auto"`` exist on OpenAI's API, not on the gateway) is accepted here and
     named by :meth:`ImageRequest.unsupported_on`, so a router can send it where it is served.
 
     Attributes:
@@ -252,9 +252,9 @@ MODELS: dict[str, ModelProfile] = {
         prompt_max_chars=32000,
         sizes=("auto", *_GPT_IMAGE_2_RATIOS),
         ratio_sizes={},
-        # OpenAI takes "auto"; the gateway does not (addendum A.1, B.3).
-        qualities=(*QUALITIES, "auto"),
-        gateway_qualities=QUALITIES,
+        # The gateway's three tiers. OpenAI also takes "auto" (addendum B.3); it is left out
+        # because a run needs a known tier to be priced and budgeted before it is sent.
+        qualities=QUALITIES,
         api_default_quality="medium",
         max_n=10,
         free_sizes=True,
@@ -815,7 +815,7 @@ class ImageRequest:
         ``stream``/``partial_images``.
 
         Example:
-            >>> ImageRequest.build("p", model="gpt-image-2", size="16:9", quality="auto",
+            >>> ImageRequest.build("p", model="gpt-image-2", size="16:9", quality="high",
             ...     output_format="webp", output_compression=80).openai_fields()["size"]
             '1360x768'
         """

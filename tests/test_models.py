@@ -207,13 +207,10 @@ def test_gpt_image_2_n_over_ten() -> None:
         ImageRequest.build("p", model=G2, n=11)
 
 
-def test_gpt_image_2_quality_default_is_medium_and_auto_is_openai_only() -> None:
+def test_gpt_image_2_quality_default_is_medium_and_auto_has_no_price() -> None:
     assert ImageRequest.build("p", model=G2).quality == "medium"
-    req = ImageRequest.build("p", model=G2, quality="auto")
-    assert req.unsupported_on("gateway") == ["quality"]
-    assert req.unsupported_on("openai") == []
-    with pytest.raises(ValidationError, match=r"^quality=.*low \| medium \| high \| auto for gpt-image-2"):
-        ImageRequest.build("p", model=G2, quality="standard")
+    with pytest.raises(ValidationError, match=r"^quality=.*low \| medium \| high for gpt-image-2"):
+        ImageRequest.build("p", model=G2, quality="auto")
 
 
 @pytest.mark.parametrize("background", ["opaque", "transparent", "Transparent"])
@@ -348,15 +345,15 @@ def test_mask_size_checked_against_the_first_reference_only() -> None:
 
 def test_openai_fields_carry_every_option() -> None:
     req = ImageRequest.build(
-        "p", model=G2, size="16:9", resolution="2K", quality="auto", background="transparent",
+        "p", model=G2, size="16:9", resolution="2K", quality="high", background="transparent",
         output_format="webp", output_compression=80, moderation="low", previews=2,
     )
     assert req.openai_fields() == {
-        "model": G2, "prompt": "p", "n": 1, "size": "2736x1536", "quality": "auto", "background": "transparent",
+        "model": G2, "prompt": "p", "n": 1, "size": "2736x1536", "quality": "high", "background": "transparent",
         "output_format": "webp", "output_compression": 80, "moderation": "low", "stream": True, "partial_images": 2,
     }
     assert sorted(req.unsupported_on("gateway")) == [
-        "moderation", "output_compression", "output_format", "previews", "quality",
+        "moderation", "output_compression", "output_format", "previews",
     ]
 
 
