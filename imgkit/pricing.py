@@ -582,8 +582,8 @@ def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet
     """
     _load_shipped()
     if isinstance(sheet, str | Path):
-        sheet = json.loads(Path(sheet).read_text("utf-8"))
-    if not isinstance(sheet, PriceSheet | TokenPriceSheet | TablePriceSheet):
+        sheet = _from_dict(json.loads(Path(sheet).read_text("utf-8")))
+    elif not isinstance(sheet, PriceSheet | TokenPriceSheet | TablePriceSheet):
         sheet = _from_dict(sheet)
     _REGISTRY[sheet.name] = sheet
     return sheet
