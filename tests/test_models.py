@@ -415,3 +415,45 @@ def test_unknown_retired_model_names_its_successor() -> None:
     with pytest.raises(ValidationError) as info:
         ImageRequest.build("p", model="dall-e-3")
     assert "use gpt-image-2" in str(info.value)
+
+
+# --- every option of every profile -----------------------------------------------------------
+
+_OPTION_VALUES = {
+    "resolution": ("resolutions", "9K"),
+    "background": ("backgrounds", "clear"),
+    "output_format": ("output_formats", "gif"),
+    "moderation": ("moderations", "strict"),
+}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("option", list(_OPTION_VALUES))
+def test_every_option_names_what_the_model_allows(model: str, option: str) -> None:
+    attribute, bad = _OPTION_VALUES[option]
+    allowed = getattr(MODELS[model], attribute)
+    size = "1:1"
+    for good in allowed:
+        req = ImageRequest.build("p", model=model, size=size, **{option: good})
+        assert getattr(req, option) == good
+    with pytest.raises(ValidationError) as info:
+        ImageRequest.build("p", model=model, size=size, **{option: bad})
+    assert info.value.field == option
+    text = str(info.value)
+    assert (f"for {model}" in text) if allowed else (f"{model} has no {option} option" in text)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_profile_limits_prompt_n_and_references(model: str) -> None:
+    profile = MODELS[model]
+    ImageRequest.build("p" * profile.prompt_max_chars, model=model)
+    with pytest.raises(ValidationError, match=f"at most {profile.prompt_max_chars} characters for {model}"):
+        ImageRequest.build("p" * (profile.prompt_max_chars + 1), model=model)
+    ImageRequest.build("p", model=model, n=profile.max_n)
+    with pytest.raises(ValidationError) as info:
+        ImageRequest.build("p", model=model, n=profile.max_n + 1)
+    assert info.value.field == "n" and model in str(info.value)
+    urls = [f"https://example.com/{i}.png" for i in range(profile.max_images + 1)]
+    ImageRequest.build("p", model=model, images=urls[:-1])
+    with pytest.raises(ValidationError, match=f"at most {profile.max_images} reference images for {model}"):
+        ImageRequest.build("p", model=model, images=urls)

@@ -2,7 +2,8 @@
 
 Paths are the spec's: the task API (`/v1/...`, api.evolink.ai), the file API
 (`/api/v1/files/...`, files-api.evolink.ai), the file bytes themselves (`/files/...`, the
-CDN), plus `/_sandbox/...` for introspection and run-time fault control.
+CDN), OpenAI's Images, Files and Batch APIs (`/openai/v1/...`), plus `/_sandbox/...` for
+introspection and run-time fault control.
 """
 
 from __future__ import annotations
