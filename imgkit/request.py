@@ -162,6 +162,9 @@ class ModelProfile:
         input_fidelities: accepted ``input_fidelity`` values (OpenAI edits).
         max_previews: the most partial images a stream may send (0: no streaming).
         gateway_fields: the optional fields the gateway carries for this model.
+        gateway_n: whether the gateway's body has an ``n`` field for the model.
+        auto_tier: the billing tier of ``size="auto"`` (None: the tier of the size estimates
+            assume for auto, 2048x2048).
         openai: whether OpenAI's own API serves the model.
         source: where the limits come from.
     """
@@ -198,6 +201,8 @@ class ModelProfile:
     input_fidelities: tuple[str, ...] = ()
     max_previews: int = 0
     gateway_fields: frozenset[str] = frozenset()
+    gateway_n: bool = True
+    auto_tier: str | None = None
     openai: bool = False
 
     @property
@@ -281,6 +286,8 @@ MODELS: dict[str, ModelProfile] = {
         api_default_quality="auto",
         default_quality="auto",
         max_n=1,
+        gateway_n=False,  # "n (fixed 1)": the page has no such field
+        auto_tier="1K",  # the product page bills auto as 1K
         # The current page (since 2026-07-08) takes 1K only (open question 1).
         resolutions=("1K",),
         pixel_table={"1K": PIXEL_TABLE["1K"]},
@@ -736,13 +743,15 @@ class ImageRequest:
     @property
     def tier(self) -> str:
         """The resolution tier the request is billed in: the given resolution for a ratio, the
-        tier of the pixel count for ``WxH``, 1K for ``auto`` on the beta (its page says so)
-        and for a ratio without resolution (the default)."""
+        tier of the pixel count for ``WxH``, 1K for a ratio without resolution (the default),
+        and for ``auto`` the profile's ``auto_tier`` or the tier of 2048x2048 (the size
+        estimates assume)."""
         if self.resolution is not None:
             return self.resolution
         if self.size == "auto":
-            if self.model == "gpt-image-2-beta":
-                return "1K"
+            auto_tier = _profile(self.model).auto_tier
+            if auto_tier is not None:
+                return auto_tier
             w, _, h = AUTO_ESTIMATE_SIZE.partition("x")
             return tier_for_pixels(int(w), int(h))
         pixels = self.pixel_size
@@ -795,7 +804,7 @@ class ImageRequest:
         body: dict[str, Any] = {"model": self.model, "prompt": self.prompt, "size": self.size}
         if profile.gateway_qualities != ():
             body["quality"] = self.quality
-        if profile.max_n > 1 or self.model != "gpt-image-2-beta":
+        if profile.gateway_n:
             body["n"] = self.n
         if self.resolution is not None:
             body["resolution"] = self.resolution
