@@ -21,11 +21,29 @@ prices the token ``usage`` a response reports::
 Example:
     >>> estimate(quality="medium", size="1:1", sheet="openai-tokens-2026-11").usd
     0.0422
+
+For gpt-image-2 the token sheets estimate the output tokens of any size from the documented
+ones (an estimate, and labelled so): the documented count of the same shape and quality,
+scaled by the square root of the pixel ratio (``pixel_exponent`` 0.5 in the sheet). That rule
+reproduces OpenAI's calculator reading for 3584x2048 high (12,329 tokens, within 4 %) and the
+secondary 2K per-image prices (within 2 %); linear scaling would overshoot both by half.
+Input tokens (the prompt, reference images) are not in an estimate: no source gives a way to
+count them before sending, so the estimate's ``note`` says so; the charged amount prices the
+``usage`` the service reports.
+
+A third kind, :class:`TablePriceSheet` (``"kind": "table"``), lists a price per image by
+quality and size, or by resolution tier (gpt-image-2-beta's per-call billing, gpt-image-1.5)::
+
+    total = price of (quality, size or tier) x factor x n
+
+Each shipped sheet names its ``provider`` (``evolink``, ``openai``); :func:`sheet_for` finds,
+for a provider's sheet, the sheet of the same provider that prices another model.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -40,12 +58,14 @@ __all__ = [
     "Estimate",
     "PriceSheet",
     "Sheet",
+    "TablePriceSheet",
     "TokenCost",
     "TokenPriceSheet",
     "estimate",
     "get_sheet",
     "price_sheets",
     "register_price_sheet",
+    "sheet_for",
 ]
 
 DEFAULT_SHEET = "evolink-table-2026-11"
@@ -66,6 +86,9 @@ class PriceSheet:
         quality: multiplier per quality tier.
         size: multipliers for ``square`` and ``non_square`` images.
         models: the models the sheet prices.
+        provider: the provider kind whose prices these are (``evolink``, ``openai``; empty
+            for a sheet of your own).
+        batch_discount: the share of the price a Batch run pays (None: no batch price).
     """
 
     name: str
@@ -86,6 +109,8 @@ class PriceSheet:
     round_credits: int = 5
     round_usd: int = 4
     round_cny: int = 4
+    provider: str = ""
+    batch_discount: float | None = None
 
     def __post_init__(self) -> None:
         if (self.credits_per_usd is None) == (self.credits_per_cny is None):
@@ -122,6 +147,47 @@ class PriceSheet:
 #: Token categories a :class:`TokenPriceSheet` prices, USD per million tokens.
 TOKEN_RATES = ("text_input", "cached_text_input", "image_input", "cached_image_input", "image_output")
 _RATIO_PIXELS = {"1:1": "1024x1024", "2:3": "1024x1536", "3:2": "1536x1024", "auto": "1024x1024"}
+_WXH = re.compile(r"^(\d+)x(\d+)$")
+_SIZE_TABLES: dict[str, dict[str, Any]] = {}
+
+
+def _size_table(name: str) -> dict[str, Any]:
+    """A shipped pixel table (``imgkit/data/sizes/<name>.json``), read once. The request
+    module reads the same file: the table is a fact kept in one place."""
+    if name not in _SIZE_TABLES:
+        entry = resources.files("imgkit") / "data" / "sizes" / f"{name}.json"
+        try:
+            _SIZE_TABLES[name] = json.loads(entry.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"unknown pixel table {name!r}") from None
+    return _SIZE_TABLES[name]
+
+
+def _ratio_pixels(table: Mapping[str, Any], ratio: str, resolution: str | None) -> str | None:
+    tier = (resolution or "1K").strip().upper()
+    cells = table["tiers"].get(tier, {})
+    if ratio in cells:
+        return str(cells[ratio])
+    a, _, b = ratio.partition(":")
+    landscape = cells.get(f"{b}:{a}")
+    if landscape is None:
+        return None
+    w, _, h = str(landscape).partition("x")
+    return f"{h}x{w}"
+
+
+def _tier_of(table: Mapping[str, Any], pixels: str) -> str:
+    w, _, h = pixels.partition("x")
+    count = int(w) * int(h)
+    limits: Mapping[str, int] = table["tier_max_pixels"]
+    for tier, most in limits.items():
+        if count <= most:
+            return str(tier)
+    return str(list(limits)[-1])
+
+
+def _key(size: Any) -> str:
+    return str(size).replace(" ", "").lower().replace("×", "x")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +208,8 @@ class TokenCost:
 
 @dataclass(frozen=True, slots=True)
 class TokenPriceSheet:
-    """A named, dated price list for per-token billing (OpenAI's images API).
+    """A named, dated price list for per-token billing (OpenAI's images API, the gateway's
+    gpt-image-2).
 
     Estimates are made before anything is sent, from the documented output image tokens per
     quality tier and size (input tokens, small for a text prompt, are billed on top and show
@@ -159,6 +226,18 @@ class TokenPriceSheet:
         credits_per_usd: credits per USD (the default gateway sheet's 72).
         cny_per_usd: for the CNY column.
         models: the models the sheet prices.
+        provider: the provider kind whose prices these are.
+        pixel_table: the shipped pixel table ratio sizes go through (None: gpt-image-1's
+            three ratios).
+        pixel_exponent: how tokens grow with pixels for a size not in ``output_tokens``
+            (tokens of the same shape x (pixels ratio) ** exponent); None: such sizes have
+            no price.
+        shape_sizes: the documented size of each shape (``square``, ``landscape``,
+            ``portrait``) that other sizes scale from.
+        auto_size: the size ``size="auto"`` is estimated as.
+        auto_quality: the quality ``quality="auto"`` is estimated as.
+        batch_discount: the share of the price a Batch run pays (None: no batch price).
+        estimate_note: what every estimate of this sheet should say about itself.
     """
 
     name: str
@@ -174,6 +253,14 @@ class TokenPriceSheet:
     round_credits: int = 5
     round_usd: int = 4
     round_cny: int = 4
+    provider: str = ""
+    pixel_table: str | None = None
+    pixel_exponent: float | None = None
+    shape_sizes: Mapping[str, str] = field(default_factory=dict)
+    auto_size: str | None = None
+    auto_quality: str | None = None
+    batch_discount: float | None = None
+    estimate_note: str = ""
 
     def __post_init__(self) -> None:
         missing = [k for k in TOKEN_RATES if k not in self.usd_per_million]
@@ -185,6 +272,8 @@ class TokenPriceSheet:
             raise ConfigError(f"token price sheet {self.name!r}: credits_per_usd must be positive")
         if self.kind != "tokens":
             raise ConfigError(f"token price sheet {self.name!r}: kind must be 'tokens'")
+        if self.pixel_exponent is not None and not self.shape_sizes:
+            raise ConfigError(f"token price sheet {self.name!r}: pixel_exponent needs shape_sizes")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TokenPriceSheet:
@@ -213,20 +302,47 @@ class TokenPriceSheet:
     def to_cny(self, credits: Any) -> Any:
         return credits / self.credits_per_usd * self.cny_per_usd
 
-    def tokens_per_image(self, quality: str, size: str) -> int:
-        """Output image tokens of one image; ``size`` in pixel or ratio form."""
+    def pixels(self, size: str, resolution: str | None = None) -> str:
+        """The ``WxH`` a size means on this sheet: a ratio through its pixel table at
+        ``resolution``, ``auto`` as :attr:`auto_size`."""
+        key = _key(size)
+        if key == "auto" and self.auto_size:
+            return self.auto_size
+        if self.pixel_table is not None and ":" in key:
+            found = _ratio_pixels(_size_table(self.pixel_table), key, resolution)
+            if found is None:
+                raise ValidationError("size", size, f"a ratio of the pixel table {self.pixel_table}")
+            return found
+        return _RATIO_PIXELS.get(key, key)
+
+    def tokens_per_image(self, quality: str, size: str, resolution: str | None = None) -> int:
+        """Output image tokens of one image; ``size`` in pixel or ratio form (with its
+        ``resolution`` on a sheet with a pixel table).
+
+        A size the sheet does not list is scaled from the documented size of the same shape
+        (see the module docstring); that count is an estimate.
+        """
+        if quality == "auto" and self.auto_quality:
+            quality = self.auto_quality
         if quality not in self.output_tokens:
             raise ValidationError("quality", quality, " | ".join(self.output_tokens))
         by_size = self.output_tokens[quality]
-        key = str(size).replace(" ", "").lower()
-        key = _RATIO_PIXELS.get(key, key)
-        if key not in by_size:
+        key = self.pixels(size, resolution)
+        if key in by_size:
+            return int(by_size[key])
+        match = _WXH.match(key)
+        if self.pixel_exponent is None or match is None:
             raise ValidationError("size", size, f"a size priced by {self.name}: " + ", ".join(by_size))
-        return int(by_size[key])
+        w, h = int(match[1]), int(match[2])
+        shape = "square" if w == h else ("landscape" if w > h else "portrait")
+        ref = self.shape_sizes[shape]
+        rw, _, rh = ref.partition("x")
+        scale = (Decimal(w * h) / Decimal(int(rw) * int(rh))) ** Decimal(str(self.pixel_exponent))
+        return int((Decimal(int(by_size[ref])) * scale).to_integral_value(rounding=ROUND_HALF_UP))
 
-    def cost(self, usage: Mapping[str, Any]) -> TokenCost:
+    def cost(self, usage: Mapping[str, Any], *, batch: bool = False) -> TokenCost:
         """Price a response's ``usage`` (spec §9c): text and image input tokens at their
-        rates, output tokens at the image output rate.
+        rates, output tokens at the image output rate; a Batch run at the batch share.
 
         Example:
             >>> get_sheet("openai-tokens-2026-11").cost({"input_tokens": 50,
@@ -250,6 +366,8 @@ class TokenPriceSheet:
             + image_in * rates["image_input"]
             + output * rates["image_output"]
         ) / Decimal(1_000_000)
+        if batch:
+            usd *= _batch_share(self)
         return TokenCost(
             usd=float(usd),
             credits=float(usd * Decimal(str(self.credits_per_usd))),
@@ -258,14 +376,132 @@ class TokenPriceSheet:
         )
 
 
+def _batch_share(sheet: Sheet) -> Decimal:
+    if sheet.batch_discount is None:
+        raise ConfigError(f"price sheet {sheet.name!r} has no batch price")
+    return Decimal(str(sheet.batch_discount))
+
+
+@dataclass(frozen=True, slots=True)
+class TablePriceSheet:
+    """A named, dated list of prices per image: by quality and size (``by="size"``), or by
+    resolution tier (``by="tier"``, the gateway's per-call gpt-image-2-beta billing).
+
+    A tier comes from ``resolution`` for a ratio size (1K when not given), from the pixel
+    count for ``WxH`` (the pixel table's tier limits), and is 1K for ``auto``.
+
+    Attributes:
+        name: how estimates and reports refer to the sheet.
+        date: when the prices were read (ISO date).
+        source: where they come from.
+        prices: quality (``*`` for any) -> size or tier -> price of one image.
+        unit: what the prices are in, ``usd`` or ``credits``.
+        by: ``size`` or ``tier``.
+        factor: applied to every listed price (a derived sheet, e.g. 0.9 for a reseller's
+            discount); the source says why.
+        credits_per_usd: credits per USD.
+        cny_per_usd: for the CNY column.
+        models: the models the sheet prices.
+        provider: the provider kind whose prices these are.
+        pixel_table: the shipped pixel table that gives tier limits and ratio pixels.
+        batch_discount: the share of the price a Batch run pays (None: no batch price).
+        estimate_note: what every estimate of this sheet should say about itself.
+    """
+
+    name: str
+    date: str
+    source: str
+    prices: Mapping[str, Mapping[str, float]]
+    unit: str = "usd"
+    by: str = "size"
+    factor: float = 1.0
+    credits_per_usd: float = 72.0
+    cny_per_usd: float = 7.1
+    models: tuple[str, ...] = ()
+    kind: str = "table"
+    provider: str = ""
+    pixel_table: str | None = None
+    batch_discount: float | None = None
+    estimate_note: str = ""
+    fx_note: str = ""
+    round_credits: int = 5
+    round_usd: int = 4
+    round_cny: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind != "table":
+            raise ConfigError(f"table price sheet {self.name!r}: kind must be 'table'")
+        if self.unit not in ("usd", "credits"):
+            raise ConfigError(f"table price sheet {self.name!r}: unit must be usd or credits")
+        if self.by not in ("size", "tier"):
+            raise ConfigError(f"table price sheet {self.name!r}: by must be size or tier")
+        if self.by == "tier" and self.pixel_table is None:
+            raise ConfigError(f"table price sheet {self.name!r}: by tier needs a pixel_table")
+        if not self.prices or any(not row for row in self.prices.values()):
+            raise ConfigError(f"table price sheet {self.name!r}: prices needs a price per quality and size")
+        if self.credits_per_usd <= 0:
+            raise ConfigError(f"table price sheet {self.name!r}: credits_per_usd must be positive")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TablePriceSheet:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"table price sheet: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        if "models" in values:
+            values["models"] = tuple(values["models"])
+        return cls(**values)
+
+    @property
+    def credits_per_cny(self) -> float | None:
+        return None
+
+    @property
+    def base_credits(self) -> float:
+        """Credits for one medium-quality square image, for comparison with other sheets."""
+        return estimate(quality="medium", size="1:1", model=self.models[0], sheet=self).credits
+
+    def to_usd(self, credits: Any) -> Any:
+        return credits / self.credits_per_usd
+
+    def to_cny(self, credits: Any) -> Any:
+        return credits / self.credits_per_usd * self.cny_per_usd
+
+    def key(self, size: str, resolution: str | None = None) -> str:
+        """The size or tier a request is priced by."""
+        text = _key(size)
+        if self.by == "size":
+            return _RATIO_PIXELS.get(text, text)
+        assert self.pixel_table is not None
+        table = _size_table(self.pixel_table)
+        if resolution is not None:
+            return resolution.strip().upper()
+        if text == "auto" or ":" in text:
+            return "1K"
+        if _WXH.match(text) is None:
+            raise ValidationError("size", size, f"auto, a ratio or WxH for {self.name}")
+        return _tier_of(table, text)
+
+    def price(self, quality: str, size: str, resolution: str | None = None) -> Decimal:
+        """The listed price of one image (in :attr:`unit`), with :attr:`factor` applied."""
+        row = self.prices.get(quality, self.prices.get("*"))
+        if row is None:
+            raise ValidationError("quality", quality, " | ".join(self.prices))
+        key = self.key(size, resolution)
+        if key not in row:
+            raise ValidationError("size", size, f"a {self.by} priced by {self.name}: " + ", ".join(row))
+        return Decimal(str(row[key])) * Decimal(str(self.factor))
+
+
 def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
     return max(0, int(value))
 
 
-#: Either kind of price sheet.
-Sheet = PriceSheet | TokenPriceSheet
+#: Any kind of price sheet.
+Sheet = PriceSheet | TokenPriceSheet | TablePriceSheet
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +515,9 @@ class Estimate:
         sheet: the price sheet's name.
         per_image_credits: credits for one image.
         formula: the computation spelled out.
+        output_tokens: the estimated output image tokens of all images (token sheets).
+        note: what the estimate leaves out or assumes (input tokens, ``auto`` sizes).
+        batch: whether it is the Batch price.
     """
 
     credits: float
@@ -287,9 +526,13 @@ class Estimate:
     sheet: str
     per_image_credits: float
     formula: str
+    output_tokens: int | None = None
+    note: str = ""
+    batch: bool = False
 
     def __str__(self) -> str:
-        return f"{self.credits:g} credits (${self.usd:.4f}, ¥{self.cny:.4f}; {self.sheet})"
+        text = f"{self.credits:g} credits (${self.usd:.4f}, ¥{self.cny:.4f}; {self.sheet})"
+        return f"{text}; {self.note}" if self.note else text
 
 
 def _round(value: Decimal, places: int) -> float:
@@ -297,11 +540,14 @@ def _round(value: Decimal, places: int) -> float:
 
 
 _REGISTRY: dict[str, Sheet] = {}
+_SHIPPED: list[str] = []
 
 
 def _from_dict(data: Mapping[str, Any]) -> Sheet:
     if data.get("kind") == "tokens":
         return TokenPriceSheet.from_dict(data)
+    if data.get("kind") == "table":
+        return TablePriceSheet.from_dict(data)
     return PriceSheet.from_dict(data)
 
 
@@ -313,6 +559,7 @@ def _load_shipped() -> None:
         if entry.name.endswith(".json"):
             sheet = _from_dict(json.loads(entry.read_text("utf-8")))
             _REGISTRY[sheet.name] = sheet
+            _SHIPPED.append(sheet.name)
 
 
 def price_sheets() -> dict[str, Sheet]:
@@ -325,8 +572,8 @@ def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet
     """Add (or replace) a price sheet, e.g. your own contract price.
 
     Args:
-        sheet: a PriceSheet or TokenPriceSheet, a mapping of its fields (``"kind": "tokens"``
-            for a token sheet), or a path to a JSON file.
+        sheet: a PriceSheet, TokenPriceSheet or TablePriceSheet, a mapping of its fields
+            (``"kind": "tokens"`` or ``"table"`` for those), or a path to a JSON file.
 
     Example:
         >>> register_price_sheet({"name": "my-contract", "date": "2026-11-01",
@@ -335,8 +582,8 @@ def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet
     """
     _load_shipped()
     if isinstance(sheet, str | Path):
-        sheet = json.loads(Path(sheet).read_text("utf-8"))
-    if not isinstance(sheet, PriceSheet | TokenPriceSheet):
+        sheet = _from_dict(json.loads(Path(sheet).read_text("utf-8")))
+    elif not isinstance(sheet, PriceSheet | TokenPriceSheet | TablePriceSheet):
         sheet = _from_dict(sheet)
     _REGISTRY[sheet.name] = sheet
     return sheet
@@ -344,7 +591,7 @@ def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet
 
 def get_sheet(name: str | Sheet | None = None) -> Sheet:
     """The sheet called ``name`` (the default sheet when None)."""
-    if isinstance(name, PriceSheet | TokenPriceSheet):
+    if isinstance(name, PriceSheet | TokenPriceSheet | TablePriceSheet):
         return name
     sheets = price_sheets()
     key = name or DEFAULT_SHEET
@@ -354,6 +601,38 @@ def get_sheet(name: str | Sheet | None = None) -> Sheet:
         raise ConfigError(
             f"unknown price sheet {key!r}; known: {', '.join(sorted(sheets))}"
         ) from None
+
+
+def _no_price(chosen: Sheet, model: str) -> ConfigError:
+    return ConfigError(
+        f"price sheet {chosen.name!r} has no price for model {model!r} "
+        f"(it prices {', '.join(chosen.models)}); register a sheet that does"
+    )
+
+
+def sheet_for(model: str, sheet: str | Sheet | None = None) -> Sheet:
+    """The sheet that prices ``model`` on the provider of ``sheet``: ``sheet`` itself when
+    it lists the model, else the newest shipped sheet of the same provider that does.
+
+    A provider is configured with one sheet (``evolink-table-2026-11`` for the gateway,
+    ``openai-tokens-2026-11`` for OpenAI); this is how its other models get their price.
+
+    Example:
+        >>> sheet_for("gpt-image-2", "evolink-table-2026-11").name
+        'evolink-gpt-image-2-tokens-2026-12'
+    """
+    chosen = get_sheet(sheet)
+    if model in chosen.models:
+        return chosen
+    if chosen.provider:
+        sheets = price_sheets()
+        found = [
+            sheets[name] for name in _SHIPPED
+            if name in sheets and sheets[name].provider == chosen.provider and model in sheets[name].models
+        ]
+        if found:
+            return max(found, key=lambda s: s.date)
+    raise _no_price(chosen, model)
 
 
 _SQUARE = {"1:1", "1024x1024", "auto"}
@@ -366,37 +645,51 @@ def estimate(
     n: int = 1,
     model: str = "gpt-image-1",
     sheet: str | Sheet | None = None,
+    resolution: str | None = None,
+    images: int = 0,
+    batch: bool = False,
 ) -> Estimate:
     """Estimate the cost of a request with a price sheet.
 
     Args:
-        quality: low, medium or high.
-        size: the size in either form; any size other than square costs the non-square rate.
+        quality: low, medium or high (``auto`` on sheets that say what it costs).
+        size: the size in either form; on a per-image sheet any size other than square
+            costs the non-square rate.
         n: number of images.
-        model: the model (the sheet must price it).
+        model: the model (the sheet must price it; see :func:`sheet_for`).
         sheet: a sheet or its name; the default sheet when None.
+        resolution: ``1K``, ``2K`` or ``4K`` for a ratio size on gpt-image-2.
+        images: the number of reference images (their input tokens are named in the note).
+        batch: the Batch price (OpenAI: 50 %).
 
     Example:
         >>> estimate(quality="high", size="3:2", n=2).credits
         27.80967
+        >>> estimate(model="gpt-image-2", size="16:9", resolution="2K", quality="high",
+        ...          sheet="evolink-gpt-image-2-tokens-2026-12").usd
+        0.2422
     """
     chosen = get_sheet(sheet)
     if model not in chosen.models:
-        raise ConfigError(
-            f"price sheet {chosen.name!r} has no price for model {model!r} "
-            f"(it prices {', '.join(chosen.models)}); register a sheet that does"
-        )
+        raise _no_price(chosen, model)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValidationError("n", n, "a positive integer")
+    if isinstance(images, bool) or not isinstance(images, int) or images < 0:
+        raise ValidationError("images", images, "a count of reference images, 0 or more")
+    share = _batch_share(chosen) if batch else Decimal(1)
     if isinstance(chosen, TokenPriceSheet):
-        return _estimate_tokens(chosen, quality=quality, size=size, n=n)
+        return _estimate_tokens(
+            chosen, quality=quality, size=size, n=n, resolution=resolution, images=images, share=share
+        )
+    if isinstance(chosen, TablePriceSheet):
+        return _estimate_table(chosen, quality=quality, size=size, n=n, resolution=resolution, share=share)
     if quality not in chosen.quality:
         raise ValidationError("quality", quality, " | ".join(chosen.quality))
-    square = str(size).replace(" ", "").lower() in _SQUARE
+    square = _key(size) in _SQUARE
     size_key = "square" if square else "non_square"
     q = Decimal(str(chosen.quality[quality]))
     s = Decimal(str(chosen.size[size_key]))
-    per_image = Decimal(str(chosen.base_credits)) * q * s
+    per_image = Decimal(str(chosen.base_credits)) * q * s * share
     total = per_image * n
     if chosen.credits_per_usd is not None:
         usd = total / Decimal(str(chosen.credits_per_usd))
@@ -407,7 +700,7 @@ def estimate(
         usd = cny / Decimal(str(chosen.cny_per_usd))
     formula = (
         f"{chosen.base_credits:g} base x {q:g} ({quality}) x {s:g} "
-        f"({'square' if square else 'non-square'}) x {n} = "
+        f"({'square' if square else 'non-square'}){_share_text(share)} x {n} = "
         f"{_round(total, chosen.round_credits):.10g} credits"
     )
     return Estimate(
@@ -417,21 +710,33 @@ def estimate(
         sheet=chosen.name,
         per_image_credits=_round(per_image, chosen.round_credits),
         formula=formula,
+        batch=batch,
     )
 
 
-def _estimate_tokens(sheet: TokenPriceSheet, *, quality: str, size: str, n: int) -> Estimate:
-    tokens = sheet.tokens_per_image(quality, size)
+def _share_text(share: Decimal) -> str:
+    return "" if share == 1 else f" x {share:g} (batch)"
+
+
+def _estimate_tokens(
+    sheet: TokenPriceSheet, *, quality: str, size: str, n: int, resolution: str | None, images: int, share: Decimal
+) -> Estimate:
+    tokens = sheet.tokens_per_image(quality, size, resolution)
     rate = Decimal(str(sheet.usd_per_million["image_output"]))
-    per_image_usd = Decimal(tokens) * rate / Decimal(1_000_000)
+    per_image_usd = Decimal(tokens) * rate / Decimal(1_000_000) * share
     usd = per_image_usd * n
     per_rate = Decimal(str(sheet.credits_per_usd))
     credits = usd * per_rate
     cny = usd * Decimal(str(sheet.cny_per_usd))
+    pixels = sheet.pixels(size, resolution)
+    shown = size if pixels == _key(size) else f"{size} = {pixels}"
     formula = (
-        f"{tokens} output tokens ({quality}, {size}) x ${float(rate):g}/1M x {n} = "
+        f"{tokens} output tokens ({quality}, {shown}) x ${float(rate):g}/1M{_share_text(share)} x {n} = "
         f"${_round(usd, sheet.round_usd):g} = {_round(credits, sheet.round_credits):g} credits"
     )
+    notes = [sheet.estimate_note] if sheet.estimate_note else []
+    if images:
+        notes.append(f"excludes the input tokens of {images} reference image(s): no source says how to count them")
     return Estimate(
         credits=_round(credits, sheet.round_credits),
         usd=_round(usd, sheet.round_usd),
@@ -439,4 +744,34 @@ def _estimate_tokens(sheet: TokenPriceSheet, *, quality: str, size: str, n: int)
         sheet=sheet.name,
         per_image_credits=_round(per_image_usd * per_rate, sheet.round_credits),
         formula=formula,
+        output_tokens=tokens * n,
+        note="; ".join(notes),
+        batch=share != 1,
+    )
+
+
+def _estimate_table(
+    sheet: TablePriceSheet, *, quality: str, size: str, n: int, resolution: str | None, share: Decimal
+) -> Estimate:
+    listed = sheet.price(quality, size, resolution)
+    per_rate = Decimal(str(sheet.credits_per_usd))
+    per_image_credits = listed * share if sheet.unit == "credits" else listed * per_rate * share
+    credits = per_image_credits * n
+    usd = credits / per_rate
+    cny = usd * Decimal(str(sheet.cny_per_usd))
+    key = sheet.key(size, resolution)
+    factor = "" if sheet.factor == 1 else f" x {sheet.factor:g}"
+    formula = (
+        f"{listed / Decimal(str(sheet.factor)):g} {sheet.unit} ({quality}, {key}){factor}{_share_text(share)} x {n} = "
+        f"{_round(credits, sheet.round_credits):g} credits"
+    )
+    return Estimate(
+        credits=_round(credits, sheet.round_credits),
+        usd=_round(usd, sheet.round_usd),
+        cny=_round(cny, sheet.round_cny),
+        sheet=sheet.name,
+        per_image_credits=_round(per_image_credits, sheet.round_credits),
+        formula=formula,
+        note=sheet.estimate_note,
+        batch=share != 1,
     )

@@ -400,7 +400,7 @@ def test_non_json_body_is_400(client: httpx.Client) -> None:
     ("extra", "size"),
     [
         ({}, "1024x1024"),
-        ({"size": "16:9"}, "1824x1024"),
+        ({"size": "16:9"}, "1360x768"),  # the pixel table of 2026-04-25 on (addendum A.2)
         ({"size": "16:9", "resolution": "4K"}, "3840x2160"),
         ({"size": "2048x1152"}, "2048x1152"),
     ],

@@ -1,7 +1,11 @@
-"""An offline fake of the EvoLink image gateway that speaks its real HTTP protocol.
+"""An offline fake of the EvoLink image gateway that speaks its real HTTP protocol, and of
+OpenAI's Images API (with streaming, Files and Batch) under ``/openai/v1``.
 
-It implements the wire spec on its own and imports no other imgkit module, so a bug in the
-client and a bug in the fake cannot cancel each other out.
+It implements the wire spec on its own and imports no client code (request validation,
+providers, engine), so a bug in the client and a bug in the fake cannot cancel each other
+out. Its one imgkit import is :mod:`imgkit.pricing`, for the shipped price sheets: what the
+gateway reserves for gpt-image-2 and its beta, and gpt-image-2's output tokens on the OpenAI
+side, are read from the same dated price data a user's estimate is.
 
 Use it in-process through httpx's ASGI transport, or on a real loopback port:
 
@@ -26,6 +30,11 @@ Prompt directives (removed before rendering) make outcomes deterministic:
 
 Endpoints beyond the gateway's: `GET /_sandbox/health`, `GET /_sandbox/tasks` (every task
 ever created, with its status now and `completed_at`), `GET|POST /_sandbox/faults`.
+
+Models: the gateway side takes gpt-image-1, gpt-image-1.5, gpt-image-2 (sizes from the
+documented ratio x resolution table, `background=transparent` drawn with real alpha, a
+`mask_url` uploaded to the sandbox drawn as a visibly edited region) and gpt-image-2-beta
+(its narrower rules). The OpenAI side serves `SandboxConfig.openai_models`.
 """
 
 from ._app import create_app

@@ -2,7 +2,8 @@
 
 Paths are the spec's: the task API (`/v1/...`, api.evolink.ai), the file API
 (`/api/v1/files/...`, files-api.evolink.ai), the file bytes themselves (`/files/...`, the
-CDN), plus `/_sandbox/...` for introspection and run-time fault control.
+CDN), OpenAI's Images, Files and Batch APIs (`/openai/v1/...`), plus `/_sandbox/...` for
+introspection and run-time fault control.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import io
 import json
 import logging
 import re
@@ -61,6 +63,19 @@ def _sniff_mime(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+def _png_facts(data: bytes) -> tuple[int, int, bool] | None:
+    """Width, height and whether a mask has an alpha channel (a PNG only), else None."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.width, img.height, img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info
+    except Exception:  # a broken file is as good as none
+        return None
 
 
 def _iso(ts: float) -> str:
@@ -205,11 +220,35 @@ class _Api:
                 n=task.n,
                 refs=len(task.image_urls),
                 model=task.model,
+                background=task.background,
+                mask=task.mask,
             )
             # Rendering takes tens of milliseconds: keep it off the event loop.
             data = await run_in_threadpool(render_png, spec)
             self.state.store_render(key, data)
         return data
+
+    async def _mask(self, mask_url: str | None, image_urls: tuple[str, ...], request: Request) -> bytes | None:
+        """The mask's bytes when it is a file of this sandbox, checked with the page's
+        documented failure texts (a PNG with alpha, the reference image's exact size).
+        A mask elsewhere cannot be fetched offline; the image is then drawn unmasked."""
+        if mask_url is None:
+            return None
+        now = self.state.clock()
+        path = self._own_path(mask_url, request)
+        found = self._lookup_own(path, now) if path is not None else None
+        if not isinstance(found, Upload):
+            return None
+        facts = await run_in_threadpool(_png_facts, found.data)
+        if facts is None or not facts[2]:
+            raise InvalidRequest("mask_url", "Invalid mask image format - mask image missing alpha channel")
+        ref_path = self._own_path(image_urls[0], request)
+        ref = self._lookup_own(ref_path, now) if ref_path is not None else None
+        if isinstance(ref, Upload):
+            ref_facts = await run_in_threadpool(_png_facts, ref.data)
+            if ref_facts is not None and ref_facts[:2] != facts[:2]:
+                raise InvalidRequest("mask_url", "Invalid mask image format - mask size does not match image size")
+        return found.data
 
     async def _hang(self, request: Request) -> None:
         """Hold a response until hang_seconds pass, the client leaves or the server stops."""
@@ -261,6 +300,10 @@ class _Api:
                     error_code = "image_processing_error"
                     break
 
+        try:
+            mask = await self._mask(req.mask_url, req.image_urls, request)
+        except InvalidRequest as exc:
+            return self._error("invalid_request", message=str(exc), param=exc.field)
         task = self.state.create_task(
             model=req.model,
             prompt=req.prompt,
@@ -273,6 +316,8 @@ class _Api:
             error_code=error_code,
             seconds=d.seconds,
             fault=accept_fault,
+            background=req.background,
+            mask=mask,
         )
         if task is None:
             return self._error("insufficient_quota")

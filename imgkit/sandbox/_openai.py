@@ -7,6 +7,18 @@ and the token ``usage`` of spec §9c. Errors use OpenAI's envelope
 ``{"error": {"message", "type", "param", "code"}}``, so the official ``openai`` package parses
 every answer into its own types.
 
+Models: gpt-image-1 by default; ``SandboxConfig.openai_models`` adds gpt-image-1.5 and
+gpt-image-2 (a sandbox that plays an account with those models). gpt-image-2 takes ``auto``
+or any ``WxH`` within its rules (edges multiples of 16, at most 3840, 655,360-8,294,400
+pixels, aspect at most 3:1; addendum B.3).
+
+``stream=true`` answers with server-sent events (addendum C): ``partial_images`` partial
+images per image (blurrier the earlier they come), then one ``*.completed`` event per image
+carrying that image's share of the usage; ``data: [DONE]`` at the end only when
+``SandboxConfig.stream_done`` is set, since no OpenAI source says it is sent (open question
+12). Partial images add 100 output tokens each to the usage, a figure often repeated but not
+sourced (open question 9). ``/files`` and ``/batches`` (module ``_batch``) serve the Batch API.
+
 Written from the spec alone, like the rest of the sandbox: it imports no imgkit client code.
 It shares the app's state (credits, faults, the task list of ``/_sandbox/tasks``) with the
 gateway endpoints, so one sandbox can play either kind of provider.
@@ -36,9 +48,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
+import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +61,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ._wire import Directives, InvalidRequest, _parse_directives
@@ -59,9 +73,15 @@ if TYPE_CHECKING:
 __all__ = ["OUTPUT_TOKENS", "openai_routes"]
 
 PREFIX = "/openai/v1"
-#: Models this fake serves. Other gpt-image names answer 404 ``model_not_found``.
+#: Models this fake serves by default. Other gpt-image names answer 404 ``model_not_found``
+#: unless ``SandboxConfig.openai_models`` lists them.
 SERVED_MODELS = ("gpt-image-1",)
+#: The models the sandbox knows how to serve when configured to.
+KNOWN_MODELS = ("gpt-image-1", "gpt-image-1.5", "gpt-image-2")
 _SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
+_FREE_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+#: Extra output tokens of one partial image (see the module docstring).
+PARTIAL_IMAGE_TOKENS = 100
 _QUALITIES = ("low", "medium", "high", "auto")
 _EDIT_QUALITIES = (*_QUALITIES, "standard")
 #: Output image tokens per quality and size for gpt-image-1 [spec §9d, S21].
@@ -216,14 +236,17 @@ class ImagesRequest:
     output_format: str
     output_compression: int | None
     images: tuple[tuple[str, bytes], ...] = ()
+    stream: bool = False
+    partial_images: int = 0
+    mask: bytes | None = None
 
     @property
     def width(self) -> int:
-        return _SIZES[self.size][0]
+        return int(self.size.partition("x")[0])
 
     @property
     def height(self) -> int:
-        return _SIZES[self.size][1]
+        return int(self.size.partition("x")[2])
 
 
 def _choice(value: Any, param: str, allowed: Sequence[str], default: str) -> str:
@@ -270,6 +293,8 @@ def parse_images_request(
     allowed: frozenset[str],
     qualities: Sequence[str],
     images: tuple[tuple[str, bytes], ...] = (),
+    served: Sequence[str] = SERVED_MODELS,
+    mask: bytes | None = None,
 ) -> tuple[ImagesRequest, Directives]:
     """Validate the fields common to both endpoints the way the API does, and read the
     sandbox directives out of the prompt."""
@@ -298,21 +323,21 @@ def parse_images_request(
         )
     if not isinstance(model, str):
         raise _invalid("model", "Invalid type for 'model': expected a string.", "invalid_type")
-    if model not in SERVED_MODELS:
+    if model not in served:
         if model.startswith("gpt-image"):
             raise _not_served(model)
-        raise _invalid("model", f"Invalid value: {model!r}. Supported values are: 'gpt-image-1'.")
+        listed = ", ".join(f"'{m}'" for m in served)
+        raise _invalid("model", f"Invalid value: {model!r}. Supported values are: {listed}.")
     if body.get("response_format") is not None:
-        raise _invalid("response_format", "Unknown parameter: 'response_format' is not supported with gpt-image-1.",
+        raise _invalid("response_format", f"Unknown parameter: 'response_format' is not supported with {model}.",
                        "unknown_parameter")
-    if _flag(body.get("stream")):
-        raise _invalid("stream", "The sandbox does not stream; leave 'stream' unset or false.")
-    _integer(body.get("partial_images"), "partial_images", 0, 3, 0)
+    stream = _flag(body.get("stream"))
+    partial_images = _integer(body.get("partial_images"), "partial_images", 0, 3, 0)
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise _invalid("user", "Invalid type for 'user': expected a string.", "invalid_type")
     n = _integer(body.get("n"), "n", 1, 10, 1)
-    size = _choice(body.get("size"), "size", ("auto", *_SIZES), "auto")
+    size = _size(body.get("size"), model)
     quality = _choice(body.get("quality"), "quality", qualities, "auto")
     background = _choice(body.get("background"), "background", ("transparent", "opaque", "auto"), "auto")
     output_format = _choice(body.get("output_format"), "output_format", ("png", "jpeg", "webp"), "png")
@@ -325,7 +350,7 @@ def parse_images_request(
     if moderation is not None:
         _choice(moderation, "moderation", ("low", "auto"), "auto")
     prompt, directives = _parse_directives(raw_prompt)
-    assert n is not None
+    assert n is not None and partial_images is not None
     return ImagesRequest(
         model=model,
         prompt=prompt,
@@ -338,7 +363,33 @@ def parse_images_request(
         output_format=output_format,
         output_compression=compression,
         images=images,
+        stream=stream,
+        partial_images=partial_images,
+        mask=mask,
     ), directives
+
+
+def _size(value: Any, model: str) -> str:
+    """The size as the API checks it: the three standard ones or ``auto``, and for
+    gpt-image-2 any ``WxH`` within its rules."""
+    if model != "gpt-image-2" or not isinstance(value, str) or value in ("auto", *_SIZES):
+        return _choice(value, "size", ("auto", *_SIZES), "auto")
+    match = _FREE_SIZE.match(value)
+    if match is None:
+        raise _invalid("size", f"Invalid value: {value!r}. Supported values are: 'auto' or WIDTHxHEIGHT.")
+    w, h = int(match[1]), int(match[2])
+    problem = None
+    if w % 16 or h % 16:
+        problem = "both edges must be divisible by 16"
+    elif max(w, h) > 3840:
+        problem = "the longest edge must be at most 3840 pixels"
+    elif not 655_360 <= w * h <= 8_294_400:
+        problem = "the image must have between 655,360 and 8,294,400 pixels"
+    elif max(w, h) > 3 * min(w, h):
+        problem = "the aspect ratio must be between 1:3 and 3:1"
+    if problem is not None:
+        raise _invalid("size", f"Invalid size {value!r}: {problem}.")
+    return value
 
 
 def _sniff(data: bytes) -> str | None:
@@ -351,10 +402,11 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-async def _edit_fields(form: FormData) -> tuple[dict[str, Any], tuple[tuple[str, bytes], ...]]:
+async def _edit_fields(form: FormData) -> tuple[dict[str, Any], tuple[tuple[str, bytes], ...], bytes | None]:
     """The text fields and the checked image files of an edits form."""
     fields: dict[str, Any] = {}
     files: list[tuple[str, bytes]] = []
+    mask: bytes | None = None
     for key, value in form.multi_items():
         if key in ("image", "image[]"):
             if not isinstance(value, UploadFile):
@@ -377,6 +429,7 @@ async def _edit_fields(form: FormData) -> tuple[dict[str, Any], tuple[tuple[str,
             data = await value.read()
             if len(data) > _MAX_MASK_BYTES or _sniff(data) != "png":
                 raise _invalid("mask", "Invalid mask: a PNG smaller than 4 MB is required.", "invalid_image")
+            mask = data
         elif isinstance(value, UploadFile):
             raise _invalid(key, f"Invalid type for '{key}': expected a string, got a file.", "invalid_type")
         else:
@@ -388,14 +441,52 @@ async def _edit_fields(form: FormData) -> tuple[dict[str, Any], tuple[tuple[str,
     fidelity = fields.pop("input_fidelity", None)
     if fidelity is not None:
         _choice(fidelity, "input_fidelity", ("high", "low"), "low")
-    return fields, tuple(files)
+    if mask is not None:
+        _check_mask(mask, files[0][1])
+    return fields, tuple(files), mask
 
 
-def usage_for(req: ImagesRequest) -> dict[str, Any]:
-    """The token usage of spec §9c for one request."""
+def _check_mask(mask: bytes, image: bytes) -> None:
+    """A mask needs an alpha channel and the first image's size (addendum B.3)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(mask)) as m:
+        alpha = m.mode in ("RGBA", "LA", "PA") or "transparency" in m.info
+        size = m.size
+    if not alpha:
+        raise _invalid("mask", "Invalid mask image: the mask must have an alpha channel.", "invalid_image")
+    try:
+        with Image.open(io.BytesIO(image)) as first:
+            wanted = first.size
+    except Exception:  # the image's own check reports an unreadable image
+        return
+    if size != wanted:
+        raise _invalid(
+            "mask", f"Invalid mask image: its size {size[0]}x{size[1]} differs from the image's "
+            f"{wanted[0]}x{wanted[1]}.", "invalid_image",
+        )
+
+
+def output_tokens(req: ImagesRequest) -> int:
+    """Output image tokens of one image: gpt-image-1's table (spec §9d; gpt-image-1.5 is
+    given the same, no count being published for it), gpt-image-2's from its shipped price
+    sheet (documented counts, scaled for other sizes)."""
+    if req.model == "gpt-image-2":
+        from imgkit.pricing import get_sheet
+
+        sheet = get_sheet("openai-gpt-image-2-tokens-2026-12")
+        return int(sheet.tokens_per_image(req.quality, req.size))  # type: ignore[union-attr]
+    return OUTPUT_TOKENS[req.quality][req.size]
+
+
+def usage_for(req: ImagesRequest, *, images: int | None = None) -> dict[str, Any]:
+    """The token usage of spec §9c for one request (or ``images`` of its images), with the
+    partial images of a stream."""
+    count = req.n if images is None else images
     text_tokens = max(1, math.ceil(len(req.prompt) / 4))
     image_tokens = IMAGE_INPUT_TOKENS * len(req.images)
-    output = OUTPUT_TOKENS[req.quality][req.size] * req.n
+    partials = req.partial_images * PARTIAL_IMAGE_TOKENS if req.stream else 0
+    output = (output_tokens(req) + partials) * count
     return {
         "input_tokens": text_tokens + image_tokens,
         "input_tokens_details": {"text_tokens": text_tokens, "image_tokens": image_tokens},
@@ -407,8 +498,8 @@ def usage_for(req: ImagesRequest) -> dict[str, Any]:
 
 def _encode(png: bytes, req: ImagesRequest) -> bytes:
     """Re-encode a rendered PNG in the requested format and background."""
-    if req.output_format == "png" and req.background == "opaque":
-        return png
+    if req.output_format == "png":
+        return png  # the render is already opaque or transparent as asked
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as img:
@@ -424,6 +515,24 @@ def _encode(png: bytes, req: ImagesRequest) -> bytes:
     return buf.getvalue()
 
 
+def _partial(png: bytes, req: ImagesRequest, index: int) -> bytes:
+    """Partial image ``index`` of ``req.partial_images``: the final picture blurred, less
+    the later it comes."""
+    from PIL import Image, ImageFilter
+
+    with Image.open(io.BytesIO(png)) as img:
+        img.load()
+        radius = max(1, img.width // 16) >> index
+        blurred = img.filter(ImageFilter.GaussianBlur(radius))
+    buf = io.BytesIO()
+    blurred.save(buf, format="PNG", compress_level=1)
+    return _encode(buf.getvalue(), req)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
+
+
 _Parsed = tuple[ImagesRequest, Directives]
 
 
@@ -432,6 +541,10 @@ class OpenAIImages:
 
     def __init__(self, api: _Api) -> None:
         self.api = api
+
+    @property
+    def served(self) -> tuple[str, ...]:
+        return tuple(self.api.config.openai_models)
 
     @property
     def state(self) -> Any:
@@ -452,9 +565,9 @@ class OpenAIImages:
                 raise _invalid("body", "We could not parse the JSON body of your request.", "invalid_json") from None
             if not isinstance(body, dict):
                 raise _invalid("body", "The request body must be a JSON object.", "invalid_type")
-            return parse_images_request(body, allowed=_GENERATION_FIELDS, qualities=_QUALITIES)
+            return parse_images_request(body, allowed=_GENERATION_FIELDS, qualities=_QUALITIES, served=self.served)
 
-        return await self._serve(request, parse)
+        return await self._serve(request, parse, kind="image_generation")
 
     async def edits(self, request: Request) -> Response:
         async def parse() -> tuple[ImagesRequest, Directives]:
@@ -463,25 +576,29 @@ class OpenAIImages:
                 raise _invalid("body", "The edits endpoint takes multipart/form-data.", "invalid_content_type")
             try:
                 async with request.form(max_files=_MAX_IMAGES + 2, max_fields=64) as form:
-                    fields, images = await _edit_fields(form)
+                    fields, images, mask = await _edit_fields(form)
             except HTTPException as exc:
                 raise _invalid("body", f"Malformed multipart body ({exc.detail}).") from None
-            return parse_images_request(fields, allowed=_EDIT_FIELDS, qualities=_EDIT_QUALITIES, images=images)
+            return parse_images_request(
+                fields, allowed=_EDIT_FIELDS, qualities=_EDIT_QUALITIES, images=images, served=self.served, mask=mask
+            )
 
-        return await self._serve(request, parse)
+        return await self._serve(request, parse, kind="image_edit")
 
-    async def _serve(self, request: Request, parse: Callable[[], Awaitable[_Parsed]]) -> Response:
+    async def _serve(self, request: Request, parse: Callable[[], Awaitable[_Parsed]], *, kind: str) -> Response:
         try:
             self._check_auth(request)
             try:
                 req, directives = await parse()
             except InvalidRequest as exc:  # a malformed sandbox directive
                 raise _invalid(exc.field, str(exc)) from None
-            return await self._generate(request, req, directives)
+            return await self._generate(request, req, directives, kind=kind)
         except OpenAIError as exc:
             return exc.response()
 
-    async def _generate(self, request: Request, req: ImagesRequest, directives: Directives) -> Response:
+    async def _generate(
+        self, request: Request, req: ImagesRequest, directives: Directives, *, kind: str = "image_generation"
+    ) -> Response:
         if directives.http is not None:
             raise _directive_error(directives.http, req.model)
         if directives.fail is not None:
@@ -511,12 +628,19 @@ class OpenAIImages:
             error_code=None,
             seconds=directives.seconds,
             fault="accept_then_hang" if hang else None,
+            background=req.background,
+            mask=req.mask,
         )
         if task is None:
             raise _directive_error(402, req.model)
         if hang:
             # Charged, then held past the client's timeout; answers normally afterwards.
             await self.api._hang(request)
+        if req.stream:
+            return StreamingResponse(
+                self._events(request, req, task, kind), media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
         if not await self._wait(request, task.duration):
             return Response(status_code=499)  # the client left; nobody reads this
         images = []
@@ -535,6 +659,29 @@ class OpenAIImages:
         }
         return JSONResponse(body)
 
+    async def _events(self, request: Request, req: ImagesRequest, task: Task, kind: str) -> AsyncIterator[bytes]:
+        """The stream: per image, its partial images spread over the drawing time, then its
+        completed event with that image's usage."""
+        common = {"size": req.size, "quality": req.quality, "background": req.background,
+                  "output_format": req.output_format}
+        steps = task.n * (req.partial_images + 1)
+        step = task.duration / steps
+        for index in range(task.n):
+            png = await self.api._render(task, index)
+            for k in range(req.partial_images):
+                if not await self._wait(request, step):
+                    return
+                data = await run_in_threadpool(_partial, png, req, k)
+                yield _sse({"type": f"{kind}.partial_image", "b64_json": base64.b64encode(data).decode("ascii"),
+                            "partial_image_index": k, "created_at": int(time.time()), **common})
+            if not await self._wait(request, step):
+                return
+            final = await run_in_threadpool(_encode, png, req)
+            yield _sse({"type": f"{kind}.completed", "b64_json": base64.b64encode(final).decode("ascii"),
+                        "created_at": int(time.time()), **common, "usage": _stream_usage(req)})
+        if self.api.config.stream_done:
+            yield b"data: [DONE]\n\n"
+
     async def _wait(self, request: Request, seconds: float) -> bool:
         """Hold the response for the request's duration; False if the client left."""
         deadline = time.monotonic() + seconds
@@ -548,10 +695,20 @@ class OpenAIImages:
         return True
 
 
+def _stream_usage(req: ImagesRequest) -> dict[str, Any]:
+    """One image's usage, in the stream's shape (no ``output_tokens_details``)."""
+    usage = usage_for(req, images=1)
+    usage.pop("output_tokens_details", None)
+    return usage
+
+
 def openai_routes(api: _Api) -> list[Route]:
     """The OpenAI Images routes, under ``/openai/v1``."""
+    from ._batch import batch_routes
+
     images = OpenAIImages(api)
     return [
         Route(f"{PREFIX}/images/generations", images.generations, methods=["POST"]),
         Route(f"{PREFIX}/images/edits", images.edits, methods=["POST"]),
+        *batch_routes(images),
     ]

@@ -43,6 +43,11 @@ class RenderSpec:
         n: number of images in the task.
         refs: number of reference images (0 for text-to-image).
         model: model name, shown in the caption.
+        background: "transparent" gives the image a real alpha channel: the backdrop is
+            clear and only the subject (a disc with the word SANDBOX) and the caption stay.
+        mask: an edit mask (PNG): where its alpha is below 255 the image is drawn as edited
+            (colours inverted, cross-hatched, labelled EDITED), so a test can see the mask
+            was respected.
     """
 
     prompt: str
@@ -53,6 +58,8 @@ class RenderSpec:
     n: int = 1
     refs: int = 0
     model: str = "gpt-image-1"
+    background: str = "opaque"
+    mask: bytes | None = None
 
 
 @functools.lru_cache(maxsize=32)
@@ -175,8 +182,46 @@ def render_image(spec: RenderSpec) -> Image.Image:
     return img
 
 
+def _edited(img: Image.Image, mask_png: bytes) -> Image.Image:
+    """The image with the mask's see-through region drawn differently."""
+    with Image.open(io.BytesIO(mask_png)) as raw:
+        mask = raw.convert("RGBA").getchannel("A").resize(img.size, Image.Resampling.NEAREST)
+    region = mask.point(lambda a: 255 if a < 255 else 0)
+    changed = ImageChops.invert(img.convert("RGB"))
+    draw = ImageDraw.Draw(changed, "RGBA")
+    w, h = img.size
+    for x in range(-h, w, 24):
+        draw.line((x, 0, x + h, h), fill=(255, 0, 255, 140), width=3)
+    box = region.getbbox()
+    if box is not None:
+        unit = max(8, min(box[2] - box[0], box[3] - box[1]))
+        draw.text(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), "EDITED", font=_font(max(8, unit // 6)),
+                  anchor="mm", fill=(255, 255, 255, 255))
+    return Image.composite(changed, img.convert("RGB"), region)
+
+
+def _transparent(img: Image.Image, spec: RenderSpec) -> Image.Image:
+    """The image over a clear backdrop: a solid disc (the subject) and the caption band."""
+    w, h = img.size
+    alpha = Image.new("L", img.size, 0)
+    draw = ImageDraw.Draw(alpha)
+    unit = min(w, h)
+    r = unit * 0.3
+    draw.ellipse((w / 2 - r, h * 0.4 - r, w / 2 + r, h * 0.4 + r), fill=255)
+    band = round(unit * 0.032 * 1.3) * 4 + round(unit * 0.04) * 2
+    draw.rectangle((0, h - band, w, h), fill=255)
+    out = img.convert("RGBA")
+    out.putalpha(alpha)
+    return out
+
+
 def render_png(spec: RenderSpec) -> bytes:
     """The placeholder encoded as PNG; compress_level=1 trades a bigger file for speed."""
+    img = render_image(spec)
+    if spec.mask is not None:
+        img = _edited(img, spec.mask)
+    if spec.background == "transparent":
+        img = _transparent(img, spec)
     buf = io.BytesIO()
-    render_image(spec).save(buf, format="PNG", compress_level=1)
+    img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

@@ -191,6 +191,11 @@ class SandboxConfig:
         faults: fault probabilities at start-up; `POST /_sandbox/faults` replaces them.
         max_files: file-API quota (files alive at once).
         max_upload_bytes: largest accepted upload.
+        openai_models: the models the OpenAI side serves (gpt-image-1, gpt-image-1.5,
+            gpt-image-2); others answer 404 ``model_not_found`` like a key without access.
+        stream_done: end an Images stream with ``data: [DONE]`` (no OpenAI source says the
+            real stream does; a client must accept both).
+        batch_seconds: how long an OpenAI Batch takes to finish, scaled by ``time_scale``.
     """
 
     seed: int = 0
@@ -204,6 +209,9 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     max_files: int = 2000
     max_upload_bytes: int = 100 * 1024 * 1024
+    openai_models: tuple[str, ...] = ("gpt-image-1",)
+    stream_done: bool = False
+    batch_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         missing = sorted(set(_DEFAULT_LATENCY) - set(self.latency))
@@ -220,11 +228,31 @@ class SandboxConfig:
             raise ValueError("error_style must be 'string' or 'legacy'")
         if self.api_key == "":
             raise ValueError("api_key must be None or a non-empty string")
+        unknown = sorted(set(self.openai_models) - {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"})
+        if unknown:
+            raise ValueError(f"openai_models: the sandbox cannot serve {unknown}")
+        if self.batch_seconds < 0:
+            raise ValueError("batch_seconds must be >= 0")
 
-    def credits_for(self, quality: str, width: int, height: int, n: int) -> float:
-        """What `usage.credits_reserved` reports for one request."""
+    def credits_for(self, quality: str, width: int, height: int, n: int, *, model: str = "gpt-image-1") -> float:
+        """What `usage.credits_reserved` reports for one request: gpt-image-2 and its beta
+        from their shipped price sheets (the token sheet's estimate, the beta's tier), other
+        models by the gpt-image-1 formula."""
+        if model in _SHEET_OF:
+            from imgkit.pricing import estimate
+
+            quality = "auto" if model == "gpt-image-2-beta" else quality
+            est = estimate(model=model, quality=quality, size=f"{width}x{height}", n=n, sheet=_SHEET_OF[model])
+            return est.credits
         size_mult = 1.0 if width == height else NON_SQUARE_MULTIPLIER
         return round(self.credits_per_image * QUALITY_MULTIPLIER[quality] * size_mult * n, 5)
+
+
+#: The shipped price sheets the gateway's newer models reserve credits by.
+_SHEET_OF = {
+    "gpt-image-2": "evolink-gpt-image-2-tokens-2026-12",
+    "gpt-image-2-beta": "evolink-gpt-image-2-beta-2026-12",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +286,8 @@ class Task:
         error_code: the task error code if the task is going to fail, else None.
         credits_reserved: what the create response reported under usage.
         fault: "accept_then_500" / "accept_then_hang" when the create response lied, else None.
+        background: "opaque" or "transparent" (drawn with a real alpha channel).
+        mask: the edit mask's PNG bytes: its pixels with alpha below 255 are drawn as edited.
     """
 
     id: str
@@ -274,6 +304,8 @@ class Task:
     error_code: str | None
     credits_reserved: float
     fault: str | None = None
+    background: str = "opaque"
+    mask: bytes | None = field(default=None, repr=False)
 
     @property
     def size(self) -> str:
@@ -406,9 +438,11 @@ class SandboxState:
         error_code: str | None,
         seconds: float | None,
         fault: str | None,
+        background: str = "opaque",
+        mask: bytes | None = None,
     ) -> Task | None:
         """Create and charge a task; None when the balance cannot cover it."""
-        cost = self.config.credits_for(quality, width, height, n)
+        cost = self.config.credits_for(quality, width, height, n, model=model)
         with self._lock:
             if cost > self.config.credits - self.credits_used + 1e-9:
                 return None
@@ -436,6 +470,8 @@ class SandboxState:
                 error_code=error_code,
                 credits_reserved=cost,
                 fault=fault,
+                background=background,
+                mask=mask,
             )
             self._tasks[task_id] = task
             self.credits_used += cost

@@ -30,7 +30,7 @@ __all__ = [
     "task_body",
 ]
 
-MODELS: tuple[str, ...] = ("gpt-image-1", "gpt-image-1.5", "gpt-image-2")
+MODELS: tuple[str, ...] = ("gpt-image-1", "gpt-image-1.5", "gpt-image-2", "gpt-image-2-beta")
 _QUALITIES = ("low", "medium", "high")
 _PIXEL_SIZES: dict[str, tuple[int, int]] = {
     "1024x1024": (1024, 1024),
@@ -42,11 +42,21 @@ _GPT2_RATIOS = (
     *("1:1", "1:2", "2:1", "1:3", "3:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4"),
     *("9:16", "16:9", "9:21", "21:9"),
 )
-# Short edge per gpt-image-2 `resolution`; the spec gives no table, so these are chosen to
-# keep 1K equal to gpt-image-1's sizes and 4K 16:9 equal to 3840x2160.
-_GPT2_SHORT_EDGE = {"1K": 1024, "2K": 2048, "4K": 2160}
-_PROMPT_LIMIT = {"gpt-image-1": 2000, "gpt-image-1.5": 2000, "gpt-image-2": 32000}
-_DEFAULT_QUALITY = {"gpt-image-1": "high", "gpt-image-1.5": "high", "gpt-image-2": "medium"}
+# The ratio x resolution table of the gpt-image-2 page (addendum A.2), landscape and square
+# cells as (W, H); a portrait ratio swaps them. Typed in here again rather than read from
+# imgkit's data file: the sandbox shares nothing with the client.
+_GPT2_TABLE: dict[str, dict[str, tuple[int, int]]] = {
+    "1K": {"1:1": (1024, 1024), "2:1": (1456, 720), "3:1": (1776, 592), "3:2": (1248, 832),
+           "4:3": (1184, 880), "5:4": (1152, 912), "16:9": (1360, 768), "21:9": (1568, 672)},
+    "2K": {"1:1": (2048, 2048), "2:1": (2896, 1456), "3:1": (3552, 1184), "3:2": (2512, 1680),
+           "4:3": (2368, 1776), "5:4": (2288, 1824), "16:9": (2736, 1536), "21:9": (3136, 1344)},
+    "4K": {"1:1": (2880, 2880), "2:1": (3840, 1920), "3:1": (3840, 1280), "3:2": (3520, 2352),
+           "4:3": (3312, 2480), "5:4": (3216, 2576), "16:9": (3840, 2160), "21:9": (3840, 1632)},
+}  # fmt: skip
+_PROMPT_LIMIT = {"gpt-image-1": 2000, "gpt-image-1.5": 2000, "gpt-image-2": 32000, "gpt-image-2-beta": 2000}
+_DEFAULT_QUALITY = {
+    "gpt-image-1": "high", "gpt-image-1.5": "high", "gpt-image-2": "medium", "gpt-image-2-beta": "medium",
+}
 _MAX_REFS = 16
 DIRECTIVE_HTTP_STATUSES = (400, 401, 402, 403, 429, 500, 502, 503)
 _DIRECTIVE_RE = re.compile(
@@ -86,6 +96,8 @@ class GenerationRequest:
     n: int
     image_urls: tuple[str, ...]
     directives: Directives
+    background: str = "opaque"
+    mask_url: str | None = None
 
 
 # -- prompt directives --------------------------------------------------------------------
@@ -155,25 +167,36 @@ def _callback_url(value: object) -> None:
         raise InvalidRequest("callback_url", "must not point at a private or loopback address")
 
 
-def _round16(value: float) -> int:
-    return max(16, round(value / 16) * 16)
+def gpt2_ratio_pixels(ratio: str, resolution: str) -> tuple[int, int]:
+    """The pixels of a gpt-image-2 ratio at a resolution tier (the page's table)."""
+    table = _GPT2_TABLE[resolution]
+    if ratio in table:
+        return table[ratio]
+    a, _, b = ratio.partition(":")
+    w, h = table[f"{b}:{a}"]
+    return h, w
 
 
-def _gpt2_size(size: object, resolution: object) -> tuple[int, int]:
-    if resolution is not None and resolution not in _GPT2_SHORT_EDGE:
+def _gpt2_size(size: object, resolution: object, *, beta: bool = False) -> tuple[int, int]:
+    tiers = ("1K",) if beta else tuple(_GPT2_TABLE)
+    if isinstance(resolution, str) and resolution.upper() in _GPT2_TABLE:
+        resolution = resolution.upper()  # the page: case-insensitive
+    if resolution is not None and resolution not in tiers:
+        if beta:
+            raise InvalidRequest("resolution", "gpt-image-2-beta supports 1K only; use gpt-image-2 for 2K and 4K")
         raise InvalidRequest("resolution", "must be one of 1K, 2K, 4K")
-    res = resolution or "1K"
+    res = str(resolution or "1K")
     if size is None or size == "auto":
-        size = "1:1"
+        # `auto` lets the model choose; the sandbox chooses square at the tier (1K: the
+        # resolution is ignored for auto, as documented).
+        return gpt2_ratio_pixels("1:1", "1K")
     if not isinstance(size, str):
         raise InvalidRequest("size", "must be a string")
     if size in _GPT2_RATIOS:
-        rw, rh = (int(p) for p in size.split(":"))
-        short = _GPT2_SHORT_EDGE[str(res)]
-        w, h = (short * rw / rh, float(short)) if rw >= rh else (float(short), short * rh / rw)
-        scale = min(1.0, 3840 / max(w, h))
-        return _round16(w * scale), _round16(h * scale)
-    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
+        return gpt2_ratio_pixels(size, res)
+    if beta:
+        raise InvalidRequest("size", "must be auto or a ratio (" + ", ".join(_GPT2_RATIOS) + "); WxH is not supported")
+    match = re.fullmatch(r"(\d{1,5})[x×](\d{1,5})", size)
     if not match:
         raise InvalidRequest(
             "size", "must be auto, a ratio (" + ", ".join(_GPT2_RATIOS) + ") or WxH"
@@ -228,13 +251,22 @@ def parse_generation(body: object) -> GenerationRequest:
         )
     prompt, directives = _parse_directives(raw_prompt)
 
+    background = "opaque"
+    mask_url = None
     if model == "gpt-image-2":
         width, height = _gpt2_size(body.get("size"), body.get("resolution"))
-        background = body.get("background")
-        if background is not None and background not in ("opaque", "transparent"):
+        given = body.get("background")
+        if given is not None and given not in ("opaque", "transparent"):
             raise InvalidRequest("background", "must be opaque or transparent")
+        background = str(given or "opaque")
         if body.get("mask_url") is not None:
-            _http_url(body["mask_url"], "mask_url")
+            mask_url = _http_url(body["mask_url"], "mask_url")
+    elif model == "gpt-image-2-beta":
+        width, height = _gpt2_size(body.get("size"), body.get("resolution"), beta=True)
+        # The beta page defines none of these fields (addendum A.3); refusing them says so.
+        for absent in ("quality", "n", "background", "mask_url"):
+            if body.get(absent) is not None:
+                raise InvalidRequest(absent, "is not supported by gpt-image-2-beta")
     else:
         width, height = _gpt1_size(body.get("size"))
 
@@ -270,6 +302,8 @@ def parse_generation(body: object) -> GenerationRequest:
         n=n,
         image_urls=image_urls,
         directives=directives,
+        background=background,
+        mask_url=mask_url if image_urls else None,  # ignored without references, as documented
     )
 
 
