@@ -98,6 +98,14 @@ class RequestOptions(TypedDict, total=False):
     model: str
     n: int
     images: Iterable[Any] | None
+    resolution: str | None
+    background: str | None
+    mask: Any
+    output_format: str | None
+    output_compression: int | None
+    moderation: str | None
+    input_fidelity: str | None
+    previews: int | None
 
 
 class GenerateOptions(RequestOptions, total=False):

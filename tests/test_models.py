@@ -10,8 +10,17 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from imgkit import MODELS, ImageRequest, ValidationError
-from imgkit.request import PIXEL_TABLE, SUCCESSORS, normalize_size, pixel_size, successor, tier_for_pixels
+from imgkit import ValidationError
+from imgkit.request import (
+    MODELS,
+    PIXEL_TABLE,
+    SUCCESSORS,
+    ImageRequest,
+    normalize_size,
+    pixel_size,
+    successor,
+    tier_for_pixels,
+)
 
 G2 = "gpt-image-2"
 BETA = "gpt-image-2-beta"

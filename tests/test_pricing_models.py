@@ -8,9 +8,9 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from imgkit import MODELS
 from imgkit.errors import ConfigError
 from imgkit.pricing import TablePriceSheet, TokenPriceSheet, estimate, get_sheet, price_sheets, sheet_for
+from imgkit.request import MODELS
 
 EVO2 = "evolink-gpt-image-2-tokens-2026-12"
 OAI2 = "openai-gpt-image-2-tokens-2026-12"
