@@ -332,7 +332,15 @@ def _credits_axis(ax: Axes, costs: pd.DataFrame, currency: str, *, own: bool) ->
         ax.text(0.99, 0.98, f"1 credit = {_money(rate, unit)}", transform=ax.transAxes, ha="right", va="top",
                 fontsize="x-small", color="#555555")
         return
-    secondary = ax.secondary_yaxis("right", functions=(lambda v: v / rate, lambda c: c * rate))
+    import numpy as np
+
+    def to_credits(amount: Any) -> Any:
+        return np.asarray(amount, dtype=float) / rate
+
+    def from_credits(credits: Any) -> Any:
+        return np.asarray(credits, dtype=float) * rate
+
+    secondary = ax.secondary_yaxis("right", functions=(to_credits, from_credits))
     secondary.set_ylabel("credits", color="#555555")
     secondary.tick_params(colors="#555555")
 
@@ -340,9 +348,9 @@ def _credits_axis(ax: Axes, costs: pd.DataFrame, currency: str, *, own: bool) ->
 def _date_axis(ax: Axes) -> None:
     from matplotlib import dates
 
-    locator = dates.AutoDateLocator(minticks=4, maxticks=10)
+    locator = dates.AutoDateLocator(minticks=4, maxticks=10)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, show_offset=True))
+    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, show_offset=True))  # type: ignore[no-untyped-call]
 
 
 def spend_over_time(
