@@ -4,27 +4,48 @@ One row per run (:class:`~imgkit.request.RunRecord`). A row is written when the 
 created, again as soon as the service has given it a task id (before ``generate`` goes on),
 and on every status change, so a crash loses nothing that was acknowledged.
 :meth:`Ledger.to_dataframe` reads it back as a typed pandas DataFrame.
+
+Writes go through one writer thread per :class:`Ledger`. It takes every write queued while
+it committed the previous group and commits them together, as one durable transaction
+(``synchronous=FULL``: a row acknowledged is on disk and survives a power loss), so many runs
+finishing at once cost one fsync, not one each, and an event loop never waits on the disk:
+
+- :meth:`Ledger.save` queues a record and returns once its group is committed;
+- :meth:`Ledger.save_nowait` queues it and returns a :class:`concurrent.futures.Future` that
+  resolves then (or carries the error: a full disk, a read-only file);
+- ``await`` :meth:`Ledger.asave` waits for the same from an event loop without blocking it.
+
+Reads first wait for the writes this Ledger has queued, so a process always reads its own
+writes. Costs (the budget's SQL) come from :mod:`imgkit.costs`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import logging
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord
+from imgkit.costs import sql_budget
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "Ledger"]
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "STATUSES", "Ledger"]
+
+log = logging.getLogger("imgkit")
 
 _TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags", "providers_tried")
 _FIELDS = [f.name for f in fields(RunRecord)]
@@ -133,7 +154,9 @@ COLUMNS: tuple[str, ...] = (
     "attempts",
     "notes",
 )
-STATUSES = ("created", "submitting", "pending", "processing", "downloading", "completed", "failed", "unknown")
+#: The run statuses as stored, in the order of :class:`~imgkit.request.RunStatus` (the
+#: DataFrame's ``status`` categories).
+STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
 def _dump(values: Sequence[str]) -> str:
@@ -205,6 +228,136 @@ def _enable_wal(conn: sqlite3.Connection, *, patience: float = 60.0) -> None:
             delay = min(delay * 2, 0.25)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    _enable_wal(conn)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # BEGIN IMMEDIATE takes the write lock up front, so two kernels wait for each other
+    # (busy_timeout) instead of failing half-way through a transaction.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (disk full) may already have rolled back.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+#: A queued write: runs on the writer's connection inside a transaction, returns its result.
+_Job = Callable[[sqlite3.Connection], Any]
+
+
+class _Writer:
+    """The one thread that writes a ledger file for a :class:`Ledger`.
+
+    It commits every job queued while it was busy as one transaction, and resolves each job's
+    future when that transaction is durable. If the group fails, each of its jobs is retried
+    in a transaction of its own, so an error reaches only the caller whose write caused it (a
+    full disk reaches them all). The thread starts with the first write and ends on
+    :meth:`close`, which drains the queue first.
+    """
+
+    #: The most jobs one transaction takes; a long queue is committed in several groups.
+    GROUP_LIMIT = 1000
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[_Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last: Future[Any] | None = None
+        self._closed = False
+
+    def submit(self, job: _Job) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"{self._name} is closed")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"imgkit-ledger-writer {self._name}",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.put((job, future))
+            self._last = future
+        return future
+
+    def wait_idle(self) -> None:
+        """Wait until every job queued so far is committed (or has failed)."""
+        last = self._last
+        if last is not None and not last.done():
+            # Errors went to the job's own caller; a reader only waits for the queue.
+            wait([last])
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread and close the connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is None:
+            self._conn.close()
+        elif thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                if item is None:
+                    break
+                group = [item]
+                while len(group) < self.GROUP_LIMIT:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                self._commit(group)
+        finally:
+            self._conn.close()
+
+    def _commit(self, group: list[tuple[_Job, Future[Any]]]) -> None:
+        live = [(job, future) for job, future in group if future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            with _transaction(self._conn) as conn:
+                results = [job(conn) for job, _ in live]
+        except Exception as exc:
+            if len(live) == 1:
+                live[0][1].set_exception(exc)
+                return
+            log.debug("ledger group of %d writes failed (%s); committing them one by one", len(live), exc)
+            for job, future in live:
+                try:
+                    with _transaction(self._conn) as conn:
+                        result = job(conn)
+                except Exception as one:
+                    future.set_exception(one)
+                else:
+                    future.set_result(result)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            future.set_result(result)
+
+
 class Ledger:
     """The runs of one data directory.
 
@@ -216,37 +369,28 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        _enable_wal(self._conn)
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        write_conn = _connect(self.path)
+        try:
+            self._migrate(write_conn)
+            self._conn = _connect(self.path)
+        except BaseException:
+            write_conn.close()
+            raise
+        self._writer = _Writer(write_conn, repr(self))
+        # A Ledger dropped without close() still commits what it queued and stops its thread.
+        self._finalizer = weakref.finalize(self, self._writer.close)
 
     def __repr__(self) -> str:
         return f"<Ledger {self.path}>"
 
     def close(self) -> None:
+        """Commit the queued writes, then close the file. Writing afterwards is an error."""
+        self._finalizer()
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so two kernels wait for each other
-        # (busy_timeout) instead of failing half-way through a transaction.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 from imgkit.errors import ConfigError
@@ -261,6 +405,13 @@ class Ledger:
                         conn.execute(statement)
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The read connection, once this Ledger's queued writes are committed."""
+        self._writer.wait_idle()
+        with self._lock:
+            yield self._conn
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -278,23 +429,55 @@ class Ledger:
         + ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f != "run_id")
     )
 
+    def save_nowait(self, record: RunRecord) -> Future[None]:
+        """Queue one run for the writer (insert or update) and return at once.
+
+        The future resolves to None when the run's group is committed to disk, or carries
+        the error that prevented it (``sqlite3.OperationalError`` for a full disk or a
+        read-only file, for example).
+
+        Example:
+            >>> done = ledger.save_nowait(record)
+            >>> done.result()  # on disk from here on
+        """
+        row = self._row(record)
+        upsert = self._UPSERT
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(upsert, row)
+
+        return self._writer.submit(job)
+
     def save(self, record: RunRecord) -> None:
-        """Insert or update one run; returns once it is committed."""
-        with self._write() as conn:
-            conn.execute(self._UPSERT, self._row(record))
+        """Insert or update one run; returns once it is committed (durably)."""
+        self.save_nowait(record).result()
+
+    async def asave(self, record: RunRecord) -> None:
+        """Insert or update one run; completes once it is committed, without blocking the
+        event loop. Cancelling the caller does not take the write back.
+
+        Example:
+            >>> await ledger.asave(record.replace(status="pending", task_id=task_id))
+        """
+        await asyncio.shield(asyncio.wrap_future(self.save_nowait(record)))
 
     def save_many(self, records: Iterable[RunRecord]) -> int:
-        """Insert or update many runs in one transaction; returns how many."""
+        """Insert or update many runs in one transaction; returns how many, once they are
+        committed."""
         rows = [self._row(r) for r in records]
-        with self._write() as conn:
-            conn.executemany(self._UPSERT, rows)
+        upsert = self._UPSERT
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(upsert, rows)
+
+        self._writer.submit(job).result()
         return len(rows)
 
     # --- reading ---------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRecord]:
-        with self._lock:
-            cursor = self._conn.execute(sql, params)
+        with self._reading() as conn:
+            cursor = conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         out = []
@@ -329,38 +512,42 @@ class Ledger:
         return self._query(sql)
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    # A failed run costs what the service says it charged, else nothing (it bills produced
-    # images and releases its reservation); any other run counts what was charged, else
-    # reserved, else estimated, so runs in flight are counted before the service answers.
-    _SPENT = (
-        "SELECT COALESCE(SUM(CASE WHEN status = 'failed' THEN COALESCE(credits_charged, 0) "
-        "ELSE COALESCE(credits_charged, credits_reserved, est_credits) END), 0) "
-        "FROM runs WHERE created_at >= ?"
-    )
+    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost.
+    _SPENT = f"SELECT COALESCE(SUM({sql_budget()}), 0) FROM runs WHERE created_at >= ?"
 
     def spent_credits(self, since: float | None = None) -> float:
-        """Credits committed by runs created since ``since``: charged, else reserved, else
-        estimated; failed runs count only a reported charge."""
-        with self._lock:
-            return float(self._conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+        """Credits the budget counts for runs created since ``since``: what each run
+        counts as spent plus what it may have cost (see :mod:`imgkit.costs`: charged, else
+        reserved, else estimated; failed runs only a reported charge; unknown runs their
+        estimate)."""
+        with self._reading() as conn:
+            return float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
 
     def admit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
-        """Insert ``record`` only if the credits committed since ``since`` plus its estimate
-        stay within ``limit``; check and insert are one write transaction, so concurrent
-        runs (threads or processes) cannot both slip under the limit.
+        """Insert ``record`` only if the credits the budget counts since ``since`` plus its
+        estimate stay within ``limit``; check and insert are one write transaction (on the
+        writer thread), so concurrent runs (threads or processes) cannot both slip under the
+        limit.
 
-        Returns None when admitted, else the credits already committed.
+        Returns None when admitted (and committed), else the credits already counted.
         """
         cost = record.est_credits or 0.0
-        with self._write() as conn:
-            spent = float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+        row = self._row(record)
+        spent_sql, upsert = self._SPENT, self._UPSERT
+        start = since or 0.0
+
+        def job(conn: sqlite3.Connection) -> float | None:
+            spent = float(conn.execute(spent_sql, (start,)).fetchone()[0])
             if spent + cost > limit + 1e-9:
                 return spent
-            conn.execute(self._UPSERT, self._row(record))
-        return None
+            conn.execute(upsert, row)
+            return None
+
+        result: float | None = self._writer.submit(job).result()
+        return result
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
         """All runs as a typed DataFrame, oldest first.
@@ -375,8 +562,8 @@ class Ledger:
             return self._frame(pd, data_dir)
 
     def _frame(self, pd: Any, data_dir: Path | None) -> pd.DataFrame:
-        with self._lock:
-            cursor = self._conn.execute(
+        with self._reading() as conn:
+            cursor = conn.execute(
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
             )
             rows = cursor.fetchall()
@@ -467,16 +654,21 @@ class Ledger:
 
             raise ValidationError("choice", choice, '"left", "right" or "same"')
         winner = {"left": left_quality, "right": right_quality}.get(choice)
-        with self._write() as conn:
+        values = (
+            time.time() if created_at is None else created_at, prompt, left_run_id, right_run_id,
+            int(left_image), int(right_image), left_quality, right_quality, choice, winner, tag,
+        )
+
+        def job(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "INSERT INTO ratings (created_at, prompt, left_run_id, right_run_id, left_image, right_image, "
                 "left_quality, right_quality, choice, winner_quality, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time() if created_at is None else created_at, prompt, left_run_id, right_run_id,
-                    int(left_image), int(right_image), left_quality, right_quality, choice, winner, tag,
-                ),
+                values,
             )
             return int(cursor.lastrowid or 0)
+
+        rating_id: int = self._writer.submit(job).result()
+        return rating_id
 
     def ratings_frame(self) -> pd.DataFrame:
         """Every pairwise rating as a DataFrame, oldest first.
@@ -486,8 +678,8 @@ class Ledger:
         """
         import pandas as pd
 
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {', '.join(self._RATING_FIELDS)} FROM ratings ORDER BY created_at, id"
             ).fetchall()
         columns = dict(zip(self._RATING_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgkit.costs import RULES_TEXT
 from imgkit.errors import ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
 from imgkit.request import QUALITIES
@@ -31,21 +32,14 @@ _TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
 _NONE = "(none)"
 _UNTAGGED = "(untagged)"
 
-#: The cost rules, stated in every report.
+#: The cost rules, stated in every report: those of :mod:`imgkit.costs`, then how amounts
+#: are converted.
 SEMANTICS: tuple[str, ...] = (
-    "Charged: what the service reported as charged for a run, else what it reserved when it "
-    "accepted the task (usage.credits_reserved); a completed run for which the service "
-    "reported neither counts at its estimate.",
-    "Runs that failed cost nothing: before reaching the service (no task id), or as a failed "
-    "task (the service bills the images it produces and releases what it reserved), unless "
-    "the service reported a charge for them.",
-    "Unknown runs (the create request may have reached the service, or contact was lost) are "
-    "listed as 'may have cost' at their estimate and are not in the charged total unless the "
-    "service reported a figure for them.",
+    *RULES_TEXT,
     "Estimated: the estimate made before submitting each run (est_credits, est_usd, est_cny), "
     "over all runs in the period, including those that failed.",
-    "Charged credits are converted to USD and CNY with each run's own price sheet; estimated "
-    "amounts are the ones stored with the run. All times are UTC.",
+    "Charged and may-have-cost credits are converted to USD and CNY with each run's own price sheet; "
+    "estimated amounts are the ones stored with the run. All times are UTC.",
 )
 
 #: The columns of a report's rows (CSV, XLSX "Runs", HTML), in order.
@@ -449,9 +443,9 @@ def _totals(runs: pd.DataFrame) -> Totals:
         charged_credits=total("charged_credits"),
         charged_usd=total("charged_usd"),
         charged_cny=total("charged_cny"),
-        may_have_cost_credits=total("est_credits", unsure),
-        may_have_cost_usd=total("est_usd", unsure),
-        may_have_cost_cny=total("est_cny", unsure),
+        may_have_cost_credits=total("may_have_cost_credits"),
+        may_have_cost_usd=total("may_have_cost_usd"),
+        may_have_cost_cny=total("may_have_cost_cny"),
         may_have_cost_runs=int(unsure.sum()),
     )
     return totals
@@ -473,13 +467,15 @@ def _group_keys(runs: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _group_table(runs: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
-    """Runs, images, failures and amounts per value of ``name``."""
+    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
+    ``name``."""
     import pandas as pd
 
     status = runs["status"].astype("string")
-    money = ["est_credits", "charged_credits"]
+    money = ["est_credits", "charged_credits", "may_have_cost_credits"]
     if currency != "credits":
-        money += [cost_column(currency, estimated=True), cost_column(currency)]
+        unit = currency.lower()
+        money += [cost_column(currency, estimated=True), cost_column(currency), f"may_have_cost_{unit}"]
     frame = pd.DataFrame(
         {
             name: _group_keys(runs, name),
@@ -538,6 +534,6 @@ def _remarks(runs: pd.DataFrame) -> list[str]:
                      "their charged USD/CNY are not in the totals.")
     estimated = runs["cost_basis"] == "estimate"
     if estimated.any():
-        notes.append(f"{int(estimated.sum())} completed run(s) had no figure from the service and count at "
+        notes.append(f"{int(estimated.sum())} run(s) had no figure from the service and count at "
                      "their estimate.")
     return notes
