@@ -35,9 +35,9 @@ from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgkit.costs import sql_budget
+from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_spent
 from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -49,6 +49,11 @@ log = logging.getLogger("imgkit")
 
 _TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags", "providers_tried")
 _FIELDS = [f.name for f in fields(RunRecord)]
+#: The Arrow type each column is read as (the SQLite affinity of its field's type).
+_COLUMN_TYPES: dict[str, str] = {
+    f.name: "int64" if f.type == "int" else "float64" if "float" in str(f.type) else "string"
+    for f in fields(RunRecord)
+}
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: list[str] = [
@@ -252,6 +257,234 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+# --- reading through Arrow -------------------------------------------------------------------
+#
+# Python's sqlite3 builds a Python object per cell: 3 million at 100,000 runs, most of
+# imgkit.runs() (benchmarks/README.md, scenario 4). The ADBC SQLite driver reads the same
+# rows into Arrow columns in C. It carries its own copy of SQLite, and POSIX locks belong to
+# the process: closing a file in one copy drops the locks the other copy holds on it
+# (sqlite.org/howtocorrupt.html, 2.2.1). So the reader keeps one read-only connection per
+# file and process, opens it under the lock of the Ledger that reads, and closes it only
+# when the last Ledger on that file in this process has closed its own connections.
+
+_ARROW_LOCK = threading.Lock()
+_ARROW_FILES: dict[tuple[int, int], list[Any]] = {}  # (device, inode) -> [ledgers, connection, lock]
+
+# The driver infers each column's type from its first rows; a first row of the right types
+# (dropped after the read) keeps an all-NULL start from being typed as integers.
+_TEMPLATE = {"string": "''", "int64": "0", "float64": "0.5"}
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return (info.st_dev, info.st_ino)
+
+
+def _arrow_acquire(path: Path) -> tuple[int, int]:
+    key = _file_key(path)
+    with _ARROW_LOCK:
+        entry = _ARROW_FILES.setdefault(key, [0, None, threading.Lock()])
+        entry[0] += 1
+    return key
+
+
+@contextmanager
+def _arrow_paused(key: tuple[int, int]) -> Iterator[None]:
+    """No Arrow read of the file runs in this process inside the block (closing sqlite3
+    connections would drop the reader's locks)."""
+    with _ARROW_LOCK:
+        entry = _ARROW_FILES.get(key)
+    if entry is None:
+        yield
+        return
+    with entry[2]:
+        yield
+
+
+def _arrow_release(key: tuple[int, int]) -> None:
+    with _ARROW_LOCK:
+        entry = _ARROW_FILES.get(key)
+        if entry is None:
+            return
+        entry[0] -= 1
+        if entry[0] > 0:
+            return
+        del _ARROW_FILES[key]
+    if entry[1] is not None:
+        with entry[2]:
+            entry[1].close()
+
+
+def _arrow_read(path: Path, ledger_lock: threading.RLock) -> Any:
+    """Every run as an Arrow table (oldest first), or None when the Arrow reader is not
+    installed or a column's values do not fit its declared type."""
+    try:
+        import adbc_driver_sqlite.dbapi as adbc
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - both are dependencies; the sqlite3 path stays correct
+        return None
+    try:
+        key = _file_key(path)
+    except OSError:
+        return None
+    with _ARROW_LOCK:
+        entry = _ARROW_FILES.get(key)
+    if entry is None:
+        return None
+    template = ", ".join(f"{_TEMPLATE[_COLUMN_TYPES[name]]} AS {name}" for name in _FIELDS)
+    sql = (
+        f"SELECT 0 AS imgkit_template, {template} "
+        f"UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
+    )
+    # The Ledger's lock keeps its own connections from closing (and so dropping this copy's
+    # locks) while the read runs; the file's lock serialises readers of this connection.
+    with ledger_lock, entry[2]:
+        try:
+            if entry[1] is None:
+                # Autocommit: no read transaction (and no old snapshot) is kept between reads.
+                entry[1] = adbc.connect(f"file:{path}?mode=ro", autocommit=True)
+            cursor = entry[1].cursor()
+            try:
+                cursor.execute(sql)
+                table = cursor.fetch_arrow_table()
+            finally:
+                cursor.close()
+        except Exception as exc:
+            log.debug("Arrow read of %s failed (%s); reading row by row", path, exc)
+            return None
+    marks = table.column("imgkit_template")
+    if not table.num_rows or marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
+        return None  # the typing row did not come first: let the row-by-row path read it
+    table = table.slice(1).drop_columns(["imgkit_template"])
+    # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
+    # rule, so the (copying) reorder is usually skipped.
+    order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
+    import numpy as np
+
+    if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
+        table = table.take(order)
+    expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
+    if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
+        return None
+    return table
+
+
+
+def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
+    """A column of JSON lists of plain texts, as ``json.dumps`` writes them (``["a", "b"]``,
+    no escapes), split into an Arrow list column without a JSON parser; None when any cell
+    is in another form (the caller then parses JSON).
+
+    A cell is ``[]``, or ``["`` + items joined by ``", "`` + ``"]``; when no item holds a
+    ``"`` or a backslash (an escape), splitting on the separator gives exactly its items.
+    """
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    text = pc.fill_null(column, "[]")
+    empty = pc.equal(text, "[]")
+    shaped = pc.and_(
+        pc.and_(pc.starts_with(text, '["'), pc.ends_with(text, '"]')),
+        pc.greater_equal(pc.binary_length(text), 4),
+    )
+    if not pc.all(pc.or_(empty, shaped)).as_py():
+        return None
+    inner = pc.utf8_slice_codeunits(pc.if_else(empty, pa.scalar(None, pa.string()), text), 2, -2)
+    parts = pc.split_pattern(inner, '", "')
+    values = parts.values
+    if len(values):
+        # The items' bytes, end to end: a byte search is far quicker than a string kernel.
+        _, offset_buffer, data = values.buffers()
+        first = values.offset
+        bounds = memoryview(offset_buffer).cast("i")  # a string array's int32 offsets
+        items = data.to_pybytes()[bounds[first] : bounds[first + len(values)]] if data is not None else b""
+        if b'"' in items or b"\\" in items:
+            return None
+    # Empty cells are null lists here; rebuilt from the offsets alone they are empty lists.
+    return pa.ListArray.from_arrays(parts.offsets, values)
+
+
+def _list_column(pa: Any, pc: Any, column: Any, prefix: str | None = None) -> tuple[list[list[Any]], Any]:
+    """A JSON list column as Python lists (``prefix`` prepended to each item), and the
+    lists' lengths as a numpy array."""
+    import numpy as np
+
+    split = _simple_lists(pa, pc, column)
+    if split is None:
+        lists = _load_column(column.to_pylist())
+        if prefix is not None:
+            lists = [[prefix + p for p in items] if items else [] for items in lists]
+        return lists, np.fromiter((len(x) for x in lists), dtype="int64", count=len(lists))
+    if prefix is not None:
+        values = pc.binary_join_element_wise(prefix, split.values, "")
+        split = pa.ListArray.from_arrays(split.offsets, values)
+    lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False)
+    return split.to_pylist(), lengths
+
+
+def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
+    """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def floats(name: str) -> Any:
+        return pd.Series(table.column(name).to_numpy(zero_copy_only=False), dtype="float64")
+
+    def ints(name: str) -> Any:
+        column = table.column(name)
+        values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype("int64")
+        mask = column.is_null().to_numpy(zero_copy_only=False)
+        return pd.Series(pd.arrays.IntegerArray(values, mask))
+
+    string = pd.StringDtype()
+
+    def texts(name: str) -> Any:
+        column = table.column(name)
+        if string.storage == "pyarrow":  # the same array, no Python strings on the way
+            return pd.Series(pd.arrays.ArrowStringArray(column.combine_chunks()), dtype=string)
+        return pd.Series(column.to_pylist(), dtype=string)
+
+    def categorical(name: str, categories: Sequence[str] | None = None, *, ordered: bool = False) -> Any:
+        column = table.column(name)
+        if categories is None:
+            unique = pc.unique(column).drop_null().to_pylist()
+            categories = sorted(unique)
+        codes = pc.fill_null(pc.index_in(column, value_set=pa.array(list(categories), pa.string())), -1)
+        return pd.Categorical.from_codes(
+            codes.to_numpy(zero_copy_only=False).astype("int64"), categories=list(categories), ordered=ordered
+        )
+
+    frame: dict[str, Any] = {}
+    for name in ("created_at", "submitted_at", "completed_at"):
+        frame[name] = pd.to_datetime(floats(name), unit="s", utc=True)
+    frame["latency_s"] = floats("completed_at") - floats("submitted_at")
+    frame["estimated_s"] = floats("estimated_s")
+    frame["status"] = categorical("status", STATUSES)
+    for name in ("provider", "model", "mode", "price_sheet"):
+        frame[name] = pd.Series(categorical(name))
+    frame["prompt"] = texts("prompt")
+    sizes = pc.unique(table.column("size")).drop_null().to_pylist()
+    size_cats = list(SIZES.values()) + sorted(set(sizes) - set(SIZES.values()))
+    frame["size"] = categorical("size", size_cats)
+    frame["quality"] = categorical("quality", QUALITIES, ordered=True)
+    frame["n"] = ints("n")
+    root = None if data_dir is None else f"{data_dir}/"
+    frame["files"], counts = _list_column(pa, pc, table.column("files"), root)
+    frame["thumbs"], _ = _list_column(pa, pc, table.column("thumbs"), root)
+    frame["n_images"] = pd.Series(pd.arrays.IntegerArray(counts.astype("int64"), np.zeros(len(counts), dtype=bool)))
+    for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
+        frame[name] = floats(name)
+    for name in ("task_id", "error_code", "error_message", "notes"):
+        frame[name] = texts(name)
+    frame["progress"] = ints("progress")
+    frame["attempts"] = ints("attempts")
+    for name in ("reference_images", "result_urls", "tags"):
+        frame[name], _ = _list_column(pa, pc, table.column(name))
+    frame["providers_tried"] = _load_column(table.column("providers_tried").to_pylist())
+    frame["run_id"] = texts("run_id")
+    return pd.DataFrame({name: frame[name] for name in COLUMNS})
+
+
 #: A queued write: runs on the writer's connection inside a transaction, returns its result.
 _Job = Callable[[sqlite3.Connection], Any]
 
@@ -377,6 +610,8 @@ class Ledger:
             write_conn.close()
             raise
         self._writer = _Writer(write_conn, repr(self))
+        self._arrow_key = _arrow_acquire(self.path)
+        self._closed = False
         # A Ledger dropped without close() still commits what it queued and stops its thread.
         self._finalizer = weakref.finalize(self, self._writer.close)
 
@@ -385,9 +620,15 @@ class Ledger:
 
     def close(self) -> None:
         """Commit the queued writes, then close the file. Writing afterwards is an error."""
-        self._finalizer()
         with self._lock:
-            self._conn.close()
+            if self._closed:
+                return
+            self._closed = True
+        with _arrow_paused(self._arrow_key):
+            self._finalizer()
+            with self._lock:
+                self._conn.close()
+        _arrow_release(self._arrow_key)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn):
@@ -549,6 +790,94 @@ class Ledger:
         result: float | None = self._writer.submit(job).result()
         return result
 
+    #: What :meth:`cost_sums` can group by, and the SQL of each key.
+    COST_KEYS: ClassVar[dict[str, str]] = {
+        # The UTC day as a day number (days since 1970-01-01): cheaper than date() per row.
+        "day": "CAST(created_at / 86400 AS INTEGER)",
+        "quality": "quality",
+        "size": "size",
+        "model": "model",
+        "status": "status",
+        "provider": "provider",
+        "price_sheet": "price_sheet",
+        "tag": "tag_each.value",
+    }
+
+    #: The columns of :meth:`cost_sums`' rows after the keys (amounts in credits unless named).
+    COST_SUMS: ClassVar[tuple[str, ...]] = (
+        "runs", "images", "completed", "failed", "unknown", "est_credits", "est_usd", "est_cny",
+        "charged_credits", "may_have_cost_credits", "may_have_cost_at_estimate_credits",
+        "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
+        "runs_with_credits",
+        "first_created", "last_created",
+    )
+
+    def cost_sums(
+        self,
+        by: Sequence[str],
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        until_inclusive: bool = True,
+        tags: Sequence[str] = (),
+        qualities: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """What the runs cost, summed in SQL per value of the ``by`` keys (and always per
+        ``price_sheet``, last, so a caller can convert credits with each sheet).
+
+        Each row holds the keys, then :data:`COST_SUMS`. Spent and may-have-cost amounts
+        follow :mod:`imgkit.costs`; ``charged_credits`` is what counts as spent;
+        ``may_have_cost_at_estimate_*`` sum the stored estimates of the runs that may have
+        cost their estimate. Grouping by ``tag`` counts a run once under each of its tags
+        (``None`` for untagged runs).
+
+        Args:
+            by: keys from :data:`COST_KEYS` (``day`` as a day number since 1970-01-01 UTC).
+            since, until: Unix times bounding ``created_at`` (``until`` inclusive unless
+                ``until_inclusive`` is False).
+            tags: keep runs having any of these tags.
+            qualities: keep runs of these tiers.
+        """
+        keys = [self.COST_KEYS[name] for name in by]
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("created_at <= ?" if until_inclusive else "created_at < ?")
+            params.append(until)
+        if tags:
+            marks = ", ".join("?" for _ in tags)
+            where.append(f"EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value IN ({marks}))")
+            params.extend(tags)
+        if qualities:
+            where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
+            params.extend(qualities)
+        join = " LEFT JOIN json_each(runs.tags) AS tag_each" if "tag" in by else ""
+        at_estimate = "(may > 0 AND may = est_credits)"
+        inner = (
+            f"SELECT runs.*, {sql_spent()} AS spent, {sql_may_have_cost()} AS may, {sql_basis()} AS basis"
+            + (", tag_each.value AS tag_value" if join else "")
+            + f" FROM runs{join}"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+        )
+        group = [*(("tag_value" if name == "tag" else f"{key}") for name, key in zip(by, keys, strict=True)),
+                 "price_sheet"]
+        sql = (
+            f"SELECT {', '.join(group)}, COUNT(*), TOTAL(json_array_length(files)), "
+            "TOTAL(status = 'completed'), TOTAL(status = 'failed'), TOTAL(status = 'unknown'), "
+            "TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), TOTAL(spent), TOTAL(may), "
+            f"TOTAL(CASE WHEN {at_estimate} THEN may ELSE 0 END), "
+            f"TOTAL(CASE WHEN {at_estimate} THEN est_usd ELSE 0 END), "
+            f"TOTAL(CASE WHEN {at_estimate} THEN est_cny ELSE 0 END), "
+            "TOTAL(basis = 'may have cost'), TOTAL(basis = 'estimate'), "
+            "TOTAL(spent > 0 AND basis <> 'may have cost'), MIN(created_at), MAX(created_at) "
+            f"FROM ({inner}) GROUP BY {', '.join(group)}"
+        )
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchall()
+
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
         """All runs as a typed DataFrame, oldest first.
 
@@ -559,9 +888,15 @@ class Ledger:
         import pandas as pd
 
         with _no_gc():
+            self._writer.wait_idle()
+            table = _arrow_read(self.path, self._lock)
+            if table is not None:
+                return _arrow_frame(pd, table, data_dir)
             return self._frame(pd, data_dir)
 
     def _frame(self, pd: Any, data_dir: Path | None) -> pd.DataFrame:
+        """The DataFrame through Python's sqlite3 (row by row): when the Arrow reader is not
+        installed or cannot type a column."""
         with self._reading() as conn:
             cursor = conn.execute(
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"

@@ -11,7 +11,7 @@ import imgkit
 
 def test_all_is_sorted_and_complete() -> None:
     public = sorted(name for name in vars(imgkit) if not name.startswith("_") and name not in {"annotations"})
-    modules = {"engine", "errors", "ledger", "pricing", "request", "session", "store", "sandbox", "cli",
+    modules = {"costs", "engine", "errors", "ledger", "pricing", "request", "session", "store", "sandbox", "cli",
                "widgets", "plots", "reports", "analysis", "comparison"}
     public = [n for n in public if n not in modules]
     assert imgkit.__all__ == sorted(imgkit.__all__, key=lambda s: (not s.isupper(), s))
