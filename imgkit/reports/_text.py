@@ -201,8 +201,9 @@ def notebook_html(rep: CostReport, *, limit: int = 15) -> str:
         parts.append(html_table(table, limit=limit, css=_CELL_CSS))
     sheets = ", ".join(rep.sheets["sheet"].astype(str)) or "none"
     parts.append(
-        f"<div>{len(rep.failed):,} failed or unknown run(s) (<code>.failed</code>); price sheets: "
-        f"{html.escape(sheets)}</div>"
+        # From the totals: the list itself would read every run of a report over the ledger.
+        f"<div>{rep.totals.failed + rep.totals.unknown:,} failed or unknown run(s) (<code>.failed</code>); "
+        f"price sheets: {html.escape(sheets)}</div>"
     )
     parts.append(f"<details><summary>How costs are counted</summary>{_notes_html(rep.notes)}</details>")
     parts.append("</div>")
