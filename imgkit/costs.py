@@ -60,6 +60,7 @@ __all__ = [
     "sql_basis",
     "sql_budget",
     "sql_may_have_cost",
+    "sql_may_have_cost_possible",
     "sql_spent",
 ]
 
@@ -277,6 +278,14 @@ def sql_spent() -> str:
 def sql_may_have_cost() -> str:
     """An SQL expression giving what each row may have cost beyond that (never NULL)."""
     return _sql_case({rule.basis: _sql_first(rule.may_have_cost) for rule in RULES})
+
+
+def sql_may_have_cost_possible() -> str:
+    """An SQL condition true for every row that may have cost something beyond what it spent
+    (those a rule with a may-have-cost amount applies to, and maybe others): a query can
+    compute the may-have-cost sums over these rows only."""
+    conditions = [_sql_when(rule) for rule in RULES if rule.may_have_cost]
+    return "(" + " OR ".join(f"({c})" for c in conditions) + ")" if conditions else "0"
 
 
 def sql_budget() -> str:

@@ -37,7 +37,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_spent
+from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
 from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -49,11 +49,15 @@ log = logging.getLogger("imgkit")
 
 _TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags", "providers_tried")
 _FIELDS = [f.name for f in fields(RunRecord)]
+_COLUMNS_SQL = ", ".join(_FIELDS)
 #: The Arrow type each column is read as (the SQLite affinity of its field's type).
 _COLUMN_TYPES: dict[str, str] = {
     f.name: "int64" if f.type == "int" else "float64" if "float" in str(f.type) else "string"
     for f in fields(RunRecord)
 }
+
+#: A run's UTC day as a day number (days since 1970-01-01); cheaper per row than date().
+_DAY = "CAST(created_at / 86400 AS INTEGER)"
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: list[str] = [
@@ -119,6 +123,15 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN providers_tried TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX runs_provider ON runs(provider);
+    """,
+    # v4: cost reports summed in SQL. The image count is stored (the length of files) and one
+    # index holds every column a report's sums read, in the order they are grouped, so a
+    # report over a million runs reads the index in order instead of every row and a sort.
+    f"""
+    ALTER TABLE runs ADD COLUMN n_images INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET n_images = json_array_length(files) WHERE files <> '[]';
+    CREATE INDEX runs_report ON runs({_DAY}, quality, size, status, model, provider, price_sheet,
+        created_at, est_credits, est_usd, est_cny, credits_reserved, credits_charged, task_id, n_images);
     """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -662,12 +675,13 @@ class Ledger:
         for name in _FIELDS:
             value = getattr(record, name)
             values.append(_dump(value) if name in _TUPLE_FIELDS else value)
+        values.append(len(record.files))  # n_images, for reports summed in SQL
         return tuple(values)
 
     _UPSERT = (
-        f"INSERT INTO runs ({', '.join(_FIELDS)}) VALUES ({', '.join('?' for _ in _FIELDS)}) "
+        f"INSERT INTO runs ({', '.join(_FIELDS)}, n_images) VALUES ({', '.join('?' for _ in _FIELDS)}, ?) "
         f"ON CONFLICT(run_id) DO UPDATE SET "
-        + ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f != "run_id")
+        + ", ".join(f"{f} = excluded.{f}" for f in [*_FIELDS, "n_images"] if f != "run_id")
     )
 
     def save_nowait(self, record: RunRecord) -> Future[None]:
@@ -730,24 +744,24 @@ class Ledger:
         return out
 
     def get(self, run_id: str) -> RunRecord | None:
-        found = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        found = self._query(f"SELECT {_COLUMNS_SQL} FROM runs WHERE run_id = ?", (run_id,))
         return found[0] if found else None
 
     def by_task(self, task_id: str) -> RunRecord | None:
-        found = self._query("SELECT * FROM runs WHERE task_id = ?", (task_id,))
+        found = self._query(f"SELECT {_COLUMNS_SQL} FROM runs WHERE task_id = ?", (task_id,))
         return found[0] if found else None
 
     def unfinished(self) -> list[RunRecord]:
         """Runs that are not completed, failed or unknown, oldest first."""
         marks = ", ".join("?" for _ in TERMINAL_STATUSES)
         return self._query(
-            f"SELECT * FROM runs WHERE status NOT IN ({marks}) ORDER BY created_at",
+            f"SELECT {_COLUMNS_SQL} FROM runs WHERE status NOT IN ({marks}) ORDER BY created_at",
             sorted(TERMINAL_STATUSES),
         )
 
     def records(self, *, limit: int | None = None, newest_first: bool = False) -> list[RunRecord]:
         order = "DESC" if newest_first else "ASC"
-        sql = f"SELECT * FROM runs ORDER BY created_at {order}"
+        sql = f"SELECT {_COLUMNS_SQL} FROM runs ORDER BY created_at {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql)
@@ -790,63 +804,54 @@ class Ledger:
         result: float | None = self._writer.submit(job).result()
         return result
 
-    #: What :meth:`cost_sums` can group by, and the SQL of each key.
-    COST_KEYS: ClassVar[dict[str, str]] = {
-        # The UTC day as a day number (days since 1970-01-01): cheaper than date() per row.
-        "day": "CAST(created_at / 86400 AS INTEGER)",
-        "quality": "quality",
-        "size": "size",
-        "model": "model",
-        "status": "status",
-        "provider": "provider",
-        "price_sheet": "price_sheet",
-        "tag": "tag_each.value",
-    }
+    #: The keys :meth:`cost_sums` groups by, in the order of its index (``day`` is a day
+    #: number: days since 1970-01-01 UTC).
+    COST_KEYS: ClassVar[tuple[str, ...]] = ("day", "quality", "size", "status", "model", "provider", "price_sheet")
 
     #: The columns of :meth:`cost_sums`' rows after the keys (amounts in credits unless named).
     COST_SUMS: ClassVar[tuple[str, ...]] = (
         "runs", "images", "completed", "failed", "unknown", "est_credits", "est_usd", "est_cny",
         "charged_credits", "may_have_cost_credits", "may_have_cost_at_estimate_credits",
         "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
-        "runs_with_credits",
-        "first_created", "last_created",
+        "runs_with_credits", "first_created", "last_created",
     )
 
     def cost_sums(
         self,
-        by: Sequence[str],
         *,
+        by_tag: bool = False,
         since: float | None = None,
         until: float | None = None,
         until_inclusive: bool = True,
         tags: Sequence[str] = (),
         qualities: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
-        """What the runs cost, summed in SQL per value of the ``by`` keys (and always per
-        ``price_sheet``, last, so a caller can convert credits with each sheet).
+        """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
+        and price sheet with ``by_tag``); a caller adds up the rows it needs and converts
+        credits with each row's price sheet.
 
         Each row holds the keys, then :data:`COST_SUMS`. Spent and may-have-cost amounts
         follow :mod:`imgkit.costs`; ``charged_credits`` is what counts as spent;
         ``may_have_cost_at_estimate_*`` sum the stored estimates of the runs that may have
-        cost their estimate. Grouping by ``tag`` counts a run once under each of its tags
-        (``None`` for untagged runs).
+        cost their estimate. With ``by_tag`` a run counts once under each of its tags
+        (``None`` for untagged runs). The keys are those of the ``runs_report`` index, in its
+        order, so the sums are one pass over the index, without a sort.
 
         Args:
-            by: keys from :data:`COST_KEYS` (``day`` as a day number since 1970-01-01 UTC).
+            by_tag: group by tag and price sheet instead.
             since, until: Unix times bounding ``created_at`` (``until`` inclusive unless
                 ``until_inclusive`` is False).
             tags: keep runs having any of these tags.
             qualities: keep runs of these tiers.
         """
-        keys = [self.COST_KEYS[name] for name in by]
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
-            where.append("created_at >= ?")
-            params.append(since)
+            where.append(f"{_DAY} >= ? AND created_at >= ?")
+            params += [int(since // 86400), since]
         if until is not None:
-            where.append("created_at <= ?" if until_inclusive else "created_at < ?")
-            params.append(until)
+            where.append(f"{_DAY} <= ? AND created_at {'<=' if until_inclusive else '<'} ?")
+            params += [int(until // 86400), until]
         if tags:
             marks = ", ".join("?" for _ in tags)
             where.append(f"EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value IN ({marks}))")
@@ -854,29 +859,43 @@ class Ledger:
         if qualities:
             where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
             params.extend(qualities)
-        join = " LEFT JOIN json_each(runs.tags) AS tag_each" if "tag" in by else ""
-        at_estimate = "(may > 0 AND may = est_credits)"
-        inner = (
-            f"SELECT runs.*, {sql_spent()} AS spent, {sql_may_have_cost()} AS may, {sql_basis()} AS basis"
-            + (", tag_each.value AS tag_value" if join else "")
-            + f" FROM runs{join}"
-            + (f" WHERE {' AND '.join(where)}" if where else "")
+        keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
+        join = " LEFT JOIN json_each(runs.tags) AS tag_each" if by_tag else ""
+        group = ", ".join(keys)
+        named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
+        short = ", ".join(f"k{i}" for i in range(len(keys)))
+        source = f"runs{join}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        # SQLite evaluates a cost expression once per mention, so each is mentioned once per
+        # query, and the may-have-cost sums are taken over only the rows that can have one.
+        spent = sql_spent()
+        main = (
+            f"SELECT {group}, COUNT(*), TOTAL(n_images), TOTAL(status = 'completed'), TOTAL(status = 'failed'), "
+            f"TOTAL(status = 'unknown'), TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), "
+            f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
+            f"MIN(created_at), MAX(created_at) FROM {source} GROUP BY {group}"
         )
-        group = [*(("tag_value" if name == "tag" else f"{key}") for name, key in zip(by, keys, strict=True)),
-                 "price_sheet"]
-        sql = (
-            f"SELECT {', '.join(group)}, COUNT(*), TOTAL(json_array_length(files)), "
-            "TOTAL(status = 'completed'), TOTAL(status = 'failed'), TOTAL(status = 'unknown'), "
-            "TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), TOTAL(spent), TOTAL(may), "
-            f"TOTAL(CASE WHEN {at_estimate} THEN may ELSE 0 END), "
-            f"TOTAL(CASE WHEN {at_estimate} THEN est_usd ELSE 0 END), "
-            f"TOTAL(CASE WHEN {at_estimate} THEN est_cny ELSE 0 END), "
-            "TOTAL(basis = 'may have cost'), TOTAL(basis = 'estimate'), "
-            "TOTAL(spent > 0 AND basis <> 'may have cost'), MIN(created_at), MAX(created_at) "
-            f"FROM ({inner}) GROUP BY {', '.join(group)}"
+        possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
+        maybe = (
+            f"SELECT {short}, TOTAL(may), TOTAL(at_estimate * may), TOTAL(at_estimate * est_usd), "
+            "TOTAL(at_estimate * est_cny), TOTAL(basis = 'may have cost'), "
+            "TOTAL(spent > 0 AND basis = 'may have cost') FROM ("
+            f"SELECT {short}, may, est_usd, est_cny, spent, basis, (may > 0 AND may = est_credits) AS at_estimate "
+            f"FROM (SELECT {named}, est_credits, est_usd, est_cny, {sql_may_have_cost()} AS may, {spent} AS spent, "
+            f"{sql_basis()} AS basis FROM {source}{possible})) GROUP BY {short}"
         )
         with self._reading() as conn:
-            return conn.execute(sql, params).fetchall()
+            rows = conn.execute(main, params).fetchall()
+            extra = {tuple(r[: len(keys)]): r[len(keys):] for r in conn.execute(maybe, params).fetchall()}
+        out = []
+        for row in rows:
+            key = tuple(row[: len(keys)])
+            may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
+            (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
+             with_credits, first, last) = row[len(keys):]
+            out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
+                        may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
+                        first, last))
+        return out
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
         """All runs as a typed DataFrame, oldest first.

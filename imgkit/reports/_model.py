@@ -516,9 +516,6 @@ def _ledger_summary(
     """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`)."""
     import pandas as pd
 
-    keys = [name for name in groups if name not in _TIME_GROUPS and name not in ("tag", "price_sheet")]
-    if any(name in _TIME_GROUPS for name in groups):
-        keys.insert(0, "day")
     bounds: dict[str, Any] = {
         "since": None if start is None else start.timestamp(),
         "until": None if end is None else (end + pd.Timedelta(days=1) if whole_day else end).timestamp(),
@@ -526,9 +523,9 @@ def _ledger_summary(
         "tags": tags,
         "qualities": tiers,
     }
-    fine = _typed_sums(ledger.cost_sums(keys, **bounds), [*keys, "price_sheet"], ledger.COST_SUMS)
+    fine = _typed_sums(ledger.cost_sums(**bounds), list(ledger.COST_KEYS), ledger.COST_SUMS)
     tag_sums = (
-        _typed_sums(ledger.cost_sums(["tag"], **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
+        _typed_sums(ledger.cost_sums(by_tag=True, **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
         if "tag" in groups else fine
     )
     first = pd.to_datetime(fine["first_created"].min(), unit="s", utc=True) if len(fine) else None
@@ -572,20 +569,22 @@ def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str
     out["charged_credits"] = raw["charged_credits"].astype("float64")
     out["may_have_cost_credits"] = raw["may_have_cost_credits"].astype("float64")
     known = _price_sheets()
-    sheets = raw["price_sheet"]
+    sheets = raw["price_sheet"].astype("object")
+    charged_credits = raw["charged_credits"].astype("float64")
     other = raw["may_have_cost_credits"].astype("float64") - raw["may_have_cost_at_estimate_credits"].astype("float64")
     for unit in ("usd", "cny"):
         charged = np.full(len(raw), np.nan)
         maybe = np.full(len(raw), np.nan)
-        for i, name in enumerate(sheets):
-            sheet = known.get(str(name)) if name is not None and not pd.isna(name) else None
+        for name in sheets.dropna().unique():
+            sheet = known.get(str(name))
             if sheet is None:
                 continue
+            rows = (sheets == name).to_numpy(dtype=bool)
             convert = sheet.to_usd if unit == "usd" else sheet.to_cny
-            charged[i] = convert(float(raw["charged_credits"].iloc[i]))
-            maybe[i] = convert(float(other.iloc[i]))
+            charged[rows] = convert(charged_credits.to_numpy()[rows])
+            maybe[rows] = convert(other.to_numpy()[rows])
         # Runs that cost nothing cost nothing in any currency, with or without a sheet.
-        charged = np.where(raw["charged_credits"].astype("float64") == 0, 0.0, charged)
+        charged = np.where(charged_credits == 0, 0.0, charged)
         maybe = np.where(other == 0, 0.0, maybe) + raw[f"may_have_cost_at_estimate_{unit}"].astype("float64")
         out[f"charged_{unit}"] = charged
         out[f"may_have_cost_{unit}"] = maybe
