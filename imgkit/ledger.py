@@ -22,6 +22,7 @@ writes. Costs (the budget's SQL) come from :mod:`imgkit.costs`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import json
 import logging
@@ -32,7 +33,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -274,114 +275,139 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 #
 # Python's sqlite3 builds a Python object per cell: 3 million at 100,000 runs, most of
 # imgkit.runs() (benchmarks/README.md, scenario 4). The ADBC SQLite driver reads the same
-# rows into Arrow columns in C. It carries its own copy of SQLite, and POSIX locks belong to
-# the process: closing a file in one copy drops the locks the other copy holds on it
-# (sqlite.org/howtocorrupt.html, 2.2.1). So the reader keeps one read-only connection per
-# file and process, opens it under the lock of the Ledger that reads, and closes it only
-# when the last Ledger on that file in this process has closed its own connections.
+# rows into Arrow columns in C, but it carries its own copy of SQLite, and two copies must
+# never open one file in one process: POSIX locks belong to the process, so each copy takes
+# the other's locks for its own; a second copy decides it is the file's first user and
+# resets the WAL index under the first one's writer (sqlite.org/howtocorrupt.html, 2.2.1).
+# So the driver runs in a helper process of its own, started on the first read and kept
+# until this process ends (it exits when its stdin closes), and sends each table back as an
+# Arrow IPC stream over a pipe.
 
-_ARROW_LOCK = threading.Lock()
-_ARROW_FILES: dict[tuple[int, int], list[Any]] = {}  # (device, inode) -> [ledgers, connection, lock]
+_READER_SCRIPT = """
+import json, sys, urllib.parse
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+out = sys.stdout.buffer
+for line in sys.stdin:
+    ask = json.loads(line)
+    try:
+        conn = adbc.connect("file:" + urllib.parse.quote(ask["path"]) + "?mode=ro", autocommit=True)
+        try:
+            cursor = conn.cursor()
+            cursor.execute(ask["sql"])
+            table = cursor.fetch_arrow_table()
+            cursor.close()
+        finally:
+            conn.close()
+    except Exception as exc:
+        out.write(b"E" + json.dumps(type(exc).__name__ + ": " + str(exc)).encode() + b"\\n")
+        out.flush()
+        continue
+    out.write(b"A")
+    writer = pa.ipc.new_stream(out, table.schema)
+    writer.write_table(table)
+    writer.close()
+    out.flush()
+"""
+
+_READER_LOCK = threading.Lock()
+_READER: list[Any] = []  # [the helper's Popen, the pid that started it], once started
+
+
+def _reader() -> Any:
+    """The helper process (started if need be), or None when it cannot run here."""
+    import os
+    import subprocess
+    import sys
+
+    if _READER and _READER[1] == os.getpid() and _READER[0].poll() is None:
+        return _READER[0]
+    if _READER and _READER[1] == os.getpid():
+        _stop_reader()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _READER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError as exc:  # pragma: no cover - no interpreter to start
+        log.debug("cannot start the ledger's Arrow reader: %s", exc)
+        return None
+    _READER[:] = [proc, os.getpid()]
+    return proc
+
+
+def _stop_reader() -> None:
+    if not _READER:
+        return
+    proc = _READER[0]
+    _READER.clear()
+    for pipe in (proc.stdin, proc.stdout):
+        with suppress(OSError):
+            pipe.close()
+    try:
+        proc.wait(timeout=5)
+    except Exception:
+        proc.kill()
+        proc.wait()
+
+
+def _stop_reader_at_exit() -> None:
+    import os
+
+    if _READER and _READER[1] == os.getpid():
+        _stop_reader()
+
+
+atexit.register(_stop_reader_at_exit)
 
 # The driver infers each column's type from its first rows; a first row of the right types
 # (dropped after the read) keeps an all-NULL start from being typed as integers.
 _TEMPLATE = {"string": "''", "int64": "0", "float64": "0.5"}
 
 
-def _file_key(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return (info.st_dev, info.st_ino)
-
-
-def _arrow_acquire(path: Path) -> tuple[int, int]:
-    key = _file_key(path)
-    with _ARROW_LOCK:
-        entry = _ARROW_FILES.setdefault(key, [0, None, threading.Lock()])
-        entry[0] += 1
-    return key
-
-
-@contextmanager
-def _arrow_paused(key: tuple[int, int]) -> Iterator[None]:
-    """No Arrow read of the file runs in this process inside the block (closing sqlite3
-    connections would drop the reader's locks)."""
-    with _ARROW_LOCK:
-        entry = _ARROW_FILES.get(key)
-    if entry is None:
-        yield
-        return
-    with entry[2]:
-        yield
-
-
-def _arrow_release(key: tuple[int, int]) -> None:
-    with _ARROW_LOCK:
-        entry = _ARROW_FILES.get(key)
-        if entry is None:
-            return
-        entry[0] -= 1
-        if entry[0] > 0:
-            return
-        del _ARROW_FILES[key]
-    if entry[1] is not None:
-        with entry[2]:
-            entry[1].close()
-
-
-def _arrow_read(path: Path, ledger_lock: threading.RLock) -> Any:
+def _arrow_read(path: Path) -> Any:
     """Every run as an Arrow table (oldest first), or None when the Arrow reader is not
-    installed or a column's values do not fit its declared type."""
+    installed, fails, or a column's values do not fit its declared type."""
     try:
-        import adbc_driver_sqlite.dbapi as adbc
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
     except ImportError:  # pragma: no cover - both are dependencies; the sqlite3 path stays correct
         return None
-    try:
-        key = _file_key(path)
-    except OSError:
-        return None
-    with _ARROW_LOCK:
-        entry = _ARROW_FILES.get(key)
-    if entry is None:
-        return None
     template = ", ".join(f"{_TEMPLATE[_COLUMN_TYPES[name]]} AS {name}" for name in _FIELDS)
-    sql = (
-        f"SELECT 0 AS imgkit_template, {template} "
-        f"UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
-    )
-    # The Ledger's lock keeps its own connections from closing (and so dropping this copy's
-    # locks) while the read runs; the file's lock serialises readers of this connection.
-    with ledger_lock, entry[2]:
+    sql = f"SELECT 0 AS imgkit_template, {template} UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
+    ask = (json.dumps({"path": str(path.resolve()), "sql": sql}) + "\n").encode()
+    with _READER_LOCK:
+        proc = _reader()
+        if proc is None:
+            return None
         try:
-            if entry[1] is None:
-                # Autocommit: no read transaction (and no old snapshot) is kept between reads.
-                entry[1] = adbc.connect(f"file:{path}?mode=ro", autocommit=True)
-            cursor = entry[1].cursor()
-            try:
-                cursor.execute(sql)
-                table = cursor.fetch_arrow_table()
-            finally:
-                cursor.close()
-        except Exception as exc:
-            log.debug("Arrow read of %s failed (%s); reading row by row", path, exc)
+            proc.stdin.write(ask)
+            proc.stdin.flush()
+            kind = proc.stdout.read(1)
+            if kind == b"E":
+                log.debug("Arrow read of %s failed (%s); reading row by row", path, proc.stdout.readline().strip())
+                return None
+            if kind != b"A":
+                raise OSError("the Arrow reader ended")
+            table = pa.ipc.open_stream(proc.stdout).read_all()
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
+            _stop_reader()
             return None
     marks = table.column("imgkit_template")
     if not table.num_rows or marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
         return None  # the typing row did not come first: let the row-by-row path read it
     table = table.slice(1).drop_columns(["imgkit_template"])
-    # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
-    # rule, so the (copying) reorder is usually skipped.
-    order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
-    import numpy as np
-
-    if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
-        table = table.take(order)
     expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
     if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
         return None
+    # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
+    # rule, so the (copying) reorder is usually skipped.
+    order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
+    if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
+        table = table.take(order)
     return table
-
 
 
 def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
@@ -623,7 +649,6 @@ class Ledger:
             write_conn.close()
             raise
         self._writer = _Writer(write_conn, repr(self))
-        self._arrow_key = _arrow_acquire(self.path)
         self._closed = False
         # A Ledger dropped without close() still commits what it queued and stops its thread.
         self._finalizer = weakref.finalize(self, self._writer.close)
@@ -637,11 +662,9 @@ class Ledger:
             if self._closed:
                 return
             self._closed = True
-        with _arrow_paused(self._arrow_key):
-            self._finalizer()
-            with self._lock:
-                self._conn.close()
-        _arrow_release(self._arrow_key)
+        self._finalizer()
+        with self._lock:
+            self._conn.close()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn):
@@ -908,7 +931,7 @@ class Ledger:
 
         with _no_gc():
             self._writer.wait_idle()
-            table = _arrow_read(self.path, self._lock)
+            table = _arrow_read(self.path)
             if table is not None:
                 return _arrow_frame(pd, table, data_dir)
             return self._frame(pd, data_dir)

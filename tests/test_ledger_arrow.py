@@ -75,7 +75,7 @@ def test_the_arrow_read_equals_the_row_by_row_read(tmp_path: Path, data_dir: Pat
     ledger = Ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save_many(_records())
-        assert ledger_module._arrow_read(ledger.path, ledger._lock) is not None  # the fast path is taken
+        assert ledger_module._arrow_read(ledger.path) is not None  # the fast path is taken
         arrow, rows = _both(ledger, data_dir)
     finally:
         ledger.close()
@@ -119,24 +119,48 @@ def test_a_value_of_another_type_falls_back_to_the_row_by_row_read(tmp_path: Pat
         conn.execute("UPDATE runs SET n = 2.5 WHERE run_id = 'r003'")  # INTEGER affinity keeps a REAL
         conn.commit()
         conn.close()
-        assert ledger_module._arrow_read(ledger.path, ledger._lock) is None
+        assert ledger_module._arrow_read(ledger.path) is None
         with pytest.raises(TypeError):
             ledger.to_dataframe()  # the row-by-row read refuses 2.5 as Int64, as before
     finally:
         ledger.close()
 
 
-def test_several_ledgers_on_one_file_share_one_reader(tmp_path: Path) -> None:
+def test_several_ledgers_on_one_file_read_fresh_rows(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     first, second = Ledger(path), Ledger(path)
     first.save(_records()[0])
     assert len(second.to_dataframe()) == 1 and len(first.to_dataframe()) == 1
-    key = ledger_module._file_key(path)
-    assert ledger_module._ARROW_FILES[key][0] == 2
     first.close()
     first.close()  # a second close changes nothing
-    assert ledger_module._ARROW_FILES[key][0] == 1
     second.save(_records()[1])
     assert len(second.to_dataframe()) == 2
     second.close()
-    assert key not in ledger_module._ARROW_FILES
+
+
+def test_the_driver_never_runs_in_this_process(tmp_path: Path) -> None:
+    """Its own copy of SQLite would take this process's locks for its own (and reset the WAL
+    index under the writer): it reads in a helper process."""
+    import sys
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        assert len(ledger.to_dataframe()) == 1
+    finally:
+        ledger.close()
+    assert "adbc_driver_sqlite" not in sys.modules
+    assert ledger_module._READER and ledger_module._READER[0].poll() is None
+
+
+def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        ledger.to_dataframe()
+        ledger_module._READER[0].kill()
+        ledger_module._READER[0].wait()
+        assert len(ledger.to_dataframe()) == 1  # the row-by-row read, then a new helper
+        assert ledger_module._arrow_read(ledger.path) is not None
+    finally:
+        ledger.close()
