@@ -812,6 +812,17 @@ class Ledger:
 
         Returns None when admitted (and committed), else the credits already counted.
         """
+        result: float | None = self._admit_nowait(record, limit=limit, since=since).result()
+        return result
+
+    async def aadmit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+        """:meth:`admit` for an event loop: the check and insert run on the writer thread
+        while the loop goes on."""
+        future = self._admit_nowait(record, limit=limit, since=since)
+        result: float | None = await asyncio.shield(asyncio.wrap_future(future))
+        return result
+
+    def _admit_nowait(self, record: RunRecord, *, limit: float, since: float | None) -> Future[float | None]:
         cost = record.est_credits or 0.0
         row = self._row(record)
         spent_sql, upsert = self._SPENT, self._UPSERT
@@ -824,8 +835,7 @@ class Ledger:
             conn.execute(upsert, row)
             return None
 
-        result: float | None = self._writer.submit(job).result()
-        return result
+        return self._writer.submit(job)
 
     #: The keys :meth:`cost_sums` groups by, in the order of its index (``day`` is a day
     #: number: days since 1970-01-01 UTC).

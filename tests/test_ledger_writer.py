@@ -165,6 +165,9 @@ def test_admit_and_ratings_go_through_the_writer(ledger: Ledger) -> None:
     assert ledger.admit(_record(1), limit=1.0, since=None) is None
     assert ledger.admit(_record(2), limit=1.0, since=None) == pytest.approx(0.625)
     assert _committed(ledger.path) == {"run-00001"}
+    assert asyncio.run(ledger.aadmit(_record(3), limit=1.0, since=None)) == pytest.approx(0.625)
+    assert asyncio.run(ledger.aadmit(_record(4), limit=2.0, since=None)) is None
+    assert _committed(ledger.path) == {"run-00001", "run-00004"}
     rating = ledger.add_rating(prompt="p", left_run_id="run-00001", right_run_id="run-00001",
                                left_quality="low", right_quality="low", choice="same")
     assert rating == 1 and len(ledger.ratings_frame()) == 1
