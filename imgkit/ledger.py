@@ -930,6 +930,11 @@ class Ledger:
                         first, last))
         return out
 
+    #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;
+    #: below, its fixed cost (the pipe, the first start) outweighs what it saves
+    #: (benchmarks/README.md, scenario 4).
+    ARROW_FROM_ROWS: ClassVar[int] = 20_000
+
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
         """All runs as a typed DataFrame, oldest first.
 
@@ -940,8 +945,7 @@ class Ledger:
         import pandas as pd
 
         with _no_gc():
-            self._writer.wait_idle()
-            table = _arrow_read(self.path)
+            table = _arrow_read(self.path) if self.count() >= self.ARROW_FROM_ROWS else None
             if table is not None:
                 return _arrow_frame(pd, table, data_dir)
             return self._frame(pd, data_dir)

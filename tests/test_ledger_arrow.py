@@ -63,6 +63,13 @@ def _records() -> list[RunRecord]:
     return records
 
 
+def _ledger(path: Path) -> Ledger:
+    """A ledger that reads through Arrow at any size (small ones read row by row)."""
+    ledger = Ledger(path)
+    ledger.ARROW_FROM_ROWS = 0  # type: ignore[misc]
+    return ledger
+
+
 def _both(ledger: Ledger, data_dir: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     arrow = ledger.to_dataframe(data_dir=data_dir)
     with ledger_module._no_gc():
@@ -72,7 +79,7 @@ def _both(ledger: Ledger, data_dir: Path | None) -> tuple[pd.DataFrame, pd.DataF
 
 @pytest.mark.parametrize("data_dir", [None, Path("/data/imgkit")])
 def test_the_arrow_read_equals_the_row_by_row_read(tmp_path: Path, data_dir: Path | None) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save_many(_records())
         assert ledger_module._arrow_read(ledger.path) is not None  # the fast path is taken
@@ -85,7 +92,7 @@ def test_the_arrow_read_equals_the_row_by_row_read(tmp_path: Path, data_dir: Pat
 
 
 def test_an_empty_ledger_reads_the_same(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         arrow, rows = _both(ledger, None)
     finally:
@@ -94,7 +101,7 @@ def test_an_empty_ledger_reads_the_same(tmp_path: Path) -> None:
 
 
 def test_lists_in_other_json_forms_are_parsed(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save_many(_records()[:6])
         # Another writer (an older imgkit, a script) may store compact or escaped JSON.
@@ -112,7 +119,7 @@ def test_lists_in_other_json_forms_are_parsed(tmp_path: Path) -> None:
 
 
 def test_a_value_of_another_type_falls_back_to_the_row_by_row_read(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save_many(_records()[:4])
         conn = sqlite3.connect(ledger.path)
@@ -128,7 +135,7 @@ def test_a_value_of_another_type_falls_back_to_the_row_by_row_read(tmp_path: Pat
 
 def test_several_ledgers_on_one_file_read_fresh_rows(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
-    first, second = Ledger(path), Ledger(path)
+    first, second = _ledger(path), _ledger(path)
     first.save(_records()[0])
     assert len(second.to_dataframe()) == 1 and len(first.to_dataframe()) == 1
     first.close()
@@ -143,7 +150,7 @@ def test_the_driver_never_runs_in_this_process(tmp_path: Path) -> None:
     index under the writer): it reads in a helper process."""
     import sys
 
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save(_records()[0])
         assert len(ledger.to_dataframe()) == 1
@@ -154,7 +161,7 @@ def test_the_driver_never_runs_in_this_process(tmp_path: Path) -> None:
 
 
 def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:
         ledger.save(_records()[0])
         ledger.to_dataframe()
@@ -162,5 +169,16 @@ def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
         ledger_module._READER[0].wait()
         assert len(ledger.to_dataframe()) == 1  # the row-by-row read, then a new helper
         assert ledger_module._arrow_read(ledger.path) is not None
+    finally:
+        ledger.close()
+
+
+def test_small_ledgers_read_row_by_row(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        ledger_module._stop_reader()
+        assert len(ledger.to_dataframe()) == 1
+        assert not ledger_module._READER  # no helper started for one run
     finally:
         ledger.close()
