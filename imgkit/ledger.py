@@ -16,7 +16,9 @@ finishing at once cost one fsync, not one each, and an event loop never waits on
 - ``await`` :meth:`Ledger.asave` waits for the same from an event loop without blocking it.
 
 Reads first wait for the writes this Ledger has queued, so a process always reads its own
-writes. Costs (the budget's SQL) come from :mod:`imgkit.costs`.
+writes. Costs (the budget's SQL, :meth:`Ledger.cost_sums` for reports) come from
+:mod:`imgkit.costs`. Large ledgers are read into the DataFrame through Arrow, by the ADBC
+SQLite driver in a helper process (see "reading through Arrow" below for why not here).
 """
 
 from __future__ import annotations
@@ -555,7 +557,8 @@ class _Writer:
         with self._lock:
             if self._closed:
                 raise sqlite3.ProgrammingError(f"{self._name} is closed")
-            if self._thread is None:
+            # Not started yet, or gone: a forked child has the object but not the thread.
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=f"imgkit-ledger-writer {self._name}",
                                                 daemon=True)
                 self._thread.start()
@@ -936,7 +939,8 @@ class Ledger:
     ARROW_FROM_ROWS: ClassVar[int] = 20_000
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
-        """All runs as a typed DataFrame, oldest first.
+        """All runs as a typed DataFrame, oldest first (through the Arrow helper from
+        :data:`ARROW_FROM_ROWS` runs on, row by row below; the same frame either way).
 
         Times are timezone-aware (UTC) datetimes, money columns floats, ``quality``, ``size``,
         ``status``, ``provider``, ``model``, ``mode`` and ``price_sheet`` categoricals, and
