@@ -5,7 +5,9 @@ Pure: no I/O. The rules below are data (:data:`RULES`); from them this module bu
 - :func:`cost_of` for one :class:`~imgkit.request.RunRecord`,
 - :func:`cost_frame` for a DataFrame of runs (vectorised, as :func:`imgkit.runs` gives it),
 - :func:`sql_basis`, :func:`sql_spent`, :func:`sql_may_have_cost` and :func:`sql_budget`,
-  SQL expressions over the ledger's ``runs`` table,
+  SQL expressions over the ledger's ``runs`` table (and :func:`sql_may_have_cost_possible`,
+  the rows a may-have-cost sum needs to visit),
+- :data:`RULES_TEXT`, the rules in words, as reports state them,
 
 so the ledger's budget check, :func:`imgkit.plots.with_costs` and the reports cannot
 disagree. A rule that changes, changes here.
