@@ -25,7 +25,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "throughput": ("benchmarks.throughput", "1. sweep wall time against the ideal makespan and hand-written clients"),
     "polling": ("benchmarks.polling", "2. status requests per task and detection lag, by task length"),
     "overhead": ("benchmarks.client_overhead", "3. throughput against the official openai SDK (zero latency)"),
-    "ledger": ("benchmarks.ledger_scale", "4. ledger insert, runs(), report and plot at 100,000 runs"),
+    "ledger": ("benchmarks.ledger_scale", "4. ledger insert; runs() and the report at 10k, 100k and 1M runs; plot"),
     "imports": ("benchmarks.import_time", "5. import imgkit against import httpx"),
     "notebook": ("benchmarks.notebook", "6. notebook bytes per image, peak RSS of small and large sweeps"),
 }

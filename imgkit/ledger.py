@@ -4,30 +4,63 @@ One row per run (:class:`~imgkit.request.RunRecord`). A row is written when the 
 created, again as soon as the service has given it a task id (before ``generate`` goes on),
 and on every status change, so a crash loses nothing that was acknowledged.
 :meth:`Ledger.to_dataframe` reads it back as a typed pandas DataFrame.
+
+Writes go through one writer thread per :class:`Ledger`. It takes every write queued while
+it committed the previous group and commits them together, as one durable transaction
+(``synchronous=FULL``: a row acknowledged is on disk and survives a power loss), so many runs
+finishing at once cost one fsync, not one each, and an event loop never waits on the disk:
+
+- :meth:`Ledger.save` queues a record and returns once its group is committed;
+- :meth:`Ledger.save_nowait` queues it and returns a :class:`concurrent.futures.Future` that
+  resolves then (or carries the error: a full disk, a read-only file);
+- ``await`` :meth:`Ledger.asave` waits for the same from an event loop without blocking it.
+
+Reads first wait for the writes this Ledger has queued, so a process always reads its own
+writes. Costs (the budget's SQL, :meth:`Ledger.cost_sums` for reports) come from
+:mod:`imgkit.costs`. Large ledgers are read into the DataFrame through Arrow, by the ADBC
+SQLite driver in a helper process (see "reading through Arrow" below for why not here).
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import gc
 import json
+import logging
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, wait
+from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord
+from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "Ledger"]
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "STATUSES", "Ledger"]
+
+log = logging.getLogger("imgkit")
 
 _TUPLE_FIELDS = ("reference_images", "result_urls", "files", "thumbs", "tags", "providers_tried")
 _FIELDS = [f.name for f in fields(RunRecord)]
+_COLUMNS_SQL = ", ".join(_FIELDS)
+#: The Arrow type each column is read as (the SQLite affinity of its field's type).
+_COLUMN_TYPES: dict[str, str] = {
+    f.name: "int64" if f.type == "int" else "float64" if "float" in str(f.type) else "string"
+    for f in fields(RunRecord)
+}
+
+#: A run's UTC day as a day number (days since 1970-01-01); cheaper per row than date().
+_DAY = "CAST(created_at / 86400 AS INTEGER)"
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: list[str] = [
@@ -94,6 +127,15 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN providers_tried TEXT NOT NULL DEFAULT '[]';
     CREATE INDEX runs_provider ON runs(provider);
     """,
+    # v4: cost reports summed in SQL. The image count is stored (the length of files) and one
+    # index holds every column a report's sums read, in the order they are grouped, so a
+    # report over a million runs reads the index in order instead of every row and a sort.
+    f"""
+    ALTER TABLE runs ADD COLUMN n_images INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET n_images = json_array_length(files) WHERE files <> '[]';
+    CREATE INDEX runs_report ON runs({_DAY}, quality, size, status, model, provider, price_sheet,
+        created_at, est_credits, est_usd, est_cny, credits_reserved, credits_charged, task_id, n_images);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -133,7 +175,9 @@ COLUMNS: tuple[str, ...] = (
     "attempts",
     "notes",
 )
-STATUSES = ("created", "submitting", "pending", "processing", "downloading", "completed", "failed", "unknown")
+#: The run statuses as stored, in the order of :class:`~imgkit.request.RunStatus` (the
+#: DataFrame's ``status`` categories).
+STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
 
 
 def _dump(values: Sequence[str]) -> str:
@@ -205,6 +249,390 @@ def _enable_wal(conn: sqlite3.Connection, *, patience: float = 60.0) -> None:
             delay = min(delay * 2, 0.25)
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    _enable_wal(conn)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    # BEGIN IMMEDIATE takes the write lock up front, so two kernels wait for each other
+    # (busy_timeout) instead of failing half-way through a transaction.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT (disk full) may already have rolled back.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+# --- reading through Arrow -------------------------------------------------------------------
+#
+# Python's sqlite3 builds a Python object per cell: 3 million at 100,000 runs, most of
+# imgkit.runs() (benchmarks/README.md, scenario 4). The ADBC SQLite driver reads the same
+# rows into Arrow columns in C, but it carries its own copy of SQLite, and two copies must
+# never open one file in one process: POSIX locks belong to the process, so each copy takes
+# the other's locks for its own; a second copy decides it is the file's first user and
+# resets the WAL index under the first one's writer (sqlite.org/howtocorrupt.html, 2.2.1).
+# So the driver runs in a helper process of its own, started on the first read and kept
+# until this process ends (it exits when its stdin closes), and sends each table back as an
+# Arrow IPC stream over a pipe.
+
+_READER_SCRIPT = """
+import json, sys, urllib.parse
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+out = sys.stdout.buffer
+for line in sys.stdin:
+    ask = json.loads(line)
+    try:
+        conn = adbc.connect("file:" + urllib.parse.quote(ask["path"]) + "?mode=ro", autocommit=True)
+        try:
+            cursor = conn.cursor()
+            cursor.execute(ask["sql"])
+            table = cursor.fetch_arrow_table()
+            cursor.close()
+        finally:
+            conn.close()
+    except Exception as exc:
+        out.write(b"E" + json.dumps(type(exc).__name__ + ": " + str(exc)).encode() + b"\\n")
+        out.flush()
+        continue
+    out.write(b"A")
+    writer = pa.ipc.new_stream(out, table.schema)
+    writer.write_table(table)
+    writer.close()
+    out.flush()
+"""
+
+_READER_LOCK = threading.Lock()
+_READER: list[Any] = []  # [the helper's Popen, the pid that started it], once started
+
+
+def _reader() -> Any:
+    """The helper process (started if need be), or None when it cannot run here."""
+    import os
+    import subprocess
+    import sys
+
+    if _READER and _READER[1] == os.getpid() and _READER[0].poll() is None:
+        return _READER[0]
+    if _READER and _READER[1] == os.getpid():
+        _stop_reader()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _READER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError as exc:  # pragma: no cover - no interpreter to start
+        log.debug("cannot start the ledger's Arrow reader: %s", exc)
+        return None
+    _READER[:] = [proc, os.getpid()]
+    return proc
+
+
+def _stop_reader() -> None:
+    if not _READER:
+        return
+    proc = _READER[0]
+    _READER.clear()
+    for pipe in (proc.stdin, proc.stdout):
+        with suppress(OSError):
+            pipe.close()
+    try:
+        proc.wait(timeout=5)
+    except Exception:
+        proc.kill()
+        proc.wait()
+
+
+def _stop_reader_at_exit() -> None:
+    import os
+
+    if _READER and _READER[1] == os.getpid():
+        _stop_reader()
+
+
+atexit.register(_stop_reader_at_exit)
+
+# The driver infers each column's type from its first rows; a first row of the right types
+# (dropped after the read) keeps an all-NULL start from being typed as integers.
+_TEMPLATE = {"string": "''", "int64": "0", "float64": "0.5"}
+
+
+def _arrow_read(path: Path) -> Any:
+    """Every run as an Arrow table (oldest first), or None when the Arrow reader is not
+    installed, fails, or a column's values do not fit its declared type."""
+    try:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - both are dependencies; the sqlite3 path stays correct
+        return None
+    template = ", ".join(f"{_TEMPLATE[_COLUMN_TYPES[name]]} AS {name}" for name in _FIELDS)
+    sql = f"SELECT 0 AS imgkit_template, {template} UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
+    ask = (json.dumps({"path": str(path.resolve()), "sql": sql}) + "\n").encode()
+    with _READER_LOCK:
+        proc = _reader()
+        if proc is None:
+            return None
+        try:
+            proc.stdin.write(ask)
+            proc.stdin.flush()
+            kind = proc.stdout.read(1)
+            if kind == b"E":
+                log.debug("Arrow read of %s failed (%s); reading row by row", path, proc.stdout.readline().strip())
+                return None
+            if kind != b"A":
+                raise OSError("the Arrow reader ended")
+            table = pa.ipc.open_stream(proc.stdout).read_all()
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
+            _stop_reader()
+            return None
+    marks = table.column("imgkit_template")
+    if not table.num_rows or marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
+        return None  # the typing row did not come first: let the row-by-row path read it
+    table = table.slice(1).drop_columns(["imgkit_template"])
+    expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
+    if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
+        return None
+    # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
+    # rule, so the (copying) reorder is usually skipped.
+    order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
+    if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
+        table = table.take(order)
+    return table
+
+
+def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
+    """A column of JSON lists of plain texts, as ``json.dumps`` writes them (``["a", "b"]``,
+    no escapes), split into an Arrow list column without a JSON parser; None when any cell
+    is in another form (the caller then parses JSON).
+
+    A cell is ``[]``, or ``["`` + items joined by ``", "`` + ``"]``; when no item holds a
+    ``"`` or a backslash (an escape), splitting on the separator gives exactly its items.
+    """
+    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    text = pc.fill_null(column, "[]")
+    empty = pc.equal(text, "[]")
+    shaped = pc.and_(
+        pc.and_(pc.starts_with(text, '["'), pc.ends_with(text, '"]')),
+        pc.greater_equal(pc.binary_length(text), 4),
+    )
+    if not pc.all(pc.or_(empty, shaped)).as_py():
+        return None
+    inner = pc.utf8_slice_codeunits(pc.if_else(empty, pa.scalar(None, pa.string()), text), 2, -2)
+    parts = pc.split_pattern(inner, '", "')
+    values = parts.values
+    if len(values):
+        # The items' bytes, end to end: a byte search is far quicker than a string kernel.
+        _, offset_buffer, data = values.buffers()
+        first = values.offset
+        bounds = memoryview(offset_buffer).cast("i")  # a string array's int32 offsets
+        items = data.to_pybytes()[bounds[first] : bounds[first + len(values)]] if data is not None else b""
+        if b'"' in items or b"\\" in items:
+            return None
+    # Empty cells are null lists here; rebuilt from the offsets alone they are empty lists.
+    return pa.ListArray.from_arrays(parts.offsets, values)
+
+
+def _list_column(pa: Any, pc: Any, column: Any, prefix: str | None = None) -> tuple[list[list[Any]], Any]:
+    """A JSON list column as Python lists (``prefix`` prepended to each item), and the
+    lists' lengths as a numpy array."""
+    import numpy as np
+
+    split = _simple_lists(pa, pc, column)
+    if split is None:
+        lists = _load_column(column.to_pylist())
+        if prefix is not None:
+            lists = [[prefix + p for p in items] if items else [] for items in lists]
+        return lists, np.fromiter((len(x) for x in lists), dtype="int64", count=len(lists))
+    if prefix is not None:
+        values = pc.binary_join_element_wise(prefix, split.values, "")
+        split = pa.ListArray.from_arrays(split.offsets, values)
+    lengths = pc.list_value_length(split).to_numpy(zero_copy_only=False)
+    return split.to_pylist(), lengths
+
+
+def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
+    """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def floats(name: str) -> Any:
+        return pd.Series(table.column(name).to_numpy(zero_copy_only=False), dtype="float64")
+
+    def ints(name: str) -> Any:
+        column = table.column(name)
+        values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype("int64")
+        mask = column.is_null().to_numpy(zero_copy_only=False)
+        return pd.Series(pd.arrays.IntegerArray(values, mask))
+
+    string = pd.StringDtype()
+
+    def texts(name: str) -> Any:
+        column = table.column(name)
+        if string.storage == "pyarrow":  # the same array, no Python strings on the way
+            return pd.Series(pd.arrays.ArrowStringArray(column.combine_chunks()), dtype=string)
+        return pd.Series(column.to_pylist(), dtype=string)
+
+    def categorical(name: str, categories: Sequence[str] | None = None, *, ordered: bool = False) -> Any:
+        column = table.column(name)
+        if categories is None:
+            unique = pc.unique(column).drop_null().to_pylist()
+            categories = sorted(unique)
+        codes = pc.fill_null(pc.index_in(column, value_set=pa.array(list(categories), pa.string())), -1)
+        return pd.Categorical.from_codes(
+            codes.to_numpy(zero_copy_only=False).astype("int64"), categories=list(categories), ordered=ordered
+        )
+
+    frame: dict[str, Any] = {}
+    for name in ("created_at", "submitted_at", "completed_at"):
+        frame[name] = pd.to_datetime(floats(name), unit="s", utc=True)
+    frame["latency_s"] = floats("completed_at") - floats("submitted_at")
+    frame["estimated_s"] = floats("estimated_s")
+    frame["status"] = categorical("status", STATUSES)
+    for name in ("provider", "model", "mode", "price_sheet"):
+        frame[name] = pd.Series(categorical(name))
+    frame["prompt"] = texts("prompt")
+    sizes = pc.unique(table.column("size")).drop_null().to_pylist()
+    size_cats = list(SIZES.values()) + sorted(set(sizes) - set(SIZES.values()))
+    frame["size"] = categorical("size", size_cats)
+    frame["quality"] = categorical("quality", QUALITIES, ordered=True)
+    frame["n"] = ints("n")
+    root = None if data_dir is None else f"{data_dir}/"
+    frame["files"], counts = _list_column(pa, pc, table.column("files"), root)
+    frame["thumbs"], _ = _list_column(pa, pc, table.column("thumbs"), root)
+    frame["n_images"] = pd.Series(pd.arrays.IntegerArray(counts.astype("int64"), np.zeros(len(counts), dtype=bool)))
+    for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
+        frame[name] = floats(name)
+    for name in ("task_id", "error_code", "error_message", "notes"):
+        frame[name] = texts(name)
+    frame["progress"] = ints("progress")
+    frame["attempts"] = ints("attempts")
+    for name in ("reference_images", "result_urls", "tags"):
+        frame[name], _ = _list_column(pa, pc, table.column(name))
+    frame["providers_tried"] = _load_column(table.column("providers_tried").to_pylist())
+    frame["run_id"] = texts("run_id")
+    return pd.DataFrame({name: frame[name] for name in COLUMNS})
+
+
+#: A queued write: runs on the writer's connection inside a transaction, returns its result.
+_Job = Callable[[sqlite3.Connection], Any]
+
+
+class _Writer:
+    """The one thread that writes a ledger file for a :class:`Ledger`.
+
+    It commits every job queued while it was busy as one transaction, and resolves each job's
+    future when that transaction is durable. If the group fails, each of its jobs is retried
+    in a transaction of its own, so an error reaches only the caller whose write caused it (a
+    full disk reaches them all). The thread starts with the first write and ends on
+    :meth:`close`, which drains the queue first.
+    """
+
+    #: The most jobs one transaction takes; a long queue is committed in several groups.
+    GROUP_LIMIT = 1000
+
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
+        self._conn = conn
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[_Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._last: Future[Any] | None = None
+        self._closed = False
+
+    def submit(self, job: _Job) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"{self._name} is closed")
+            # Not started yet, or gone: a forked child has the object but not the thread.
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=f"imgkit-ledger-writer {self._name}",
+                                                daemon=True)
+                self._thread.start()
+            self._queue.put((job, future))
+            self._last = future
+        return future
+
+    def wait_idle(self) -> None:
+        """Wait until every job queued so far is committed (or has failed)."""
+        last = self._last
+        if last is not None and not last.done():
+            # Errors went to the job's own caller; a reader only waits for the queue.
+            wait([last])
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread and close the connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is None:
+            self._conn.close()
+        elif thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                if item is None:
+                    break
+                group = [item]
+                while len(group) < self.GROUP_LIMIT:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    group.append(item)
+                self._commit(group)
+        finally:
+            self._conn.close()
+
+    def _commit(self, group: list[tuple[_Job, Future[Any]]]) -> None:
+        live = [(job, future) for job, future in group if future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            with _transaction(self._conn) as conn:
+                results = [job(conn) for job, _ in live]
+        except Exception as exc:
+            if len(live) == 1:
+                live[0][1].set_exception(exc)
+                return
+            log.debug("ledger group of %d writes failed (%s); committing them one by one", len(live), exc)
+            for job, future in live:
+                try:
+                    with _transaction(self._conn) as conn:
+                        result = job(conn)
+                except Exception as one:
+                    future.set_exception(one)
+                else:
+                    future.set_result(result)
+            return
+        for (_, future), result in zip(live, results, strict=True):
+            future.set_result(result)
+
+
 class Ledger:
     """The runs of one data directory.
 
@@ -216,37 +644,33 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA busy_timeout = 60000")
-        _enable_wal(self._conn)
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
+        write_conn = _connect(self.path)
+        try:
+            self._migrate(write_conn)
+            self._conn = _connect(self.path)
+        except BaseException:
+            write_conn.close()
+            raise
+        self._writer = _Writer(write_conn, repr(self))
+        self._closed = False
+        # A Ledger dropped without close() still commits what it queued and stops its thread.
+        self._finalizer = weakref.finalize(self, self._writer.close)
 
     def __repr__(self) -> str:
         return f"<Ledger {self.path}>"
 
     def close(self) -> None:
+        """Commit the queued writes, then close the file. Writing afterwards is an error."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finalizer()
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so two kernels wait for each other
-        # (busy_timeout) instead of failing half-way through a transaction.
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with _transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 from imgkit.errors import ConfigError
@@ -262,6 +686,13 @@ class Ledger:
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The read connection, once this Ledger's queued writes are committed."""
+        self._writer.wait_idle()
+        with self._lock:
+            yield self._conn
+
     # --- writing ---------------------------------------------------------------------------
 
     @staticmethod
@@ -270,31 +701,64 @@ class Ledger:
         for name in _FIELDS:
             value = getattr(record, name)
             values.append(_dump(value) if name in _TUPLE_FIELDS else value)
+        values.append(len(record.files))  # n_images, for reports summed in SQL
         return tuple(values)
 
     _UPSERT = (
-        f"INSERT INTO runs ({', '.join(_FIELDS)}) VALUES ({', '.join('?' for _ in _FIELDS)}) "
+        f"INSERT INTO runs ({', '.join(_FIELDS)}, n_images) VALUES ({', '.join('?' for _ in _FIELDS)}, ?) "
         f"ON CONFLICT(run_id) DO UPDATE SET "
-        + ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f != "run_id")
+        + ", ".join(f"{f} = excluded.{f}" for f in [*_FIELDS, "n_images"] if f != "run_id")
     )
 
+    def save_nowait(self, record: RunRecord) -> Future[None]:
+        """Queue one run for the writer (insert or update) and return at once.
+
+        The future resolves to None when the run's group is committed to disk, or carries
+        the error that prevented it (``sqlite3.OperationalError`` for a full disk or a
+        read-only file, for example).
+
+        Example:
+            >>> done = ledger.save_nowait(record)
+            >>> done.result()  # on disk from here on
+        """
+        row = self._row(record)
+        upsert = self._UPSERT
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(upsert, row)
+
+        return self._writer.submit(job)
+
     def save(self, record: RunRecord) -> None:
-        """Insert or update one run; returns once it is committed."""
-        with self._write() as conn:
-            conn.execute(self._UPSERT, self._row(record))
+        """Insert or update one run; returns once it is committed (durably)."""
+        self.save_nowait(record).result()
+
+    async def asave(self, record: RunRecord) -> None:
+        """Insert or update one run; completes once it is committed, without blocking the
+        event loop. Cancelling the caller does not take the write back.
+
+        Example:
+            >>> await ledger.asave(record.replace(status="pending", task_id=task_id))
+        """
+        await asyncio.shield(asyncio.wrap_future(self.save_nowait(record)))
 
     def save_many(self, records: Iterable[RunRecord]) -> int:
-        """Insert or update many runs in one transaction; returns how many."""
+        """Insert or update many runs in one transaction; returns how many, once they are
+        committed."""
         rows = [self._row(r) for r in records]
-        with self._write() as conn:
-            conn.executemany(self._UPSERT, rows)
+        upsert = self._UPSERT
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.executemany(upsert, rows)
+
+        self._writer.submit(job).result()
         return len(rows)
 
     # --- reading ---------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[RunRecord]:
-        with self._lock:
-            cursor = self._conn.execute(sql, params)
+        with self._reading() as conn:
+            cursor = conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         out = []
@@ -306,64 +770,177 @@ class Ledger:
         return out
 
     def get(self, run_id: str) -> RunRecord | None:
-        found = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        found = self._query(f"SELECT {_COLUMNS_SQL} FROM runs WHERE run_id = ?", (run_id,))
         return found[0] if found else None
 
     def by_task(self, task_id: str) -> RunRecord | None:
-        found = self._query("SELECT * FROM runs WHERE task_id = ?", (task_id,))
+        found = self._query(f"SELECT {_COLUMNS_SQL} FROM runs WHERE task_id = ?", (task_id,))
         return found[0] if found else None
 
     def unfinished(self) -> list[RunRecord]:
         """Runs that are not completed, failed or unknown, oldest first."""
         marks = ", ".join("?" for _ in TERMINAL_STATUSES)
         return self._query(
-            f"SELECT * FROM runs WHERE status NOT IN ({marks}) ORDER BY created_at",
+            f"SELECT {_COLUMNS_SQL} FROM runs WHERE status NOT IN ({marks}) ORDER BY created_at",
             sorted(TERMINAL_STATUSES),
         )
 
     def records(self, *, limit: int | None = None, newest_first: bool = False) -> list[RunRecord]:
         order = "DESC" if newest_first else "ASC"
-        sql = f"SELECT * FROM runs ORDER BY created_at {order}"
+        sql = f"SELECT {_COLUMNS_SQL} FROM runs ORDER BY created_at {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self._query(sql)
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        with self._reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    # A failed run costs what the service says it charged, else nothing (it bills produced
-    # images and releases its reservation); any other run counts what was charged, else
-    # reserved, else estimated, so runs in flight are counted before the service answers.
-    _SPENT = (
-        "SELECT COALESCE(SUM(CASE WHEN status = 'failed' THEN COALESCE(credits_charged, 0) "
-        "ELSE COALESCE(credits_charged, credits_reserved, est_credits) END), 0) "
-        "FROM runs WHERE created_at >= ?"
-    )
+    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost.
+    _SPENT = f"SELECT COALESCE(SUM({sql_budget()}), 0) FROM runs WHERE created_at >= ?"
 
     def spent_credits(self, since: float | None = None) -> float:
-        """Credits committed by runs created since ``since``: charged, else reserved, else
-        estimated; failed runs count only a reported charge."""
-        with self._lock:
-            return float(self._conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+        """Credits the budget counts for runs created since ``since``: what each run
+        counts as spent plus what it may have cost (see :mod:`imgkit.costs`: charged, else
+        reserved, else estimated; failed runs only a reported charge; unknown runs their
+        estimate)."""
+        with self._reading() as conn:
+            return float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
 
     def admit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
-        """Insert ``record`` only if the credits committed since ``since`` plus its estimate
-        stay within ``limit``; check and insert are one write transaction, so concurrent
-        runs (threads or processes) cannot both slip under the limit.
+        """Insert ``record`` only if the credits the budget counts since ``since`` plus its
+        estimate stay within ``limit``; check and insert are one write transaction (on the
+        writer thread), so concurrent runs (threads or processes) cannot both slip under the
+        limit.
 
-        Returns None when admitted, else the credits already committed.
+        Returns None when admitted (and committed), else the credits already counted.
         """
+        result: float | None = self._admit_nowait(record, limit=limit, since=since).result()
+        return result
+
+    async def aadmit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+        """:meth:`admit` for an event loop: the check and insert run on the writer thread
+        while the loop goes on."""
+        future = self._admit_nowait(record, limit=limit, since=since)
+        result: float | None = await asyncio.shield(asyncio.wrap_future(future))
+        return result
+
+    def _admit_nowait(self, record: RunRecord, *, limit: float, since: float | None) -> Future[float | None]:
         cost = record.est_credits or 0.0
-        with self._write() as conn:
-            spent = float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+        row = self._row(record)
+        spent_sql, upsert = self._SPENT, self._UPSERT
+        start = since or 0.0
+
+        def job(conn: sqlite3.Connection) -> float | None:
+            spent = float(conn.execute(spent_sql, (start,)).fetchone()[0])
             if spent + cost > limit + 1e-9:
                 return spent
-            conn.execute(self._UPSERT, self._row(record))
-        return None
+            conn.execute(upsert, row)
+            return None
+
+        return self._writer.submit(job)
+
+    #: The keys :meth:`cost_sums` groups by, in the order of its index (``day`` is a day
+    #: number: days since 1970-01-01 UTC).
+    COST_KEYS: ClassVar[tuple[str, ...]] = ("day", "quality", "size", "status", "model", "provider", "price_sheet")
+
+    #: The columns of :meth:`cost_sums`' rows after the keys (amounts in credits unless named).
+    COST_SUMS: ClassVar[tuple[str, ...]] = (
+        "runs", "images", "completed", "failed", "unknown", "est_credits", "est_usd", "est_cny",
+        "charged_credits", "may_have_cost_credits", "may_have_cost_at_estimate_credits",
+        "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
+        "runs_with_credits", "first_created", "last_created",
+    )
+
+    def cost_sums(
+        self,
+        *,
+        by_tag: bool = False,
+        since: float | None = None,
+        until: float | None = None,
+        until_inclusive: bool = True,
+        tags: Sequence[str] = (),
+        qualities: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
+        and price sheet with ``by_tag``); a caller adds up the rows it needs and converts
+        credits with each row's price sheet.
+
+        Each row holds the keys, then :data:`COST_SUMS`. Spent and may-have-cost amounts
+        follow :mod:`imgkit.costs`; ``charged_credits`` is what counts as spent;
+        ``may_have_cost_at_estimate_*`` sum the stored estimates of the runs that may have
+        cost their estimate. With ``by_tag`` a run counts once under each of its tags
+        (``None`` for untagged runs). The keys are those of the ``runs_report`` index, in its
+        order, so the sums are one pass over the index, without a sort.
+
+        Args:
+            by_tag: group by tag and price sheet instead.
+            since, until: Unix times bounding ``created_at`` (``until`` inclusive unless
+                ``until_inclusive`` is False).
+            tags: keep runs having any of these tags.
+            qualities: keep runs of these tiers.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            where.append(f"{_DAY} >= ? AND created_at >= ?")
+            params += [int(since // 86400), since]
+        if until is not None:
+            where.append(f"{_DAY} <= ? AND created_at {'<=' if until_inclusive else '<'} ?")
+            params += [int(until // 86400), until]
+        if tags:
+            marks = ", ".join("?" for _ in tags)
+            where.append(f"EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value IN ({marks}))")
+            params.extend(tags)
+        if qualities:
+            where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
+            params.extend(qualities)
+        keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
+        join = " LEFT JOIN json_each(runs.tags) AS tag_each" if by_tag else ""
+        group = ", ".join(keys)
+        named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
+        short = ", ".join(f"k{i}" for i in range(len(keys)))
+        source = f"runs{join}" + (f" WHERE {' AND '.join(where)}" if where else "")
+        # SQLite evaluates a cost expression once per mention, so each is mentioned once per
+        # query, and the may-have-cost sums are taken over only the rows that can have one.
+        spent = sql_spent()
+        main = (
+            f"SELECT {group}, COUNT(*), TOTAL(n_images), TOTAL(status = 'completed'), TOTAL(status = 'failed'), "
+            f"TOTAL(status = 'unknown'), TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), "
+            f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
+            f"MIN(created_at), MAX(created_at) FROM {source} GROUP BY {group}"
+        )
+        possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
+        maybe = (
+            f"SELECT {short}, TOTAL(may), TOTAL(at_estimate * may), TOTAL(at_estimate * est_usd), "
+            "TOTAL(at_estimate * est_cny), TOTAL(basis = 'may have cost'), "
+            "TOTAL(spent > 0 AND basis = 'may have cost') FROM ("
+            f"SELECT {short}, may, est_usd, est_cny, spent, basis, (may > 0 AND may = est_credits) AS at_estimate "
+            f"FROM (SELECT {named}, est_credits, est_usd, est_cny, {sql_may_have_cost()} AS may, {spent} AS spent, "
+            f"{sql_basis()} AS basis FROM {source}{possible})) GROUP BY {short}"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(main, params).fetchall()
+            extra = {tuple(r[: len(keys)]): r[len(keys):] for r in conn.execute(maybe, params).fetchall()}
+        out = []
+        for row in rows:
+            key = tuple(row[: len(keys)])
+            may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
+            (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
+             with_credits, first, last) = row[len(keys):]
+            out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
+                        may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
+                        first, last))
+        return out
+
+    #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;
+    #: below, its fixed cost (the pipe, the first start) outweighs what it saves
+    #: (benchmarks/README.md, scenario 4).
+    ARROW_FROM_ROWS: ClassVar[int] = 20_000
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
-        """All runs as a typed DataFrame, oldest first.
+        """All runs as a typed DataFrame, oldest first (through the Arrow helper from
+        :data:`ARROW_FROM_ROWS` runs on, row by row below; the same frame either way).
 
         Times are timezone-aware (UTC) datetimes, money columns floats, ``quality``, ``size``,
         ``status``, ``provider``, ``model``, ``mode`` and ``price_sheet`` categoricals, and
@@ -372,11 +949,16 @@ class Ledger:
         import pandas as pd
 
         with _no_gc():
+            table = _arrow_read(self.path) if self.count() >= self.ARROW_FROM_ROWS else None
+            if table is not None:
+                return _arrow_frame(pd, table, data_dir)
             return self._frame(pd, data_dir)
 
     def _frame(self, pd: Any, data_dir: Path | None) -> pd.DataFrame:
-        with self._lock:
-            cursor = self._conn.execute(
+        """The DataFrame through Python's sqlite3 (row by row): when the Arrow reader is not
+        installed or cannot type a column."""
+        with self._reading() as conn:
+            cursor = conn.execute(
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
             )
             rows = cursor.fetchall()
@@ -467,16 +1049,21 @@ class Ledger:
 
             raise ValidationError("choice", choice, '"left", "right" or "same"')
         winner = {"left": left_quality, "right": right_quality}.get(choice)
-        with self._write() as conn:
+        values = (
+            time.time() if created_at is None else created_at, prompt, left_run_id, right_run_id,
+            int(left_image), int(right_image), left_quality, right_quality, choice, winner, tag,
+        )
+
+        def job(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
                 "INSERT INTO ratings (created_at, prompt, left_run_id, right_run_id, left_image, right_image, "
                 "left_quality, right_quality, choice, winner_quality, tag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    time.time() if created_at is None else created_at, prompt, left_run_id, right_run_id,
-                    int(left_image), int(right_image), left_quality, right_quality, choice, winner, tag,
-                ),
+                values,
             )
             return int(cursor.lastrowid or 0)
+
+        rating_id: int = self._writer.submit(job).result()
+        return rating_id
 
     def ratings_frame(self) -> pd.DataFrame:
         """Every pairwise rating as a DataFrame, oldest first.
@@ -486,8 +1073,8 @@ class Ledger:
         """
         import pandas as pd
 
-        with self._lock:
-            rows = self._conn.execute(
+        with self._reading() as conn:
+            rows = conn.execute(
                 f"SELECT {', '.join(self._RATING_FIELDS)} FROM ratings ORDER BY created_at, id"
             ).fetchall()
         columns = dict(zip(self._RATING_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {

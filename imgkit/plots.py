@@ -5,8 +5,9 @@ fresh :class:`~matplotlib.figure.Figure` with an Agg canvas (or on the ``ax`` yo
 returns the Figure, which displays itself as a PNG in a notebook. Nothing calls ``show``, so
 the plots work the same in a kernel, a script and a report.
 
-The cost columns come from :func:`with_costs`, the one place that decides what a run cost;
-the reports use it too. Tiers keep one colour everywhere (:data:`TIER_COLORS`).
+The cost columns come from :func:`with_costs`, which applies the rules of
+:mod:`imgkit.costs` (the one place that decides what a run cost); the reports use it too.
+Tiers keep one colour everywhere (:data:`TIER_COLORS`).
 
 Example:
     >>> import imgkit, imgkit.plots
@@ -23,6 +24,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from imgkit.costs import BASES
 from imgkit.ledger import COLUMNS, STATUSES
 
 if TYPE_CHECKING:
@@ -55,8 +57,9 @@ _OTHER_COLOR = "#999999"
 #: Accepted units for amounts: credits, or a currency converted with the run's price sheet.
 CURRENCIES: tuple[str, ...] = ("credits", "USD", "CNY")
 
-#: How :func:`with_costs` arrived at a run's charged amount (the ``cost_basis`` column).
-COST_BASES: tuple[str, ...] = ("charged", "reserved", "estimate", "no task", "failed", "may have cost")
+#: How :func:`with_costs` arrived at a run's charged amount (the ``cost_basis`` column), in
+#: the order the rules of :mod:`imgkit.costs` are tried.
+COST_BASES: tuple[str, ...] = BASES
 
 _FREQS = {"D": "D", "day": "D", "W": "W", "week": "W", "M": "M", "month": "M"}
 _FREQ_WORDS = {"D": "day", "W": "week", "M": "month"}
@@ -73,23 +76,24 @@ class _Sheet(Protocol):
 
 
 def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) -> pd.DataFrame:
-    """A copy of ``df`` with what each run cost: ``charged_credits``, ``charged_usd``,
-    ``charged_cny`` and ``cost_basis``.
+    """A copy of ``df`` with what each run cost, by the rules of :mod:`imgkit.costs`.
 
-    The rules, in order (``cost_basis`` names the one that applied):
+    Added columns:
 
-    - ``charged``: the service reported a charge (``credits_charged``).
-    - ``no task``: the run never reached the service (``failed`` or ``created`` with no
-      ``task_id``), so it cost nothing: 0.
-    - ``failed``: the task ended ``failed``; the service bills the images it produces and
-      releases what it reserved, so it cost nothing: 0.
-    - ``reserved``: the service reserved credits on create (``credits_reserved``); that is
-      what it held, so it counts.
-    - ``estimate``: a ``completed`` run for which the service reported no figure; its
-      estimate (``est_credits``) stands in.
-    - ``may have cost``: anything else, e.g. an ``unknown`` run whose create request may have
-      reached the service. The charged amount is left empty (NaN); reports list these runs
-      separately with their estimate.
+    - ``cost_basis``: the rule that applied (one of :data:`COST_BASES`: ``charged``,
+      ``no task``, ``failed``, ``may have cost``, ``reserved``, ``estimate``).
+    - ``spent_credits``: what counts as spent (0 for failed and unknown runs).
+    - ``may_have_cost_credits``, ``may_have_cost_usd``, ``may_have_cost_cny``: what an
+      ``unknown`` run (its task may exist and be billed) may have cost: its estimate (as
+      stored with the run, in each currency), else what the service reserved.
+    - ``charged_credits``, ``charged_usd``, ``charged_cny``: what the run cost: the
+      spent amount, left empty (NaN) for the runs that may have cost something, so that
+      reports list them separately.
+
+    In short: a run counts what the service charged, else what it reserved, else its
+    estimate; a failed run costs nothing unless the service reported a charge; an unknown
+    run counts nothing as charged and its estimate as "may have cost". The budget counts
+    spent plus may have cost.
 
     Credits become USD and CNY with each run's own price sheet. A run whose sheet is not
     registered in this process (or that has none) gets empty USD/CNY and a log warning.
@@ -105,31 +109,20 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
     import numpy as np
     import pandas as pd
 
+    from imgkit.costs import cost_frame
+
     _require(df, _COST_INPUTS)
     out = df.copy()
-    status = out["status"].astype("string")
-    charged = out["credits_charged"].astype("float64")
-    reserved = out["credits_reserved"].astype("float64")
-    estimated = out["est_credits"].astype("float64")
-    no_task = out["task_id"].isna()
-    zero = np.zeros(len(out))
-    conditions = [
-        charged.notna().to_numpy(),
-        (no_task & status.isin(["failed", "created"])).fillna(False).to_numpy(dtype=bool),
-        (status == "failed").fillna(False).to_numpy(dtype=bool),
-        reserved.notna().to_numpy(),
-        (status == "completed").fillna(False).to_numpy(dtype=bool),
-    ]
-    basis = np.select(conditions, ["charged", "no task", "failed", "reserved", "estimate"], default="may have cost")
-    credits = np.select(
-        conditions,
-        [charged.to_numpy(), zero, zero, reserved.to_numpy(), estimated.to_numpy()],
-        default=np.nan,
-    )
-    out["charged_credits"] = pd.Series(credits, index=out.index, dtype="float64")
-    out["cost_basis"] = pd.Categorical(basis, categories=COST_BASES)
+    rules = cost_frame(out)
+    out["cost_basis"] = rules["cost_basis"]
+    out["spent_credits"] = rules["spent_credits"]
+    out["may_have_cost_credits"] = rules["may_have_cost_credits"]
+    unsure = (rules["cost_basis"] == "may have cost").to_numpy(dtype=bool)
+    out["charged_credits"] = rules["spent_credits"].where(~unsure, np.nan)
     usd = pd.Series(np.nan, index=out.index, dtype="float64")
     cny = usd.copy()
+    maybe_usd = usd.copy()
+    maybe_cny = usd.copy()
     known = _price_sheets() if sheets is None else sheets
     names = out["price_sheet"].astype("string")
     for name in names.dropna().unique():
@@ -141,20 +134,35 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
                 "(imgkit.register_price_sheet adds it)", name, int(rows.sum())
             )
             continue
-        amounts = out.loc[rows, "charged_credits"]
         # The sheet's own conversion, so reports agree with estimates to the last digit.
+        amounts = out.loc[rows, "charged_credits"]
         usd[rows] = sheet.to_usd(amounts)
         cny[rows] = sheet.to_cny(amounts)
-    # A run that cost nothing costs nothing in any currency, with or without a sheet.
-    free = out["cost_basis"].isin(["no task", "failed"])
+        maybe = out.loc[rows, "may_have_cost_credits"]
+        maybe_usd[rows] = sheet.to_usd(maybe)
+        maybe_cny[rows] = sheet.to_cny(maybe)
+    # Nothing costs nothing in any currency, with or without a sheet.
+    free = out["cost_basis"].isin(["no task", "failed"]).to_numpy(dtype=bool)
     usd[free] = 0.0
     cny[free] = 0.0
+    nothing = (out["may_have_cost_credits"] == 0).to_numpy(dtype=bool)
+    maybe_usd[nothing] = 0.0
+    maybe_cny[nothing] = 0.0
+    # A run that may have cost its estimate may have cost the estimate stored with it, in
+    # every currency (the reports' estimated columns show the same figures).
+    at_estimate = (~nothing) & (out["may_have_cost_credits"] == out["est_credits"]).fillna(False).to_numpy(dtype=bool)
+    maybe_usd[at_estimate] = out.loc[at_estimate, "est_usd"]
+    maybe_cny[at_estimate] = out.loc[at_estimate, "est_cny"]
     out["charged_usd"] = usd
     out["charged_cny"] = cny
+    out["may_have_cost_usd"] = maybe_usd
+    out["may_have_cost_cny"] = maybe_cny
     return out
 
 
-_COST_INPUTS = ("status", "task_id", "credits_charged", "credits_reserved", "est_credits", "price_sheet")
+_COST_INPUTS = (
+    "status", "task_id", "credits_charged", "credits_reserved", "est_credits", "est_usd", "est_cny", "price_sheet",
+)
 
 
 def _require(df: pd.DataFrame, names: Iterable[str]) -> None:
@@ -175,7 +183,7 @@ def _price_sheets() -> Mapping[str, _Sheet]:
 
 def _has_costs(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with cost columns, computing them only when they are missing."""
-    needed = ("charged_credits", "charged_usd", "charged_cny", "cost_basis")
+    needed = ("charged_credits", "charged_usd", "charged_cny", "cost_basis", "may_have_cost_credits")
     return df if all(c in df.columns for c in needed) else with_costs(df)
 
 

@@ -24,6 +24,7 @@ written next to the rule:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import io
 import json
@@ -53,6 +54,7 @@ __all__ = [
     "Processing",
     "ReferenceImage",
     "RunRecord",
+    "RunStatus",
     "Secret",
     "TaskStatus",
     "normalize_size",
@@ -998,10 +1000,33 @@ TaskStatus = Pending | Processing | Completed | Failed
 
 # --- runs and events ---------------------------------------------------------------------
 
-RunStatus = Literal[
-    "created", "submitting", "pending", "processing", "downloading", "completed", "failed", "unknown"
-]
-TERMINAL_STATUSES = frozenset({"completed", "failed", "unknown"})
+class RunStatus(enum.StrEnum):
+    """Where a run stands, as the ledger stores it (the member's value is the stored text).
+
+    A ``str`` subclass: ``record.status == "completed"`` holds, and the member formats as
+    its text. The first five are stages of a run in flight; the last three end it
+    (:attr:`terminal`).
+    """
+
+    CREATED = "created"
+    SUBMITTING = "submitting"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DOWNLOADING = "downloading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    #: The service may have accepted the task (and may bill it); the run's notes say why
+    #: imgkit cannot tell.
+    UNKNOWN = "unknown"
+
+    @property
+    def terminal(self) -> bool:
+        """True for completed, failed and unknown: nothing more happens to the run."""
+        return self in TERMINAL_STATUSES
+
+
+#: The statuses that end a run (derived from :class:`RunStatus`).
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -1012,8 +1037,10 @@ class RunRecord:
         run_id: imgkit's id for the run (stable across retries and restarts).
         provider: the provider that served it (``sandbox``, ``gateway``, ...).
         task_id: the service's task id, once known.
-        status: created, submitting, pending, processing, downloading, completed, failed or
-            unknown (the service may have accepted it; the reason says why it is unknown).
+        status: a :class:`RunStatus` (created, submitting, pending, processing, downloading,
+            completed, failed or unknown: the service may have accepted it; the reason says
+            why it is unknown). Plain text is accepted and converted; other text is a
+            ValueError.
         est_credits, est_usd, est_cny, price_sheet: the estimate made before submitting.
         credits_reserved: what the service said it reserved on create.
         credits_charged: what the service reported as charged, when it reports it.
@@ -1036,7 +1063,7 @@ class RunRecord:
     reference_images: tuple[str, ...] = ()
     mode: str = "text-to-image"
     task_id: str | None = None
-    status: str = "created"
+    status: RunStatus = RunStatus.CREATED
     progress: int = 0
     error_code: str | None = None
     error_message: str | None = None
@@ -1057,6 +1084,11 @@ class RunRecord:
     attempts: int = 0
     notes: str | None = None
     providers_tried: tuple[dict[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if type(self.status) is not RunStatus:
+            # Records are built from ledger rows and engine updates in plain text.
+            object.__setattr__(self, "status", RunStatus(self.status))
 
     @property
     def latency_s(self) -> float | None:

@@ -106,7 +106,8 @@ def test_grouped_tables(rep: CostReport) -> None:
     tag = rep.groups["tag"].set_index("tag")
     assert tag["runs"].to_dict() == {"(untagged)": 4, "alpha": 2, "beta": 2, "gamma": 1}  # r2 counts twice
     assert list(rep.groups["size"].columns) == [
-        "size", "runs", "images", "failed", "unknown", "est_credits", "charged_credits", "est_usd", "charged_usd",
+        "size", "runs", "images", "failed", "unknown", "est_credits", "charged_credits", "may_have_cost_credits",
+        "est_usd", "charged_usd", "may_have_cost_usd",
     ]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgkit.costs import RULES_TEXT
 from imgkit.errors import ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
 from imgkit.reports import _files
@@ -32,21 +33,14 @@ _TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
 _NONE = "(none)"
 _UNTAGGED = "(untagged)"
 
-#: The cost rules, stated in every report.
+#: The cost rules, stated in every report: those of :mod:`imgkit.costs`, then how amounts
+#: are converted.
 SEMANTICS: tuple[str, ...] = (
-    "Charged: what the service reported as charged for a run, else what it reserved when it "
-    "accepted the task (usage.credits_reserved); a completed run for which the service "
-    "reported neither counts at its estimate.",
-    "Runs that failed cost nothing: before reaching the service (no task id), or as a failed "
-    "task (the service bills the images it produces and releases what it reserved), unless "
-    "the service reported a charge for them.",
-    "Unknown runs (the create request may have reached the service, or contact was lost) are "
-    "listed as 'may have cost' at their estimate and are not in the charged total unless the "
-    "service reported a figure for them.",
+    *RULES_TEXT,
     "Estimated: the estimate made before submitting each run (est_credits, est_usd, est_cny), "
     "over all runs in the period, including those that failed.",
-    "Charged credits are converted to USD and CNY with each run's own price sheet; estimated "
-    "amounts are the ones stored with the run. All times are UTC.",
+    "Charged and may-have-cost credits are converted to USD and CNY with each run's own price sheet; "
+    "estimated amounts are the ones stored with the run. All times are UTC.",
 )
 
 #: The columns of a report's rows (CSV, XLSX "Runs", HTML), in order.
@@ -160,19 +154,28 @@ def report(
     unknown = [t for t in wanted_tiers if t not in QUALITIES]
     if unknown:
         raise ValidationError("quality", ", ".join(unknown), " | ".join(QUALITIES))
-    source = "the runs given"
+    filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
     if df is None:
+        # Over the whole ledger: the sums come from SQL; the runs load only when asked for.
         from imgkit.session import get_session
 
         session = get_session()
-        df = session.runs()
-        source = f"the ledger {session.ledger.path}"
+        ledger, data_dir = session.ledger, session.data_dir
+
+        def load() -> pd.DataFrame:
+            rows = _select(ledger.to_dataframe(data_dir=data_dir), start, end, whole_day, wanted_tags, wanted_tiers)
+            return with_costs(rows)
+
+        summary = _ledger_summary(ledger, groups, start, end, whole_day, wanted_tags, wanted_tiers)
+        return CostReport(
+            runs=load, summary=summary, since=start, until=end, filters=filters, group_by=groups, currency=unit,
+            title=title, max_rows=max_rows, source=f"the ledger {ledger.path}", available=ledger.count(),
+        )
     rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers)
     costs = with_costs(rows)
-    filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
     return CostReport(
-        runs=costs, since=start, until=end, filters=filters, group_by=groups, currency=unit, title=title,
-        max_rows=max_rows, source=source, available=len(df),
+        runs=costs, summary=_frame_summary(costs, groups), since=start, until=end, filters=filters,
+        group_by=groups, currency=unit, title=title, max_rows=max_rows, source="the runs given", available=len(df),
     )
 
 
@@ -181,6 +184,11 @@ class CostReport:
 
     Build it with :func:`report`. In a notebook it shows its totals and grouped tables; the
     ``to_*`` methods and :meth:`save` export it.
+
+    Totals and grouped tables are sums: over the DataFrame given to :func:`report`, or
+    computed by SQL in the ledger (with the rules of :mod:`imgkit.costs`) when it was given
+    none, so a report over a million runs does not load them; :attr:`runs` and
+    :attr:`failed` then read them on first use (exports of every row, charts).
 
     Attributes:
         runs: the runs in the report with their cost columns (see :func:`imgkit.plots.with_costs`).
@@ -198,7 +206,8 @@ class CostReport:
     def __init__(
         self,
         *,
-        runs: pd.DataFrame,
+        runs: pd.DataFrame | Callable[[], pd.DataFrame],
+        summary: _Summary,
         since: pd.Timestamp | None,
         until: pd.Timestamp | None,
         filters: str,
@@ -211,37 +220,51 @@ class CostReport:
     ) -> None:
         import pandas as pd
 
-        self.runs = runs
+        self._runs = runs
+        self._failed: pd.DataFrame | None = None
         self.source = source
-        self.available = len(runs) if available is None else available
         self.currency = currency
         self.title = title
         self.filters = filters
         self.group_by = group_by
         self.max_rows = max_rows
         self.generated_at = pd.Timestamp.now(tz="UTC").floor("s")
-        first = runs["created_at"].min() if len(runs) else None
-        last = runs["created_at"].max() if len(runs) else None
         self.period: tuple[pd.Timestamp | None, pd.Timestamp | None] = (
-            since if since is not None else first,
-            until if until is not None else last,
+            since if since is not None else summary.first,
+            until if until is not None else summary.last,
         )
-        self.totals = _totals(runs)
-        self.groups = {name: _group_table(runs, name, currency) for name in group_by}
-        self.failed = _failed(runs)
-        self.sheets = _sheets(runs)
-        self.notes = list(SEMANTICS) + _remarks(runs)
+        self.totals = _totals(summary.fine)
+        self.available = self.totals.runs if available is None else available
+        self.groups = {name: _group_table(summary.fine if name != "tag" else summary.tags, name, currency)
+                       for name in group_by}
+        self.sheets = _sheets(summary.fine)
+        self.notes = list(SEMANTICS) + _remarks(summary.fine)
         if self.empty_reason:
             self.notes.insert(0, self.empty_reason)
 
     @property
     def empty_reason(self) -> str | None:
-        if len(self.runs):
+        if self.totals.runs:
             return None
         if not self.available:
             return f"No runs: {self.source} holds none (is IMGKIT_HOME the data directory you meant?)."
         return (f"No runs match ({self.filters}): {self.source} holds {self.available:,} runs, none of them "
                 "in this slice.")
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The runs in the report with their cost columns (see :func:`imgkit.plots.with_costs`);
+        a report over the ledger reads them on first use."""
+        if callable(self._runs):
+            self._runs = self._runs()
+        return self._runs
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """The failed and unknown runs, and any other run whose cost is unknown."""
+        if self._failed is None:
+            self._failed = _failed(self.runs)
+        return self._failed
 
     # --- text -------------------------------------------------------------------------
 
@@ -473,68 +496,207 @@ def _select(
     return df.loc[keep]
 
 
-def _totals(runs: pd.DataFrame) -> Totals:
-    status = runs["status"].astype("string")
-    unsure = (runs["cost_basis"] == "may have cost").to_numpy(dtype=bool)
+#: The summed columns of a report's summary frames, beside the group keys.
+_COUNTS = ("runs", "images", "completed", "failed", "unknown", "may_have_cost_runs", "estimate_runs",
+           "runs_with_credits")
+_AMOUNTS = tuple(f"{kind}_{unit}" for kind in ("est", "charged", "may_have_cost") for unit in ("credits", "usd", "cny"))
+_KEYS = ("created_at", "quality", "size", "model", "status", "provider", "price_sheet")
 
-    def total(column: str, rows: Any = slice(None)) -> float:
-        return float(runs.loc[rows, column].sum())
 
-    totals = Totals(
-        runs=len(runs),
-        images=int(runs["n_images"].sum()),
-        completed=int((status == "completed").sum()),
-        failed=int((status == "failed").sum()),
-        unknown=int((status == "unknown").sum()),
-        in_progress=int((~status.isin(["completed", "failed", "unknown"])).sum()),
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """Sums of the runs in a report by group keys and price sheet.
+
+    ``fine`` has a row per run (a report over a DataFrame) or per combination of the keys
+    and price sheet (over the ledger, summed in SQL); ``tags`` the same by tag (the runs'
+    ``tags`` lists, or a ``tag`` column). Both have :data:`_COUNTS` and :data:`_AMOUNTS`.
+    """
+
+    fine: pd.DataFrame
+    tags: pd.DataFrame
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
+def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
+    """The summary of a DataFrame of runs with their cost columns: a row per run."""
+    import pandas as pd
+
+    status = costs["status"].astype("string")
+    basis = costs["cost_basis"]
+    fine = pd.DataFrame(
+        {
+            **{key: costs[key] for key in _KEYS},
+            "tags": costs["tags"],
+            "runs": 1,
+            "images": costs["n_images"].astype("float64").fillna(0).astype("int64"),
+            "completed": (status == "completed").fillna(False).astype("int64"),
+            "failed": (status == "failed").fillna(False).astype("int64"),
+            "unknown": (status == "unknown").fillna(False).astype("int64"),
+            "may_have_cost_runs": (basis == "may have cost").astype("int64"),
+            "estimate_runs": (basis == "estimate").astype("int64"),
+            "runs_with_credits": costs["charged_credits"].gt(0).astype("int64"),
+            **{column: costs[column] for column in _AMOUNTS},
+        },
+        index=costs.index,
+    )
+    first = costs["created_at"].min() if len(costs) else None
+    last = costs["created_at"].max() if len(costs) else None
+    return _Summary(fine=fine, tags=fine, first=first, last=last)
+
+
+def _ledger_summary(
+    ledger: Any,
+    groups: tuple[str, ...],
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    whole_day: bool,
+    tags: tuple[str, ...],
+    tiers: tuple[str, ...],
+) -> _Summary:
+    """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`)."""
+    import pandas as pd
+
+    bounds: dict[str, Any] = {
+        "since": None if start is None else start.timestamp(),
+        "until": None if end is None else (end + pd.Timedelta(days=1) if whole_day else end).timestamp(),
+        "until_inclusive": not whole_day,
+        "tags": tags,
+        "qualities": tiers,
+    }
+    fine = _typed_sums(ledger.cost_sums(**bounds), list(ledger.COST_KEYS), ledger.COST_SUMS)
+    tag_sums = (
+        _typed_sums(ledger.cost_sums(by_tag=True, **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
+        if "tag" in groups else fine
+    )
+    first = pd.to_datetime(fine["first_created"].min(), unit="s", utc=True) if len(fine) else None
+    last = pd.to_datetime(fine["last_created"].max(), unit="s", utc=True) if len(fine) else None
+    return _Summary(fine=fine, tags=tag_sums, first=first, last=last)
+
+
+def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str]) -> pd.DataFrame:
+    """SQL sums as a frame shaped like :func:`_frame_summary`'s: keys typed as the runs
+    DataFrame types them, counts as ints, credits converted with each row's price sheet."""
+    import numpy as np
+    import pandas as pd
+
+    from imgkit.ledger import STATUSES
+    from imgkit.plots import _price_sheets
+    from imgkit.request import SIZES
+
+    raw = pd.DataFrame.from_records(rows, columns=[*keys, *sums]) if rows else pd.DataFrame(
+        {name: pd.Series(dtype="object") for name in [*keys, *sums]}
+    )
+    out = pd.DataFrame(index=raw.index)
+    for key in keys:
+        values = raw[key]
+        if key == "day":
+            out["created_at"] = pd.to_datetime(values.astype("float64") * 86400, unit="s", utc=True)
+        elif key == "quality":
+            out[key] = pd.Categorical(values, categories=QUALITIES, ordered=True)
+        elif key == "status":
+            out[key] = pd.Categorical(values, categories=STATUSES)
+        elif key == "size":
+            extra = sorted(set(values.dropna()) - set(SIZES.values()))
+            out[key] = pd.Categorical(values, categories=[*SIZES.values(), *extra])
+        elif key == "tag":
+            out[key] = values.astype("object")
+        else:
+            out[key] = values.astype("object").astype("category") if key != "price_sheet" else values
+    for name in _COUNTS:
+        out[name] = raw[name].astype("float64").fillna(0).astype("int64")
+    for unit in ("credits", "usd", "cny"):
+        out[f"est_{unit}"] = raw[f"est_{unit}"].astype("float64")
+    out["charged_credits"] = raw["charged_credits"].astype("float64")
+    out["may_have_cost_credits"] = raw["may_have_cost_credits"].astype("float64")
+    known = _price_sheets()
+    sheets = raw["price_sheet"].astype("object")
+    charged_credits = raw["charged_credits"].astype("float64")
+    other = raw["may_have_cost_credits"].astype("float64") - raw["may_have_cost_at_estimate_credits"].astype("float64")
+    for unit in ("usd", "cny"):
+        charged = np.full(len(raw), np.nan)
+        maybe = np.full(len(raw), np.nan)
+        for name in sheets.dropna().unique():
+            sheet = known.get(str(name))
+            if sheet is None:
+                continue
+            rows = (sheets == name).to_numpy(dtype=bool)
+            convert = sheet.to_usd if unit == "usd" else sheet.to_cny
+            charged[rows] = convert(charged_credits.to_numpy()[rows])
+            maybe[rows] = convert(other.to_numpy()[rows])
+        # Runs that cost nothing cost nothing in any currency, with or without a sheet.
+        charged = np.where(charged_credits == 0, 0.0, charged)
+        maybe = np.where(other == 0, 0.0, maybe) + raw[f"may_have_cost_at_estimate_{unit}"].astype("float64")
+        out[f"charged_{unit}"] = charged
+        out[f"may_have_cost_{unit}"] = maybe
+    out["first_created"] = raw["first_created"].astype("float64")
+    out["last_created"] = raw["last_created"].astype("float64")
+    return out
+
+
+def _totals(fine: pd.DataFrame) -> Totals:
+    def total(column: str) -> float:
+        return float(fine[column].sum())
+
+    def count(column: str) -> int:
+        return int(fine[column].sum())
+
+    runs = count("runs")
+    settled = count("completed") + count("failed") + count("unknown")
+    return Totals(
+        runs=runs,
+        images=count("images"),
+        completed=count("completed"),
+        failed=count("failed"),
+        unknown=count("unknown"),
+        in_progress=runs - settled,
         est_credits=total("est_credits"),
         est_usd=total("est_usd"),
         est_cny=total("est_cny"),
         charged_credits=total("charged_credits"),
         charged_usd=total("charged_usd"),
         charged_cny=total("charged_cny"),
-        may_have_cost_credits=total("est_credits", unsure),
-        may_have_cost_usd=total("est_usd", unsure),
-        may_have_cost_cny=total("est_cny", unsure),
-        may_have_cost_runs=int(unsure.sum()),
+        may_have_cost_credits=total("may_have_cost_credits"),
+        may_have_cost_usd=total("may_have_cost_usd"),
+        may_have_cost_cny=total("may_have_cost_cny"),
+        may_have_cost_runs=count("may_have_cost_runs"),
     )
-    return totals
 
 
-def _group_keys(runs: pd.DataFrame, name: str) -> pd.Series:
+def _group_keys(fine: pd.DataFrame, name: str) -> pd.Series:
     import pandas as pd
 
     if name in _TIME_GROUPS:
-        return time_buckets(runs["created_at"], _TIME_GROUPS[name])
+        return time_buckets(fine["created_at"], _TIME_GROUPS[name])
     if name == "tag":
-        return pd.Series([list(t) or [_UNTAGGED] for t in runs["tags"]], index=runs.index, dtype=object)
-    column = runs[name]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        if column.isna().any():
-            column = column.cat.add_categories([_NONE]).fillna(_NONE)
-        return column.cat.remove_unused_categories()
-    return column.astype("string").fillna(_NONE)
+        if "tag" in fine.columns:  # summed by tag in SQL: None for untagged runs
+            return fine["tag"].astype("object").where(fine["tag"].notna(), _UNTAGGED)
+        return pd.Series([list(t) or [_UNTAGGED] for t in fine["tags"]], index=fine.index, dtype=object)
+    column = fine[name]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype("object").astype("category")
+    if column.isna().any():
+        column = column.cat.add_categories([_NONE]).fillna(_NONE)
+    return column.cat.remove_unused_categories()
 
 
-def _group_table(runs: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
-    """Runs, images, failures and amounts per value of ``name``."""
+def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
+    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
+    ``name``."""
     import pandas as pd
 
-    status = runs["status"].astype("string")
-    money = ["est_credits", "charged_credits"]
+    money = ["est_credits", "charged_credits", "may_have_cost_credits"]
     if currency != "credits":
-        money += [cost_column(currency, estimated=True), cost_column(currency)]
+        unit = currency.lower()
+        money += [cost_column(currency, estimated=True), cost_column(currency), f"may_have_cost_{unit}"]
     frame = pd.DataFrame(
         {
-            name: _group_keys(runs, name),
-            "runs": 1,
-            "images": runs["n_images"].astype("float64").fillna(0).astype("int64"),
-            "failed": (status == "failed").fillna(False).astype("int64"),
-            "unknown": (status == "unknown").fillna(False).astype("int64"),
-            **{column: runs[column] for column in money},
+            name: _group_keys(fine, name),
+            **{column: fine[column] for column in ("runs", "images", "failed", "unknown")},
+            **{column: fine[column] for column in money},
         }
     )
-    if name == "tag":
+    if name == "tag" and "tag" not in fine.columns:
         frame = frame.explode(name)
     table = frame.groupby(name, observed=True, sort=True).sum(min_count=0)
     return table.reset_index()
@@ -546,15 +708,18 @@ def _failed(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.loc[rows.to_numpy(dtype=bool)].reset_index(drop=True)
 
 
-def _sheets(runs: pd.DataFrame) -> pd.DataFrame:
+def _sheets(fine: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     from imgkit.pricing import price_sheets
 
     known = price_sheets()
-    counts = runs["price_sheet"].astype("string").value_counts(dropna=True)
+    named = fine[fine["price_sheet"].notna()]
+    counts = named.groupby(named["price_sheet"].astype("string"), observed=True)["runs"].sum()
     records = []
     for name, count in sorted(counts.items()):
+        if not count:
+            continue
         sheet = known.get(str(name))
         if sheet is None:
             records.append({"sheet": name, "runs": int(count), "date": "", "base_credits": None,
@@ -570,18 +735,19 @@ def _sheets(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records, columns=["sheet", "runs", "date", "base_credits", "rate", "source"])
 
 
-def _remarks(runs: pd.DataFrame) -> list[str]:
+def _remarks(fine: pd.DataFrame) -> list[str]:
     notes = []
-    no_sheet = runs["price_sheet"].isna() & runs["charged_credits"].gt(0)
-    if no_sheet.any():
-        notes.append(f"{int(no_sheet.sum())} run(s) with credits have no price sheet: their charged USD/CNY "
+    with_credits = fine["runs_with_credits"]
+    no_sheet = int(with_credits[fine["price_sheet"].isna()].sum())
+    if no_sheet:
+        notes.append(f"{no_sheet} run(s) with credits have no price sheet: their charged USD/CNY "
                      "are not in the totals.")
-    unconverted = runs["price_sheet"].notna() & runs["charged_credits"].gt(0) & runs["charged_usd"].isna()
-    if unconverted.any():
-        notes.append(f"{int(unconverted.sum())} run(s) use a price sheet not registered in this process: "
+    unconverted = int(with_credits[fine["price_sheet"].notna() & fine["charged_usd"].isna()].sum())
+    if unconverted:
+        notes.append(f"{unconverted} run(s) use a price sheet not registered in this process: "
                      "their charged USD/CNY are not in the totals.")
-    estimated = runs["cost_basis"] == "estimate"
-    if estimated.any():
-        notes.append(f"{int(estimated.sum())} completed run(s) had no figure from the service and count at "
+    estimated = int(fine["estimate_runs"].sum())
+    if estimated:
+        notes.append(f"{estimated} run(s) had no figure from the service and count at "
                      "their estimate.")
     return notes

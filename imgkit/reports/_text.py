@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 
 #: How each column's values read: credits, usd, cny, int, seconds, time, date, month, number.
 KINDS: dict[str, str] = {
-    **dict.fromkeys(("est_credits", "charged_credits", "credits_reserved", "credits_charged", "credits"), "credits"),
-    **dict.fromkeys(("est_usd", "charged_usd", "USD"), "usd"),
-    **dict.fromkeys(("est_cny", "charged_cny", "CNY"), "cny"),
+    **dict.fromkeys(
+        ("est_credits", "charged_credits", "may_have_cost_credits", "credits_reserved", "credits_charged", "credits"),
+        "credits",
+    ),
+    **dict.fromkeys(("est_usd", "charged_usd", "may_have_cost_usd", "USD"), "usd"),
+    **dict.fromkeys(("est_cny", "charged_cny", "may_have_cost_cny", "CNY"), "cny"),
     **dict.fromkeys(("runs", "images", "failed", "unknown", "n", "n_images", "attempts", "progress"), "int"),
     **dict.fromkeys(("created_at", "submitted_at", "completed_at"), "time"),
     **dict.fromkeys(("day", "week"), "date"),
@@ -35,6 +38,9 @@ LABELS: dict[str, str] = {
     "charged_usd": "charged USD",
     "est_cny": "est. CNY",
     "charged_cny": "charged CNY",
+    "may_have_cost_credits": "may have cost, credits",
+    "may_have_cost_usd": "may have cost, USD",
+    "may_have_cost_cny": "may have cost, CNY",
     "credits_reserved": "reserved",
     "credits_charged": "reported charge",
     "cost_basis": "cost basis",
@@ -199,8 +205,9 @@ def notebook_html(rep: CostReport, *, limit: int = 15) -> str:
         parts.append(html_table(table, limit=limit, css=_CELL_CSS))
     sheets = ", ".join(rep.sheets["sheet"].astype(str)) or "none"
     parts.append(
-        f"<div>{len(rep.failed):,} failed or unknown run(s) (<code>.failed</code>); price sheets: "
-        f"{html.escape(sheets)}</div>"
+        # From the totals: the list itself would read every run of a report over the ledger.
+        f"<div>{rep.totals.failed + rep.totals.unknown:,} failed or unknown run(s) (<code>.failed</code>); "
+        f"price sheets: {html.escape(sheets)}</div>"
     )
     parts.append(f"<details><summary>How costs are counted</summary>{_notes_html(rep.notes)}</details>")
     parts.append("</div>")

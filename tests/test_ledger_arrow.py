@@ -1,0 +1,184 @@
+"""The Arrow read of the ledger gives the very DataFrame the row-by-row sqlite3 read gives:
+same columns, dtypes, order and values, whatever the lists hold and whatever the rows'
+order on disk."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imgkit import ledger as ledger_module
+from imgkit.ledger import Ledger
+from imgkit.request import RunRecord
+
+
+def _records() -> list[RunRecord]:
+    base = RunRecord(run_id="a", provider="sandbox", model="gpt-image-1", prompt="p", size="1024x1024",
+                     quality="low", n=1)
+    odd_lists = [
+        ("images/ab/x.png", "images/cd/y.png"),
+        ('say "hi"',),  # a quote inside an item: escaped in JSON
+        ("back\\slash", "naïve ünïcode"),  # escapes of both kinds
+        ("", "a, b", '", "'),  # an empty item, a comma, the separator itself
+        (),
+    ]
+    records = []
+    for i in range(40):
+        files = odd_lists[i % len(odd_lists)] if i % 3 else ()
+        records.append(
+            base.replace(
+                run_id=f"r{i:03d}",
+                # Not in insertion order, with ties broken by run_id.
+                created_at=1_790_000_000.0 + (i * 7) % 13,
+                status=("completed", "failed", "unknown", "pending")[i % 4],
+                prompt=f"prompt {i}\nwith a 'quote', a \"double\" and ünïcode",
+                size=("1024x1024", "1536x1024", "4096x4096")[i % 3],
+                quality=("low", "medium", "high")[i % 3],
+                n=1 + i % 4,
+                task_id=f"task-{i}" if i % 5 else None,
+                est_credits=None if i % 6 == 0 else 0.125 * i,
+                est_usd=None if i % 6 == 0 else 0.001 * i,
+                credits_reserved=1.5 if i % 2 else None,
+                credits_charged=2.0 if i % 7 == 0 else None,
+                price_sheet=None if i % 9 == 0 else "evolink-table-2026-11",
+                submitted_at=None if i % 4 == 3 else 1_790_000_001.0 + i,
+                completed_at=1_790_000_010.5 + i if i % 4 == 0 else None,
+                files=files,
+                thumbs=tuple(f.replace("images", "thumbs") for f in files),
+                result_urls=tuple(f"https://x/{f}" for f in files),
+                tags=("alpha", "beta") if i % 2 else (),
+                reference_images=("ref.png",) if i % 8 == 0 else (),
+                providers_tried=({"provider": "openai", "reason": "http_503"},) if i % 10 == 0 else (),
+                error_code="generation_timeout" if i % 4 == 1 else None,
+                notes=None if i % 2 else "note",
+                mode="image-to-image" if i % 8 == 0 else "text-to-image",
+                attempts=i % 3,
+                progress=(i * 10) % 101,
+            )
+        )
+    return records
+
+
+def _ledger(path: Path) -> Ledger:
+    """A ledger that reads through Arrow at any size (small ones read row by row)."""
+    ledger = Ledger(path)
+    ledger.ARROW_FROM_ROWS = 0  # type: ignore[misc]
+    return ledger
+
+
+def _both(ledger: Ledger, data_dir: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    arrow = ledger.to_dataframe(data_dir=data_dir)
+    with ledger_module._no_gc():
+        rows = ledger._frame(pd, data_dir)
+    return arrow, rows
+
+
+@pytest.mark.parametrize("data_dir", [None, Path("/data/imgkit")])
+def test_the_arrow_read_equals_the_row_by_row_read(tmp_path: Path, data_dir: Path | None) -> None:
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_records())
+        assert ledger_module._arrow_read(ledger.path) is not None  # the fast path is taken
+        arrow, rows = _both(ledger, data_dir)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+    assert arrow["run_id"].tolist()[:3] == ["r000", "r013", "r026"]  # oldest first, then by run_id
+    assert all(type(v) is list for column in ("files", "tags", "providers_tried") for v in arrow[column])
+
+
+def test_an_empty_ledger_reads_the_same(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        arrow, rows = _both(ledger, None)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+
+
+def test_lists_in_other_json_forms_are_parsed(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_records()[:6])
+        # Another writer (an older imgkit, a script) may store compact or escaped JSON.
+        conn = sqlite3.connect(ledger.path)
+        conn.execute("UPDATE runs SET tags = ? WHERE run_id = 'r001'", (json.dumps(["x", "y"], separators=(",", ":")),))
+        conn.execute("UPDATE runs SET files = ? WHERE run_id = 'r002'", ('[ "a" ]',))
+        conn.commit()
+        conn.close()
+        arrow, rows = _both(ledger, None)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+    by_id = arrow.set_index("run_id")
+    assert by_id.loc["r001", "tags"] == ["x", "y"] and by_id.loc["r002", "files"] == ["a"]
+
+
+def test_a_value_of_another_type_falls_back_to_the_row_by_row_read(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_records()[:4])
+        conn = sqlite3.connect(ledger.path)
+        conn.execute("UPDATE runs SET n = 2.5 WHERE run_id = 'r003'")  # INTEGER affinity keeps a REAL
+        conn.commit()
+        conn.close()
+        assert ledger_module._arrow_read(ledger.path) is None
+        with pytest.raises(TypeError):
+            ledger.to_dataframe()  # the row-by-row read refuses 2.5 as Int64, as before
+    finally:
+        ledger.close()
+
+
+def test_several_ledgers_on_one_file_read_fresh_rows(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first, second = _ledger(path), _ledger(path)
+    first.save(_records()[0])
+    assert len(second.to_dataframe()) == 1 and len(first.to_dataframe()) == 1
+    first.close()
+    first.close()  # a second close changes nothing
+    second.save(_records()[1])
+    assert len(second.to_dataframe()) == 2
+    second.close()
+
+
+def test_the_driver_never_runs_in_this_process(tmp_path: Path) -> None:
+    """Its own copy of SQLite would take this process's locks for its own (and reset the WAL
+    index under the writer): it reads in a helper process."""
+    import sys
+
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        assert len(ledger.to_dataframe()) == 1
+    finally:
+        ledger.close()
+    assert "adbc_driver_sqlite" not in sys.modules
+    assert ledger_module._READER and ledger_module._READER[0].poll() is None
+
+
+def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        ledger.to_dataframe()
+        ledger_module._READER[0].kill()
+        ledger_module._READER[0].wait()
+        assert len(ledger.to_dataframe()) == 1  # the row-by-row read, then a new helper
+        assert ledger_module._arrow_read(ledger.path) is not None
+    finally:
+        ledger.close()
+
+
+def test_small_ledgers_read_row_by_row(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save(_records()[0])
+        ledger_module._stop_reader()
+        assert len(ledger.to_dataframe()) == 1
+        assert not ledger_module._READER  # no helper started for one run
+    finally:
+        ledger.close()

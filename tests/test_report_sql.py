@@ -1,0 +1,79 @@
+"""A report over the ledger (sums grouped in SQL) equals the same report over the runs
+DataFrame (sums in pandas): totals, every grouped table, price sheets, notes and period, with
+each filter; and it reads the runs only when asked for them."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import imgkit
+from imgkit.ledger import Ledger
+from imgkit.reports import GROUP_BY, report
+
+from .test_plots import sample_runs
+
+
+def _seed(home: Path) -> pd.DataFrame:
+    extra = [
+        sample_runs()[0].replace(run_id="u0", status="unknown", task_id=None, credits_reserved=None),
+        sample_runs()[2].replace(run_id="u1", status="unknown", task_id="task-u1", credits_charged=2.5),
+        sample_runs()[1].replace(run_id="p0", status="pending", task_id="task-p0", credits_reserved=None,
+                                 price_sheet=None),
+        sample_runs()[4].replace(run_id="x0", task_id="task-x0", price_sheet="my-old-contract", credits_charged=1.0,
+                                 tags=("z",)),
+    ]
+    ledger = Ledger(home / "ledger.sqlite3")
+    try:
+        ledger.save_many([*sample_runs(), *extra])
+        return ledger.to_dataframe(data_dir=home)
+    finally:
+        ledger.close()
+
+
+FILTERS = [
+    {},
+    {"since": "2026-11-02", "until": "2026-11-04"},
+    {"until": "2026-11-03T08:00:00"},
+    {"tags": ["alpha", "gamma"]},
+    {"quality": ["medium", "high"]},
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "all")
+@pytest.mark.parametrize("currency", ["USD", "credits"])
+def test_ledger_report_equals_frame_report(
+    data_dir: Path, filters: dict[str, object], currency: str
+) -> None:
+    df = _seed(data_dir)
+    by_frame = report(df, group_by=GROUP_BY, currency=currency, **filters)  # type: ignore[arg-type]
+    by_sql = report(group_by=GROUP_BY, currency=currency, **filters)  # type: ignore[arg-type]
+    assert by_sql._runs is not by_frame._runs and callable(by_sql._runs)  # nothing loaded yet
+
+    for field in dataclasses.fields(by_frame.totals):
+        assert getattr(by_sql.totals, field.name) == pytest.approx(getattr(by_frame.totals, field.name)), field.name
+    assert by_sql.totals.runs > 0
+    for name in GROUP_BY:
+        pd.testing.assert_frame_equal(by_sql.groups[name], by_frame.groups[name], check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(by_sql.sheets, by_frame.sheets)
+    assert by_sql.notes == by_frame.notes
+    assert by_sql.period == by_frame.period
+    assert by_sql._repr_html_() == by_frame._repr_html_().replace(
+        str(by_frame.generated_at), str(by_sql.generated_at)
+    )
+    assert callable(by_sql._runs)  # the notebook view needed no row
+
+    # Exports of every row read the runs then, the same runs.
+    pd.testing.assert_frame_equal(by_sql.runs, by_frame.runs)
+    pd.testing.assert_frame_equal(by_sql.failed, by_frame.failed)
+
+
+@pytest.mark.usefixtures("data_dir")
+def test_an_empty_ledger_report() -> None:
+    rep = imgkit.report(group_by=GROUP_BY)
+    assert rep.totals.runs == 0 and rep.period == (None, None)
+    assert all(len(table) == 0 for table in rep.groups.values())
+    assert "0 runs" in rep.to_markdown() or "no runs" in rep.to_markdown()
