@@ -37,7 +37,9 @@ a task that ended with an outage code, ...) the run goes to the next, and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -90,6 +92,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("imgkit")
+
+
+def _log_failed_write(run_id: str, done: concurrent.futures.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("run %s: a progress row could not be written to the ledger: %s", run_id, done.exception())
 
 EventHandler = Callable[[JobEvent], object]
 Clock = Callable[[], float]
@@ -368,8 +375,16 @@ class Engine:
             durable: the row must be on disk before the run goes on (the row before the
                 first create, the task id, terminal states); other rows (progress) may be
                 committed later, with the next group.
+
+        The ledger's writer thread commits it either way, so the event loop never waits on a
+        disk flush; a durable row is awaited (the loop serves other runs meanwhile).
         """
-        self.ledger.save(record)
+        if durable:
+            await self.ledger.asave(record)
+            return
+        # Queued writes commit in order, so the run's next durable row also waits for this one;
+        # a failure here (a full disk) is logged and surfaces again at that durable write.
+        self.ledger.save_nowait(record).add_done_callback(functools.partial(_log_failed_write, record.run_id))
 
     async def _step(
         self, record: RunRecord, on_event: EventHandler | None, message: str = "", *, durable: bool = False
