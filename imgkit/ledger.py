@@ -497,7 +497,7 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
 
     frame: dict[str, Any] = {}
     for name in ("created_at", "submitted_at", "completed_at"):
-        frame[name] = pd.to_datetime(floats(name), unit="s", utc=True)
+        frame[name] = pd.to_datetime(floats(name), unit="s", utc=True).dt.floor("s")
     frame["latency_s"] = floats("completed_at") - floats("submitted_at")
     frame["estimated_s"] = floats("estimated_s")
     frame["status"] = categorical("status", STATUSES)
@@ -942,7 +942,8 @@ class Ledger:
         """All runs as a typed DataFrame, oldest first (through the Arrow helper from
         :data:`ARROW_FROM_ROWS` runs on, row by row below; the same frame either way).
 
-        Times are timezone-aware (UTC) datetimes, money columns floats, ``quality``, ``size``,
+        Times are timezone-aware (UTC) datetimes to the second, as tables show them
+        (``latency_s`` keeps the sub-second duration), money columns floats, ``quality``, ``size``,
         ``status``, ``provider``, ``model``, ``mode`` and ``price_sheet`` categoricals, and
         ``files``/``thumbs`` absolute paths when ``data_dir`` is given.
         """
@@ -967,7 +968,7 @@ class Ledger:
         for name in ("created_at", "submitted_at", "completed_at"):
             frame[name] = pd.to_datetime(
                 pd.Series(columns[name], dtype="float64"), unit="s", utc=True
-            )
+            ).dt.floor("s")
         submitted = pd.Series(columns["submitted_at"], dtype="float64")
         completed = pd.Series(columns["completed_at"], dtype="float64")
         frame["latency_s"] = completed - submitted

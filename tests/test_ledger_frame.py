@@ -58,3 +58,14 @@ def test_frame_lists_and_paths(tmp_path: Path) -> None:
     assert df["providers_tried"].tolist() == [[], []]
     assert ledger.to_dataframe()["files"].tolist()[0] == ["images/ab/x.png", "images/cd/y.png"]
     ledger.close()
+
+
+def test_times_show_to_the_second(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.save(RunRecord(run_id="r", provider="sandbox", model="gpt-image-1", prompt="p", size="1024x1024",
+                          quality="low", n=1, created_at=1764686530.123456, submitted_at=1764686530.5,
+                          completed_at=1764686532.25))
+    df = ledger.to_dataframe()
+    ledger.close()
+    assert str(df["created_at"].iloc[0]) == "2025-12-02 14:42:10+00:00"  # no fraction in a table
+    assert df["latency_s"].iloc[0] == 1.75
