@@ -637,8 +637,12 @@ class Engine:
         provider = cand.provider
         synchronous = cand.endpoint.synchronous
         tries = None if last else min(self.retry.attempts, self.failover_attempts)
+        mask_url: str | None = None
         try:
             urls = [await self._retrying(retry_read, tries)(provider.upload, ref) for ref in request.images]
+            if request.mask is not None:
+                # Uploaded like a reference image (the gateway takes its URL as mask_url).
+                mask_url = await self._retrying(retry_read, tries)(provider.upload, request.mask)
         except DownloadError as exc:
             # The reference itself (a URL imgkit fetched, a file): the user's, not the provider's.
             return await self._step(
@@ -662,7 +666,12 @@ class Engine:
                 with attempt:
                     attempts += 1
                     started = self._clock()
-                    snapshot = await provider.submit(request, urls)
+                    if mask_url is None:
+                        snapshot = await provider.submit(request, urls)
+                    else:
+                        # Only a masked request passes it: providers of mask-less models (and
+                        # older ones) keep the protocol's two-argument submit.
+                        snapshot = await provider.submit(request, urls, mask_url=mask_url)  # type: ignore[call-arg]
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):

@@ -37,7 +37,7 @@ from imgkit.config import LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, disp
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired
 from imgkit.ledger import Ledger
-from imgkit.pricing import Estimate, get_sheet
+from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
 from imgkit.providers.router import (
@@ -407,13 +407,24 @@ class Session:
         if budget is None:
             return
         if record.est_credits is None:
-            log.warning("run %s has no estimate; the budget cannot account for it", record.run_id)
+            # A run the budget cannot count could overspend it without limit: refused, never sent.
+            raise BudgetExceeded(
+                f"no price for {record.model} {record.size} on provider {record.provider!r} "
+                f"(price sheet {self._sheet_of(record.provider) or 'none'}), so the budget of {budget} "
+                "cannot account for this run; nothing was sent. Register a price sheet that prices it "
+                "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
+                "the budget with imgkit.budget(None)"
+            )
         spent = self.ledger.admit(record, limit=budget.credits, since=budget.period_start())
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
                 f"{spent:.10g} credits already committed this period; nothing was sent"
             )
+
+    def _sheet_of(self, provider: str) -> str | None:
+        endpoint = self.router.get(provider)
+        return endpoint.sheet if endpoint is not None else None
 
     def set_budget(self, credits: float | None, per: str | None = None) -> Budget | None:
         """Set (or with None, remove) the spending limit; see :func:`budget`."""
@@ -623,27 +634,37 @@ class Session:
         return self.ledger.to_dataframe(data_dir=self.data_dir)
 
     def estimate(
-        self, *, quality: str = "medium", size: str = "1:1", n: int = 1, model: str = DEFAULT_MODEL
+        self,
+        *,
+        quality: str | None = None,
+        size: str = "1:1",
+        n: int = 1,
+        model: str = DEFAULT_MODEL,
+        resolution: str | None = None,
+        images: int = 0,
+        background: str | None = None,
     ) -> Estimate:
-        """The price a run with these settings would be recorded at: on the price sheet of
-        the provider it goes to first (see :meth:`quote`).
+        """The price a run with these settings would be recorded at: on the sheet that prices
+        the model for the provider it goes to first (see :meth:`quote`).
+
+        Args:
+            quality: a tier the model allows (its default when None).
+            size, n, model, resolution, background: as for :func:`generate`.
+            images: how many reference images the run would send (their input tokens).
 
         Raises:
             ValidationError: a bad setting, or no configured provider takes the request.
             ConfigError: that provider's price sheet does not price the request.
         """
-        request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
+        request = _priced_request(model, size, quality, n, resolution, background)
         plan = self._plan(request)
-        if plan.estimate is not None:
-            return plan.estimate
         chosen = plan.chosen
         assert chosen is not None  # _plan raised otherwise
-        if chosen.endpoint.sheet is None:
-            raise ConfigError(f"provider {chosen.name!r} has no price sheet")
-        # The sheet does not price the request: its own error says why.
-        return _estimate(
-            quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen.endpoint.sheet
-        )
+        if plan.estimate is not None and not images:
+            return plan.estimate
+        # Reference images counted, or no price: the router's own pricing says which (its
+        # error says why a sheet does not price the request).
+        return Router.price(chosen.endpoint, request, images=images)
 
     def quote(self, request: ImageRequest) -> Estimate | None:
         """The estimate ``request`` would be recorded at if run now: the router's plan's first
@@ -877,22 +898,47 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
 
 def estimate(
     *,
-    quality: str = "medium",
+    quality: str | None = None,
     size: str = "1:1",
     n: int = 1,
     model: str = DEFAULT_MODEL,
+    resolution: str | None = None,
+    images: int = 0,
+    background: str | None = None,
     sheet: str | None = None,
 ) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
-    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the default
-    sheet's when no session exists yet; with it, that sheet's.
+    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
+    default sheet's when no session exists yet; with it, the sheet that prices the model for
+    that sheet's provider (:func:`~imgkit.pricing.sheet_for`). Either way the model's
+    resolution tier and the reference images count.
+
+    Args:
+        quality: a tier the model allows (its default when None).
+        size, n, model, resolution, background: as for :func:`generate`.
+        images: how many reference images the run would send.
+        sheet: a price sheet's name.
 
     Example:
         >>> imgkit.estimate(quality="low", size="3:2", n=2)
         Estimate(credits=1.84924, usd=0.0257, cny=0.1824, sheet='evolink-table-2026-11', ...)
+        >>> imgkit.estimate(model="gpt-image-2", size="16:9", resolution="4K", quality="high").sheet
+        'evolink-gpt-image-2-tokens-2026-12'
     """
-    if sheet is None and _DEFAULT is not None:
-        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model)  # one price per session
-    request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
-    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=sheet)
+    if sheet is None and _DEFAULT is not None:  # one price per session
+        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model, resolution=resolution,
+                                 images=images, background=background)
+    request = _priced_request(model, size, quality, n, resolution, background)
+    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model,
+                     sheet=sheet_for(model, sheet), resolution=request.resolution, images=images)
+
+
+def _priced_request(
+    model: str, size: str, quality: str | None, n: int, resolution: str | None, background: str | None
+) -> ImageRequest:
+    """The request an estimate prices, validated as a run would be."""
+    tier: dict[str, Any] = {} if quality is None else {"quality": quality}
+    return ImageRequest.build(
+        "estimate", model=model, size=size, n=n, resolution=resolution, background=background, **tier
+    )

@@ -52,7 +52,11 @@ class Provider(Protocol):
     name: str
 
     async def submit(self, request: ImageRequest, image_urls: Sequence[str]) -> TaskSnapshot:
-        """Create a task (``POST /v1/images/generations``)."""
+        """Create a task (``POST /v1/images/generations``).
+
+        A request with a ``mask`` is sent with a keyword argument ``mask_url``: what
+        :meth:`upload` returned for the mask (the engine passes it only then, so a provider
+        of a model without masks need not take it)."""
         ...
 
     async def status(self, task_id: str) -> TaskSnapshot:
