@@ -45,7 +45,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imgkit.errors import (
     APIError,
@@ -658,6 +658,11 @@ class Engine:
             ), Failover("upload_failed") if outage_on_read(exc) else Served()
         if urls:
             record = await self._step(record.replace(reference_images=tuple(urls)), on_event)
+        # Passed only when the request has a mask: providers of models without masks may
+        # keep the protocol's two-argument submit.
+        extra: dict[str, Any] = {}
+        if mask_url is not None:
+            extra["mask_url"] = mask_url
         attempts = record.attempts
         started = self._clock()
         snapshot: TaskSnapshot | None = None
@@ -666,12 +671,7 @@ class Engine:
                 with attempt:
                     attempts += 1
                     started = self._clock()
-                    if mask_url is None:
-                        snapshot = await provider.submit(request, urls)
-                    else:
-                        # Only a masked request passes it: providers of mask-less models (and
-                        # older ones) keep the protocol's two-argument submit.
-                        snapshot = await provider.submit(request, urls, mask_url=mask_url)  # type: ignore[call-arg]
+                    snapshot = await provider.submit(request, urls, **extra)
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):

@@ -334,9 +334,9 @@ class Session:
         if config.kind == "openai":
             caps = OPENAI_CAPABILITIES
             if config.models:
-                caps = Capabilities(
-                    models=config.models, sizes=caps.sizes, max_n=caps.max_n, max_images=caps.max_images
-                )
+                # The listed models, each with its own sizes (gpt-image-2 takes ratios and WxH);
+                # what OpenAI cannot carry is refused by the request's own rules.
+                caps = Capabilities(models=config.models, max_n=caps.max_n, max_images=caps.max_images)
         else:
             caps = Capabilities(models=config.models) if config.models else GATEWAY_CAPABILITIES
         return Endpoint.of(

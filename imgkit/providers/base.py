@@ -35,6 +35,7 @@ class TaskSnapshot:
 Submission = TaskSnapshot
 
 
+
 @dataclass(frozen=True, slots=True)
 class Balance:
     """Credits left, as the service reports them."""
@@ -51,12 +52,22 @@ class Provider(Protocol):
 
     name: str
 
-    async def submit(self, request: ImageRequest, image_urls: Sequence[str]) -> TaskSnapshot:
+    async def submit(
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str],
+        *,
+        mask_url: str | None = None,
+    ) -> TaskSnapshot:
         """Create a task (``POST /v1/images/generations``).
 
-        A request with a ``mask`` is sent with a keyword argument ``mask_url``: what
-        :meth:`upload` returned for the mask (the engine passes it only then, so a provider
-        of a model without masks need not take it)."""
+        Args:
+            request: the request.
+            image_urls: what :meth:`upload` returned for each reference image.
+            mask_url: what :meth:`upload` returned for the request's mask.
+
+        The engine passes ``mask_url`` only when the request has a mask, so a provider of
+        models without masks may leave it out."""
         ...
 
     async def status(self, task_id: str) -> TaskSnapshot:

@@ -201,7 +201,11 @@ class GatewayProvider:
             ) from None
 
     async def submit(
-        self, request: ImageRequest, image_urls: Sequence[str] = (), *, mask_url: str | None = None
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str] = (),
+        *,
+        mask_url: str | None = None,
     ) -> TaskSnapshot:
         """Create a task with the request's whole body (:meth:`ImageRequest.payload`); a mask
         goes as ``mask_url``, the URL :meth:`upload` returned for it."""

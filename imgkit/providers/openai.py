@@ -16,8 +16,15 @@ bytes, PIL images) are read directly; URL references are **fetched by imgkit fir
 at 50 MB, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the run
 ``failed`` / ``image_processing_error``, the gateway's code for an unreachable image).
 
-The cost is the returned ``usage`` priced with a :class:`~imgkit.pricing.TokenPriceSheet`
-(``credits_charged``, in the sheet's credits). Error answers (``{"error": {"message", "type",
+Every field of the request goes out (:meth:`~imgkit.request.ImageRequest.openai_fields`:
+``background``, ``output_format``, ``output_compression``, ``moderation``, ``input_fidelity``,
+``auto`` size and quality, ``WxH`` for gpt-image-2); a mask is the multipart ``mask`` of an
+edit.
+
+The cost is the returned ``usage`` priced with the
+:class:`~imgkit.pricing.TokenPriceSheet` that prices the request's model for the provider's
+sheet (:func:`~imgkit.pricing.sheet_for`; ``credits_charged``, in the sheet's credits).
+Error answers (``{"error": {"message", "type",
 "param", "code"}}``) become :class:`~imgkit.errors.APIError` with the gateway's code where one
 means the same thing (``moderation_blocked`` -> ``content_policy_violation``,
 ``invalid_api_key`` -> ``unauthorized``), so reports can group failures across providers; the
@@ -39,13 +46,19 @@ from typing import Any
 
 import httpx
 
-from imgkit.errors import APIError, DownloadError, RequestError
-from imgkit.pricing import TokenPriceSheet, get_sheet
+from imgkit.errors import APIError, ConfigError, DownloadError, RequestError
+from imgkit.pricing import TokenPriceSheet, get_sheet, sheet_for
 from imgkit.providers._http import fetch_capped, request_error, same_origin
 from imgkit.providers.base import Balance, TaskSnapshot
 from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
 
-__all__ = ["LIVE_OPENAI_URL", "OpenAIProvider", "ParsedImages", "parse_error", "parse_images_response"]
+__all__ = [
+    "LIVE_OPENAI_URL",
+    "OpenAIProvider",
+    "ParsedImages",
+    "parse_error",
+    "parse_images_response",
+]
 
 log = logging.getLogger("imgkit")
 
@@ -55,6 +68,14 @@ RESULT_SCHEME = "openai://"
 _MB = 1024 * 1024
 _MAX_REFERENCE_BYTES = 50 * _MB
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def _form_value(value: Any) -> str:
+    """A form field as the official client writes it (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 # OpenAI's codes that mean what one of the gateway's codes means.
 _SAME_AS_GATEWAY = {
@@ -222,44 +243,64 @@ class OpenAIProvider:
 
     # --- the protocol ------------------------------------------------------------------------
 
-    async def submit(self, request: ImageRequest, image_urls: Sequence[str] = ()) -> TaskSnapshot:
-        """Generate (or edit, with reference images) and return a ``Completed`` snapshot."""
-        fields: dict[str, Any] = {
-            "model": request.model,
-            "prompt": request.prompt,
-            "n": request.n,
-            "size": request.size,
-            "quality": request.quality,
-        }
+    async def submit(
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str] = (),
+        *,
+        mask_url: str | None = None,
+    ) -> TaskSnapshot:
+        """Generate (or edit, with reference images and an optional mask) and return a
+        ``Completed`` snapshot. ``mask_url`` is not needed: the mask is sent as a file."""
+        fields = request.openai_fields()
+        kwargs: dict[str, Any]
         if request.images:
             files = []
             for index, ref in enumerate(request.images):
                 data = await self._reference_bytes(ref)
                 fmt = sniff_image_format(data[:16]) or "png"
                 files.append(("image[]", (ref.name or f"reference-{index}.{fmt}", data, _MIME.get(fmt, "image/png"))))
-            form = {k: str(v) for k, v in fields.items()}
-            response = await self._send("POST", f"{self.base_url}/images/edits", data=form, files=files)
+            if request.mask is not None:
+                files.append(("mask", ("mask.png", await self._reference_bytes(request.mask), "image/png")))
+            url = f"{self.base_url}/images/edits"
+            kwargs = {"data": {k: _form_value(v) for k, v in fields.items()}, "files": files}
         else:
-            response = await self._send("POST", f"{self.base_url}/images/generations", json=fields)
+            url = f"{self.base_url}/images/generations"
+            kwargs = {"json": fields}
+        response = await self._send("POST", url, **kwargs)
         try:
             body = response.json()
         except ValueError:
             not_json = "the service returned a body that is not JSON"
             raise APIError(response.status_code, "invalid_response", not_json) from None
-        return self._snapshot(parse_images_response(body))
+        return self._snapshot(parse_images_response(body), request.model)
 
-    def _snapshot(self, parsed: ParsedImages) -> TaskSnapshot:
+    def _cost_sheet(self, model: str) -> TokenPriceSheet | None:
+        """The token sheet that prices ``model`` for this provider's sheet, if any."""
+        if self.sheet is None:
+            return None
+        try:
+            sheet = sheet_for(model, self.sheet)
+        except ConfigError:
+            return None
+        return sheet if isinstance(sheet, TokenPriceSheet) else None
+
+    def _snapshot(self, parsed: ParsedImages, model: str | None = None) -> TaskSnapshot:
         created = parsed.meta.get("created")
         stamp = int(created) if isinstance(created, int | float) and not isinstance(created, bool) else int(time.time())
         task_id = f"openai-{stamp}-{uuid.uuid4().hex[:12]}"
-        urls = [f"{RESULT_SCHEME}{task_id}/{i}.png" for i in range(len(parsed.images))]
+        urls = [
+            f"{RESULT_SCHEME}{task_id}/{i}.{_EXT.get(sniff_image_format(data[:16]) or '', 'png')}"
+            for i, data in enumerate(parsed.images)
+        ]
         for url, data in zip(urls, parsed.images, strict=True):
             self._keep(url, data)
         results = (*urls, *parsed.urls)
         self._tasks[task_id] = results
         charged = None
-        if self.sheet is not None and parsed.usage:
-            charged = round(self.sheet.cost(parsed.usage).credits, 5)
+        sheet = self._cost_sheet(model) if model is not None else self.sheet
+        if sheet is not None and parsed.usage:
+            charged = round(sheet.cost(parsed.usage).credits, 5)
         return TaskSnapshot(
             task_id=task_id,
             status=Completed(results=results),
