@@ -56,7 +56,7 @@ from imgkit.errors import (
     UnknownOutcome,
 )
 from imgkit.ledger import Ledger
-from imgkit.providers.base import Provider, TaskSnapshot
+from imgkit.providers.base import Preview, PreviewHandler, Provider, TaskSnapshot
 from imgkit.providers.router import (
     QUOTA_CODES,
     Candidate,
@@ -658,11 +658,13 @@ class Engine:
             ), Failover("upload_failed") if outage_on_read(exc) else Served()
         if urls:
             record = await self._step(record.replace(reference_images=tuple(urls)), on_event)
-        # Passed only when the request has a mask: providers of models without masks may
-        # keep the protocol's two-argument submit.
+        # Passed only when the request needs them: providers of models without masks or
+        # previews may keep the protocol's two-argument submit.
         extra: dict[str, Any] = {}
         if mask_url is not None:
             extra["mask_url"] = mask_url
+        if request.previews:
+            extra["on_preview"] = self._previewer(record, on_event)
         attempts = record.attempts
         started = self._clock()
         snapshot: TaskSnapshot | None = None
@@ -713,6 +715,26 @@ class Engine:
             return await self._finish(provider, record, snapshot, on_event, slot, new_task=True), None
         # Committed before anything else: a crash from here on can be resumed.
         return await self._step(record, on_event, durable=True), None
+
+    @staticmethod
+    def _previewer(record: RunRecord, on_event: EventHandler | None) -> PreviewHandler:
+        """What a streaming provider calls with each partial image: a ``processing`` event
+        carrying the image (not a ledger row: a preview is not the run's state)."""
+
+        def preview(p: Preview) -> None:
+            if on_event is None:
+                return
+            progress = min(99, 100 * (p.index + 1) // (p.of + 1)) if p.of > 0 else 50
+            event = JobEvent(
+                record.run_id, "processing", progress, f"preview {p.index + 1} of {p.of}",
+                record.replace(status="processing", progress=progress), preview=p.image,
+            )
+            try:
+                on_event(event)
+            except Exception:  # a broken gallery must not break the run
+                log.exception("event handler failed for run %s", record.run_id)
+
+        return preview
 
     async def _follow(
         self, provider: Provider, record: RunRecord, on_event: EventHandler | None, slot: Slot

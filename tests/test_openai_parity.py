@@ -1,6 +1,7 @@
 """The OpenAI provider at parity with the official client: every field of today's models
 goes out, a mask is the multipart ``mask``, usage is priced on the model's own sheet, files
-keep their format and alpha (thumbnails on a checkerboard)."""
+keep their format and alpha (thumbnails on a checkerboard), and ``previews`` streams partial
+images into ``on_event``."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from PIL import Image
 
 import imgkit
 from imgkit.pricing import get_sheet, sheet_for
-from imgkit.providers.openai import OpenAIProvider
-from imgkit.request import ImageRequest
+from imgkit.providers.base import Preview
+from imgkit.providers.openai import ImageStream, OpenAIProvider
+from imgkit.request import ImageRequest, JobEvent
 from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
 from imgkit.store import CHECKER_COLOURS, Store
 
@@ -148,3 +150,99 @@ def test_transparent_thumbnails_are_drawn_on_a_checkerboard(tmp_path: Path) -> N
         light, dark = rgb.getpixel((cell // 2, cell // 2)), rgb.getpixel((cell + cell // 2, cell // 2))
     assert all(abs(a - b) <= 6 for a, b in zip(light, CHECKER_COLOURS[0], strict=True))
     assert all(abs(a - b) <= 6 for a, b in zip(dark, CHECKER_COLOURS[1], strict=True))
+
+
+# --- live previews -------------------------------------------------------------------------
+
+
+def _frame(event: dict[str, Any]) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+USAGE = {"input_tokens": 5, "input_tokens_details": {"text_tokens": 5, "image_tokens": 0}, "output_tokens": 300,
+         "total_tokens": 305}
+
+
+@pytest.mark.parametrize("done", [True, False])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_image_stream_reads_partials_then_completed(done: bool, newline: str) -> None:
+    text = _frame({"type": "image_generation.partial_image", "b64_json": _b64(b"p0"), "partial_image_index": 0})
+    text += _frame({"type": "image_generation.partial_image", "b64_json": _b64(b"p1"), "partial_image_index": 1})
+    text += _frame({"type": "image_generation.completed", "b64_json": _b64(b"final"), "size": "1024x1024",
+                    "output_format": "png", "created_at": 7, "usage": USAGE})
+    if done:
+        text += "data: [DONE]\n\n"
+    stream = ImageStream()
+    previews = [p for line in text.replace("\n", newline).split(newline) if (p := stream.feed(line))]
+    assert previews == [(0, b"p0"), (1, b"p1")]
+    parsed = stream.result()
+    assert (parsed.images, parsed.usage, stream.done) == ([b"final"], USAGE, done)
+    assert parsed.meta["size"] == "1024x1024" and parsed.meta["created"] == 7
+
+
+def test_image_stream_sums_usage_and_raises_on_errors_and_early_ends() -> None:
+    stream = ImageStream()
+    for _ in range(2):
+        for line in _frame({"type": "image_edit.completed", "b64_json": _b64(b"x"), "usage": USAGE}).split("\n"):
+            stream.feed(line)
+    assert stream.result().usage["output_tokens"] == 600
+    assert stream.result().usage["input_tokens_details"]["text_tokens"] == 10
+    with pytest.raises(imgkit.RequestError) as early:
+        ImageStream().result()
+    assert early.value.sent
+    broken = ImageStream()
+    broken.feed('data: {"error": {"message": "Your request was rejected", "code": "moderation_blocked"}}')
+    with pytest.raises(imgkit.APIError) as info:
+        broken.feed("")
+    assert info.value.code == "content_policy_violation"
+
+
+@pytest.mark.parametrize("stream_done", [False, True])
+def test_previews_reach_on_event_and_the_final_image_is_kept(stream_done: bool, data_dir: Path) -> None:
+    config = SandboxConfig(seed=9, time_scale=0.01, openai_models=MODELS, stream_done=stream_done)
+    app = create_app(config)
+    with running_sandbox(app=app) as url:
+        _configure(url, data_dir)
+        events: list[JobEvent] = []
+        res = imgkit.generate("a red fox", model="gpt-image-2", size="1:1", quality="low", previews=2, n=2,
+                              on_event=events.append)
+    assert res.status == "completed" and len(res.paths) == 2
+    previews = [e for e in events if e.preview is not None]
+    assert len(previews) == 4  # two partial images for each of two images
+    assert all(e.status == "processing" and 0 < e.progress < 100 for e in previews)
+    for event in previews:
+        with Image.open(io.BytesIO(event.preview or b"")) as img:
+            assert img.size == (1024, 1024)
+    assert events[-1].status == "completed" and events[-1].preview is None
+    # Charged from the usage the stream reported: two images' output with their partials.
+    sheet = sheet_for("gpt-image-2", "openai-tokens-2026-11")
+    assert res.record.credits_charged is not None
+    assert res.record.credits_charged > res.record.est_credits  # type: ignore[operator]
+    per_image = sheet.tokens_per_image("low", "1024x1024")  # type: ignore[union-attr]
+    assert res.record.credits_charged > round(sheet.cost({"output_tokens": 2 * per_image}).credits, 5)
+
+
+def test_previews_are_refused_on_the_gateway(data_dir: Path, url: str) -> None:
+    imgkit.configure(api_key=TEST_KEY, base_url=url, data_dir=data_dir, poll=FAST_POLL)
+    with pytest.raises(imgkit.ValidationError, match="previews"):
+        imgkit.generate("a fox", model="gpt-image-2", previews=1, quality="low")
+
+
+def test_on_preview_gets_each_partial_from_the_provider(url: str) -> None:
+    provider = OpenAIProvider(TEST_KEY, base_url=f"{url}/openai/v1")
+    seen: list[Preview] = []
+
+    async def go() -> Any:
+        try:
+            return await provider.submit(ImageRequest.build("a fox", model="gpt-image-2", quality="low", previews=3),
+                                         on_preview=seen.append)
+        finally:
+            await provider.aclose()
+
+    snapshot = asyncio.run(go())
+    assert [(p.index, p.of) for p in seen] == [(0, 3), (1, 3), (2, 3)]
+    assert snapshot.raw["partial_images"] == 3

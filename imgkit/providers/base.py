@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from imgkit.request import ImageRequest, ReferenceImage, TaskStatus
 
-__all__ = ["Balance", "Provider", "Submission", "TaskSnapshot"]
+__all__ = ["Balance", "Preview", "PreviewHandler", "Provider", "Submission", "TaskSnapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,24 @@ class TaskSnapshot:
 Submission = TaskSnapshot
 
 
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """One partial image of a streamed request, as it was drawn.
+
+    Attributes:
+        index: its place among the request's partial images (0-based, per image).
+        image: the encoded image bytes (the request's output format).
+        of: how many partial images the request asked for.
+    """
+
+    index: int
+    image: bytes = field(repr=False)
+    of: int
+
+
+#: What a provider calls with each partial image of a streamed request.
+PreviewHandler = Callable[[Preview], None]
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:
@@ -58,6 +76,7 @@ class Provider(Protocol):
         image_urls: Sequence[str],
         *,
         mask_url: str | None = None,
+        on_preview: PreviewHandler | None = None,
     ) -> TaskSnapshot:
         """Create a task (``POST /v1/images/generations``).
 
@@ -65,9 +84,10 @@ class Provider(Protocol):
             request: the request.
             image_urls: what :meth:`upload` returned for each reference image.
             mask_url: what :meth:`upload` returned for the request's mask.
+            on_preview: called with each partial image of a streamed request (``previews``).
 
-        The engine passes ``mask_url`` only when the request has a mask, so a provider of
-        models without masks may leave it out."""
+        The engine passes ``mask_url`` and ``on_preview`` only when the request has a mask or
+        asks for previews, so a provider of models without them may leave them out."""
         ...
 
     async def status(self, task_id: str) -> TaskSnapshot:

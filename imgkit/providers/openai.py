@@ -19,16 +19,23 @@ at 50 MB, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the ru
 Every field of the request goes out (:meth:`~imgkit.request.ImageRequest.openai_fields`:
 ``background``, ``output_format``, ``output_compression``, ``moderation``, ``input_fidelity``,
 ``auto`` size and quality, ``WxH`` for gpt-image-2); a mask is the multipart ``mask`` of an
-edit.
+edit. With ``previews`` the request is streamed (``stream=true``, ``partial_images``): the
+server-sent events are read by the pure :class:`ImageStream` (partial images go to the
+engine's ``on_preview`` as they arrive; each ``*.completed`` event carries one final image and
+its ``usage``; a stream may end with ``data: [DONE]`` or simply close).
 
 The cost is the returned ``usage`` priced with the
 :class:`~imgkit.pricing.TokenPriceSheet` that prices the request's model for the provider's
-sheet (:func:`~imgkit.pricing.sheet_for`; ``credits_charged``, in the sheet's credits).
-Error answers (``{"error": {"message", "type",
-"param", "code"}}``) become :class:`~imgkit.errors.APIError` with the gateway's code where one
-means the same thing (``moderation_blocked`` -> ``content_policy_violation``,
-``invalid_api_key`` -> ``unauthorized``), so reports can group failures across providers; the
-message keeps OpenAI's own code.
+sheet (:func:`~imgkit.pricing.sheet_for`; ``credits_charged``, in the sheet's credits). The
+usage of a stream is the sum of its completed events' usage (one event per image, each billed
+on its own: the addendum's open question 11, read that way), so the output tokens of the
+partial images are charged as the service reports them.
+
+Error answers (``{"error": {"message", "type", "param", "code"}}``) become
+:class:`~imgkit.errors.APIError` with the gateway's code where one means the same thing
+(``moderation_blocked`` -> ``content_policy_violation``, ``invalid_api_key`` ->
+``unauthorized``), so reports can group failures across providers; the message keeps
+OpenAI's own code. An ``error`` inside a stream is read the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -49,11 +57,12 @@ import httpx
 from imgkit.errors import APIError, ConfigError, DownloadError, RequestError
 from imgkit.pricing import TokenPriceSheet, get_sheet, sheet_for
 from imgkit.providers._http import fetch_capped, request_error, same_origin
-from imgkit.providers.base import Balance, TaskSnapshot
+from imgkit.providers.base import Balance, Preview, PreviewHandler, TaskSnapshot
 from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
 
 __all__ = [
     "LIVE_OPENAI_URL",
+    "ImageStream",
     "OpenAIProvider",
     "ParsedImages",
     "parse_error",
@@ -128,6 +137,119 @@ def parse_images_response(body: Any) -> ParsedImages:
     usage: dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
     meta = {k: v for k, v in body.items() if k != "data"}
     return ParsedImages(images, urls, usage, meta)
+
+
+def _b64_image(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise APIError(200, "invalid_response", f"{what} has no image")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError(200, "invalid_response", f"{what} is not valid base64") from None
+
+
+def _add_usage(total: dict[str, Any], usage: Any) -> None:
+    """Add one completed event's token counts to ``total`` (numbers, nested one level)."""
+    if not isinstance(usage, dict):
+        return
+    for key, value in usage.items():
+        if isinstance(value, dict):
+            inner = total.setdefault(key, {})
+            if isinstance(inner, dict):
+                for k, v in value.items():
+                    if isinstance(v, int) and not isinstance(v, bool):
+                        inner[k] = inner.get(k, 0) + v
+        elif isinstance(value, int) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+
+
+class ImageStream:
+    """The pure reading of an Images API event stream (``stream=true``), fed line by line.
+
+    Frames are ``event:``/``data:`` lines ended by a blank line; like the official client,
+    only ``data:`` matters and its JSON ``type`` says what it is. ``data: [DONE]`` ends the
+    stream, as does the connection closing. A ``data:`` object with an ``error`` raises.
+
+    Attributes:
+        partials: the partial images seen so far, in order.
+        images: the final images (one per ``*.completed`` event).
+        usage: the completed events' usage, summed.
+        meta: ``size``, ``quality``, ``background``, ``output_format`` and ``created`` of the
+            last completed event.
+        done: ``[DONE]`` was read.
+
+    Example:
+        >>> stream = ImageStream()
+        >>> for line in body.splitlines():
+        ...     preview = stream.feed(line)
+        >>> stream.result().images
+    """
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self.partials: list[bytes] = []
+        self.images: list[bytes] = []
+        self.usage: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.done = False
+
+    def feed(self, line: str) -> tuple[int, bytes] | None:
+        """Read one line (without its newline); returns ``(index, image)`` when it ends a
+        partial-image frame."""
+        line = line.rstrip("\r")
+        if line:
+            if line.startswith("data:"):
+                self._data.append(line[5:].removeprefix(" "))
+            return None  # event:, id:, retry: and comments carry nothing the reading needs
+        return self.flush()
+
+    def flush(self) -> tuple[int, bytes] | None:
+        """End the frame being read (a blank line, or the end of the stream)."""
+        if not self._data or self.done:
+            self._data.clear()
+            return None
+        data, self._data = "\n".join(self._data), []
+        if data.startswith("[DONE]"):
+            self.done = True
+            return None
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise APIError(200, "invalid_response", "the stream sent an event that is not JSON") from None
+        if not isinstance(event, dict):
+            raise APIError(200, "invalid_response", "the stream sent an event that is not an object")
+        if isinstance(event.get("error"), dict):
+            body = json.dumps({"error": event["error"]}).encode()
+            raise parse_error(500 if event["error"].get("type") == "server_error" else 400, body)
+        kind = str(event.get("type", ""))
+        if kind.endswith(".partial_image"):
+            image = _b64_image(event.get("b64_json"), "a partial image")
+            index = event.get("partial_image_index")
+            self.partials.append(image)
+            return (index if isinstance(index, int) and not isinstance(index, bool) else len(self.partials) - 1,
+                    image)
+        if kind.endswith(".completed"):
+            self.images.append(_b64_image(event.get("b64_json"), "a completed image"))
+            _add_usage(self.usage, event.get("usage"))
+            self.meta.update({k: event[k] for k in ("size", "quality", "background", "output_format") if k in event})
+            if isinstance(event.get("created_at"), int | float):
+                self.meta["created"] = event["created_at"]
+            return None
+        log.debug("ignoring a stream event of type %r", kind)
+        return None
+
+    def result(self) -> ParsedImages:
+        """The images and usage, as a non-streamed response would give them.
+
+        Raises:
+            RequestError: the stream ended before any image was completed (it was sent and
+                may be charged: never resent).
+        """
+        self.flush()
+        if not self.images:
+            raise RequestError("the image stream ended before an image was completed", sent=True)
+        meta = {**self.meta, "usage": self.usage, "partial_images": len(self.partials)}
+        return ParsedImages(list(self.images), [], dict(self.usage), meta)
 
 
 def parse_error(status: int, content: bytes, headers: Iterable[tuple[str, str]] = ()) -> APIError:
@@ -249,9 +371,12 @@ class OpenAIProvider:
         image_urls: Sequence[str] = (),
         *,
         mask_url: str | None = None,
+        on_preview: PreviewHandler | None = None,
     ) -> TaskSnapshot:
         """Generate (or edit, with reference images and an optional mask) and return a
-        ``Completed`` snapshot. ``mask_url`` is not needed: the mask is sent as a file."""
+        ``Completed`` snapshot; a request with ``previews`` is streamed, each partial image
+        going to ``on_preview`` as it arrives. ``mask_url`` is not needed: the mask is sent
+        as a file."""
         fields = request.openai_fields()
         kwargs: dict[str, Any]
         if request.images:
@@ -267,13 +392,37 @@ class OpenAIProvider:
         else:
             url = f"{self.base_url}/images/generations"
             kwargs = {"json": fields}
-        response = await self._send("POST", url, **kwargs)
+        if fields.get("stream"):
+            parsed = await self._stream(url, kwargs, int(fields.get("partial_images", 0)), on_preview)
+        else:
+            response = await self._send("POST", url, **kwargs)
+            try:
+                body = response.json()
+            except ValueError:
+                not_json = "the service returned a body that is not JSON"
+                raise APIError(response.status_code, "invalid_response", not_json) from None
+            parsed = parse_images_response(body)
+        return self._snapshot(parsed, request.model)
+
+    async def _stream(
+        self, url: str, kwargs: dict[str, Any], partials: int, on_preview: PreviewHandler | None
+    ) -> ParsedImages:
+        """Send a streamed request and read its events (:class:`ImageStream`)."""
+        stream = ImageStream()
         try:
-            body = response.json()
-        except ValueError:
-            not_json = "the service returned a body that is not JSON"
-            raise APIError(response.status_code, "invalid_response", not_json) from None
-        return self._snapshot(parse_images_response(body), request.model)
+            async with self._client.stream("POST", url, headers=self._headers(), **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise parse_error(response.status_code, response.content, response.headers.items())
+                async for line in response.aiter_lines():
+                    got = stream.feed(line)
+                    if got is not None and on_preview is not None:
+                        on_preview(Preview(index=got[0], image=got[1], of=partials))
+                    if stream.done:
+                        break
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise request_error(exc, url) from None
+        return stream.result()
 
     def _cost_sheet(self, model: str) -> TokenPriceSheet | None:
         """The token sheet that prices ``model`` for this provider's sheet, if any."""
