@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgkit.errors import (
     APIError,
+    ConfigError,
     DownloadError,
     ImgkitError,
     RequestError,
@@ -56,7 +57,15 @@ from imgkit.errors import (
     UnknownOutcome,
 )
 from imgkit.ledger import Ledger
-from imgkit.providers.base import Preview, PreviewHandler, Provider, TaskSnapshot
+from imgkit.providers.base import (
+    BatchProvider,
+    Preview,
+    PreviewHandler,
+    Provider,
+    TaskSnapshot,
+    batch_task_id,
+    is_batch_task,
+)
 from imgkit.providers.router import (
     QUOTA_CODES,
     Candidate,
@@ -457,12 +466,81 @@ class Engine:
             log.warning("run %s was accepted by provider %r, which is not configured; left as it is",
                         record.run_id, record.provider)
             return record
+        if is_batch_task(record.task_id) and not record.result_urls:
+            return await self._collect(provider, record, on_event)
         self._active.add(record.run_id)
         try:
             async with Slot(self.slots) as slot:
                 if record.result_urls and record.status in ("downloading", "failed", "unknown"):
                     return await self._download(provider, record, record.result_urls, on_event)
                 return await self._follow(provider, record, on_event, slot)
+        finally:
+            self._active.discard(record.run_id)
+
+    # --- batches -----------------------------------------------------------------------
+
+    async def run_batch(
+        self, candidate: Candidate, records: list[RunRecord], requests: list[ImageRequest], *,
+        on_event: EventHandler | None = None,
+    ) -> list[RunRecord]:
+        """Send ``records`` (status created, priced at the batch rate) as one batch on
+        ``candidate``'s provider and record each run with the batch id in its task id
+        (``<batch id>/<run id>``). The batch finishes within 24 h; :meth:`resume` collects
+        it, from this process or a later one. Never raises for the service's failures.
+
+        Raises:
+            ConfigError: the provider cannot run batches.
+        """
+        provider = candidate.provider
+        if not isinstance(provider, BatchProvider):
+            raise ConfigError(f"provider {candidate.name!r} cannot run batches (an OpenAI-kind provider can)")
+        sending = [
+            await self._step(r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1),
+                             on_event, durable=True)
+            for r in records
+        ]
+        items = [(r.run_id, q) for r, q in zip(sending, requests, strict=True)]
+        try:
+            batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
+        except (RequestError, APIError) as exc:
+            unknown = is_unknown_outcome(exc, synchronous=False)
+            status = "unknown" if unknown else "failed"
+            code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
+                exc.code if isinstance(exc, APIError) else "connection_error")
+            note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
+            return [
+                await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
+                                 on_event, note or "")
+                for r in sending
+            ]
+        now = self._clock()
+        note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
+        return [
+            await self._step(
+                r.replace(task_id=batch_task_id(batch_id, r.run_id), status="pending", submitted_at=now, notes=note),
+                on_event, note, durable=True,
+            )
+            for r in sending
+        ]
+
+    async def _collect(self, provider: Provider, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+        """Look once at a batch run: still running (left pending, its progress noted), or
+        over (its result downloaded and priced, or its failure recorded). A batch takes
+        hours, so there is no polling loop: each :meth:`resume` looks again."""
+        assert record.task_id is not None
+        try:
+            snapshot = await self._retrying(retry_read)(provider.status, record.task_id)
+        except ImgkitError as exc:
+            log.warning("could not read batch run %s (%s); imgkit.resume() tries again", record.run_id, exc)
+            return record
+        if not snapshot.status.terminal:
+            progress = snapshot.status.progress
+            if progress != record.progress or record.status != "processing":
+                record = await self._step(record.replace(status="processing", progress=progress), on_event)
+            return record
+        self._active.add(record.run_id)
+        try:
+            return await self._finish(provider, record, snapshot, on_event, None)
         finally:
             self._active.discard(record.run_id)
 

@@ -44,6 +44,7 @@ from imgkit.providers.router import (
     GATEWAY_CAPABILITIES,
     OPENAI_CAPABILITIES,
     BreakerPolicy,
+    Candidate,
     Capabilities,
     Endpoint,
     Router,
@@ -134,6 +135,7 @@ class SweepOptions(SweepGrid, total=False):
     confirm: bool | None
     progress: bool
     on_event: EventHandler | None
+    batch: bool
 
 
 #: The tiers and sizes a sweep tries when none are given.
@@ -562,16 +564,80 @@ class Session:
         """Run a sweep without blocking; see :func:`sweep` for the options."""
         _check_options(options, SweepOptions)
         grid: dict[str, Any] = {k: v for k, v in options.items() if k in _keys(SweepGrid)}
-        plan = self.plan_sweep(prompts, **grid)
+        if options.get("batch"):
+            plan, candidate = self._plan_batch(prompts, grid)
+        else:
+            plan, candidate = self.plan_sweep(prompts, **grid), None
         _announce(plan)
         self._confirm(plan, options.get("confirm"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
+        if candidate is not None:
+            return await _LOOP.run_async(self._batch_sweep(plan, candidate, tuple(options.get("tags", ())), on_event))
         return await _LOOP.run_async(
             self._sweep(
                 plan, tuple(options.get("tags", ())), options.get("concurrency"), options.get("per_minute"),
                 options.get("progress", True), on_event,
             )
         )
+
+    def _plan_batch(self, prompts: str | Iterable[str], grid: dict[str, Any]) -> tuple[SweepPlan, Candidate]:
+        """The runs of a batch sweep, priced at the batch rate on the cheapest provider that
+        can run them all as one batch (an OpenAI-kind provider). Nothing is sent or recorded
+        when none can."""
+        from imgkit.errors import ValidationError
+
+        plan = self.plan_sweep(prompts, **grid)
+        for request in plan.requests:
+            if request.images:
+                raise ValidationError("batch", True, "text-to-image runs only (no reference images)",
+                                      hint="a batch line cannot carry image files")
+            if request.previews:
+                raise ValidationError("previews", request.previews, "0 with batch=True (a batch does not stream)")
+        router = self.router
+        usable = [
+            e for e in router.endpoints
+            if e.kind == "openai" and callable(getattr(e.provider, "submit_batch", None))
+            and all(e.refusal(r) is None for r in plan.requests)
+        ]
+        if not usable:
+            kinds = ", ".join(f"{e.name} ({e.kind})" for e in router.endpoints)
+            raise ValidationError("batch", True, "an OpenAI-kind provider that serves every run of the sweep",
+                                  hint=f"configured: {kinds}")
+        priced: list[tuple[float, int, Candidate, tuple[Estimate | None, ...]]] = []
+        for index, endpoint in enumerate(usable):
+            estimates: list[Estimate | None] = []
+            for request in plan.requests:
+                try:
+                    estimates.append(Router.price(endpoint, request, batch=True))
+                except (ConfigError, ValidationError):
+                    estimates.append(None)
+            usd = sum(e.usd for e in estimates if e is not None)
+            priced.append((usd if all(estimates) else math.inf, index, Candidate(endpoint, None), tuple(estimates)))
+        _, _, candidate, estimates_ = min(priced, key=lambda item: item[:2])
+        sheets = sorted({e.sheet for e in estimates_ if e is not None})
+        batch_plan = SweepPlan(plan.requests, estimates_, ", ".join(sheets) or self.price_sheet)
+        return batch_plan, candidate
+
+    async def _batch_sweep(
+        self, plan: SweepPlan, candidate: Candidate, tags: tuple[str, ...], on_event: EventHandler | None
+    ) -> SweepResult:
+        sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        engine = self.engine
+        refused: list[tuple[ImageRequest, str]] = []
+        records: list[RunRecord] = []
+        requests: list[ImageRequest] = []
+        for request, est in zip(plan.requests, plan.estimates, strict=True):
+            run_plan = RunPlan(request, (Candidate(candidate.endpoint, est),))
+            record = engine.new_record(run_plan, tags=(*tags, sweep_id, "batch"))
+            try:
+                self._admit(record)
+            except BudgetExceeded as exc:
+                refused.append((request, str(exc)))
+                continue
+            records.append(record)
+            requests.append(request)
+        sent = await engine.run_batch(candidate, records, requests, on_event=on_event) if records else []
+        return SweepResult(plan, sweep_id, [GenerationResult(r, self.data_dir) for r in sent], refused, self)
 
     def sweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep and wait for it; see :func:`sweep`."""
@@ -643,6 +709,7 @@ class Session:
         resolution: str | None = None,
         images: int = 0,
         background: str | None = None,
+        batch: bool = False,
     ) -> Estimate:
         """The price a run with these settings would be recorded at: on the sheet that prices
         the model for the provider it goes to first (see :meth:`quote`).
@@ -651,6 +718,7 @@ class Session:
             quality: a tier the model allows (its default when None).
             size, n, model, resolution, background: as for :func:`generate`.
             images: how many reference images the run would send (their input tokens).
+            batch: the Batch price (``sweep(..., batch=True)``) on that provider's sheet.
 
         Raises:
             ValidationError: a bad setting, or no configured provider takes the request.
@@ -660,11 +728,11 @@ class Session:
         plan = self._plan(request)
         chosen = plan.chosen
         assert chosen is not None  # _plan raised otherwise
-        if plan.estimate is not None and not images:
+        if plan.estimate is not None and not images and not batch:
             return plan.estimate
-        # Reference images counted, or no price: the router's own pricing says which (its
-        # error says why a sheet does not price the request).
-        return Router.price(chosen.endpoint, request, images=images)
+        # Reference images counted, the batch price, or no price: the router's own pricing
+        # says which (its error says why a sheet does not price the request).
+        return Router.price(chosen.endpoint, request, images=images, batch=batch)
 
     def quote(self, request: ImageRequest) -> Estimate | None:
         """The estimate ``request`` would be recorded at if run now: the router's plan's first
@@ -830,6 +898,10 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
             any run.
+        batch: send every run as one OpenAI Batch (half price, done within 24 h) on an
+            OpenAI-kind provider; text-to-image runs only. Each run is recorded ``pending``
+            with the batch id in its task id; :func:`resume` (in any later kernel) collects
+            the finished batch. ``concurrency``, ``per_minute`` and ``progress`` do not apply.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
@@ -905,6 +977,7 @@ def estimate(
     resolution: str | None = None,
     images: int = 0,
     background: str | None = None,
+    batch: bool = False,
     sheet: str | None = None,
 ) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
@@ -918,6 +991,7 @@ def estimate(
         quality: a tier the model allows (its default when None).
         size, n, model, resolution, background: as for :func:`generate`.
         images: how many reference images the run would send.
+        batch: the Batch price (half, on OpenAI's sheets).
         sheet: a price sheet's name.
 
     Example:
@@ -928,10 +1002,10 @@ def estimate(
     """
     if sheet is None and _DEFAULT is not None:  # one price per session
         return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model, resolution=resolution,
-                                 images=images, background=background)
+                                 images=images, background=background, batch=batch)
     request = _priced_request(model, size, quality, n, resolution, background)
     return _estimate(quality=request.quality, size=request.size, n=request.n, model=model,
-                     sheet=sheet_for(model, sheet), resolution=request.resolution, images=images)
+                     sheet=sheet_for(model, sheet), resolution=request.resolution, images=images, batch=batch)
 
 
 def _priced_request(

@@ -8,7 +8,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from imgkit.request import ImageRequest, ReferenceImage, TaskStatus
 
-__all__ = ["Balance", "Preview", "PreviewHandler", "Provider", "Submission", "TaskSnapshot"]
+__all__ = [
+    "Balance",
+    "BatchProvider",
+    "Preview",
+    "PreviewHandler",
+    "Provider",
+    "Submission",
+    "TaskSnapshot",
+    "batch_task_id",
+    "is_batch_task",
+    "split_batch_task",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,4 +119,37 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+# --- batches -------------------------------------------------------------------------------
+#
+# A run sent in a batch is recorded with the task id ``<batch id>/<run id>``: the batch id
+# (OpenAI's start with ``batch_``) says where to look, the run id is the line's custom_id.
+
+
+def batch_task_id(batch_id: str, custom_id: str) -> str:
+    """The task id of the run ``custom_id`` inside the batch ``batch_id``."""
+    return f"{batch_id}/{custom_id}"
+
+
+def is_batch_task(task_id: str | None) -> bool:
+    """Whether ``task_id`` names a run inside a batch (see :func:`batch_task_id`)."""
+    return task_id is not None and task_id.startswith("batch_") and "/" in task_id
+
+
+def split_batch_task(task_id: str) -> tuple[str, str]:
+    """``(batch id, custom id)`` of a batch run's task id."""
+    batch_id, _, custom_id = task_id.partition("/")
+    return batch_id, custom_id
+
+
+@runtime_checkable
+class BatchProvider(Provider, Protocol):
+    """A provider that also runs many requests as one half-price batch (OpenAI's Batch
+    API). :meth:`Provider.status` of a batch run's task id reads the batch, and once it is
+    over, that run's line of its output or error file."""
+
+    async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
+        """Send ``(custom id, request)`` pairs as one batch; returns the batch id."""
         ...

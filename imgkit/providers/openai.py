@@ -51,20 +51,40 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from imgkit.errors import APIError, ConfigError, DownloadError, RequestError
+from imgkit.errors import APIError, ConfigError, DownloadError, RequestError, ValidationError
 from imgkit.pricing import TokenPriceSheet, get_sheet, sheet_for
 from imgkit.providers._http import fetch_capped, request_error, same_origin
-from imgkit.providers.base import Balance, Preview, PreviewHandler, TaskSnapshot
-from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
+from imgkit.providers.base import (
+    Balance,
+    Preview,
+    PreviewHandler,
+    TaskSnapshot,
+    is_batch_task,
+    split_batch_task,
+)
+from imgkit.request import (
+    Completed,
+    Failed,
+    ImageRequest,
+    Processing,
+    ReferenceImage,
+    Secret,
+    TaskStatus,
+    sniff_image_format,
+)
 
 __all__ = [
     "LIVE_OPENAI_URL",
     "ImageStream",
     "OpenAIProvider",
     "ParsedImages",
+    "batch_lines",
+    "parse_batch",
+    "parse_batch_file",
     "parse_error",
     "parse_images_response",
 ]
@@ -77,6 +97,8 @@ RESULT_SCHEME = "openai://"
 _MB = 1024 * 1024
 _MAX_REFERENCE_BYTES = 50 * _MB
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+#: The most requests one batch's input file may hold [addendum D, D1].
+MAX_BATCH_REQUESTS = 50_000
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
@@ -252,6 +274,66 @@ class ImageStream:
         return ParsedImages(list(self.images), [], dict(self.usage), meta)
 
 
+def batch_lines(items: Iterable[tuple[str, ImageRequest]]) -> bytes:
+    """The JSONL input file of a Batch of image generations (pure; addendum D [D4]): one
+    ``{"custom_id", "method", "url", "body"}`` line per request, the body being the same JSON
+    as the synchronous call.
+
+    Raises:
+        ValidationError: a request with reference images (a batch line cannot carry files)
+            or previews (a batch does not stream).
+    """
+    lines = []
+    for custom_id, request in items:
+        if request.images:
+            raise ValidationError("batch", True, "text-to-image requests only",
+                                  hint="edits in a batch need images given by URL or file id")
+        if request.previews:
+            raise ValidationError("previews", request.previews, "0 in a batch (a batch does not stream)")
+        line = {"custom_id": custom_id, "method": "POST", "url": "/v1/images/generations",
+                "body": request.openai_fields()}
+        lines.append(json.dumps(line, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_batch(body: Any) -> tuple[TaskStatus, str | None, str | None, str | None]:
+    """Read a batch object: its status (a finished batch is ``Completed`` with no results:
+    its runs are read from its files), input, output and error file ids (pure)."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise APIError(200, "invalid_response", "the service returned something that is not a batch")
+    status = str(body.get("status", ""))
+    out = body.get("output_file_id") if isinstance(body.get("output_file_id"), str) else None
+    err = body.get("error_file_id") if isinstance(body.get("error_file_id"), str) else None
+    src = body.get("input_file_id") if isinstance(body.get("input_file_id"), str) else None
+    counts: dict[str, Any] = body["request_counts"] if isinstance(body.get("request_counts"), dict) else {}
+    total = counts.get("total") if isinstance(counts.get("total"), int) else 0
+    done = sum(int(v) for k, v in counts.items() if k in ("completed", "failed") and isinstance(v, int))
+    progress = min(99, 100 * done // total) if total else 0
+    if status in ("completed", "expired", "cancelled"):
+        return Completed(), src, out, err
+    if status == "failed":
+        errors = body.get("errors")
+        data = errors.get("data") if isinstance(errors, dict) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        return Failed("batch_failed", str(first.get("message") or "the batch failed")), src, out, err
+    return Processing(progress), src, out, err
+
+
+def parse_batch_file(content: bytes) -> dict[str, dict[str, Any]]:
+    """The lines of a batch output or error file, by custom_id (pure)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for raw in content.decode("utf-8", "replace").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
+            rows[row["custom_id"]] = row
+    return rows
+
+
 def parse_error(status: int, content: bytes, headers: Iterable[tuple[str, str]] = ()) -> APIError:
     """An OpenAI error answer as an APIError, with a code the rest of imgkit understands.
 
@@ -340,6 +422,9 @@ class OpenAIProvider:
         self._held = 0
         self._tasks: dict[str, tuple[str, ...]] = {}
         self._references: OrderedDict[str, bytes] = OrderedDict()
+        self._batches: dict[str, dict[str, dict[str, Any]]] = {}
+        self._batch_models: dict[str, str] = {}
+        self._batch_locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"<OpenAIProvider {self.name} {self.base_url}>"
@@ -434,7 +519,7 @@ class OpenAIProvider:
             return None
         return sheet if isinstance(sheet, TokenPriceSheet) else None
 
-    def _snapshot(self, parsed: ParsedImages, model: str | None = None) -> TaskSnapshot:
+    def _snapshot(self, parsed: ParsedImages, model: str | None = None, *, batch: bool = False) -> TaskSnapshot:
         created = parsed.meta.get("created")
         stamp = int(created) if isinstance(created, int | float) and not isinstance(created, bool) else int(time.time())
         task_id = f"openai-{stamp}-{uuid.uuid4().hex[:12]}"
@@ -449,7 +534,7 @@ class OpenAIProvider:
         charged = None
         sheet = self._cost_sheet(model) if model is not None else self.sheet
         if sheet is not None and parsed.usage:
-            charged = round(sheet.cost(parsed.usage).credits, 5)
+            charged = round(sheet.cost(parsed.usage, batch=batch).credits, 5)
         return TaskSnapshot(
             task_id=task_id,
             status=Completed(results=results),
@@ -465,7 +550,11 @@ class OpenAIProvider:
             self._held -= len(old)
 
     async def status(self, task_id: str) -> TaskSnapshot:
-        """A synchronous API has nothing to poll: the answer was the result."""
+        """A synchronous API has nothing to poll: the answer was the result. A batch run's
+        task (``<batch id>/<custom id>``) reads its batch, and once the batch is over, the
+        run's line of its output or error file."""
+        if is_batch_task(task_id):
+            return await self._batch_status(task_id)
         results = self._tasks.get(task_id)
         if results is None:
             raise APIError(
@@ -475,6 +564,94 @@ class OpenAIProvider:
                 "made the request and cannot be fetched again",
             )
         return TaskSnapshot(task_id=task_id, status=Completed(results=results))
+
+    # --- batches -----------------------------------------------------------------------------
+
+    async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
+        """Send ``(custom id, request)`` pairs as one Batch at half price: upload the JSONL
+        input file (purpose ``batch``), create the batch (24 h window); returns its id.
+
+        Raises:
+            ValidationError: more than one batch's worth of requests, or a request a batch
+                cannot carry (see :func:`batch_lines`).
+        """
+        if len(items) > MAX_BATCH_REQUESTS:
+            raise ValidationError("batch", len(items), f"at most {MAX_BATCH_REQUESTS} requests in one batch")
+        content = batch_lines(items)
+        response = await self._send(
+            "POST", f"{self.base_url}/files", data={"purpose": "batch"},
+            files={"file": ("imgkit-batch.jsonl", content, "application/jsonl")},
+        )
+        file_id = self._body(response).get("id")
+        if not isinstance(file_id, str):
+            raise APIError(200, "invalid_response", "the file upload returned no file id")
+        response = await self._send(
+            "POST", f"{self.base_url}/batches",
+            json={"input_file_id": file_id, "endpoint": "/v1/images/generations", "completion_window": "24h",
+                  "metadata": {"client": "imgkit"}},
+        )
+        batch_id = self._body(response).get("id")
+        if not isinstance(batch_id, str):
+            # Created or not, nobody can tell: the runs must not be sent again.
+            raise RequestError("the batch was sent but its id could not be read", sent=True)
+        log.info("sent %d requests as batch %s", len(items), batch_id)
+        return batch_id
+
+    async def _file(self, file_id: str) -> bytes:
+        response = await self._send("GET", f"{self.base_url}/files/{quote(file_id, safe='')}/content")
+        return response.content
+
+    def _body(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            not_json = "the service returned a body that is not JSON"
+            raise APIError(response.status_code, "invalid_response", not_json) from None
+        return body if isinstance(body, dict) else {}
+
+    async def _batch_status(self, task_id: str) -> TaskSnapshot:
+        batch_id, custom_id = split_batch_task(task_id)
+        # The runs of one batch are read together (resume() gathers them): one read of the
+        # batch and its files at a time, and the files once.
+        lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
+        async with lock:
+            return await self._batch_run(batch_id, custom_id, task_id)
+
+    async def _batch_run(self, batch_id: str, custom_id: str, task_id: str) -> TaskSnapshot:
+        rows = self._batches.get(batch_id)
+        if rows is None:
+            response = await self._send("GET", f"{self.base_url}/batches/{quote(batch_id, safe='')}")
+            status, src, out, err = parse_batch(self._body(response))
+            if not status.terminal or isinstance(status, Failed):
+                return TaskSnapshot(task_id=task_id, status=status)
+            rows = {}
+            for file_id in (err, out):  # an output line wins over an error line
+                if file_id is not None:
+                    rows.update(parse_batch_file(await self._file(file_id)))
+            # The output does not name the model; the input file does (its sheet prices the usage).
+            if src is not None:
+                for line_id, line in parse_batch_file(await self._file(src)).items():
+                    model = line.get("body", {}).get("model") if isinstance(line.get("body"), dict) else None
+                    if isinstance(model, str):
+                        self._batch_models[f"{batch_id}/{line_id}"] = model
+            self._batches[batch_id] = rows
+            while len(self._batches) > 8:
+                self._batches.pop(next(iter(self._batches)))
+        row = rows.get(custom_id)
+        if row is None:
+            return TaskSnapshot(task_id=task_id, status=Failed(
+                "batch_expired", "the batch ended without this request (expired or cancelled)"))
+        answer = row.get("response") if isinstance(row.get("response"), dict) else {}
+        body = answer.get("body") if isinstance(answer, dict) else None
+        code = answer.get("status_code") if isinstance(answer, dict) else None
+        if code != 200 or isinstance(row.get("error"), dict):
+            error = parse_error(code if isinstance(code, int) and code >= 400 else 500,
+                                json.dumps(body if isinstance(body, dict) else {"error": row.get("error")}).encode())
+            return TaskSnapshot(task_id=task_id, status=Failed(error.code, error.message))
+        snapshot = self._snapshot(parse_images_response(body), self._batch_models.get(task_id), batch=True)
+        self._tasks[task_id] = snapshot.status.results  # type: ignore[union-attr]
+        return TaskSnapshot(task_id=task_id, status=snapshot.status, credits_charged=snapshot.credits_charged,
+                            raw=snapshot.raw)
 
     async def download(self, url: str, max_bytes: int) -> bytes:
         if url.startswith(RESULT_SCHEME):

@@ -547,10 +547,13 @@ class Router:
     # --- choosing --------------------------------------------------------------------------
 
     @staticmethod
-    def price(endpoint: Endpoint, request: ImageRequest, *, images: int | None = None) -> Estimate:
+    def price(
+        endpoint: Endpoint, request: ImageRequest, *, images: int | None = None, batch: bool = False
+    ) -> Estimate:
         """The estimate of ``request`` on ``endpoint``: on the sheet that prices the request's
         model for the provider's configured sheet, with its resolution tier and reference
-        images (``images`` overrides their count, for quotes of requests built without them).
+        images (``images`` overrides their count, for quotes of requests built without them);
+        ``batch``: the Batch price.
 
         Raises:
             ConfigError: the provider has no sheet, or no sheet of its provider prices the
@@ -566,6 +569,7 @@ class Router:
             sheet=sheet_for(request.model, endpoint.sheet),
             resolution=request.resolution,
             images=len(request.images) if images is None else images,
+            batch=batch,
         )
 
     @classmethod
