@@ -32,6 +32,12 @@ in a way that proves nothing of the run is still alive there (a refused connecti
 a task that ended with an outage code, ...) the run goes to the next, and
 ``providers_tried`` keeps who was tried and why. The rules are in
 :mod:`imgkit.providers.router`; an outcome that may hide an accepted task is never resent.
+
+A request with a mask has it uploaded like a reference image and passed to the provider as
+``mask_url``; one with ``previews`` hands the provider an ``on_preview`` callback whose
+partial images become ``processing`` events carrying the image (:attr:`JobEvent.preview`).
+:meth:`Engine.run_batch` sends many runs as one batch (task ids ``<batch id>/<run id>``);
+:meth:`Engine.resume` looks at such a run once per call instead of polling it.
 """
 
 from __future__ import annotations

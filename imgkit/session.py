@@ -852,6 +852,15 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
         model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
+        resolution: ``1K``, ``2K`` or ``4K`` with a ratio size (gpt-image-2).
+        background: ``opaque``, ``transparent`` (the stored file keeps its alpha) or ``auto``.
+        mask: a PNG with alpha, the first reference image's size (an edit): uploaded as
+            ``mask_url`` to the gateway, sent as the multipart ``mask`` to OpenAI.
+        output_format, output_compression, moderation, input_fidelity: OpenAI's options;
+            the run goes only to a provider that can carry every field it sets (a
+            ValidationError names the field and the provider kinds that take it).
+        previews: 1-3 partial images streamed while drawing (OpenAI-kind providers); each
+            reaches ``on_event`` as a ``processing`` event whose ``preview`` holds the image.
         tags: labels kept in the ledger, for reports.
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
