@@ -32,6 +32,12 @@ in a way that proves nothing of the run is still alive there (a refused connecti
 a task that ended with an outage code, ...) the run goes to the next, and
 ``providers_tried`` keeps who was tried and why. The rules are in
 :mod:`imgkit.providers.router`; an outcome that may hide an accepted task is never resent.
+
+A request with a mask has it uploaded like a reference image and passed to the provider as
+``mask_url``; one with ``previews`` hands the provider an ``on_preview`` callback whose
+partial images become ``processing`` events carrying the image (:attr:`JobEvent.preview`).
+:meth:`Engine.run_batch` sends many runs as one batch (task ids ``<batch id>/<run id>``);
+:meth:`Engine.resume` looks at such a run once per call instead of polling it.
 """
 
 from __future__ import annotations
@@ -47,10 +53,11 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from imgkit.errors import (
     APIError,
+    ConfigError,
     DownloadError,
     ImgkitError,
     RequestError,
@@ -58,7 +65,15 @@ from imgkit.errors import (
     UnknownOutcome,
 )
 from imgkit.ledger import Ledger
-from imgkit.providers.base import Provider, TaskSnapshot
+from imgkit.providers.base import (
+    BatchProvider,
+    Preview,
+    PreviewHandler,
+    Provider,
+    TaskSnapshot,
+    batch_task_id,
+    is_batch_task,
+)
 from imgkit.providers.router import (
     QUOTA_CODES,
     Candidate,
@@ -472,12 +487,81 @@ class Engine:
             log.warning("run %s was accepted by provider %r, which is not configured; left as it is",
                         record.run_id, record.provider)
             return record
+        if is_batch_task(record.task_id) and not record.result_urls:
+            return await self._collect(provider, record, on_event)
         self._active.add(record.run_id)
         try:
             async with Slot(self.slots) as slot:
                 if record.result_urls and record.status in ("downloading", "failed", "unknown"):
                     return await self._download(provider, record, record.result_urls, on_event)
                 return await self._follow(provider, record, on_event, slot)
+        finally:
+            self._active.discard(record.run_id)
+
+    # --- batches -----------------------------------------------------------------------
+
+    async def run_batch(
+        self, candidate: Candidate, records: list[RunRecord], requests: list[ImageRequest], *,
+        on_event: EventHandler | None = None,
+    ) -> list[RunRecord]:
+        """Send ``records`` (status created, priced at the batch rate) as one batch on
+        ``candidate``'s provider and record each run with the batch id in its task id
+        (``<batch id>/<run id>``). The batch finishes within 24 h; :meth:`resume` collects
+        it, from this process or a later one. Never raises for the service's failures.
+
+        Raises:
+            ConfigError: the provider cannot run batches.
+        """
+        provider = candidate.provider
+        if not isinstance(provider, BatchProvider):
+            raise ConfigError(f"provider {candidate.name!r} cannot run batches (an OpenAI-kind provider can)")
+        sending = [
+            await self._step(r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1),
+                             on_event, durable=True)
+            for r in records
+        ]
+        items = [(r.run_id, q) for r, q in zip(sending, requests, strict=True)]
+        try:
+            batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
+        except (RequestError, APIError) as exc:
+            unknown = is_unknown_outcome(exc, synchronous=False)
+            status = "unknown" if unknown else "failed"
+            code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
+                exc.code if isinstance(exc, APIError) else "connection_error")
+            note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
+            return [
+                await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
+                                 on_event, note or "")
+                for r in sending
+            ]
+        now = self._clock()
+        note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
+        return [
+            await self._step(
+                r.replace(task_id=batch_task_id(batch_id, r.run_id), status="pending", submitted_at=now, notes=note),
+                on_event, note, durable=True,
+            )
+            for r in sending
+        ]
+
+    async def _collect(self, provider: Provider, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+        """Look once at a batch run: still running (left pending, its progress noted), or
+        over (its result downloaded and priced, or its failure recorded). A batch takes
+        hours, so there is no polling loop: each :meth:`resume` looks again."""
+        assert record.task_id is not None
+        try:
+            snapshot = await self._retrying(retry_read)(provider.status, record.task_id)
+        except ImgkitError as exc:
+            log.warning("could not read batch run %s (%s); imgkit.resume() tries again", record.run_id, exc)
+            return record
+        if not snapshot.status.terminal:
+            progress = snapshot.status.progress
+            if progress != record.progress or record.status != "processing":
+                record = await self._step(record.replace(status="processing", progress=progress), on_event)
+            return record
+        self._active.add(record.run_id)
+        try:
+            return await self._finish(provider, record, snapshot, on_event, None)
         finally:
             self._active.discard(record.run_id)
 
@@ -652,8 +736,12 @@ class Engine:
         provider = cand.provider
         synchronous = cand.endpoint.synchronous
         tries = None if last else min(self.retry.attempts, self.failover_attempts)
+        mask_url: str | None = None
         try:
             urls = [await self._retrying(retry_read, tries)(provider.upload, ref) for ref in request.images]
+            if request.mask is not None:
+                # Uploaded like a reference image (the gateway takes its URL as mask_url).
+                mask_url = await self._retrying(retry_read, tries)(provider.upload, request.mask)
         except DownloadError as exc:
             # The reference itself (a URL imgkit fetched, a file): the user's, not the provider's.
             return await self._step(
@@ -669,6 +757,13 @@ class Engine:
             ), Failover("upload_failed") if outage_on_read(exc) else Served()
         if urls:
             record = await self._step(record.replace(reference_images=tuple(urls)), on_event)
+        # Passed only when the request needs them: providers of models without masks or
+        # previews may keep the protocol's two-argument submit.
+        extra: dict[str, Any] = {}
+        if mask_url is not None:
+            extra["mask_url"] = mask_url
+        if request.previews:
+            extra["on_preview"] = self._previewer(record, on_event)
         attempts = record.attempts
         started = self._clock()
         snapshot: TaskSnapshot | None = None
@@ -677,7 +772,7 @@ class Engine:
                 with attempt:
                     attempts += 1
                     started = self._clock()
-                    snapshot = await provider.submit(request, urls)
+                    snapshot = await provider.submit(request, urls, **extra)
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):
@@ -719,6 +814,26 @@ class Engine:
             return await self._finish(provider, record, snapshot, on_event, slot, new_task=True), None
         # Committed before anything else: a crash from here on can be resumed.
         return await self._step(record, on_event, durable=True), None
+
+    @staticmethod
+    def _previewer(record: RunRecord, on_event: EventHandler | None) -> PreviewHandler:
+        """What a streaming provider calls with each partial image: a ``processing`` event
+        carrying the image (not a ledger row: a preview is not the run's state)."""
+
+        def preview(p: Preview) -> None:
+            if on_event is None:
+                return
+            progress = min(99, 100 * (p.index + 1) // (p.of + 1)) if p.of > 0 else 50
+            event = JobEvent(
+                record.run_id, "processing", progress, f"preview {p.index + 1} of {p.of}",
+                record.replace(status="processing", progress=progress), preview=p.image,
+            )
+            try:
+                on_event(event)
+            except Exception:  # a broken gallery must not break the run
+                log.exception("event handler failed for run %s", record.run_id)
+
+        return preview
 
     async def _follow(
         self, provider: Provider, record: RunRecord, on_event: EventHandler | None, slot: Slot

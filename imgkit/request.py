@@ -1114,6 +1114,8 @@ class JobEvent:
         progress: 0-100.
         message: a short human text (a retry, an error's hint).
         record: the run's record after the event.
+        preview: a partial image of a streamed run (``previews``), as encoded bytes; None
+            for every other event.
     """
 
     run_id: str
@@ -1122,3 +1124,4 @@ class JobEvent:
     message: str = ""
     record: RunRecord | None = None
     time: float = field(default_factory=time.time)
+    preview: bytes | None = field(default=None, repr=False)

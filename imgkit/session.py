@@ -37,13 +37,14 @@ from imgkit.config import LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, disp
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired
 from imgkit.ledger import Ledger
-from imgkit.pricing import Estimate, get_sheet
+from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
 from imgkit.providers.router import (
     GATEWAY_CAPABILITIES,
     OPENAI_CAPABILITIES,
     BreakerPolicy,
+    Candidate,
     Capabilities,
     Endpoint,
     Router,
@@ -134,6 +135,7 @@ class SweepOptions(SweepGrid, total=False):
     confirm: bool | None
     progress: bool
     on_event: EventHandler | None
+    batch: bool
 
 
 #: The tiers and sizes a sweep tries when none are given.
@@ -334,9 +336,9 @@ class Session:
         if config.kind == "openai":
             caps = OPENAI_CAPABILITIES
             if config.models:
-                caps = Capabilities(
-                    models=config.models, sizes=caps.sizes, max_n=caps.max_n, max_images=caps.max_images
-                )
+                # The listed models, each with its own sizes (gpt-image-2 takes ratios and WxH);
+                # what OpenAI cannot carry is refused by the request's own rules.
+                caps = Capabilities(models=config.models, max_n=caps.max_n, max_images=caps.max_images)
         else:
             caps = Capabilities(models=config.models) if config.models else GATEWAY_CAPABILITIES
         return Endpoint.of(
@@ -407,13 +409,24 @@ class Session:
         if budget is None:
             return
         if record.est_credits is None:
-            log.warning("run %s has no estimate; the budget cannot account for it", record.run_id)
+            # A run the budget cannot count could overspend it without limit: refused, never sent.
+            raise BudgetExceeded(
+                f"no price for {record.model} {record.size} on provider {record.provider!r} "
+                f"(price sheet {self._sheet_of(record.provider) or 'none'}), so the budget of {budget} "
+                "cannot account for this run; nothing was sent. Register a price sheet that prices it "
+                "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
+                "the budget with imgkit.budget(None)"
+            )
         spent = self.ledger.admit(record, limit=budget.credits, since=budget.period_start())
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
                 f"{spent:.10g} credits already committed this period; nothing was sent"
             )
+
+    def _sheet_of(self, provider: str) -> str | None:
+        endpoint = self.router.get(provider)
+        return endpoint.sheet if endpoint is not None else None
 
     def set_budget(self, credits: float | None, per: str | None = None) -> Budget | None:
         """Set (or with None, remove) the spending limit; see :func:`budget`."""
@@ -551,16 +564,80 @@ class Session:
         """Run a sweep without blocking; see :func:`sweep` for the options."""
         _check_options(options, SweepOptions)
         grid: dict[str, Any] = {k: v for k, v in options.items() if k in _keys(SweepGrid)}
-        plan = self.plan_sweep(prompts, **grid)
+        if options.get("batch"):
+            plan, candidate = self._plan_batch(prompts, grid)
+        else:
+            plan, candidate = self.plan_sweep(prompts, **grid), None
         _announce(plan)
         self._confirm(plan, options.get("confirm"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
+        if candidate is not None:
+            return await _LOOP.run_async(self._batch_sweep(plan, candidate, tuple(options.get("tags", ())), on_event))
         return await _LOOP.run_async(
             self._sweep(
                 plan, tuple(options.get("tags", ())), options.get("concurrency"), options.get("per_minute"),
                 options.get("progress", True), on_event,
             )
         )
+
+    def _plan_batch(self, prompts: str | Iterable[str], grid: dict[str, Any]) -> tuple[SweepPlan, Candidate]:
+        """The runs of a batch sweep, priced at the batch rate on the cheapest provider that
+        can run them all as one batch (an OpenAI-kind provider). Nothing is sent or recorded
+        when none can."""
+        from imgkit.errors import ValidationError
+
+        plan = self.plan_sweep(prompts, **grid)
+        for request in plan.requests:
+            if request.images:
+                raise ValidationError("batch", True, "text-to-image runs only (no reference images)",
+                                      hint="a batch line cannot carry image files")
+            if request.previews:
+                raise ValidationError("previews", request.previews, "0 with batch=True (a batch does not stream)")
+        router = self.router
+        usable = [
+            e for e in router.endpoints
+            if e.kind == "openai" and callable(getattr(e.provider, "submit_batch", None))
+            and all(e.refusal(r) is None for r in plan.requests)
+        ]
+        if not usable:
+            kinds = ", ".join(f"{e.name} ({e.kind})" for e in router.endpoints)
+            raise ValidationError("batch", True, "an OpenAI-kind provider that serves every run of the sweep",
+                                  hint=f"configured: {kinds}")
+        priced: list[tuple[float, int, Candidate, tuple[Estimate | None, ...]]] = []
+        for index, endpoint in enumerate(usable):
+            estimates: list[Estimate | None] = []
+            for request in plan.requests:
+                try:
+                    estimates.append(Router.price(endpoint, request, batch=True))
+                except (ConfigError, ValidationError):
+                    estimates.append(None)
+            usd = sum(e.usd for e in estimates if e is not None)
+            priced.append((usd if all(estimates) else math.inf, index, Candidate(endpoint, None), tuple(estimates)))
+        _, _, candidate, estimates_ = min(priced, key=lambda item: item[:2])
+        sheets = sorted({e.sheet for e in estimates_ if e is not None})
+        batch_plan = SweepPlan(plan.requests, estimates_, ", ".join(sheets) or self.price_sheet)
+        return batch_plan, candidate
+
+    async def _batch_sweep(
+        self, plan: SweepPlan, candidate: Candidate, tags: tuple[str, ...], on_event: EventHandler | None
+    ) -> SweepResult:
+        sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        engine = self.engine
+        refused: list[tuple[ImageRequest, str]] = []
+        records: list[RunRecord] = []
+        requests: list[ImageRequest] = []
+        for request, est in zip(plan.requests, plan.estimates, strict=True):
+            run_plan = RunPlan(request, (Candidate(candidate.endpoint, est),))
+            record = engine.new_record(run_plan, tags=(*tags, sweep_id, "batch"))
+            try:
+                self._admit(record)
+            except BudgetExceeded as exc:
+                refused.append((request, str(exc)))
+                continue
+            records.append(record)
+            requests.append(request)
+        sent = await engine.run_batch(candidate, records, requests, on_event=on_event) if records else []
+        return SweepResult(plan, sweep_id, [GenerationResult(r, self.data_dir) for r in sent], refused, self)
 
     def sweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep and wait for it; see :func:`sweep`."""
@@ -623,27 +700,39 @@ class Session:
         return self.ledger.to_dataframe(data_dir=self.data_dir)
 
     def estimate(
-        self, *, quality: str = "medium", size: str = "1:1", n: int = 1, model: str = DEFAULT_MODEL
+        self,
+        *,
+        quality: str | None = None,
+        size: str = "1:1",
+        n: int = 1,
+        model: str = DEFAULT_MODEL,
+        resolution: str | None = None,
+        images: int = 0,
+        background: str | None = None,
+        batch: bool = False,
     ) -> Estimate:
-        """The price a run with these settings would be recorded at: on the price sheet of
-        the provider it goes to first (see :meth:`quote`).
+        """The price a run with these settings would be recorded at: on the sheet that prices
+        the model for the provider it goes to first (see :meth:`quote`).
+
+        Args:
+            quality: a tier the model allows (its default when None).
+            size, n, model, resolution, background: as for :func:`generate`.
+            images: how many reference images the run would send (their input tokens).
+            batch: the Batch price (``sweep(..., batch=True)``) on that provider's sheet.
 
         Raises:
             ValidationError: a bad setting, or no configured provider takes the request.
             ConfigError: that provider's price sheet does not price the request.
         """
-        request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
+        request = _priced_request(model, size, quality, n, resolution, background)
         plan = self._plan(request)
-        if plan.estimate is not None:
-            return plan.estimate
         chosen = plan.chosen
         assert chosen is not None  # _plan raised otherwise
-        if chosen.endpoint.sheet is None:
-            raise ConfigError(f"provider {chosen.name!r} has no price sheet")
-        # The sheet does not price the request: its own error says why.
-        return _estimate(
-            quality=request.quality, size=request.size, n=request.n, model=model, sheet=chosen.endpoint.sheet
-        )
+        if plan.estimate is not None and not images and not batch:
+            return plan.estimate
+        # Reference images counted, the batch price, or no price: the router's own pricing
+        # says which (its error says why a sheet does not price the request).
+        return Router.price(chosen.endpoint, request, images=images, batch=batch)
 
     def quote(self, request: ImageRequest) -> Estimate | None:
         """The estimate ``request`` would be recorded at if run now: the router's plan's first
@@ -763,6 +852,15 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
         model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
+        resolution: ``1K``, ``2K`` or ``4K`` with a ratio size (gpt-image-2).
+        background: ``opaque``, ``transparent`` (the stored file keeps its alpha) or ``auto``.
+        mask: a PNG with alpha, the first reference image's size (an edit): uploaded as
+            ``mask_url`` to the gateway, sent as the multipart ``mask`` to OpenAI.
+        output_format, output_compression, moderation, input_fidelity: OpenAI's options;
+            the run goes only to a provider that can carry every field it sets (a
+            ValidationError names the field and the provider kinds that take it).
+        previews: 1-3 partial images streamed while drawing (OpenAI-kind providers); each
+            reaches ``on_event`` as a ``processing`` event whose ``preview`` holds the image.
         tags: labels kept in the ledger, for reports.
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
@@ -809,6 +907,10 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
             any run.
+        batch: send every run as one OpenAI Batch (half price, done within 24 h) on an
+            OpenAI-kind provider; text-to-image runs only. Each run is recorded ``pending``
+            with the batch id in its task id; :func:`resume` (in any later kernel) collects
+            the finished batch. ``concurrency``, ``per_minute`` and ``progress`` do not apply.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
@@ -877,22 +979,49 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
 
 def estimate(
     *,
-    quality: str = "medium",
+    quality: str | None = None,
     size: str = "1:1",
     n: int = 1,
     model: str = DEFAULT_MODEL,
+    resolution: str | None = None,
+    images: int = 0,
+    background: str | None = None,
+    batch: bool = False,
     sheet: str | None = None,
 ) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
-    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the default
-    sheet's when no session exists yet; with it, that sheet's.
+    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
+    default sheet's when no session exists yet; with it, the sheet that prices the model for
+    that sheet's provider (:func:`~imgkit.pricing.sheet_for`). Either way the model's
+    resolution tier and the reference images count.
+
+    Args:
+        quality: a tier the model allows (its default when None).
+        size, n, model, resolution, background: as for :func:`generate`.
+        images: how many reference images the run would send.
+        batch: the Batch price (half, on OpenAI's sheets).
+        sheet: a price sheet's name.
 
     Example:
         >>> imgkit.estimate(quality="low", size="3:2", n=2)
         Estimate(credits=1.84924, usd=0.0257, cny=0.1824, sheet='evolink-table-2026-11', ...)
+        >>> imgkit.estimate(model="gpt-image-2", size="16:9", resolution="4K", quality="high").sheet
+        'evolink-gpt-image-2-tokens-2026-12'
     """
-    if sheet is None and _DEFAULT is not None:
-        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model)  # one price per session
-    request = ImageRequest.build("estimate", model=model, size=size, quality=quality, n=n)
-    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model, sheet=sheet)
+    if sheet is None and _DEFAULT is not None:  # one price per session
+        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model, resolution=resolution,
+                                 images=images, background=background, batch=batch)
+    request = _priced_request(model, size, quality, n, resolution, background)
+    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model,
+                     sheet=sheet_for(model, sheet), resolution=request.resolution, images=images, batch=batch)
+
+
+def _priced_request(
+    model: str, size: str, quality: str | None, n: int, resolution: str | None, background: str | None
+) -> ImageRequest:
+    """The request an estimate prices, validated as a run would be."""
+    tier: dict[str, Any] = {} if quality is None else {"quality": quality}
+    return ImageRequest.build(
+        "estimate", model=model, size=size, n=n, resolution=resolution, background=background, **tier
+    )

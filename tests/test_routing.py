@@ -518,7 +518,10 @@ def test_model_not_served_fails_over(data_dir: Path, cheap_url: str, pricey_url:
         # This OpenAI-compatible endpoint claims gpt-image-2, but answers 404 model_not_found.
         {"name": "openai", "kind": "openai", "api_key": TEST_KEY, "base_url": f"{pricey_url}/openai/v1",
          "models": ["gpt-image-1", "gpt-image-2"]},
-        {"name": "gateway", "kind": "gateway", "api_key": TEST_KEY, "base_url": cheap_url},
+        # A sheet that prices gpt-image-1 only: the shipped gateway sheets price gpt-image-2 below
+        # OpenAI, and this test needs OpenAI tried first for it (unpriced providers go last).
+        {"name": "gateway", "kind": "gateway", "api_key": TEST_KEY, "base_url": cheap_url,
+         "price_sheet": "test-cheap"},
     ])
     res = imgkit.generate("a fox", model="gpt-image-2", size="1024x1024", quality="low")
     assert res.record.provider == "gateway"

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from imgkit.request import ImageRequest, ReferenceImage, TaskStatus
 
-__all__ = ["Balance", "Provider", "Submission", "TaskSnapshot"]
+__all__ = [
+    "Balance",
+    "BatchProvider",
+    "Preview",
+    "PreviewHandler",
+    "Provider",
+    "Submission",
+    "TaskSnapshot",
+    "batch_task_id",
+    "is_batch_task",
+    "split_batch_task",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +47,25 @@ Submission = TaskSnapshot
 
 
 @dataclass(frozen=True, slots=True)
+class Preview:
+    """One partial image of a streamed request, as it was drawn.
+
+    Attributes:
+        index: its place among the request's partial images (0-based, per image).
+        image: the encoded image bytes (the request's output format).
+        of: how many partial images the request asked for.
+    """
+
+    index: int
+    image: bytes = field(repr=False)
+    of: int
+
+
+#: What a provider calls with each partial image of a streamed request.
+PreviewHandler = Callable[[Preview], None]
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     """Credits left, as the service reports them."""
 
@@ -51,8 +81,24 @@ class Provider(Protocol):
 
     name: str
 
-    async def submit(self, request: ImageRequest, image_urls: Sequence[str]) -> TaskSnapshot:
-        """Create a task (``POST /v1/images/generations``)."""
+    async def submit(
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str],
+        *,
+        mask_url: str | None = None,
+        on_preview: PreviewHandler | None = None,
+    ) -> TaskSnapshot:
+        """Create a task (``POST /v1/images/generations``).
+
+        Args:
+            request: the request.
+            image_urls: what :meth:`upload` returned for each reference image.
+            mask_url: what :meth:`upload` returned for the request's mask.
+            on_preview: called with each partial image of a streamed request (``previews``).
+
+        The engine passes ``mask_url`` and ``on_preview`` only when the request has a mask or
+        asks for previews, so a provider of models without them may leave them out."""
         ...
 
     async def status(self, task_id: str) -> TaskSnapshot:
@@ -73,4 +119,37 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+# --- batches -------------------------------------------------------------------------------
+#
+# A run sent in a batch is recorded with the task id ``<batch id>/<run id>``: the batch id
+# (OpenAI's start with ``batch_``) says where to look, the run id is the line's custom_id.
+
+
+def batch_task_id(batch_id: str, custom_id: str) -> str:
+    """The task id of the run ``custom_id`` inside the batch ``batch_id``."""
+    return f"{batch_id}/{custom_id}"
+
+
+def is_batch_task(task_id: str | None) -> bool:
+    """Whether ``task_id`` names a run inside a batch (see :func:`batch_task_id`)."""
+    return task_id is not None and task_id.startswith("batch_") and "/" in task_id
+
+
+def split_batch_task(task_id: str) -> tuple[str, str]:
+    """``(batch id, custom id)`` of a batch run's task id."""
+    batch_id, _, custom_id = task_id.partition("/")
+    return batch_id, custom_id
+
+
+@runtime_checkable
+class BatchProvider(Provider, Protocol):
+    """A provider that also runs many requests as one half-price batch (OpenAI's Batch
+    API). :meth:`Provider.status` of a batch run's task id reads the batch, and once it is
+    over, that run's line of its output or error file."""
+
+    async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
+        """Send ``(custom id, request)`` pairs as one batch; returns the batch id."""
         ...

@@ -18,7 +18,7 @@ import httpx
 
 from imgkit.errors import APIError, RequestError
 from imgkit.providers._http import fetch_capped, request_error, same_origin
-from imgkit.providers.base import Balance, TaskSnapshot
+from imgkit.providers.base import Balance, PreviewHandler, TaskSnapshot
 from imgkit.request import (
     Completed,
     Failed,
@@ -200,9 +200,21 @@ class GatewayProvider:
                 response.status_code, "invalid_response", "the service returned a body that is not JSON"
             ) from None
 
-    async def submit(self, request: ImageRequest, image_urls: Sequence[str] = ()) -> TaskSnapshot:
+    async def submit(
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str] = (),
+        *,
+        mask_url: str | None = None,
+        on_preview: PreviewHandler | None = None,
+    ) -> TaskSnapshot:
+        """Create a task with the request's whole body (:meth:`ImageRequest.payload`); a mask
+        goes as ``mask_url``, the URL :meth:`upload` returned for it. The task API does not
+        stream, so ``on_preview`` is never called (the router sends no ``previews`` here)."""
+        if request.mask is not None and mask_url is None:
+            mask_url = await self.upload(request.mask)
         response = await self._send(
-            "POST", f"{self.base_url}/v1/images/generations", json=request.payload(image_urls)
+            "POST", f"{self.base_url}/v1/images/generations", json=request.payload(image_urls, mask_url)
         )
         try:
             body = self._json(response)

@@ -16,12 +16,26 @@ bytes, PIL images) are read directly; URL references are **fetched by imgkit fir
 at 50 MB, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the run
 ``failed`` / ``image_processing_error``, the gateway's code for an unreachable image).
 
-The cost is the returned ``usage`` priced with a :class:`~imgkit.pricing.TokenPriceSheet`
-(``credits_charged``, in the sheet's credits). Error answers (``{"error": {"message", "type",
-"param", "code"}}``) become :class:`~imgkit.errors.APIError` with the gateway's code where one
-means the same thing (``moderation_blocked`` -> ``content_policy_violation``,
-``invalid_api_key`` -> ``unauthorized``), so reports can group failures across providers; the
-message keeps OpenAI's own code.
+Every field of the request goes out (:meth:`~imgkit.request.ImageRequest.openai_fields`:
+``background``, ``output_format``, ``output_compression``, ``moderation``, ``input_fidelity``,
+``auto`` size and quality, ``WxH`` for gpt-image-2); a mask is the multipart ``mask`` of an
+edit. With ``previews`` the request is streamed (``stream=true``, ``partial_images``): the
+server-sent events are read by the pure :class:`ImageStream` (partial images go to the
+engine's ``on_preview`` as they arrive; each ``*.completed`` event carries one final image and
+its ``usage``; a stream may end with ``data: [DONE]`` or simply close).
+
+The cost is the returned ``usage`` priced with the
+:class:`~imgkit.pricing.TokenPriceSheet` that prices the request's model for the provider's
+sheet (:func:`~imgkit.pricing.sheet_for`; ``credits_charged``, in the sheet's credits). The
+usage of a stream is the sum of its completed events' usage (one event per image, each billed
+on its own: the addendum's open question 11, read that way), so the output tokens of the
+partial images are charged as the service reports them.
+
+Error answers (``{"error": {"message", "type", "param", "code"}}``) become
+:class:`~imgkit.errors.APIError` with the gateway's code where one means the same thing
+(``moderation_blocked`` -> ``content_policy_violation``, ``invalid_api_key`` ->
+``unauthorized``), so reports can group failures across providers; the message keeps
+OpenAI's own code. An ``error`` inside a stream is read the same way.
 """
 
 from __future__ import annotations
@@ -30,22 +44,50 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
-from imgkit.errors import APIError, DownloadError, RequestError
-from imgkit.pricing import TokenPriceSheet, get_sheet
+from imgkit.errors import APIError, ConfigError, DownloadError, RequestError, ValidationError
+from imgkit.pricing import TokenPriceSheet, get_sheet, sheet_for
 from imgkit.providers._http import fetch_capped, request_error, same_origin
-from imgkit.providers.base import Balance, TaskSnapshot
-from imgkit.request import Completed, ImageRequest, ReferenceImage, Secret, sniff_image_format
+from imgkit.providers.base import (
+    Balance,
+    Preview,
+    PreviewHandler,
+    TaskSnapshot,
+    is_batch_task,
+    split_batch_task,
+)
+from imgkit.request import (
+    Completed,
+    Failed,
+    ImageRequest,
+    Processing,
+    ReferenceImage,
+    Secret,
+    TaskStatus,
+    sniff_image_format,
+)
 
-__all__ = ["LIVE_OPENAI_URL", "OpenAIProvider", "ParsedImages", "parse_error", "parse_images_response"]
+__all__ = [
+    "LIVE_OPENAI_URL",
+    "ImageStream",
+    "OpenAIProvider",
+    "ParsedImages",
+    "batch_lines",
+    "parse_batch",
+    "parse_batch_file",
+    "parse_error",
+    "parse_images_response",
+]
 
 log = logging.getLogger("imgkit")
 
@@ -55,6 +97,16 @@ RESULT_SCHEME = "openai://"
 _MB = 1024 * 1024
 _MAX_REFERENCE_BYTES = 50 * _MB
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+#: The most requests one batch's input file may hold [addendum D, D1].
+MAX_BATCH_REQUESTS = 50_000
+_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def _form_value(value: Any) -> str:
+    """A form field as the official client writes it (``true``, not ``True``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 # OpenAI's codes that mean what one of the gateway's codes means.
 _SAME_AS_GATEWAY = {
@@ -107,6 +159,179 @@ def parse_images_response(body: Any) -> ParsedImages:
     usage: dict[str, Any] = body["usage"] if isinstance(body.get("usage"), dict) else {}
     meta = {k: v for k, v in body.items() if k != "data"}
     return ParsedImages(images, urls, usage, meta)
+
+
+def _b64_image(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise APIError(200, "invalid_response", f"{what} has no image")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError(200, "invalid_response", f"{what} is not valid base64") from None
+
+
+def _add_usage(total: dict[str, Any], usage: Any) -> None:
+    """Add one completed event's token counts to ``total`` (numbers, nested one level)."""
+    if not isinstance(usage, dict):
+        return
+    for key, value in usage.items():
+        if isinstance(value, dict):
+            inner = total.setdefault(key, {})
+            if isinstance(inner, dict):
+                for k, v in value.items():
+                    if isinstance(v, int) and not isinstance(v, bool):
+                        inner[k] = inner.get(k, 0) + v
+        elif isinstance(value, int) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+
+
+class ImageStream:
+    """The pure reading of an Images API event stream (``stream=true``), fed line by line.
+
+    Frames are ``event:``/``data:`` lines ended by a blank line; like the official client,
+    only ``data:`` matters and its JSON ``type`` says what it is. ``data: [DONE]`` ends the
+    stream, as does the connection closing. A ``data:`` object with an ``error`` raises.
+
+    Attributes:
+        partials: the partial images seen so far, in order.
+        images: the final images (one per ``*.completed`` event).
+        usage: the completed events' usage, summed.
+        meta: ``size``, ``quality``, ``background``, ``output_format`` and ``created`` of the
+            last completed event.
+        done: ``[DONE]`` was read.
+
+    Example:
+        >>> stream = ImageStream()
+        >>> for line in body.splitlines():
+        ...     preview = stream.feed(line)
+        >>> stream.result().images
+    """
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self.partials: list[bytes] = []
+        self.images: list[bytes] = []
+        self.usage: dict[str, Any] = {}
+        self.meta: dict[str, Any] = {}
+        self.done = False
+
+    def feed(self, line: str) -> tuple[int, bytes] | None:
+        """Read one line (without its newline); returns ``(index, image)`` when it ends a
+        partial-image frame."""
+        line = line.rstrip("\r")
+        if line:
+            if line.startswith("data:"):
+                self._data.append(line[5:].removeprefix(" "))
+            return None  # event:, id:, retry: and comments carry nothing the reading needs
+        return self.flush()
+
+    def flush(self) -> tuple[int, bytes] | None:
+        """End the frame being read (a blank line, or the end of the stream)."""
+        if not self._data or self.done:
+            self._data.clear()
+            return None
+        data, self._data = "\n".join(self._data), []
+        if data.startswith("[DONE]"):
+            self.done = True
+            return None
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise APIError(200, "invalid_response", "the stream sent an event that is not JSON") from None
+        if not isinstance(event, dict):
+            raise APIError(200, "invalid_response", "the stream sent an event that is not an object")
+        if isinstance(event.get("error"), dict):
+            body = json.dumps({"error": event["error"]}).encode()
+            raise parse_error(500 if event["error"].get("type") == "server_error" else 400, body)
+        kind = str(event.get("type", ""))
+        if kind.endswith(".partial_image"):
+            image = _b64_image(event.get("b64_json"), "a partial image")
+            index = event.get("partial_image_index")
+            self.partials.append(image)
+            return (index if isinstance(index, int) and not isinstance(index, bool) else len(self.partials) - 1,
+                    image)
+        if kind.endswith(".completed"):
+            self.images.append(_b64_image(event.get("b64_json"), "a completed image"))
+            _add_usage(self.usage, event.get("usage"))
+            self.meta.update({k: event[k] for k in ("size", "quality", "background", "output_format") if k in event})
+            if isinstance(event.get("created_at"), int | float):
+                self.meta["created"] = event["created_at"]
+            return None
+        log.debug("ignoring a stream event of type %r", kind)
+        return None
+
+    def result(self) -> ParsedImages:
+        """The images and usage, as a non-streamed response would give them.
+
+        Raises:
+            RequestError: the stream ended before any image was completed (it was sent and
+                may be charged: never resent).
+        """
+        self.flush()
+        if not self.images:
+            raise RequestError("the image stream ended before an image was completed", sent=True)
+        meta = {**self.meta, "usage": self.usage, "partial_images": len(self.partials)}
+        return ParsedImages(list(self.images), [], dict(self.usage), meta)
+
+
+def batch_lines(items: Iterable[tuple[str, ImageRequest]]) -> bytes:
+    """The JSONL input file of a Batch of image generations (pure; addendum D [D4]): one
+    ``{"custom_id", "method", "url", "body"}`` line per request, the body being the same JSON
+    as the synchronous call.
+
+    Raises:
+        ValidationError: a request with reference images (a batch line cannot carry files)
+            or previews (a batch does not stream).
+    """
+    lines = []
+    for custom_id, request in items:
+        if request.images:
+            raise ValidationError("batch", True, "text-to-image requests only",
+                                  hint="edits in a batch need images given by URL or file id")
+        if request.previews:
+            raise ValidationError("previews", request.previews, "0 in a batch (a batch does not stream)")
+        line = {"custom_id": custom_id, "method": "POST", "url": "/v1/images/generations",
+                "body": request.openai_fields()}
+        lines.append(json.dumps(line, separators=(",", ":")))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def parse_batch(body: Any) -> tuple[TaskStatus, str | None, str | None, str | None]:
+    """Read a batch object: its status (a finished batch is ``Completed`` with no results:
+    its runs are read from its files), input, output and error file ids (pure)."""
+    if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+        raise APIError(200, "invalid_response", "the service returned something that is not a batch")
+    status = str(body.get("status", ""))
+    out = body.get("output_file_id") if isinstance(body.get("output_file_id"), str) else None
+    err = body.get("error_file_id") if isinstance(body.get("error_file_id"), str) else None
+    src = body.get("input_file_id") if isinstance(body.get("input_file_id"), str) else None
+    counts: dict[str, Any] = body["request_counts"] if isinstance(body.get("request_counts"), dict) else {}
+    total = counts.get("total") if isinstance(counts.get("total"), int) else 0
+    done = sum(int(v) for k, v in counts.items() if k in ("completed", "failed") and isinstance(v, int))
+    progress = min(99, 100 * done // total) if total else 0
+    if status in ("completed", "expired", "cancelled"):
+        return Completed(), src, out, err
+    if status == "failed":
+        errors = body.get("errors")
+        data = errors.get("data") if isinstance(errors, dict) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        return Failed("batch_failed", str(first.get("message") or "the batch failed")), src, out, err
+    return Processing(progress), src, out, err
+
+
+def parse_batch_file(content: bytes) -> dict[str, dict[str, Any]]:
+    """The lines of a batch output or error file, by custom_id (pure)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for raw in content.decode("utf-8", "replace").splitlines():
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
+            rows[row["custom_id"]] = row
+    return rows
 
 
 def parse_error(status: int, content: bytes, headers: Iterable[tuple[str, str]] = ()) -> APIError:
@@ -197,6 +422,9 @@ class OpenAIProvider:
         self._held = 0
         self._tasks: dict[str, tuple[str, ...]] = {}
         self._references: OrderedDict[str, bytes] = OrderedDict()
+        self._batches: dict[str, dict[str, dict[str, Any]]] = {}
+        self._batch_models: dict[str, str] = {}
+        self._batch_locks: dict[str, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
         return f"<OpenAIProvider {self.name} {self.base_url}>"
@@ -222,44 +450,91 @@ class OpenAIProvider:
 
     # --- the protocol ------------------------------------------------------------------------
 
-    async def submit(self, request: ImageRequest, image_urls: Sequence[str] = ()) -> TaskSnapshot:
-        """Generate (or edit, with reference images) and return a ``Completed`` snapshot."""
-        fields: dict[str, Any] = {
-            "model": request.model,
-            "prompt": request.prompt,
-            "n": request.n,
-            "size": request.size,
-            "quality": request.quality,
-        }
+    async def submit(
+        self,
+        request: ImageRequest,
+        image_urls: Sequence[str] = (),
+        *,
+        mask_url: str | None = None,
+        on_preview: PreviewHandler | None = None,
+    ) -> TaskSnapshot:
+        """Generate (or edit, with reference images and an optional mask) and return a
+        ``Completed`` snapshot; a request with ``previews`` is streamed, each partial image
+        going to ``on_preview`` as it arrives. ``mask_url`` is not needed: the mask is sent
+        as a file."""
+        fields = request.openai_fields()
+        kwargs: dict[str, Any]
         if request.images:
             files = []
             for index, ref in enumerate(request.images):
                 data = await self._reference_bytes(ref)
                 fmt = sniff_image_format(data[:16]) or "png"
                 files.append(("image[]", (ref.name or f"reference-{index}.{fmt}", data, _MIME.get(fmt, "image/png"))))
-            form = {k: str(v) for k, v in fields.items()}
-            response = await self._send("POST", f"{self.base_url}/images/edits", data=form, files=files)
+            if request.mask is not None:
+                files.append(("mask", ("mask.png", await self._reference_bytes(request.mask), "image/png")))
+            url = f"{self.base_url}/images/edits"
+            kwargs = {"data": {k: _form_value(v) for k, v in fields.items()}, "files": files}
         else:
-            response = await self._send("POST", f"{self.base_url}/images/generations", json=fields)
-        try:
-            body = response.json()
-        except ValueError:
-            not_json = "the service returned a body that is not JSON"
-            raise APIError(response.status_code, "invalid_response", not_json) from None
-        return self._snapshot(parse_images_response(body))
+            url = f"{self.base_url}/images/generations"
+            kwargs = {"json": fields}
+        if fields.get("stream"):
+            parsed = await self._stream(url, kwargs, int(fields.get("partial_images", 0)), on_preview)
+        else:
+            response = await self._send("POST", url, **kwargs)
+            try:
+                body = response.json()
+            except ValueError:
+                not_json = "the service returned a body that is not JSON"
+                raise APIError(response.status_code, "invalid_response", not_json) from None
+            parsed = parse_images_response(body)
+        return self._snapshot(parsed, request.model)
 
-    def _snapshot(self, parsed: ParsedImages) -> TaskSnapshot:
+    async def _stream(
+        self, url: str, kwargs: dict[str, Any], partials: int, on_preview: PreviewHandler | None
+    ) -> ParsedImages:
+        """Send a streamed request and read its events (:class:`ImageStream`)."""
+        stream = ImageStream()
+        try:
+            async with self._client.stream("POST", url, headers=self._headers(), **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise parse_error(response.status_code, response.content, response.headers.items())
+                async for line in response.aiter_lines():
+                    got = stream.feed(line)
+                    if got is not None and on_preview is not None:
+                        on_preview(Preview(index=got[0], image=got[1], of=partials))
+                    if stream.done:
+                        break
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise request_error(exc, url) from None
+        return stream.result()
+
+    def _cost_sheet(self, model: str) -> TokenPriceSheet | None:
+        """The token sheet that prices ``model`` for this provider's sheet, if any."""
+        if self.sheet is None:
+            return None
+        try:
+            sheet = sheet_for(model, self.sheet)
+        except ConfigError:
+            return None
+        return sheet if isinstance(sheet, TokenPriceSheet) else None
+
+    def _snapshot(self, parsed: ParsedImages, model: str | None = None, *, batch: bool = False) -> TaskSnapshot:
         created = parsed.meta.get("created")
         stamp = int(created) if isinstance(created, int | float) and not isinstance(created, bool) else int(time.time())
         task_id = f"openai-{stamp}-{uuid.uuid4().hex[:12]}"
-        urls = [f"{RESULT_SCHEME}{task_id}/{i}.png" for i in range(len(parsed.images))]
+        urls = [
+            f"{RESULT_SCHEME}{task_id}/{i}.{_EXT.get(sniff_image_format(data[:16]) or '', 'png')}"
+            for i, data in enumerate(parsed.images)
+        ]
         for url, data in zip(urls, parsed.images, strict=True):
             self._keep(url, data)
         results = (*urls, *parsed.urls)
         self._tasks[task_id] = results
         charged = None
-        if self.sheet is not None and parsed.usage:
-            charged = round(self.sheet.cost(parsed.usage).credits, 5)
+        sheet = self._cost_sheet(model) if model is not None else self.sheet
+        if sheet is not None and parsed.usage:
+            charged = round(sheet.cost(parsed.usage, batch=batch).credits, 5)
         return TaskSnapshot(
             task_id=task_id,
             status=Completed(results=results),
@@ -275,7 +550,11 @@ class OpenAIProvider:
             self._held -= len(old)
 
     async def status(self, task_id: str) -> TaskSnapshot:
-        """A synchronous API has nothing to poll: the answer was the result."""
+        """A synchronous API has nothing to poll: the answer was the result. A batch run's
+        task (``<batch id>/<custom id>``) reads its batch, and once the batch is over, the
+        run's line of its output or error file."""
+        if is_batch_task(task_id):
+            return await self._batch_status(task_id)
         results = self._tasks.get(task_id)
         if results is None:
             raise APIError(
@@ -285,6 +564,94 @@ class OpenAIProvider:
                 "made the request and cannot be fetched again",
             )
         return TaskSnapshot(task_id=task_id, status=Completed(results=results))
+
+    # --- batches -----------------------------------------------------------------------------
+
+    async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
+        """Send ``(custom id, request)`` pairs as one Batch at half price: upload the JSONL
+        input file (purpose ``batch``), create the batch (24 h window); returns its id.
+
+        Raises:
+            ValidationError: more than one batch's worth of requests, or a request a batch
+                cannot carry (see :func:`batch_lines`).
+        """
+        if len(items) > MAX_BATCH_REQUESTS:
+            raise ValidationError("batch", len(items), f"at most {MAX_BATCH_REQUESTS} requests in one batch")
+        content = batch_lines(items)
+        response = await self._send(
+            "POST", f"{self.base_url}/files", data={"purpose": "batch"},
+            files={"file": ("imgkit-batch.jsonl", content, "application/jsonl")},
+        )
+        file_id = self._body(response).get("id")
+        if not isinstance(file_id, str):
+            raise APIError(200, "invalid_response", "the file upload returned no file id")
+        response = await self._send(
+            "POST", f"{self.base_url}/batches",
+            json={"input_file_id": file_id, "endpoint": "/v1/images/generations", "completion_window": "24h",
+                  "metadata": {"client": "imgkit"}},
+        )
+        batch_id = self._body(response).get("id")
+        if not isinstance(batch_id, str):
+            # Created or not, nobody can tell: the runs must not be sent again.
+            raise RequestError("the batch was sent but its id could not be read", sent=True)
+        log.info("sent %d requests as batch %s", len(items), batch_id)
+        return batch_id
+
+    async def _file(self, file_id: str) -> bytes:
+        response = await self._send("GET", f"{self.base_url}/files/{quote(file_id, safe='')}/content")
+        return response.content
+
+    def _body(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            not_json = "the service returned a body that is not JSON"
+            raise APIError(response.status_code, "invalid_response", not_json) from None
+        return body if isinstance(body, dict) else {}
+
+    async def _batch_status(self, task_id: str) -> TaskSnapshot:
+        batch_id, custom_id = split_batch_task(task_id)
+        # The runs of one batch are read together (resume() gathers them): one read of the
+        # batch and its files at a time, and the files once.
+        lock = self._batch_locks.setdefault(batch_id, asyncio.Lock())
+        async with lock:
+            return await self._batch_run(batch_id, custom_id, task_id)
+
+    async def _batch_run(self, batch_id: str, custom_id: str, task_id: str) -> TaskSnapshot:
+        rows = self._batches.get(batch_id)
+        if rows is None:
+            response = await self._send("GET", f"{self.base_url}/batches/{quote(batch_id, safe='')}")
+            status, src, out, err = parse_batch(self._body(response))
+            if not status.terminal or isinstance(status, Failed):
+                return TaskSnapshot(task_id=task_id, status=status)
+            rows = {}
+            for file_id in (err, out):  # an output line wins over an error line
+                if file_id is not None:
+                    rows.update(parse_batch_file(await self._file(file_id)))
+            # The output does not name the model; the input file does (its sheet prices the usage).
+            if src is not None:
+                for line_id, line in parse_batch_file(await self._file(src)).items():
+                    model = line.get("body", {}).get("model") if isinstance(line.get("body"), dict) else None
+                    if isinstance(model, str):
+                        self._batch_models[f"{batch_id}/{line_id}"] = model
+            self._batches[batch_id] = rows
+            while len(self._batches) > 8:
+                self._batches.pop(next(iter(self._batches)))
+        row = rows.get(custom_id)
+        if row is None:
+            return TaskSnapshot(task_id=task_id, status=Failed(
+                "batch_expired", "the batch ended without this request (expired or cancelled)"))
+        answer = row.get("response") if isinstance(row.get("response"), dict) else {}
+        body = answer.get("body") if isinstance(answer, dict) else None
+        code = answer.get("status_code") if isinstance(answer, dict) else None
+        if code != 200 or isinstance(row.get("error"), dict):
+            error = parse_error(code if isinstance(code, int) and code >= 400 else 500,
+                                json.dumps(body if isinstance(body, dict) else {"error": row.get("error")}).encode())
+            return TaskSnapshot(task_id=task_id, status=Failed(error.code, error.message))
+        snapshot = self._snapshot(parse_images_response(body), self._batch_models.get(task_id), batch=True)
+        self._tasks[task_id] = snapshot.status.results  # type: ignore[union-attr]
+        return TaskSnapshot(task_id=task_id, status=snapshot.status, credits_charged=snapshot.credits_charged,
+                            raw=snapshot.raw)
 
     async def download(self, url: str, max_bytes: int) -> bytes:
         if url.startswith(RESULT_SCHEME):

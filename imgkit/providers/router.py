@@ -7,8 +7,11 @@ the engine does the sending, and each attempt's :data:`Outcome` (from :func:`fai
 and the rules below) says whether the run may go to the next provider.
 
 **Order.** :meth:`Router.candidates` keeps the providers that support the request (model,
-size, ``n``, number of reference images) and orders them by the estimated USD price of the
-request on each provider's own price sheet, cheapest first (unpriced last, ties in configured
+size, ``n``, number of reference images, and every field the request sets: a provider whose
+kind cannot carry ``background``, ``mask``, ``output_format``, ... is never sent a request
+that uses it, since it would drop the field silently) and orders them by the estimated USD
+price of the request on the sheet that prices its model for each provider
+(:func:`~imgkit.pricing.sheet_for`), cheapest first (unpriced last, ties in configured
 order). A provider whose circuit is open is skipped, unless every candidate's is, in which case
 all are tried in order anyway: the breaker saves time, it never leaves a run with nowhere to go.
 
@@ -72,7 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgkit.errors import APIError, ConfigError, RequestError, ValidationError
-from imgkit.pricing import Estimate, estimate
+from imgkit.pricing import Estimate, estimate, sheet_for
 from imgkit.providers.base import Provider
 from imgkit.request import MODELS, ImageRequest, RunRecord
 
@@ -90,6 +93,7 @@ __all__ = [
     "Served",
     "Ticket",
     "Unknown",
+    "carriers",
     "failover_reason",
     "is_unknown_outcome",
     "model_not_served",
@@ -283,6 +287,17 @@ class Endpoint:
     capabilities: Capabilities = field(default_factory=Capabilities)
     synchronous: bool = False
 
+    def refusal(self, request: ImageRequest) -> str | None:
+        """Why this provider cannot take ``request`` (its capabilities, or a field its kind
+        cannot carry), or None when it can."""
+        why = self.capabilities.refusal(request)
+        if why is not None:
+            return why
+        fields = request.unsupported_on(self.kind)
+        if not fields:
+            return None
+        return "cannot carry " + ", ".join(_field_text(request, name) for name in fields)
+
     @classmethod
     def of(cls, provider: Provider, *, sheet: str | None = None, **kwargs: Any) -> Endpoint:
         """An endpoint for ``provider``, reading its optional ``kind``/``synchronous``/``base_url``."""
@@ -295,6 +310,22 @@ class Endpoint:
         }
         values.update(kwargs)
         return cls(name=provider.name, provider=provider, sheet=sheet, **values)
+
+
+#: The provider kinds imgkit has (what :meth:`ImageRequest.unsupported_on` knows).
+KINDS = ("gateway", "openai")
+
+
+def _field_text(request: ImageRequest, name: str) -> str:
+    value = getattr(request, name, None)
+    if name == "mask" and value is not None:
+        value = "given"
+    return name if value is None else f"{name}={value}"
+
+
+def carriers(request: ImageRequest, name: str) -> list[str]:
+    """The provider kinds that can carry the field ``name`` of ``request`` (pure)."""
+    return [kind for kind in KINDS if name not in request.unsupported_on(kind)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,21 +547,45 @@ class Router:
     # --- choosing --------------------------------------------------------------------------
 
     @staticmethod
-    def _estimate(endpoint: Endpoint, request: ImageRequest) -> Estimate | None:
+    def price(
+        endpoint: Endpoint, request: ImageRequest, *, images: int | None = None, batch: bool = False
+    ) -> Estimate:
+        """The estimate of ``request`` on ``endpoint``: on the sheet that prices the request's
+        model for the provider's configured sheet, with its resolution tier and reference
+        images (``images`` overrides their count, for quotes of requests built without them);
+        ``batch``: the Batch price.
+
+        Raises:
+            ConfigError: the provider has no sheet, or no sheet of its provider prices the
+                model or size.
+        """
+        if endpoint.sheet is None:
+            raise ConfigError(f"provider {endpoint.name!r} has no price sheet")
+        return estimate(
+            quality=request.quality,
+            size=request.size,
+            n=request.n,
+            model=request.model,
+            sheet=sheet_for(request.model, endpoint.sheet),
+            resolution=request.resolution,
+            images=len(request.images) if images is None else images,
+            batch=batch,
+        )
+
+    @classmethod
+    def _estimate(cls, endpoint: Endpoint, request: ImageRequest) -> Estimate | None:
         if endpoint.sheet is None:
             return None
         try:
-            return estimate(
-                quality=request.quality, size=request.size, n=request.n, model=request.model, sheet=endpoint.sheet
-            )
+            return cls.price(endpoint, request)
         except (ConfigError, ValidationError):
-            return None  # the sheet does not price this model or size
+            return None  # no sheet of the provider prices this model or size
 
     def candidates(self, request: ImageRequest) -> list[Candidate]:
         """The providers that support ``request``, cheapest first (breakers not applied)."""
         found = []
         for index, endpoint in enumerate(self.endpoints):
-            if endpoint.capabilities.refusal(request) is None:
+            if endpoint.refusal(request) is None:
                 est = self._estimate(endpoint, request)
                 found.append((est is None, est.usd if est else 0.0, index, Candidate(endpoint, est)))
         found.sort(key=lambda item: item[:3])
@@ -540,7 +595,7 @@ class Router:
         """Why each provider cannot take ``request`` (empty when one can)."""
         out = []
         for endpoint in self.endpoints:
-            why = endpoint.capabilities.refusal(request)
+            why = endpoint.refusal(request)
             if why is not None:
                 out.append(f"{endpoint.name} {why}")
         return out
@@ -555,8 +610,23 @@ class Router:
         return RunPlan(request, cands, forced, first)
 
     def check(self, request: ImageRequest) -> None:
-        """Raise ValidationError when no configured provider can take ``request``."""
+        """Raise ValidationError when no configured provider can take ``request``; when a
+        field the request sets is what no provider can carry, the error names that field and
+        the provider kinds that take it."""
         if not self.candidates(request):
+            served = [e for e in self.endpoints if e.capabilities.refusal(request) is None]
+            for name in dict.fromkeys(f for e in served for f in request.unsupported_on(e.kind)):
+                if all(name in request.unsupported_on(e.kind) for e in served):
+                    kinds = carriers(request, name)
+                    configured = ", ".join(f"{e.name} ({e.kind})" for e in served)
+                    raise ValidationError(
+                        name,
+                        "<mask>" if name == "mask" else getattr(request, name, None),
+                        (f"a provider of kind {' or '.join(kinds)} for it" if kinds
+                         else f"nothing: no provider kind carries it for {request.model}"),
+                        hint=f"{request.model} with {name} is not carried by the configured providers "
+                        f"({configured}); nothing was sent",
+                    )
             model = MODELS.get(request.model)
             raise ValidationError(
                 "request",
