@@ -238,7 +238,7 @@ def test_fields_adapt_to_the_model(session: imgkit.Session) -> None:
     s.prompt.value = "y" * 5000
     assert not s.generate_button.disabled  # 32000 characters for gpt-image-2
     assert "5000 / 32000" in _text(s.prompt_count.value)
-    assert "no estimate" in _text(s.price.value)  # the shipped sheets price gpt-image-1 only
+    assert "evolink-gpt-image-2-tokens" in _text(s.price.value)  # every listed model has a price
     assert "gpt-image-2" in _text(s.banner.value)
 
     s.model.value = "gpt-image-1"
