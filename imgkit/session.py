@@ -397,14 +397,16 @@ class Session:
         plan = self._plan(request, running=True)
         engine = self.engine
         record = engine.new_record(plan, tags=tags)
-        self._admit(record)
+        await self._admit(record)
         record = await engine.run(plan, record, on_event=on_event, slot=slot)
         if raise_on_error:
             raise_for_record(record)
         return GenerationResult(record, self.data_dir)
 
-    def _admit(self, record: RunRecord) -> None:
-        """Record the run if the budget allows it; otherwise refuse it before it is sent."""
+    async def _admit(self, record: RunRecord) -> None:
+        """Record the run if the budget allows it; otherwise refuse it before it is sent. The
+        check and the insert are one write transaction on the ledger's writer thread, so the
+        event loop goes on meanwhile and concurrent runs cannot overspend together."""
         budget = self.budget
         if budget is None:
             return
@@ -417,11 +419,12 @@ class Session:
                 "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
                 "the budget with imgkit.budget(None)"
             )
-        spent = self.ledger.admit(record, limit=budget.credits, since=budget.period_start())
+        spent = await self.ledger.aadmit(record, limit=budget.credits, since=budget.period_start())
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
-                f"{spent:.10g} credits already committed this period; nothing was sent"
+                f"{spent:.10g} credits already committed this period (what the service charged or reserved, "
+                "and the estimates of runs whose outcome is unknown, which may have cost); nothing was sent"
             )
 
     def _sheet_of(self, provider: str) -> str | None:
@@ -630,7 +633,7 @@ class Session:
             run_plan = RunPlan(request, (Candidate(candidate.endpoint, est),))
             record = engine.new_record(run_plan, tags=(*tags, sweep_id, "batch"))
             try:
-                self._admit(record)
+                await self._admit(record)
             except BudgetExceeded as exc:
                 refused.append((request, str(exc)))
                 continue
