@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from imgkit.errors import ConfigError, ValidationError
 
@@ -206,8 +206,40 @@ class TokenCost:
     output_tokens: int
 
 
+class _UsdSheet:
+    """What the sheets priced in USD share (token-billed and per-call tables): reading one
+    from a dict, and converting credits at the sheet's own rates. Reports list them beside
+    per-image sheets, so they answer the same questions (``credits_per_cny`` is None)."""
+
+    __slots__ = ()
+    _LABEL = "price sheet"
+    credits_per_usd: float
+    cny_per_usd: float
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{cls._LABEL}: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        if "models" in values:
+            values["models"] = tuple(values["models"])
+        return cls(**values)
+
+    @property
+    def credits_per_cny(self) -> float | None:
+        return None
+
+    def to_usd(self, credits: Any) -> Any:
+        return credits / self.credits_per_usd
+
+    def to_cny(self, credits: Any) -> Any:
+        return credits / self.credits_per_usd * self.cny_per_usd
+
+
 @dataclass(frozen=True, slots=True)
-class TokenPriceSheet:
+class TokenPriceSheet(_UsdSheet):
     """A named, dated price list for per-token billing (OpenAI's images API, the gateway's
     gpt-image-2).
 
@@ -239,6 +271,8 @@ class TokenPriceSheet:
         batch_discount: the share of the price a Batch run pays (None: no batch price).
         estimate_note: what every estimate of this sheet should say about itself.
     """
+
+    _LABEL = "token price sheet"
 
     name: str
     date: str
@@ -275,32 +309,10 @@ class TokenPriceSheet:
         if self.pixel_exponent is not None and not self.shape_sizes:
             raise ConfigError(f"token price sheet {self.name!r}: pixel_exponent needs shape_sizes")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TokenPriceSheet:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"token price sheet: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        if "models" in values:
-            values["models"] = tuple(values["models"])
-        return cls(**values)
-
-    # The attributes reports read from per-image sheets, so both kinds can be listed together.
-    @property
-    def credits_per_cny(self) -> float | None:
-        return None
-
     @property
     def base_credits(self) -> float:
         """Credits for one medium-quality square image, for comparison with per-image sheets."""
         return estimate(quality="medium", size="1024x1024", model=self.models[0], sheet=self).credits
-
-    def to_usd(self, credits: Any) -> Any:
-        return credits / self.credits_per_usd
-
-    def to_cny(self, credits: Any) -> Any:
-        return credits / self.credits_per_usd * self.cny_per_usd
 
     def pixels(self, size: str, resolution: str | None = None) -> str:
         """The ``WxH`` a size means on this sheet: a ratio through its pixel table at
@@ -383,7 +395,7 @@ def _batch_share(sheet: Sheet) -> Decimal:
 
 
 @dataclass(frozen=True, slots=True)
-class TablePriceSheet:
+class TablePriceSheet(_UsdSheet):
     """A named, dated list of prices per image: by quality and size (``by="size"``), or by
     resolution tier (``by="tier"``, the gateway's per-call gpt-image-2-beta billing).
 
@@ -407,6 +419,8 @@ class TablePriceSheet:
         batch_discount: the share of the price a Batch run pays (None: no batch price).
         estimate_note: what every estimate of this sheet should say about itself.
     """
+
+    _LABEL = "table price sheet"
 
     name: str
     date: str
@@ -442,31 +456,10 @@ class TablePriceSheet:
         if self.credits_per_usd <= 0:
             raise ConfigError(f"table price sheet {self.name!r}: credits_per_usd must be positive")
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TablePriceSheet:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"table price sheet: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        if "models" in values:
-            values["models"] = tuple(values["models"])
-        return cls(**values)
-
-    @property
-    def credits_per_cny(self) -> float | None:
-        return None
-
     @property
     def base_credits(self) -> float:
         """Credits for one medium-quality square image, for comparison with other sheets."""
         return estimate(quality="medium", size="1:1", model=self.models[0], sheet=self).credits
-
-    def to_usd(self, credits: Any) -> Any:
-        return credits / self.credits_per_usd
-
-    def to_cny(self, credits: Any) -> Any:
-        return credits / self.credits_per_usd * self.cny_per_usd
 
     def key(self, size: str, resolution: str | None = None) -> str:
         """The size or tier a request is priced by."""
