@@ -292,7 +292,7 @@ def test_refused_references_are_named(session: imgkit.Session, tmp_path: Path) -
         ("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(51 * MB)),
     )
     message = _text(s.reference_message.value)
-    assert "'fake.png' (0.0 MB) was not added" in message
+    assert "'fake.png' (0.1 KB) was not added" in message  # not "(0.0 MB)"
     assert "JPEG/PNG/WEBP image by its content (its content is not an image)" in message
     assert "'anim.webp'" in message
     assert "its content is gif" in message
@@ -590,3 +590,54 @@ def test_cards_name_the_providers_passed_over() -> None:
     record = RunRecord(run_id="r", provider="pricey", model="gpt-image-1", prompt="p", size="1024x1024",
                        quality="low", n=1, providers_tried=({"provider": "cheap", "reason": "http_503"},))
     assert provider_text(record) == "via pricey (after cheap: http_503)"
+
+
+# --- the drop zone -----------------------------------------------------------------------
+
+
+def test_dropped_and_pasted_files_arrive_as_message_buffers_not_state(session: imgkit.Session) -> None:
+    s = Studio()
+    zone = s.upload
+    assert zone.label == "Add images"
+    # What the drop zone's JavaScript sends for each dropped or pasted file.
+    zone._on_message(zone, {"kind": "file", "id": "1", "name": "red.png", "type": "image/png"}, [memoryview(_png())])
+    zone._on_message(zone, {"kind": "file", "id": "2", "name": "pasted image 1.png"}, [memoryview(_png("blue"))])
+    zone._on_message(zone, {"kind": "other"}, [])
+    assert [r.name for r in s.reference_images] == ["red.png", "pasted image 1.png"]
+    assert zone.value == ()  # consumed
+    assert zone.label == "Add images (2)"
+    assert zone.tooltip.startswith("2 reference images added; room for 14 more")
+    # No file bytes in the synced state (a saved notebook keeps that state).
+    state = zone.get_state()
+    assert "value" not in state
+    assert all(not isinstance(v, bytes | memoryview) for v in state.values())
+    assert "websocket_max_message_size" in zone.lost_note
+    s.clear_references()
+    assert zone.label == "Add images"
+
+
+def test_a_missing_path_and_an_empty_prompt_read_plainly(session: imgkit.Session, tmp_path: Path) -> None:
+    s = Studio()
+    s.reference_field.value = str(tmp_path / "sketch.png")
+    assert _text(s.reference_message.value).startswith("File not found: sketch.png")
+    s.prompt.value = "   "
+    assert _text(s.message.value).startswith("Write a prompt first")
+    assert "is not allowed" not in _text(s.message.value)
+
+
+def test_a_reused_uploaded_reference_keeps_its_picture(session: imgkit.Session) -> None:
+    s = Studio(quality="low")
+    s.upload.receive({"name": "red.png", "content": _png()})
+    s.generate()
+    record = s.results[0].record
+    assert record.reference_images[0].startswith("http")
+    s.clear_references()
+    s.use(record)
+    assert s.reference_images[0].url == record.reference_images[0]
+    picture = s.references.children[0].children[0].children[0]
+    assert picture.__class__.__name__ == "Image"  # not the grey URL box
+    # A URL the studio never uploaded is drawn by the browser, the kernel fetches nothing.
+    s.clear_references()
+    s.add_references("https://example.com/a'(b).png")
+    box = s.references.children[0].children[0].children[0].value
+    assert "url('https://example.com/a%27%28b%29.png')" in box

@@ -121,7 +121,7 @@ def test_reference_refusals_name_the_image_and_what_it_must_be() -> None:
     error = ValidationError("images[0]", "fake.png", "a JPEG/PNG/WEBP image by its content")
     assert present.invalid_reference(error) == "it must be a JPEG/PNG/WEBP image by its content"
     assert present.refusal("fake.png", 26, present.invalid_reference(error)) == (
-        "'fake.png' (0.0 MB) was not added: it must be a JPEG/PNG/WEBP image by its content"
+        "'fake.png' (0.1 KB) was not added: it must be a JPEG/PNG/WEBP image by its content"
     )
     assert present.refusal("/tmp/a.png", None, "x") == "'/tmp/a.png' was not added: x"
     assert present.too_many_references(profile) == (
@@ -320,3 +320,51 @@ def test_titles_shorten_long_prompts_and_escape_them() -> None:
     assert f'title="{"&lt;" + "x" * 200}"' in title
     assert "&lt;" + "x" * 136 + "…</b>" in title
     assert title.endswith('<span style="font-size:90%">DETAILS<br>STATUS</span></div>')
+
+
+# --- the drop zone and plain words -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "label"), [(0, "Add images"), (1, "Add images (1)"), (16, "Add images (16)")])
+def test_the_picker_counts_the_references_in_the_form(count: int, label: str) -> None:
+    assert present.upload_label(count) == label
+
+
+def test_the_picker_tooltip_says_how_many_more_fit() -> None:
+    profile = MODELS["gpt-image-1"]
+    assert present.upload_tooltip(profile, 0) == "room for 16 more (up to 16, 50 MB each)"
+    assert present.upload_tooltip(profile, 2) == "2 reference images added; room for 14 more (up to 16, 50 MB each)"
+    assert present.upload_tooltip(profile, 1).startswith("1 reference image added;")
+
+
+def test_small_files_are_sized_in_kilobytes_not_zero_megabytes() -> None:
+    assert present.refusal("a.png", 34 * 1024, "x") == "'a.png' (34.0 KB) was not added: x"
+    assert "0.0 MB" not in present.refusal("a.png", 26, "x")
+
+
+def test_a_missing_file_is_named_plainly() -> None:
+    error = ValidationError("images[0]", "/home/me/sketch.png", "an existing image file, or a URL")
+    text = present.reference_problem("/home/me/sketch.png", None, error)
+    assert text.startswith("File not found: sketch.png")
+    other = ValidationError("images[0]", "x.png", "a JPEG/PNG/WEBP image by its content")
+    assert present.reference_problem("x.png", 2048, other) == (
+        "'x.png' (2.0 KB) was not added: it must be a JPEG/PNG/WEBP image by its content"
+    )
+
+
+def test_form_errors_are_written_for_people() -> None:
+    assert present.cannot_generate(ValidationError("prompt", "", "a non-empty text")).startswith(
+        "Write a prompt first"
+    )
+    too_long = ValidationError("prompt", "x" * 2001, "at most 2000 characters", hint="it has 2001")
+    assert present.cannot_generate(too_long) == "Prompt must be at most 2000 characters (it has 2001)"
+    assert present.cannot_generate(ValidationError("n", 12, "1 to 10")) == "Images must be 1 to 10"
+    assert "is not allowed" not in present.cannot_generate(too_long)
+
+
+def test_the_lost_upload_note_names_the_server_limit() -> None:
+    note = present.lost_upload_note(10 * MB)
+    assert 'class="imgkit-lost-name"' in note
+    assert "10 MiB" in note
+    assert "websocket_max_message_size" in note
+    assert present.DROP_HINT.startswith("or drop images here")

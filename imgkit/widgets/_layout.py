@@ -16,7 +16,8 @@ import ipywidgets as w
 
 from imgkit.widgets._cards import Preview
 from imgkit.widgets._common import esc
-from imgkit.widgets._present import QUALITY_TOOLTIPS
+from imgkit.widgets._dropzone import DropZone
+from imgkit.widgets._present import DROP_HINT, QUALITY_TOOLTIPS, upload_label
 
 __all__ = ["CSS", "StudioLayout", "reference_chip"]
 
@@ -52,6 +53,7 @@ class StudioLayout:
         max_n: the n slider's maximum.
         history_title: the History panel's heading (HTML).
         data_dir: returns the session's data directory (the preview reads images from it).
+        reference_placeholder: the URL field's placeholder.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class StudioLayout:
         max_n: int,
         history_title: str,
         data_dir: Callable[[], Path],
+        reference_placeholder: str = "https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
     ) -> None:
         self.log = w.Output(layout=w.Layout(max_height="160px", overflow="auto"))
         self.log.add_class("imgkit-log")
@@ -104,13 +107,14 @@ class StudioLayout:
         self.n.add_class("imgkit-n")
 
         # --- reference images -------------------------------------------------------------
-        self.upload = w.FileUpload(
-            accept=UPLOAD_ACCEPT, multiple=True, description="Add images", icon="upload",
-            layout=w.Layout(width="auto"),
+        # Drop, paste or pick: the files reach the kernel as message buffers, never as
+        # synced state (see imgkit.widgets._dropzone).
+        self.upload = DropZone(
+            accept=UPLOAD_ACCEPT, label=upload_label(0), hint=DROP_HINT, layout=w.Layout(flex="1 1 auto", width="auto"),
         )
-        self.upload.add_class("imgkit-upload")
+        self.upload.add_class("imgkit-drop")
         self.reference_field = w.Text(
-            placeholder="https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
+            placeholder=reference_placeholder,
             continuous_update=False,
             layout=w.Layout(flex="1 1 auto", width="auto"),
         )
@@ -182,11 +186,11 @@ class StudioLayout:
                 ),
                 self.n,
                 _section("Reference images (optional)"),
-                w.HBox([self.upload, self.reference_clear]),
+                w.HBox([self.upload, self.reference_clear], layout=w.Layout(width="100%", align_items="center")),
                 w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
-                self.reference_note,
                 self.references,
                 self.reference_message,
+                self.reference_note,
                 self.mode,
                 _section("Price"),
                 self.price,
@@ -220,16 +224,36 @@ class StudioLayout:
         return widget
 
 
-def reference_chip(thumbnail: bytes | None, caption: str, tooltip: str) -> tuple[w.VBox, w.Button]:
-    """One reference image's chip: its thumbnail (or a ``URL`` box), caption and a remove
-    button, which is returned too for the controller to wire."""
+def _css_url(url: str) -> str:
+    """``url`` safe inside CSS ``url('...')``: quotes, brackets and backslashes percent-encoded."""
+    for char, code in (("%", "%25"), ("'", "%27"), ('"', "%22"), ("(", "%28"), (")", "%29"), ("\\", "%5C")):
+        url = url.replace(char, code)
+    return url
+
+
+def reference_chip(
+    thumbnail: bytes | None, caption: str, tooltip: str, url: str | None = None
+) -> tuple[w.VBox, w.Button]:
+    """One reference image's chip: its thumbnail, caption and a remove button, which is
+    returned too for the controller to wire.
+
+    Without a thumbnail, an http(s) ``url`` is drawn by the browser itself (the kernel
+    fetches nothing); a grey ``URL`` box shows while, or if, it cannot load.
+    """
     if thumbnail is not None:
         square = w.Layout(width="72px", height="72px", object_fit="cover")
         picture: w.Widget = w.Image(value=thumbnail, format="jpeg", layout=square)
+        picture.add_class("imgkit-ref-thumb")
     else:
+        drawn = (
+            f"background-image:url('{esc(_css_url(url))}');background-size:cover;background-position:center;"
+            if url and url.lower().startswith(("http://", "https://"))
+            else ""
+        )
         picture = w.HTML(
-            '<div style="width:72px;height:72px;display:flex;align-items:center;justify-content:center;'
-            'background:#eceff1;border-radius:4px;font-size:85%">URL</div>'
+            '<div class="imgkit-ref-url" style="width:72px;height:72px;display:flex;align-items:flex-end;'
+            f'justify-content:center;background-color:#eceff1;{drawn}border-radius:4px;font-size:75%">'
+            '<span style="background:rgba(255,255,255,.8);padding:0 3px;border-radius:2px">URL</span></div>'
         )
     remove = w.Button(description="×", tooltip=tooltip, layout=w.Layout(width="24px", height="24px"))
     remove.add_class("imgkit-ref-remove")

@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from imgkit.errors import TASK_ERROR_HINTS
+from imgkit.errors import TASK_ERROR_HINTS, ValidationError
 from imgkit.pricing import Estimate
 from imgkit.providers.base import Balance
 from imgkit.request import MB, SIZE_LABELS, ModelProfile, ReferenceImage, RunRecord
 from imgkit.widgets._common import ORANGE, RED, esc
 
 __all__ = [
+    "DROP_HINT",
     "INTERRUPTED_NOTE",
     "PRICE_UNAVAILABLE",
     "QUALITY_TOOLTIPS",
@@ -38,6 +39,7 @@ __all__ = [
     "human_size",
     "invalid_reference",
     "is_interrupted",
+    "lost_upload_note",
     "mode_text",
     "never_uploaded",
     "no_estimate",
@@ -52,6 +54,7 @@ __all__ = [
     "quality_options",
     "reference_caption",
     "reference_note",
+    "reference_problem",
     "refusal",
     "refused_references",
     "size_label",
@@ -59,6 +62,8 @@ __all__ = [
     "status_badge",
     "title_html",
     "too_many_references",
+    "upload_label",
+    "upload_tooltip",
 ]
 
 _STATUS_COLORS = {
@@ -160,17 +165,18 @@ def mode_text(mode: str, references: int) -> str:
 
 
 def reference_note(profile: ModelProfile, websocket_limit: int) -> str:
-    """What references a model takes, and the Jupyter server's silent upload limit."""
+    """What references a model takes, and the Jupyter server's silent upload limit, folded
+    under a toggle (the drop zone says it out loud only when an upload is lost)."""
     formats = ", ".join("JPEG, JPG" if f == "jpeg" else f.upper() for f in profile.image_formats)
     return (
-        '<div style="font-size:88%;opacity:.85;line-height:1.35">'
-        f"Up to {profile.max_images} images, {profile.max_image_bytes // MB} MB each; {formats} "
-        "(judged by content). With references the run is <b>image-to-image</b>.<br>"
+        '<details style="font-size:88%;opacity:.85;line-height:1.35"><summary style="cursor:pointer">'
+        f"Up to {profile.max_images} images, {profile.max_image_bytes // MB} MB each; {formats}</summary>"
+        "Images are judged by content. With references the run is <b>image-to-image</b>.<br>"
         "A browser upload reaches the kernel as <b>one</b> message, and a Jupyter server with "
         f"default settings drops messages over {websocket_limit // MB} MiB without a word "
         "(Tornado's <code>websocket_max_message_size</code>). <code>make lab</code> and the "
         "Binder launch raise it; elsewhere, if a large upload never shows up here, type the "
-        "file's local path in the field above instead.</div>"
+        "file's local path in the field above instead.</details>"
     )
 
 
@@ -186,9 +192,47 @@ def reference_caption(ref: ReferenceImage) -> str:
 
 
 def refusal(label: object, size: int | None, reason: str) -> str:
-    """``'a.png' (0.0 MB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
-    shown = f"'{label}'" + (f" ({size / MB:.1f} MB)" if size is not None else "")
+    """``'a.png' (34.0 KB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
+    shown = f"'{label}'" + (f" ({human_size(size)})" if size is not None else "")
     return f"{shown} was not added: {reason}"
+
+
+def upload_label(count: int) -> str:
+    """The picker button's text: ``Add images``, then ``Add images (2)`` with references."""
+    return f"Add images ({count})" if count else "Add images"
+
+
+def upload_tooltip(profile: ModelProfile, count: int) -> str:
+    """The picker button's tooltip: what is in the form and what more it takes."""
+    room = max(profile.max_images - count, 0)
+    have = f"{count} reference image{'s' if count != 1 else ''} added; " if count else ""
+    return f"{have}room for {room} more (up to {profile.max_images}, {profile.max_image_bytes // MB} MB each)"
+
+
+#: The drop zone's words beside the picker.
+DROP_HINT = "or drop images here, or click here and paste (Ctrl/Cmd+V)"
+
+
+def lost_upload_note(websocket_limit: int) -> str:
+    """What the drop zone says when a file never reached the kernel: the server dropped it.
+
+    The element with class ``imgkit-lost-name`` receives the file's name in the browser.
+    """
+    return (
+        '<b class="imgkit-lost-name"></b> did not reach the kernel. A Jupyter server with default '
+        f"settings drops an upload over {websocket_limit // MB} MiB without a word (Tornado's "
+        "<code>websocket_max_message_size</code>); <code>make lab</code>, <code>imgkit app</code> and "
+        "the Binder launch raise it. Or type the file's path or URL in the field below."
+    )
+
+
+def reference_problem(label: object, size: int | None, error: ValidationError) -> str:
+    """Why a reference was not added, in plain words: ``File not found: sketch.png``, or
+    :func:`refusal` with what the image must be."""
+    if error.allowed.startswith("an existing image file"):
+        name = str(label).replace("\\", "/").rpartition("/")[2] or str(label)
+        return f"File not found: {name} (give an existing image file, an http(s) URL, or drop the image above)"
+    return refusal(label, size, invalid_reference(error))
 
 
 def too_many_references(profile: ModelProfile) -> str:
@@ -216,7 +260,14 @@ def never_uploaded(reference: str) -> str:
 
 
 def cannot_generate(error: object) -> str:
-    """The form does not validate: the core's reason."""
+    """The form does not validate: the core's reason, in plain words for a field's error
+    (``Write a prompt first``, ``Prompt must be at most 2000 characters``)."""
+    if isinstance(error, ValidationError):
+        if error.field == "prompt" and not str(error.value).strip():
+            return "Write a prompt first (it must be non-empty text)"
+        field = {"n": "Images"}.get(error.field, error.field.replace("_", " ").capitalize())
+        hint = f" ({error.hint})" if error.hint else ""
+        return f"{field} must be {error.allowed}{hint}"
     return f"Cannot generate yet: {error}"
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import io
 import logging
 import warnings
@@ -427,6 +428,8 @@ class StudioApp(Studio):
 
     def _render_reference_note(self) -> None:
         self.reference_note.value = present.reference_note(self.profile, DEFAULT_WEBSOCKET_LIMIT)
+        self.upload.lost_note = present.lost_upload_note(DEFAULT_WEBSOCKET_LIMIT)
+        self.upload.tooltip = present.upload_tooltip(self.profile, len(self._refs))
 
     def add_references(self, *images: Any, names: Iterable[str | None] = ()) -> list[str]:
         """Add reference images (URLs, local paths, bytes or PIL images).
@@ -454,7 +457,7 @@ class StudioApp(Studio):
             try:
                 ref = ReferenceImage.coerce(value, len(self._refs), profile)
             except ValidationError as exc:
-                refused.append(present.refusal(label, size, present.invalid_reference(exc)))
+                refused.append(present.reference_problem(label, size, exc))
                 continue
             if name:
                 ref = dataclasses.replace(ref, name=name)
@@ -482,10 +485,43 @@ class StudioApp(Studio):
         chips = []
         for index, ref in enumerate(self._refs):
             label = ref.name or ref.url or "image"
-            chip, remove = reference_chip(_thumbnail(ref), present.reference_caption(ref), f"remove {label}")
+            thumbnail = _thumbnail(ref) if ref.url is None else self._url_thumbnail(ref.url)
+            chip, remove = reference_chip(thumbnail, present.reference_caption(ref), f"remove {label}", ref.url)
             remove.on_click(self.log.capture()(lambda _, i=index: self.remove_reference(i)))
             chips.append(chip)
         self.references.children = chips
+        count = len(self._refs)
+        self.upload.label = present.upload_label(count)
+        self.upload.tooltip = present.upload_tooltip(self.profile, count)
+
+    # An uploaded reference is re-used by the URL the service gave it; its picture is kept
+    # beside the images (a small JPEG per URL) so a re-used run shows it, after a restart too.
+
+    def _url_thumbnail_path(self, url: str) -> Path:
+        return self.session.data_dir / "reference-thumbs" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".jpg")
+
+    def _url_thumbnail(self, url: str) -> bytes | None:
+        try:
+            return self._url_thumbnail_path(url).read_bytes()
+        except OSError:
+            return None
+
+    def _remember_reference_thumbnails(self, sent: tuple[ReferenceImage, ...], record: RunRecord) -> None:
+        """Keep the pictures of the local references a run uploaded, under their new URLs."""
+        if len(sent) != len(record.reference_images):
+            return
+        for ref, url in zip(sent, record.reference_images, strict=True):
+            if ref.url is not None or not url.lower().startswith(("http://", "https://")):
+                continue
+            thumbnail = _thumbnail(ref)
+            if thumbnail is None:
+                continue
+            target = self._url_thumbnail_path(url)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(thumbnail)
+            except OSError as exc:  # a missing picture must not fail the run
+                log.warning("could not keep a reference thumbnail: %s", exc)
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = change["new"]
@@ -640,6 +676,7 @@ class StudioApp(Studio):
             throttle(event, lambda e: self._on_event(card, e))
 
         prompt = params.pop("prompt")
+        sent = params["images"]
         try:
             result = await self.session.agenerate(prompt, on_event=on_event, raise_on_error=False, **params)
         except ImgkitError as exc:
@@ -660,6 +697,7 @@ class StudioApp(Studio):
             raise
         throttle.flush()
         self._live.discard(card)
+        self._remember_reference_thumbnails(sent, result.record)
         self._finished(card, result.record)
         self.results.append(result)
         return result
