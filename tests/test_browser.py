@@ -180,3 +180,94 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
                 raise
     timings["total_s"] = time.monotonic() - started
     (ARTIFACTS / "browser-timings.json").write_text(json.dumps(timings, indent=2))
+
+
+_DROP = """([selector, files, kind]) => {
+    const transfer = new DataTransfer();
+    for (const f of files) {
+        const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], f.name, { type: f.type }));
+    }
+    const target = document.querySelector(selector);
+    const event = kind === "paste"
+        ? new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true })
+        : new DragEvent(kind, { dataTransfer: transfer, bubbles: true, cancelable: true });
+    target.dispatchEvent(event);
+    return event.defaultPrevented;
+}"""
+
+
+def _file(path: Path, name: str | None = None, kind: str = "image/png") -> dict[str, str]:
+    import base64
+
+    return {"name": name if name is not None else path.name, "type": kind, "data": base64.b64encode(path.read_bytes()).decode()}
+
+
+def _screenshots(page: Page, name: str) -> None:
+    """The page at 1600, 1280x800 and 800 px wide, in tests/artifacts/."""
+    for width, height in ((1600, 1000), (1280, 800), (800, 1000)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"))
+
+
+@pytest.mark.timeout(240)
+def test_drop_and_paste_reference_images(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    first = _reference_png(tmp_path / "sketch.png")
+    second = tmp_path / "palette.jpg"
+    Image.new("RGB", (200, 120), "#8e24aa").save(second, format="JPEG")
+    pasted = tmp_path / "clip.png"
+    Image.new("RGB", (90, 90), "#fdd835").save(pasted)
+    with jupyterlab(tmp_path) as lab:
+        write_notebook(lab.root / "studio.ipynb", CELL.format(call=_studio_call()))
+        with chromium(tmp_path / "chromium-profile", width=1280, height=800) as browser:
+            page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(lab.page_url("studio.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+                _run_first_cell(page)
+                zone = page.locator(".imgkit-dropzone")
+                zone.wait_for(state="visible")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images")
+                expect(page.locator(".imgkit-upload")).to_have_attribute("title", re.compile("room for 16 more"))
+
+                # Two files dragged from the desktop: a synthetic drop carrying real files.
+                files = [_file(first), _file(second, kind="image/jpeg")]
+                assert page.evaluate(_DROP, [".imgkit-dropzone", files, "dragover"]) is True
+                assert page.evaluate(_DROP, [".imgkit-dropzone", files, "drop"]) is True
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(2)
+                expect(page.locator(".imgkit-ref-chip").nth(0)).to_contain_text("sketch.png")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("palette.jpg")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("KB")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images (2)")
+
+                # One image pasted from the clipboard (browsers name it image.png).
+                zone.click()
+                assert page.evaluate(_DROP, [".imgkit-dropzone", [_file(pasted, name="image.png")], "paste"]) is True
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(3)
+                expect(page.locator(".imgkit-ref-chip").nth(2)).to_contain_text("pasted image 1.png")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images (3)")
+                expect(page.locator(".imgkit-mode")).to_contain_text("image-to-image (3 reference images)")
+                expect(page.locator("img.imgkit-ref-thumb")).to_have_count(3)
+                for i in range(3):
+                    assert page.locator("img.imgkit-ref-thumb").nth(i).evaluate("img => img.naturalWidth") > 0
+                expect(page.locator(".imgkit-ref-message")).to_have_text("")
+                expect(page.locator(".imgkit-dropzone-status")).to_be_hidden()
+
+                # A typed path that does not exist, in plain words.
+                field = page.locator(".imgkit-ref-field input")
+                field.fill(str(tmp_path / "missing-sketch.png"))
+                field.press("Enter")
+                expect(page.locator(".imgkit-ref-message")).to_contain_text("File not found: missing-sketch.png")
+                _screenshots(page, "studio-references")
+                expect(page.locator(".imgkit-log")).to_have_text("")
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "studio-drop-failure.png"), full_page=True)
+                print("browser console errors:", *console, sep="\n  ")
+                print("jupyterlab log tail:\n", lab.log_tail())
+                raise

@@ -606,7 +606,7 @@ def test_dropped_and_pasted_files_arrive_as_message_buffers_not_state(session: i
     assert [r.name for r in s.reference_images] == ["red.png", "pasted image 1.png"]
     assert zone.value == ()  # consumed
     assert zone.label == "Add images (2)"
-    assert zone.tooltip.startswith("2 reference images added; room for 14 more")
+    assert zone.picker_tooltip.startswith("2 reference images added; room for 14 more")
     # No file bytes in the synced state (a saved notebook keeps that state).
     state = zone.get_state()
     assert "value" not in state

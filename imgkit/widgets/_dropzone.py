@@ -50,7 +50,7 @@ function render({ model, el }) {
 
   function update() {
     pick.textContent = model.get("label");
-    pick.title = model.get("tooltip");
+    pick.title = model.get("picker_tooltip");
     hint.textContent = model.get("hint");
     input.accept = model.get("accept");
     pick.disabled = model.get("disabled");
@@ -152,7 +152,7 @@ class DropZone(anywidget.AnyWidget):  # type: ignore[misc]
 
     Attributes:
         label: the picker button's text (``Add images (2)``).
-        tooltip: the picker button's tooltip.
+        picker_tooltip: the picker button's tooltip (not ``tooltip``: the widget's own one needs a description).
         hint: the text beside the button.
         accept: what the file picker lists (the service judges files by content).
         disabled: refuse new files.
@@ -164,7 +164,7 @@ class DropZone(anywidget.AnyWidget):  # type: ignore[misc]
     _esm = _ESM
     _css = _CSS
     label = traitlets.Unicode("Add images").tag(sync=True)
-    tooltip = traitlets.Unicode("").tag(sync=True)
+    picker_tooltip = traitlets.Unicode("").tag(sync=True)
     hint = traitlets.Unicode("").tag(sync=True)
     accept = traitlets.Unicode("").tag(sync=True)
     disabled = traitlets.Bool(False).tag(sync=True)

@@ -123,7 +123,9 @@ class StudioLayout:
             description="Add", tooltip="add this URL or local path", layout=w.Layout(width="auto")
         )
         self.reference_add.add_class("imgkit-ref-add")
-        self.reference_clear = w.Button(description="Remove all", layout=w.Layout(width="auto", display="none"))
+        self.reference_clear = w.Button(
+            description="Remove all", layout=w.Layout(width="auto", flex="0 0 auto", display="none")
+        )
         self.reference_clear.add_class("imgkit-ref-clear")
         self.references = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.references.add_class("imgkit-refs")

@@ -429,7 +429,7 @@ class StudioApp(Studio):
     def _render_reference_note(self) -> None:
         self.reference_note.value = present.reference_note(self.profile, DEFAULT_WEBSOCKET_LIMIT)
         self.upload.lost_note = present.lost_upload_note(DEFAULT_WEBSOCKET_LIMIT)
-        self.upload.tooltip = present.upload_tooltip(self.profile, len(self._refs))
+        self.upload.picker_tooltip = present.upload_tooltip(self.profile, len(self._refs))
 
     def add_references(self, *images: Any, names: Iterable[str | None] = ()) -> list[str]:
         """Add reference images (URLs, local paths, bytes or PIL images).
@@ -492,7 +492,7 @@ class StudioApp(Studio):
         self.references.children = chips
         count = len(self._refs)
         self.upload.label = present.upload_label(count)
-        self.upload.tooltip = present.upload_tooltip(self.profile, count)
+        self.upload.picker_tooltip = present.upload_tooltip(self.profile, count)
 
     # An uploaded reference is re-used by the URL the service gave it; its picture is kept
     # beside the images (a small JPEG per URL) so a re-used run shows it, after a restart too.
