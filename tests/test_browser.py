@@ -159,6 +159,8 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
                 full.wait_for(state="visible")
                 assert full.evaluate("img => img.naturalWidth") == 1536
                 page.screenshot(path=str(ARTIFACTS / "studio-full-size.png"), full_page=True)
+                page.keyboard.press("Escape")  # the lightbox covers the window until closed
+                expect(page.locator(".imgkit-lightbox")).to_have_count(0)
 
                 # A slow second run: its card shows a progress bar, and the kernel stays free.
                 prompt.fill("A second, slower run [[seconds:3]]")
@@ -212,7 +214,7 @@ def _screenshots(page: Page, name: str) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_drop_and_paste_reference_images(tmp_path: Path) -> None:
+def test_drop_paste_gallery_lightbox_and_downloads(tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -265,6 +267,64 @@ def test_drop_and_paste_reference_images(tmp_path: Path) -> None:
                 field.press("Enter")
                 expect(page.locator(".imgkit-ref-message")).to_contain_text("File not found: missing-sketch.png")
                 _screenshots(page, "studio-references")
+
+                # Two images, then the gallery: lightbox, arrow keys, Esc, downloads.
+                page.set_viewport_size({"width": 1280, "height": 800})
+                readout = page.locator(".imgkit-n .widget-readout")
+                readout.click()
+                page.keyboard.press("Control+A")
+                page.keyboard.type("2")
+                page.keyboard.press("Enter")
+                page.locator(".imgkit-generate").click()
+                tiles = page.locator("img.imgkit-preview-image")
+                expect(tiles).to_have_count(2, timeout=60_000)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('img.imgkit-preview-image')].every(i => i.naturalWidth > 0)"
+                )
+                width = tiles.first.evaluate("img => img.getBoundingClientRect().width")
+                assert width >= 240, width
+                expect(page.locator(".imgkit-gallery-meta")).to_contain_text("credits")
+                expect(page.locator(".imgkit-gallery-meta")).to_contain_text("via ")
+                tiles.first.scroll_into_view_if_needed()
+                _screenshots(page, "studio-gallery")
+                page.set_viewport_size({"width": 1280, "height": 800})
+
+                page.locator(".imgkit-full-size").first.click()
+                box = page.locator(".imgkit-lightbox")
+                expect(box).to_be_visible()
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("1 / 2")
+                full = page.locator("img.imgkit-full-image")
+                page.wait_for_function("() => document.querySelector('img.imgkit-full-image').naturalWidth > 0")
+                rect = full.evaluate("img => img.getBoundingClientRect().height")
+                assert rect > 600, rect  # the whole window, not the column
+                page.screenshot(path=str(ARTIFACTS / "studio-lightbox-1280.png"))
+                page.keyboard.press("ArrowRight")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("2 / 2")
+                page.keyboard.press("ArrowRight")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("1 / 2")
+                page.keyboard.press("ArrowLeft")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("2 / 2")
+                page.keyboard.press("Escape")
+                expect(box).to_have_count(0)
+
+                files = sorted((tmp_path / "imgkit-home").rglob("*.png"))
+                originals = {p.read_bytes() for p in files if "thumb" not in str(p)}
+                with page.expect_download() as saved:
+                    page.locator(".imgkit-download").nth(1).click()
+                download = saved.value
+                assert re.fullmatch(r"imgkit-[0-9a-z]{8}-2\.png", download.suggested_filename)
+                assert Path(download.path()).read_bytes() in originals
+                with page.expect_download() as saved:
+                    page.locator(".imgkit-download-all").click()
+                import io
+                import zipfile
+
+                with zipfile.ZipFile(io.BytesIO(Path(saved.value.path()).read_bytes())) as archive:
+                    assert len(archive.namelist()) == 2
+                    for name in archive.namelist():
+                        assert archive.read(name) in originals
+                page.locator(".imgkit-use-reference").first.click()
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(4)
                 expect(page.locator(".imgkit-log")).to_have_text("")
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "studio-drop-failure.png"), full_page=True)

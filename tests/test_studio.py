@@ -338,12 +338,12 @@ def test_generate_sync_path_records_and_renders(session: imgkit.Session) -> None
     assert "via gateway" in preview
     assert "latency" in preview
     assert "0.92462 credits" in preview
-    assert len(s.preview.images.children) == 1
-    image = s.preview.images.children[0].children[0]
-    assert image.value == result.thumbnails[0].read_bytes()
-    s.preview.images.children[0].children[1].click()  # "Full size"
-    assert s.preview.viewer.layout.display is None
-    assert s.preview.viewer.children[1].value == result.paths[0].read_bytes()
+    # The gallery serves the image files on demand; its synced state names them only.
+    gallery = s.preview.gallery
+    assert len(gallery.items) == 1
+    assert gallery.paths == tuple(result.paths)
+    assert gallery.image_bytes(0) == result.paths[0].read_bytes()  # what "Full size" and Download show
+    assert all(b"PNG" not in repr(v).encode() for v in gallery.get_state().values())
 
     # Re-run: the uploaded reference is re-used by its file-API URL
     s.history.children[0].children[2].children[2].click()
@@ -641,3 +641,32 @@ def test_a_reused_uploaded_reference_keeps_its_picture(session: imgkit.Session) 
     s.add_references("https://example.com/a'(b).png")
     box = s.references.children[0].children[0].children[0].value
     assert "url('https://example.com/a%27%28b%29.png')" in box
+
+
+def test_the_gallery_zips_downloads_and_reuses_a_runs_images(session: imgkit.Session) -> None:
+    import zipfile
+
+    s = Studio(quality="low", n=2)
+    s.generate()
+    result = s.results[0]
+    gallery = s.preview.gallery
+    short = result.run_id[-8:]
+    assert [item["name"] for item in gallery.items] == [f"imgkit-{short}-1.png", f"imgkit-{short}-2.png"]
+    assert all(item["width"] > 0 and item["height"] > 0 for item in gallery.items)
+    assert gallery.key == result.run_id
+    assert gallery.prompt == SAMPLE_PROMPT
+    meta = _text(gallery.meta)
+    assert "credits" in meta
+    assert "via gateway" in meta
+    assert result.run_id[-8:] in meta
+    with zipfile.ZipFile(io.BytesIO(gallery.zip_bytes())) as archive:
+        names = archive.namelist()
+        assert names == [f"imgkit-{short}-1.png", f"imgkit-{short}-2.png"]
+        assert archive.read(names[1]) == result.paths[1].read_bytes()
+    assert gallery.zip_name == f"imgkit-{short}.zip"
+    # "Use as reference", as the browser asks for it.
+    gallery._on_message(gallery, {"kind": "use", "index": 1}, [])
+    assert [r.path for r in s.reference_images] == [result.paths[1]]
+    assert "image-to-image" in _text(s.mode.value)
+    gallery._on_message(gallery, {"kind": "use", "index": 7}, [])  # a stale index is ignored
+    assert len(s.reference_images) == 1

@@ -368,3 +368,18 @@ def test_the_lost_upload_note_names_the_server_limit() -> None:
     assert "10 MiB" in note
     assert "websocket_max_message_size" in note
     assert present.DROP_HINT.startswith("or drop images here")
+
+
+def test_the_gallery_line_has_cost_time_provider_and_run() -> None:
+    import datetime as dt
+
+    record = RunRecord(
+        run_id="run-0123456789abcdef", provider="gateway", model="gpt-image-1", prompt="p", size="1024x1024",
+        quality="low", n=1, status="completed", est_credits=0.61, created_at=0.0, submitted_at=0.0,
+        completed_at=3.25,
+    )
+    meta = present.run_meta(record, tz=dt.UTC)
+    assert meta.startswith("<b>0.61 credits</b>")
+    assert "via gateway" in meta
+    assert "00:00:00 · run <code>89abcdef</code>" in meta
+    assert present.short_id("run-0123456789abcdef") == "89abcdef"

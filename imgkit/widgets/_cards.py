@@ -3,8 +3,8 @@
 A :class:`RunCard` is one run in the History panel: thumbnail, prompt, tier, size, cost,
 status, a progress bar while it runs, the gateway's error code with a plain-language hint
 when it fails, and buttons to show it, re-use its settings or run it again. The
-:class:`Preview` shows one run large: its images (thumbnails, each with a button that opens
-the full-size file), cost and latency. :class:`Throttle` sits between a run's events and
+:class:`Preview` shows one run large: its images in a :class:`~imgkit.widgets._gallery.Gallery`
+(column-wide, a lightbox, downloads), cost, time and provider. :class:`Throttle` sits between a run's events and
 these widgets so that a chatty run cannot flood the kernel's message rate limit. Their words
 come from :mod:`imgkit.widgets._present`.
 """
@@ -22,11 +22,13 @@ import ipywidgets as w
 
 from imgkit.request import JobEvent, RunRecord
 from imgkit.widgets._common import esc, running_loop
+from imgkit.widgets._gallery import Gallery
 from imgkit.widgets._present import (
     INTERRUPTED_NOTE,
     card_details,
     describe_error,
     preview_details,
+    run_meta,
     status_badge,
     title_html,
 )
@@ -120,8 +122,15 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _image_format(path: Path) -> str:
-    return "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix.lower().lstrip(".") or "png"
+def _pixels(path: Path) -> tuple[int, int] | None:
+    """An image file's width and height (its header only), or None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # a missing or broken file is left out of the gallery
+        return None
 
 
 # --- the card ----------------------------------------------------------------------------
@@ -254,7 +263,8 @@ class RunCard:
 
 
 class Preview:
-    """The latest run, large: status and progress, then its images with cost and latency.
+    """The latest run, large: status and progress, then its images in a gallery with cost,
+    time and provider.
 
     Args:
         data_dir: returns the session's data directory (files are relative to it).
@@ -271,12 +281,10 @@ class Preview:
         self.progress.add_class("imgkit-preview-progress")
         self.error = w.HTML(layout=w.Layout(display="none"))
         self.error.add_class("imgkit-preview-error")
-        self.images = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
-        self.viewer = w.VBox(layout=w.Layout(display="none"))
-        self.viewer.add_class("imgkit-viewer")
-        self.widget = w.VBox(
-            [self.header, self.progress, self.error, self.images, self.viewer], layout=w.Layout(width="100%")
-        )
+        # The images travel on demand, never in the widget state (see _gallery).
+        self.gallery = Gallery(layout=w.Layout(width="100%"))
+        self.gallery.add_class("imgkit-preview-gallery")
+        self.widget = w.VBox([self.header, self.progress, self.error, self.gallery], layout=w.Layout(width="100%"))
         self.widget.add_class("imgkit-preview")
         self._shown_files: tuple[str, ...] | None = None
 
@@ -316,45 +324,16 @@ class Preview:
         if files == self._shown_files:
             return
         self._shown_files = files
-        self.close_viewer()
         record = self.record
         if record is None or not files:
-            self.images.children = ()
+            self.gallery.show("", (), ())
             return
         root = self._data_dir()
-        tiles = []
-        for index, rel in enumerate(files):
-            thumb = record.thumbs[index] if index < len(record.thumbs) else None
-            data = _read(root / thumb) if thumb else None
-            if data is None:
-                continue
-            image = w.Image(value=data, format="jpeg", layout=w.Layout(max_width="256px", max_height="256px"))
-            image.add_class("imgkit-preview-image")
-            button = w.Button(
-                description="Full size",
-                icon="expand",
-                tooltip=str(root / rel),
-                layout=w.Layout(width="auto", height="26px"),
-            )
-            button.add_class("imgkit-full-size")
-            button.on_click(lambda _, path=root / rel: self.open_full_size(path))
-            tiles.append(w.VBox([image, button], layout=w.Layout(margin="2px", align_items="center")))
-        self.images.children = tiles
-
-    def open_full_size(self, path: Path) -> None:
-        """Show one image at full resolution under the thumbnails."""
-        data = _read(path)
-        if data is None:
-            self.viewer.children = (w.HTML(f"cannot read {esc(path)}"),)
-        else:
-            close = w.Button(description="Close", icon="times", layout=w.Layout(width="auto"))
-            close.on_click(lambda _: self.close_viewer())
-            image = w.Image(value=data, format=_image_format(path), layout=w.Layout(max_width="100%"))
-            image.add_class("imgkit-full-image")
-            caption = w.HTML(f'<code style="font-size:85%">{esc(path)}</code>', layout=w.Layout(flex="1 1 auto"))
-            self.viewer.children = (w.HBox([close, caption], layout=w.Layout(align_items="center")), image)
-        self.viewer.layout.display = None
-
-    def close_viewer(self) -> None:
-        self.viewer.children = ()
-        self.viewer.layout.display = "none"
+        paths, sizes = [], []
+        for rel in files:
+            size = _pixels(root / rel)
+            if size is not None:
+                paths.append(root / rel)
+                sizes.append(size)
+        self.gallery.meta = run_meta(record)
+        self.gallery.show(record.run_id, paths, sizes, prompt=record.prompt)

@@ -28,7 +28,6 @@ CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
-.imgkit-studio .imgkit-viewer code { word-break: break-all; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).
@@ -200,12 +199,13 @@ class StudioLayout:
                 w.HBox([self.generate_button], layout=w.Layout(margin="6px 0")),
                 self.message,
             ],
-            layout=w.Layout(flex="1 1 380px", min_width="340px", padding="0 12px 0 0"),
+            # The form keeps a fixed width; the preview takes what is left, so results are large.
+            layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),
         )
         form.add_class("imgkit-form")
         right = w.VBox(
             [_section("Preview"), self.preview.widget],
-            layout=w.Layout(flex="1 1 320px", min_width="300px"),
+            layout=w.Layout(flex="1 1 420px", min_width="300px"),
         )
         history_head = w.HBox(
             [w.HTML(history_title), self.counter, self.refresh_button, self.resume_button],

@@ -13,6 +13,7 @@ Strings that end up in an HTML widget are HTML, with every value from outside es
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ __all__ = [
     "banner",
     "cannot_generate",
     "card_details",
+    "clock_time",
     "cost_text",
     "counter",
     "describe_error",
@@ -57,6 +59,8 @@ __all__ = [
     "reference_problem",
     "refusal",
     "refused_references",
+    "run_meta",
+    "short_id",
     "size_label",
     "size_options",
     "status_badge",
@@ -533,6 +537,27 @@ def card_details(record: RunRecord) -> str:
     if latency:
         details += f" · {latency}"
     return details + "<br>"
+
+
+def clock_time(timestamp: float, *, tz: dt.tzinfo | None = None) -> str:
+    """``14:03:27``: when a run was asked for, in local time (``tz`` for tests)."""
+    return dt.datetime.fromtimestamp(timestamp, tz).strftime("%H:%M:%S")
+
+
+def short_id(run_id: str) -> str:
+    """The last 8 characters of a run id: enough to tell runs apart on a card."""
+    return run_id[-8:]
+
+
+def run_meta(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
+    """The gallery's line: cost, how long it took, who served it, when and which run (HTML)."""
+    parts = [f"<b>{esc(cost_text(record))}</b>"]
+    latency = latency_text(record)
+    if latency:
+        parts.append(f"took {latency}")
+    parts.append(provider_text(record))
+    parts.append(f'{clock_time(record.created_at, tz=tz)} · run <code>{esc(short_id(record.run_id))}</code>')
+    return " · ".join(parts)
 
 
 def preview_details(record: RunRecord) -> str:

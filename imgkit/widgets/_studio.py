@@ -175,6 +175,8 @@ class StudioApp(Studio):
         self.counter, self.history = ui.counter, ui.history
         self.refresh_button, self.resume_button = ui.refresh_button, ui.resume_button
 
+        # "Use as reference" on a result: the store's file, by its path in the kernel.
+        self.preview.gallery.on_use = self.log.capture()(lambda path: self.add_references(path))
         self._wire()
         self._render_reference_note()
         if images:
