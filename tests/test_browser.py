@@ -326,6 +326,33 @@ def test_drop_paste_gallery_lightbox_and_downloads(tmp_path: Path) -> None:
                 page.locator(".imgkit-use-reference").first.click()
                 expect(page.locator(".imgkit-ref-chip")).to_have_count(4)
                 expect(page.locator(".imgkit-log")).to_have_text("")
+
+                # Ctrl+Enter in the prompt generates; a click right after asks before spending.
+                cards = page.locator(".imgkit-card")
+                expect(cards).to_have_count(1)
+                prompt = page.locator(".imgkit-prompt textarea")
+                prompt.fill("A red kite over dunes")
+                prompt.press("Control+Enter")
+                expect(cards).to_have_count(2)
+                expect(prompt).to_have_value("A red kite over dunes")  # no newline was typed
+                generate = page.locator(".imgkit-generate")
+                generate.click()
+                expect(page.locator(".imgkit-confirm")).to_contain_text("You started a run")
+                expect(generate).to_contain_text("Yes, generate again · ")
+                page.wait_for_timeout(500)
+                expect(cards).to_have_count(2)  # nothing was spent
+                generate.click()
+                expect(cards).to_have_count(3)
+                expect(generate).to_contain_text("Generate · ", timeout=10_000)
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 3 completed", timeout=30_000)
+                expect(page.locator(".imgkit-log")).to_have_text("")
+                # Generate, with its price, above the fold at 1280x800.
+                page.locator(".imgkit-studio").evaluate("el => el.scrollIntoView()")
+                _screenshots(page, "studio-top")
+                page.set_viewport_size({"width": 1280, "height": 800})
+                page.wait_for_timeout(300)
+                box = generate.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 800, box
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "studio-drop-failure.png"), full_page=True)
                 print("browser console errors:", *console, sep="\n  ")

@@ -356,7 +356,8 @@ def test_generate_sync_path_records_and_renders(session: imgkit.Session) -> None
 
 @pytest.mark.anyio
 async def test_clicks_do_not_block_and_two_runs_in_flight_both_complete(session: imgkit.Session) -> None:
-    s = Studio(prompt="slow one [[seconds:1]]", quality="low")
+    # Two deliberate runs: no double-click guard (test_a_second_click_soon_after_asks_first has it).
+    s = Studio(prompt="slow one [[seconds:1]]", quality="low", confirm_within=0)
     t0 = time.monotonic()
     s.generate_button.click()
     assert time.monotonic() - t0 < 0.5  # scheduled, not awaited
@@ -600,13 +601,14 @@ def test_dropped_and_pasted_files_arrive_as_message_buffers_not_state(session: i
     zone = s.upload
     assert zone.label == "Add images"
     # What the drop zone's JavaScript sends for each dropped or pasted file.
-    zone._on_message(zone, {"kind": "file", "id": "1", "name": "red.png", "type": "image/png"}, [memoryview(_png())])
-    zone._on_message(zone, {"kind": "file", "id": "2", "name": "pasted image 1.png"}, [memoryview(_png("blue"))])
+    drop = {"kind": "files", "id": "1", "names": ["red.png", "blue.png"], "types": ["image/png"]}
+    zone._on_message(zone, drop, [memoryview(_png()), memoryview(_png("blue"))])
+    zone._on_message(zone, {"kind": "files", "id": "2", "names": ["pasted image 1.png"]}, [memoryview(_png("green"))])
     zone._on_message(zone, {"kind": "other"}, [])
-    assert [r.name for r in s.reference_images] == ["red.png", "pasted image 1.png"]
+    assert [r.name for r in s.reference_images] == ["red.png", "blue.png", "pasted image 1.png"]
     assert zone.value == ()  # consumed
-    assert zone.label == "Add images (2)"
-    assert zone.picker_tooltip.startswith("2 reference images added; room for 14 more")
+    assert zone.label == "Add images (3)"
+    assert zone.picker_tooltip.startswith("3 reference images added; room for 13 more")
     # No file bytes in the synced state (a saved notebook keeps that state).
     state = zone.get_state()
     assert "value" not in state
@@ -670,3 +672,56 @@ def test_the_gallery_zips_downloads_and_reuses_a_runs_images(session: imgkit.Ses
     assert "image-to-image" in _text(s.mode.value)
     gallery._on_message(gallery, {"kind": "use", "index": 7}, [])  # a stale index is ignored
     assert len(s.reference_images) == 1
+
+
+# --- a calm form -------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_button_carries_the_price(session: imgkit.Session) -> None:
+    s = Studio(quality="low", size="3:2")
+    assert s.generate_button.description == "Generate · 0.92462 credits"
+    s.n.value = 2
+    assert s.generate_button.description == "Generate · 1.84924 credits"
+    assert "0.92462 credits per image" in _text(s.price.value)
+    assert s.n.description == "Images"
+
+
+def test_a_second_click_soon_after_asks_first(session: imgkit.Session) -> None:
+    clock = _Clock()
+    s = Studio(quality="low", confirm_within=4.0, clock=clock)
+    s.click_generate()  # no running loop: the run completes before the call returns
+    assert len(session.ledger.records()) == 1
+    clock.now += 1.2
+    assert s.click_generate() is None  # asks; nothing is spent
+    assert len(session.ledger.records()) == 1
+    assert "You started a run 1.2 s ago" in _text(s.message.value)
+    assert s.generate_button.description == "Yes, generate again · 0.62899 credits"
+    assert s.generate_button.button_style == "warning"
+    clock.now += 1.0
+    s.click_generate()  # confirmed
+    assert len(session.ledger.records()) == 2
+    assert s.generate_button.description == "Generate · 0.62899 credits"
+    assert s.generate_button.button_style == "primary"
+    assert "You started" not in _text(s.message.value)
+    clock.now += 10  # a later click is a plain click
+    s.click_generate()
+    assert len(session.ledger.records()) == 3
+
+
+def test_ctrl_enter_in_the_prompt_generates_through_the_guard(session: imgkit.Session) -> None:
+    clock = _Clock()
+    s = Studio(quality="low", clock=clock)
+    keys = s.ui.shortcuts
+    keys._on_message(keys, {"kind": "generate"}, [])  # what Ctrl/Cmd+Enter sends
+    assert len(session.ledger.records()) == 1
+    keys._on_message(keys, {"kind": "generate"}, [])
+    assert len(session.ledger.records()) == 1  # a second press at once asks first
+    assert "You started a run" in _text(s.message.value)

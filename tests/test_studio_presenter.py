@@ -379,7 +379,23 @@ def test_the_gallery_line_has_cost_time_provider_and_run() -> None:
         completed_at=3.25,
     )
     meta = present.run_meta(record, tz=dt.UTC)
-    assert meta.startswith("<b>0.61 credits</b>")
+    assert meta.startswith("0.61 credits")
     assert "via gateway" in meta
     assert "00:00:00 · run <code>89abcdef</code>" in meta
     assert present.short_id("run-0123456789abcdef") == "89abcdef"
+
+
+def test_the_button_and_its_confirmation_name_the_price() -> None:
+    assert present.generate_label(1.85) == "Generate · 1.85 credits"
+    assert present.generate_label(None) == "Generate"
+    assert present.confirm_label(2.4192) == "Yes, generate again · 2.4192 credits"
+    text = present.confirm_again(0.83, 2.4192, 4)
+    assert "You started a run 0.8 s ago" in text
+    assert "within 4 s" in text
+    assert "another 2.4192 credits" in text
+
+
+def test_the_price_names_the_price_of_one_image() -> None:
+    est = estimate(quality="medium", size="1536x1024", n=2, sheet="evolink-table-2026-11")
+    assert present.per_image(est) == f"{present.fmt_credits(est.per_image_credits)} credits per image"
+    assert present.per_image(est) in present.price(est, get_sheet(est.sheet))

@@ -2,11 +2,12 @@
 
 A small anywidget (a few lines of ES module JavaScript below, no build step, nothing
 downloaded at run time), so it works wherever anywidget does: JupyterLab, Notebook 7,
-Voilà, VS Code and Colab. Each file goes to the kernel as one custom widget message whose
-bytes travel as a binary buffer, so no file content is ever kept in the widget's synced
-state (nor, therefore, in a saved notebook). The kernel answers every file it receives; a
-file that gets no answer was dropped by the Jupyter server (Tornado's
-``websocket_max_message_size``), and only then does the zone show :attr:`DropZone.lost_note`.
+Voilà, VS Code and Colab. The files of one drop, paste or pick go to the kernel as one
+custom widget message whose bytes travel as binary buffers, so no file content is ever
+kept in the widget's synced state (nor, therefore, in a saved notebook). The kernel
+answers every message it receives; files that get no answer were dropped by the Jupyter
+server (Tornado's ``websocket_max_message_size``), and only then does the zone show
+:attr:`DropZone.lost_note`.
 
 On the Python side :attr:`DropZone.value` receives the files in the shape ipywidgets'
 ``FileUpload`` uses (dicts with ``name``, ``type``, ``size`` and ``content``); it is not
@@ -65,20 +66,19 @@ function render({ model, el }) {
   }
 
   async function send(files) {
-    if (model.get("disabled")) return;
-    for (const file of files) {
-      let name = file.name;
-      if (!name || name === "image.png") {
-        pasted += 1;
-        name = `pasted image ${pasted}.${(file.type.split("/")[1] || "png").replace("jpeg", "jpg")}`;
-      }
-      const buffer = await file.arrayBuffer();
-      const id = `${Date.now()}-${serial++}`;
-      // One file per message: a lost message names one file. Allow about 1 s per MB.
-      const timer = setTimeout(() => { waiting.delete(id); lost(name); }, 15000 + file.size / 1000);
-      waiting.set(id, timer);
-      model.send({ kind: "file", id, name, type: file.type, size: file.size }, undefined, [buffer]);
-    }
+    if (model.get("disabled") || !files.length) return;
+    const names = files.map((file) => {
+      if (file.name && file.name !== "image.png") return file.name;
+      pasted += 1;
+      return `pasted image ${pasted}.${(file.type.split("/")[1] || "png").replace("jpeg", "jpg")}`;
+    });
+    const buffers = await Promise.all(files.map((file) => file.arrayBuffer()));
+    const size = buffers.reduce((total, b) => total + b.byteLength, 0);
+    const id = `${Date.now()}-${serial++}`;
+    // One message per drop, in the order dropped. Allow about 1 s per MB for the answer.
+    const timer = setTimeout(() => { waiting.delete(id); lost(names.join(", ")); }, 15000 + size / 1000);
+    waiting.set(id, timer);
+    model.send({ kind: "files", id, names, types: files.map((f) => f.type) }, undefined, buffers);
   }
 
   function filesOf(transfer) {
@@ -176,13 +176,21 @@ class DropZone(anywidget.AnyWidget):  # type: ignore[misc]
         self.on_msg(self._on_message)
 
     def _on_message(self, _: object, content: Any, buffers: list[Any]) -> None:
-        if not isinstance(content, dict) or content.get("kind") != "file":
+        if not isinstance(content, dict) or content.get("kind") != "files":
             return
-        data = bytes(buffers[0]) if buffers else b""
         # The answer comes first: a file refused by the form still arrived.
         self.send({"kind": "received", "id": content.get("id")})
-        name, kind = str(content.get("name") or "image"), str(content.get("type") or "")
-        self.receive({"name": name, "type": kind, "content": data})
+        names, kinds = list(content.get("names") or []), list(content.get("types") or [])
+        self.receive(
+            *(
+                {
+                    "name": str(names[i]) if i < len(names) else f"image {i + 1}",
+                    "type": str(kinds[i]) if i < len(kinds) else "",
+                    "content": bytes(buffer),
+                }
+                for i, buffer in enumerate(buffers)
+            )
+        )
 
     def receive(self, *files: dict[str, Any]) -> None:
         """Hand files to the observers, as if they were dropped (``name`` and ``content``)."""

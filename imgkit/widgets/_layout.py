@@ -18,6 +18,7 @@ from imgkit.widgets._cards import Preview
 from imgkit.widgets._common import esc
 from imgkit.widgets._dropzone import DropZone
 from imgkit.widgets._present import DROP_HINT, QUALITY_TOOLTIPS, upload_label
+from imgkit.widgets._shortcuts import Shortcuts
 
 __all__ = ["CSS", "StudioLayout", "reference_chip"]
 
@@ -28,6 +29,10 @@ CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
+.imgkit-studio .imgkit-quality .widget-toggle-button.mod-active {
+  background: #1976d2; color: #fff; font-weight: 600; box-shadow: none;
+}
+.imgkit-studio .imgkit-generate { font-weight: 600; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).
@@ -101,7 +106,7 @@ class StudioLayout:
         )
         self.quality.add_class("imgkit-quality")
         self.n = w.IntSlider(
-            value=n, min=1, max=max(max_n, 1), description="n", style=narrow, layout=w.Layout(width="320px"),
+            value=n, min=1, max=max(max_n, 1), description="Images", style=narrow, layout=w.Layout(width="320px"),
         )
         self.n.add_class("imgkit-n")
 
@@ -143,9 +148,10 @@ class StudioLayout:
         self.generate_button = w.Button(
             description="Generate", button_style="primary", icon="paint-brush",
             tooltip="start a run; the kernel stays free while it runs",
-            layout=w.Layout(width="160px", height="36px"),
+            layout=w.Layout(width="auto", min_width="200px", height="36px"),
         )
         self.generate_button.add_class("imgkit-generate")
+        self.shortcuts = Shortcuts()
         self.message = w.HTML()
         self.message.add_class("imgkit-message")
 
@@ -186,6 +192,12 @@ class StudioLayout:
                     layout=w.Layout(align_items="center"),
                 ),
                 self.n,
+                # Price and button above the references: their chips can grow by rows.
+                _section("Price"),
+                self.price,
+                self.price_warning,
+                w.HBox([self.generate_button, self.shortcuts], layout=w.Layout(margin="6px 0")),
+                self.message,
                 _section("Reference images (optional)"),
                 w.HBox([self.upload, self.reference_clear], layout=w.Layout(width="100%", align_items="center")),
                 w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
@@ -193,11 +205,6 @@ class StudioLayout:
                 self.reference_message,
                 self.reference_note,
                 self.mode,
-                _section("Price"),
-                self.price,
-                self.price_warning,
-                w.HBox([self.generate_button], layout=w.Layout(margin="6px 0")),
-                self.message,
             ],
             # The form keeps a fixed width; the preview takes what is left, so results are large.
             layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),

@@ -33,10 +33,13 @@ __all__ = [
     "cannot_generate",
     "card_details",
     "clock_time",
+    "confirm_again",
+    "confirm_label",
     "cost_text",
     "counter",
     "describe_error",
     "fmt_credits",
+    "generate_label",
     "history_title",
     "human_size",
     "invalid_reference",
@@ -47,6 +50,7 @@ __all__ = [
     "no_estimate",
     "not_sent",
     "over_model_limit",
+    "per_image",
     "preview_details",
     "price",
     "price_warning",
@@ -305,12 +309,13 @@ def price(est: Estimate, sheet: object) -> str:
     # The sheet's formula, with the total as exact as the estimate's (its text rounds more).
     factors = est.formula.rpartition(" = ")[0] or est.formula
     formula = f"{factors.replace(' x ', ' × ')} = {fmt_credits(est.credits)} credits"
-    per_image = isinstance(getattr(sheet, "quality", None), Mapping)
-    terms = "base × quality × size × n = " if per_image else ""
+    per_image_sheet = isinstance(getattr(sheet, "quality", None), Mapping)
+    terms = "base × quality × size × n = " if per_image_sheet else ""
+    each = f'<span class="imgkit-per-image">{per_image(est)}</span><br>'
     return (
         f'<span class="imgkit-price-total" style="font-size:120%"><b>{fmt_credits(est.credits)} credits</b>'
         f" · ${est.usd:.4f} · ¥{est.cny:.4f}</span><br>"
-        f'<span style="font-size:90%;opacity:.85">{terms}'
+        f'<span style="font-size:90%;opacity:.85">{each}{terms}'
         f"{esc(formula)}<br>price sheet <code>{esc(est.sheet)}</code></span>"
     )
 
@@ -337,6 +342,33 @@ def price_warning(
     return (
         f'<span class="imgkit-warning" style="color:{ORANGE}">⚠ This run costs '
         f"{fmt_credits(credits)} credits: {esc('; '.join(reasons))}</span>"
+    )
+
+
+def per_image(est: Estimate) -> str:
+    """``2.4192 credits per image``: the sheet's price of one image of these settings."""
+    return f"{fmt_credits(est.per_image_credits)} credits per image"
+
+
+# --- the Generate button -----------------------------------------------------------------
+
+
+def generate_label(credits: float | None) -> str:
+    """The button's text with the run's price on it: ``Generate · 1.85 credits``."""
+    return f"Generate · {fmt_credits(credits)} credits" if credits is not None else "Generate"
+
+
+def confirm_label(credits: float | None) -> str:
+    """The button's text while it asks before spending again."""
+    return f"Yes, generate again · {fmt_credits(credits)} credits" if credits is not None else "Yes, generate again"
+
+
+def confirm_again(seconds: float, credits: float | None, window: float) -> str:
+    """Why a second click did not start a run: it asks first (HTML)."""
+    cost = f" for another {fmt_credits(credits)} credits" if credits is not None else ""
+    return (
+        f'<span class="imgkit-confirm" style="color:{ORANGE}">You started a run {seconds:.1f} s ago. '
+        f"Click the button again within {window:g} s to start one more{cost}.</span>"
     )
 
 
@@ -551,7 +583,7 @@ def short_id(run_id: str) -> str:
 
 def run_meta(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
     """The gallery's line: cost, how long it took, who served it, when and which run (HTML)."""
-    parts = [f"<b>{esc(cost_text(record))}</b>"]
+    parts = [esc(cost_text(record))]
     latency = latency_text(record)
     if latency:
         parts.append(f"took {latency}")

@@ -39,8 +39,10 @@ import dataclasses
 import hashlib
 import io
 import logging
+import math
+import time
 import warnings
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +123,8 @@ class StudioApp(Studio):
         warn_credits: float = 20.0,
         history: int = 20,
         updates_per_second: float = 10.0,
+        confirm_within: float = 4.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
         checked = ImageRequest.build(prompt or "-", model=model, size=size, quality=quality, n=n)
@@ -128,6 +132,11 @@ class StudioApp(Studio):
         self.warn_credits = warn_credits
         self.history_limit = history
         self.updates_per_second = updates_per_second
+        # The double-click guard: a click this soon after a run started asks first.
+        self.confirm_within = confirm_within
+        self._clock = clock
+        self._last_start = -math.inf
+        self._confirm_until = -math.inf
         self.results: list[GenerationResult] = []
         self._refs: list[ReferenceImage] = []
         self._runs: set[asyncio.Task[GenerationResult | None]] = set()
@@ -139,6 +148,7 @@ class StudioApp(Studio):
         self._balance: Balance | None = None
         self._balance_note = ""
         self._holding = False
+        self._quoted: Estimate | ImgkitError | None = None
         # One throttle for every run of this form: the kernel's message rate limit counts
         # widget updates, so the form renders at most updates_per_second rounds a second.
         self._throttle = Throttle(per_second=updates_per_second)
@@ -197,7 +207,8 @@ class StudioApp(Studio):
         self.reference_field.observe(capture(self._on_reference_field), names="value")
         self.reference_add.on_click(capture(lambda _: self._add_from_field()))
         self.reference_clear.on_click(capture(lambda _: self.clear_references()))
-        self.generate_button.on_click(capture(lambda _: self.generate()))
+        self.generate_button.on_click(capture(lambda _: self.click_generate()))
+        self.ui.shortcuts.on_generate = capture(self.click_generate)
         self.refresh_button.on_click(capture(lambda _: self.refresh_history()))
         self.resume_button.on_click(capture(lambda _: self.resume()))
 
@@ -359,6 +370,9 @@ class StudioApp(Studio):
         except ValidationError:
             quote = None
         remaining = self._remaining_budget()
+        self._quoted = quote
+        if self._clock() >= self._confirm_until:
+            self.generate_button.description = present.generate_label(self._credits())
         if quote is None:
             self.price.value = present.PRICE_UNAVAILABLE
             self.price_warning.value = ""
@@ -545,6 +559,47 @@ class StudioApp(Studio):
         self.add_references(*[line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()])
 
     # --- runs ----------------------------------------------------------------------------
+
+    def click_generate(self) -> asyncio.Task[GenerationResult | None] | None:
+        """What the Generate button and Ctrl/Cmd+Enter do: :meth:`generate`, except that a
+        click within ``confirm_within`` seconds of the last run's start asks first (the
+        button turns into a confirmation; a click on it within that time generates)."""
+        now = self._clock()
+        if now < self._confirm_until:
+            self._confirm_until = -math.inf
+            return self._start_clicked(now)
+        if now - self._last_start < self.confirm_within:
+            self._confirm_until = now + self.confirm_within
+            credits = self._credits()
+            self.message.value = present.confirm_again(now - self._last_start, credits, self.confirm_within)
+            self.generate_button.description = present.confirm_label(credits)
+            self.generate_button.button_style = "warning"
+            loop = running_loop()
+            if loop is not None:  # the button calms down by itself
+                loop.call_later(self.confirm_within, self._calm)
+            return None
+        return self._start_clicked(now)
+
+    def _start_clicked(self, now: float) -> asyncio.Task[GenerationResult | None] | None:
+        self._calm()
+        task = self.generate()
+        if self.message.value.startswith('<span class="imgkit-confirm"'):
+            self.message.value = ""
+        self._last_start = now
+        return task
+
+    def _calm(self) -> None:
+        """End a confirmation: the button shows the price again."""
+        if self._clock() < self._confirm_until:
+            return
+        self.generate_button.button_style = "primary"
+        self.generate_button.description = present.generate_label(self._credits())
+        if self.message.value.startswith('<span class="imgkit-confirm"'):
+            self.message.value = ""
+
+    def _credits(self) -> float | None:
+        quote = self._quoted
+        return quote.credits if isinstance(quote, Estimate) else None
 
     def generate(self) -> asyncio.Task[GenerationResult | None] | None:
         """Start a run with the form's settings; what the Generate button does.
