@@ -353,6 +353,21 @@ def test_drop_paste_gallery_lightbox_and_downloads(tmp_path: Path) -> None:
                 page.wait_for_timeout(300)
                 box = generate.bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 800, box
+
+                # A long run, cancelled: its time shows while it runs, then the ledger says so.
+                page.wait_for_timeout(4_500)  # past the double-click guard
+                prompt.fill("A long run to cancel [[seconds:20]]")
+                generate.click()
+                expect(page.locator(".imgkit-preview-timing")).to_contain_text("elapsed")
+                expect(page.locator(".imgkit-preview-timing")).to_contain_text("left", timeout=10_000)
+                page.locator(".imgkit-cancel").click()
+                expect(page.locator(".imgkit-message")).to_contain_text("Cancelled run", timeout=10_000)
+                expect(page.locator(".imgkit-message")).to_contain_text("may still finish it and bill it")
+                expect(cards.first).to_contain_text("cancelled")
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 3 completed · 1 interrupted")
+                page.locator(".imgkit-studio").evaluate("el => el.scrollIntoView()")
+                page.screenshot(path=str(ARTIFACTS / "studio-cancelled-1280.png"))
+                expect(page.locator(".imgkit-log")).to_have_text("")
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "studio-drop-failure.png"), full_page=True)
                 print("browser console errors:", *console, sep="\n  ")

@@ -725,3 +725,41 @@ def test_ctrl_enter_in_the_prompt_generates_through_the_guard(session: imgkit.Se
     keys._on_message(keys, {"kind": "generate"}, [])
     assert len(session.ledger.records()) == 1  # a second press at once asks first
     assert "You started a run" in _text(s.message.value)
+
+
+# --- progress and cancel -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_cancel_stops_following_and_records_it(session: imgkit.Session) -> None:
+    s = Studio(prompt="a long one [[seconds:6]]", quality="low")
+    assert s.cancel() is False  # nothing in flight
+    task = s.generate()
+    assert task is not None
+    assert s.preview.cancel.layout.display is None
+    assert "elapsed" in _text(s.preview.timing.value)
+    for _ in range(200):  # until the service has the task
+        await asyncio.sleep(0.02)
+        rows = session.ledger.records()
+        if rows and rows[0].task_id is not None:
+            break
+    assert s.cancel() is True
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    record = session.ledger.records()[0]
+    assert "cancelled-by-user" in record.tags
+    assert not record.terminal
+    assert "may still finish" in (record.notes or "")
+    message = _text(s.message.value)
+    assert message.startswith(f"Cancelled run {record.run_id[-8:]}")
+    assert "may still finish it and bill it" in message
+    assert s.preview.cancel.layout.display == "none"
+    assert "cancelled" in _text(s.preview.header.value)
+    assert s.preview.timing.value == ""
+    s.refresh_history()
+    card = _text(s.history.children[0].children[1].children[0].value)
+    assert "cancelled" in card
+    assert _text(s.counter.value) == "0 running · 0 completed · 1 interrupted"
+    resumed = s.resume()  # the service finished it: Resume fetches it without resubmitting
+    assert resumed is not None
+    assert [r.status for r in await resumed] == ["completed"]

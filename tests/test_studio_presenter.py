@@ -399,3 +399,35 @@ def test_the_price_names_the_price_of_one_image() -> None:
     est = estimate(quality="medium", size="1536x1024", n=2, sheet="evolink-table-2026-11")
     assert present.per_image(est) == f"{present.fmt_credits(est.per_image_credits)} credits per image"
     assert present.per_image(est) in present.price(est, get_sheet(est.sheet))
+
+
+def _running(**changes: object) -> RunRecord:
+    base = RunRecord(
+        run_id="run-1", provider="gateway", model="gpt-image-1", prompt="p", size="1024x1024", quality="low",
+        n=1, status="pending", created_at=100.0, submitted_at=101.0, estimated_s=30.0,
+    )
+    return base.replace(**changes)
+
+
+def test_progress_says_elapsed_and_what_is_left() -> None:
+    assert present.progress_line(_running(), 111.0) == "pending · 11 s elapsed · about 20 s left"
+    # Once the service reports progress, the estimate follows it: 40 % in 20 s, 30 s to go.
+    line = present.progress_line(_running(status="processing", progress=40), 121.0)
+    assert line == "processing 40% · 21 s elapsed · about 30 s left"
+    assert present.progress_line(_running(), 200.0) == (
+        "pending · 1 min 40 s elapsed · longer than the service's estimate of 30 s"
+    )
+    assert present.progress_line(_running(estimated_s=None), 111.0) == "pending · 11 s elapsed"
+    assert present.progress_line(_running(status="completed"), 111.0) == ""
+    assert present.progress_line(None, 10.0, started=7.0) == "starting · 3 s elapsed"
+    assert present.time_left(_running(submitted_at=None), 111.0) is None
+
+
+def test_a_cancelled_run_says_the_service_may_still_bill_it() -> None:
+    record = _running(tags=(present.CANCELLED_TAG,))
+    assert present.is_cancelled(record)
+    assert present.progress_line(record, 111.0) == ""  # no clock for a run nobody follows
+    assert not present.is_cancelled(record.replace(status="completed"))
+    text = present.cancel_done(record)
+    assert "Cancelled run run-1" in text
+    assert "may still finish it and bill it" in text

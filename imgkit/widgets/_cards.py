@@ -24,10 +24,13 @@ from imgkit.request import JobEvent, RunRecord
 from imgkit.widgets._common import esc, running_loop
 from imgkit.widgets._gallery import Gallery
 from imgkit.widgets._present import (
+    CANCELLED_NOTE,
     INTERRUPTED_NOTE,
     card_details,
     describe_error,
+    is_cancelled,
     preview_details,
+    progress_line,
     run_meta,
     status_badge,
     title_html,
@@ -223,7 +226,9 @@ class RunCard:
             return
         self.record = record
         self.interrupted = interrupted
-        status = "interrupted" if interrupted else record.status
+        cancelled = is_cancelled(record)
+        interrupted = interrupted or cancelled
+        status = "cancelled" if cancelled else "interrupted" if interrupted else record.status
         self.text.value = title_html(record.prompt, status_badge(status, record.progress), card_details(record))
         running = not record.terminal and not interrupted
         self.progress.layout.display = None if running else "none"
@@ -238,7 +243,7 @@ class RunCard:
             self.error.value = describe_error(record)
             self.error.layout.display = None
         elif interrupted:
-            self.error.value = INTERRUPTED_NOTE
+            self.error.value = CANCELLED_NOTE if cancelled else INTERRUPTED_NOTE
             self.error.layout.display = None
         else:
             self.error.layout.display = "none"
@@ -279,25 +284,48 @@ class Preview:
             value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="96%", display="none")
         )
         self.progress.add_class("imgkit-preview-progress")
+        self.timing = w.HTML()
+        self.timing.add_class("imgkit-preview-timing")
+        self.cancel = w.Button(
+            description="Cancel", icon="stop", tooltip="stop following this run (the service may still bill it)",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.cancel.add_class("imgkit-cancel")
         self.error = w.HTML(layout=w.Layout(display="none"))
         self.error.add_class("imgkit-preview-error")
+        self._started: float | None = None
         # The images travel on demand, never in the widget state (see _gallery).
         self.gallery = Gallery(layout=w.Layout(width="100%"))
         self.gallery.add_class("imgkit-preview-gallery")
-        self.widget = w.VBox([self.header, self.progress, self.error, self.gallery], layout=w.Layout(width="100%"))
+        running = w.HBox([self.timing, self.cancel], layout=w.Layout(align_items="center", width="100%"))
+        self.widget = w.VBox(
+            [self.header, self.progress, running, self.error, self.gallery], layout=w.Layout(width="100%")
+        )
         self.widget.add_class("imgkit-preview")
         self._shown_files: tuple[str, ...] | None = None
 
     def starting(self, prompt: str) -> None:
         """A run was asked for and has no record yet."""
         self.record = None
+        self._started = time.time()
         self.header.value = title_html(prompt, status_badge("starting"))
         self.progress.value = 0
         self.progress.layout.display = None
+        self.cancel.layout.display = None
+        self.cancel.disabled = False
+        self.tick()
         self.error.layout.display = "none"
         self._set_images(())
 
+    def tick(self) -> None:
+        """Re-render the elapsed time and the estimate of time left."""
+        value = progress_line(self.record, time.time(), started=self._started)
+        if value != self.timing.value:
+            self.timing.value = f'<span style="font-size:90%">{value}</span>' if value else ""
+
     def refused(self, message: str) -> None:
+        self.cancel.layout.display = "none"
+        self.timing.value = ""
         self.progress.layout.display = "none"
         self.error.value = esc(message)
         self.error.layout.display = None
@@ -308,16 +336,23 @@ class Preview:
             return
         self.record = record
         details = preview_details(record)
-        self.header.value = title_html(record.prompt, status_badge(record.status, record.progress), details)
-        running = not record.terminal
+        status = "cancelled" if is_cancelled(record) else record.status
+        self.header.value = title_html(record.prompt, status_badge(status, record.progress), details)
+        running = not record.terminal and not is_cancelled(record)
         self.progress.layout.display = None if running else "none"
+        self.cancel.layout.display = None if running else "none"
+        if is_cancelled(record):
+            self.error.value = CANCELLED_NOTE
         done = 100 if record.status == "downloading" else 0
         self.progress.value = record.progress if record.status == "processing" else done
         if record.status in ("failed", "unknown"):
             self.error.value = describe_error(record)
             self.error.layout.display = None
+        elif is_cancelled(record):
+            self.error.layout.display = None
         else:
             self.error.layout.display = "none"
+        self.tick()
         self._set_images(record.files if record.status == "completed" else ())
 
     def _set_images(self, files: tuple[str, ...]) -> None:

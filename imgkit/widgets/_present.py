@@ -24,12 +24,15 @@ from imgkit.request import MB, SIZE_LABELS, ModelProfile, ReferenceImage, RunRec
 from imgkit.widgets._common import ORANGE, RED, esc
 
 __all__ = [
+    "CANCELLED_NOTE",
+    "CANCELLED_TAG",
     "DROP_HINT",
     "INTERRUPTED_NOTE",
     "PRICE_UNAVAILABLE",
     "QUALITY_TOOLTIPS",
     "Tally",
     "banner",
+    "cancel_done",
     "cannot_generate",
     "card_details",
     "clock_time",
@@ -43,6 +46,7 @@ __all__ = [
     "history_title",
     "human_size",
     "invalid_reference",
+    "is_cancelled",
     "is_interrupted",
     "lost_upload_note",
     "mode_text",
@@ -55,6 +59,7 @@ __all__ = [
     "price",
     "price_warning",
     "problem",
+    "progress_line",
     "prompt_count",
     "provider_text",
     "quality_options",
@@ -68,6 +73,7 @@ __all__ = [
     "size_label",
     "size_options",
     "status_badge",
+    "time_left",
     "title_html",
     "too_many_references",
     "upload_label",
@@ -483,6 +489,74 @@ def history_title(limit: int) -> str:
         f'<span style="opacity:.7">(last {limit}; older runs stay in '
         "the ledger: <code>imgkit.runs()</code>)</span>"
     )
+
+
+# --- progress and cancelling ------------------------------------------------------------
+
+#: The tag a run gets when the user stops following it.
+CANCELLED_TAG = "cancelled-by-user"
+
+#: What a card says about a run the user cancelled (there is no cancel endpoint).
+CANCELLED_NOTE = (
+    "You stopped following this run. The service may still finish it and bill it; "
+    "<b>Resume</b> (or <code>imgkit.resume()</code>) checks and fetches it without paying again."
+)
+
+
+def is_cancelled(record: RunRecord) -> bool:
+    """The user stopped following this unfinished run."""
+    return CANCELLED_TAG in record.tags and not record.terminal
+
+
+def _seconds(value: float) -> str:
+    value = max(value, 0.0)
+    if value < 60:
+        return f"{value:.0f} s"
+    return f"{int(value // 60)} min {int(value % 60):02d} s"
+
+
+def time_left(record: RunRecord, now: float) -> float | None:
+    """Seconds a running run probably still needs, or None when nothing says.
+
+    From the service's progress once it reports some (the time so far, scaled), else from
+    the task's ``estimated_time``; never below zero.
+    """
+    if record.terminal or record.submitted_at is None:
+        return None
+    elapsed = now - record.submitted_at
+    if record.status == "processing" and 5 <= record.progress < 100:
+        return max(elapsed * (100 - record.progress) / record.progress, 0.0)
+    if record.estimated_s is not None:
+        return max(record.estimated_s - elapsed, 0.0)
+    return None
+
+
+def progress_line(record: RunRecord | None, now: float, *, started: float | None = None) -> str:
+    """``processing 40% · 12 s elapsed · about 18 s left`` for a run in flight ('' when done).
+
+    Args:
+        record: the run, or None while it has no record yet.
+        now: the wall-clock time (``time.time()``), injected by tests.
+        started: when the click happened, for a run without a record.
+    """
+    if record is None:
+        return f"starting · {_seconds(now - started)} elapsed" if started is not None else "starting"
+    if record.terminal or is_cancelled(record):
+        return ""
+    state = record.status + (f" {record.progress}%" if record.status == "processing" and record.progress else "")
+    parts = [state, f"{_seconds(now - record.created_at)} elapsed"]
+    left = time_left(record, now)
+    if left is not None and left > 0:
+        parts.append(f"about {_seconds(left)} left")
+    elif left is not None and record.estimated_s is not None and record.submitted_at is not None:
+        parts.append(f"longer than the service's estimate of {_seconds(record.estimated_s)}")
+    return " · ".join(parts)
+
+
+def cancel_done(record: RunRecord | None) -> str:
+    """The message after Cancel (HTML)."""
+    which = f" {esc(short_id(record.run_id))}" if record is not None else ""
+    return f'<span class="imgkit-cancelled" style="color:{ORANGE}">Cancelled run{which}. {CANCELLED_NOTE}</span>'
 
 
 # --- run cards and the preview -----------------------------------------------------------

@@ -149,6 +149,9 @@ class StudioApp(Studio):
         self._balance_note = ""
         self._holding = False
         self._quoted: Estimate | ImgkitError | None = None
+        self._task_of: dict[RunCard, asyncio.Task[GenerationResult | None]] = {}
+        self._cancelling: set[RunCard] = set()
+        self._ticker: asyncio.Task[None] | None = None
         # One throttle for every run of this form: the kernel's message rate limit counts
         # widget updates, so the form renders at most updates_per_second rounds a second.
         self._throttle = Throttle(per_second=updates_per_second)
@@ -211,6 +214,7 @@ class StudioApp(Studio):
         self.ui.shortcuts.on_generate = capture(self.click_generate)
         self.refresh_button.on_click(capture(lambda _: self.refresh_history()))
         self.resume_button.on_click(capture(lambda _: self.resume()))
+        self.preview.cancel.on_click(capture(lambda _: self.cancel()))
 
     # --- display -------------------------------------------------------------------------
 
@@ -623,7 +627,69 @@ class StudioApp(Studio):
         self._latest = card
         self.preview.starting(params["prompt"])
         self.refresh_history()
-        return self._schedule(self._run(params, card), self._runs)
+        task = self._schedule(self._run(params, card), self._runs)
+        if task is not None:
+            self._task_of[card] = task
+            task.add_done_callback(lambda _: self._task_of.pop(card, None))
+            self._start_ticker()
+        return task
+
+    def _start_ticker(self) -> None:
+        """Re-render the preview's elapsed time once a second while runs are in flight."""
+        if self._ticker is not None and not self._ticker.done():
+            return
+
+        async def tick() -> None:
+            while self._live:
+                await asyncio.sleep(1.0)
+                self.preview.tick()
+
+        loop = running_loop()
+        if loop is not None:
+            self._ticker = loop.create_task(tick())
+
+    def cancel(self, run_id: str | None = None) -> bool:
+        """Stop following a run (the one in the preview by default); what Cancel does.
+
+        No cancel endpoint is documented, so the service may still finish the run and bill
+        it: the ledger keeps it, tagged ``cancelled-by-user``, and :meth:`resume` (or
+        ``imgkit.resume()``) can finish it later without paying again.
+
+        Returns:
+            True when a run was being followed here and is now cancelled.
+        """
+        card = self._latest if run_id is None else self._cards.get(run_id)
+        task = self._task_of.get(card) if card is not None else None
+        if card is None or task is None or task.done():
+            return False
+        self._cancelling.add(card)
+        self.preview.cancel.disabled = True
+        task.cancel()
+        return True
+
+    async def _record_cancel(self, card: RunCard) -> None:
+        """Tag a cancelled run in the ledger, once the engine has stopped following it."""
+        self._cancelling.discard(card)
+        run_id = card.run_id
+        record = None
+        if run_id is not None:
+            for _ in range(100):  # the engine stops on its own loop, soon after
+                if run_id not in self.session.engine.in_flight:
+                    break
+                await asyncio.sleep(0.02)
+            found = self.session.ledger.get(run_id)
+            if found is not None and not found.terminal:
+                record = found.replace(
+                    tags=tuple(dict.fromkeys((*found.tags, present.CANCELLED_TAG))),
+                    notes="cancelled by the user; the service may still finish and bill it",
+                )
+                self.session.ledger.save(record)
+                card.update(record)
+                if card is self._latest:
+                    self.preview.show(record)
+        if card is self._latest and record is None:
+            self.preview.refused("Cancelled before the service accepted the run.")
+        self.message.value = present.cancel_done(record)
 
     def _schedule(
         self, coro: Coroutine[Any, Any, T], into: set[asyncio.Task[T]]
@@ -742,13 +808,16 @@ class StudioApp(Studio):
             self._live.discard(card)
             self._refused(card, exc)
             return None
-        except BaseException:
+        except BaseException as exc:
             # Cancelled, or a bug: the ledger keeps the run's last state (resume() can
             # finish it once the engine no longer follows it).
             throttle.flush()
             self._live.discard(card)
             if card in self._starting:
                 self._starting.remove(card)
+            if isinstance(exc, asyncio.CancelledError) and card in self._cancelling:
+                with contextlib.suppress(Exception):
+                    await self._record_cancel(card)
             with contextlib.suppress(Exception):
                 self.refresh_history()
             raise
