@@ -164,6 +164,7 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
 
                 # A slow second run: its card shows a progress bar, and the kernel stays free.
                 prompt.fill("A second, slower run [[seconds:3]]")
+                page.wait_for_timeout(4_500)  # past the double-click guard (tested on its own)
                 generate.click()
                 expect(page.locator(".imgkit-counter")).to_have_text("1 running · 1 completed")
                 expect(page.locator(".imgkit-card").first.locator(".imgkit-card-progress")).to_be_visible()

@@ -9,6 +9,7 @@ import io
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -763,3 +764,53 @@ async def test_cancel_stops_following_and_records_it(session: imgkit.Session) ->
     resumed = s.resume()  # the service finished it: Resume fetches it without resubmitting
     assert resumed is not None
     assert [r.status for r in await resumed] == ["completed"]
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def test_cards_tell_runs_apart_and_the_shown_one_is_marked(session: imgkit.Session) -> None:
+    s = Studio(quality="low", confirm_within=0)
+    s.generate()
+    s.generate()
+    first, second = s.results
+    cards = s.history.children
+    assert first.run_id[-8:] in _text(cards[1].children[1].children[0].value)
+    assert second.run_id[-8:] in _text(cards[0].children[1].children[0].value)
+    assert cards[0]._dom_classes.count("imgkit-card-shown") == 1  # the latest is in the preview
+    assert "imgkit-card-shown" not in cards[1]._dom_classes
+    cards[1].children[2].children[0].click()  # Show the older run
+    assert "imgkit-card-shown" in cards[1]._dom_classes
+    assert "imgkit-card-shown" not in cards[0]._dom_classes
+    assert s.preview.gallery.key == first.run_id
+
+
+def test_no_image_bytes_in_the_widget_state(session: imgkit.Session) -> None:
+    s = Studio(quality="low", n=2)
+    s.add_references(_png())
+    s.generate()
+    s.generate()
+
+    def tree(widget: Any) -> Iterator[Any]:
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from tree(child)
+
+    chips = {id(c.children[0].children[0]) for c in s.references.children}
+    held = [
+        (type(widget).__name__, name)
+        for widget in tree(s.widget)
+        if id(widget) not in chips
+        for name, value in widget.get_state().items()
+        if isinstance(value, bytes | memoryview)
+    ]
+    # History thumbnails and results travel on demand; only reference chips keep a small JPEG.
+    assert held == []
+
+
+def test_a_new_form_shows_the_latest_run(session: imgkit.Session) -> None:
+    Studio(prompt="before the restart", quality="low").generate()
+    again = Studio()  # a kernel restart builds the form anew over the same ledger
+    assert "before the restart" in _text(again.preview.header.value)
+    assert len(again.preview.gallery.items) == 1
+    assert "imgkit-card-shown" in again.history.children[0]._dom_classes

@@ -431,3 +431,11 @@ def test_a_cancelled_run_says_the_service_may_still_bill_it() -> None:
     text = present.cancel_done(record)
     assert "Cancelled run run-1" in text
     assert "may still finish it and bill it" in text
+
+
+def test_a_card_says_when_and_which_run() -> None:
+    import datetime as dt
+
+    line = present.when(_running(run_id="run-0123456789abcdef", created_at=3600.0), tz=dt.UTC)
+    assert 'class="imgkit-card-when"' in line
+    assert "01:00:00 · run <code>89abcdef</code>" in line

@@ -23,6 +23,7 @@ import ipywidgets as w
 from imgkit.request import JobEvent, RunRecord
 from imgkit.widgets._common import esc, running_loop
 from imgkit.widgets._gallery import Gallery
+from imgkit.widgets._kernel_image import KernelImage
 from imgkit.widgets._present import (
     CANCELLED_NOTE,
     INTERRUPTED_NOTE,
@@ -34,6 +35,7 @@ from imgkit.widgets._present import (
     run_meta,
     status_badge,
     title_html,
+    when,
 )
 
 __all__ = ["Preview", "RunCard", "Throttle"]
@@ -118,13 +120,6 @@ class Throttle:
                 log.exception("rendering run %s failed", event.run_id)
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
 def _pixels(path: Path) -> tuple[int, int] | None:
     """An image file's width and height (its header only), or None when it cannot be read."""
     from PIL import Image
@@ -164,8 +159,11 @@ class RunCard:
         self.interrupted = False
         self.title = title
         self._thumb_key: str | None = None
-        self.thumb = w.Image(format="jpeg", layout=w.Layout(width="64px", height="64px", object_fit="cover"))
-        self.thumb.add_class("imgkit-card-thumb")
+        # Fetched from the kernel when drawn: no thumbnail in the notebook's widget state.
+        self.thumb = KernelImage(
+            img_class="imgkit-card-thumb", img_style="width:64px;height:64px;object-fit:cover;border-radius:4px",
+            layout=w.Layout(width="64px", height="64px"),
+        )
         self.placeholder = w.HTML(
             '<div style="width:64px;height:64px;border-radius:4px;background:#eceff1;'
             'display:flex;align-items:center;justify-content:center;color:#90a4ae">…</div>'
@@ -229,7 +227,8 @@ class RunCard:
         cancelled = is_cancelled(record)
         interrupted = interrupted or cancelled
         status = "cancelled" if cancelled else "interrupted" if interrupted else record.status
-        self.text.value = title_html(record.prompt, status_badge(status, record.progress), card_details(record))
+        details = card_details(record) + when(record)
+        self.text.value = title_html(record.prompt, status_badge(status, record.progress), details)
         running = not record.terminal and not interrupted
         self.progress.layout.display = None if running else "none"
         if running:
@@ -256,12 +255,21 @@ class RunCard:
         if key == self._thumb_key:
             return
         self._thumb_key = key
-        data = _read(self.data_dir / key) if key else None
-        if data:
-            self.thumb.value = data
+        path = self.data_dir / key if key else None
+        if path is not None and path.is_file():
+            self.thumb.show(path, key)
             self.thumb_box.children = (self.thumb,)
         else:
             self.thumb_box.children = (self.placeholder,)
+
+    def set_shown(self, shown: bool) -> None:
+        """Mark the card whose run the preview shows."""
+        if shown:
+            self.widget.add_class("imgkit-card-shown")
+            self.widget.layout.border = "2px solid #1976d2"
+        else:
+            self.widget.remove_class("imgkit-card-shown")
+            self.widget.layout.border = "1px solid #e0e0e0"
 
 
 # --- the preview -------------------------------------------------------------------------
@@ -356,9 +364,11 @@ class Preview:
         self._set_images(record.files if record.status == "completed" else ())
 
     def _set_images(self, files: tuple[str, ...]) -> None:
-        if files == self._shown_files:
+        # Two runs can share files (the store keeps one copy of equal images): key by run too.
+        shown = (self.record.run_id if self.record is not None else "", *files)
+        if shown == self._shown_files:
             return
-        self._shown_files = files
+        self._shown_files = shown
         record = self.record
         if record is None or not files:
             self.gallery.show("", (), ())

@@ -78,6 +78,7 @@ __all__ = [
     "too_many_references",
     "upload_label",
     "upload_tooltip",
+    "when",
 ]
 
 _STATUS_COLORS = {
@@ -664,6 +665,14 @@ def run_meta(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
     parts.append(provider_text(record))
     parts.append(f'{clock_time(record.created_at, tz=tz)} · run <code>{esc(short_id(record.run_id))}</code>')
     return " · ".join(parts)
+
+
+def when(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
+    """A card's line ``14:03:27 · run 89abcdef``: when a run was asked for, and which one."""
+    return (
+        f'<span class="imgkit-card-when" style="opacity:.75">{clock_time(record.created_at, tz=tz)} · run '
+        f"<code>{esc(short_id(record.run_id))}</code></span><br>"
+    )
 
 
 def preview_details(record: RunRecord) -> str:

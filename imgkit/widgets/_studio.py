@@ -196,7 +196,14 @@ class StudioApp(Studio):
             self.add_references(*images)
         self._refresh()
         self.refresh_history()
+        self._show_latest()
         self.refresh_balance()
+
+    def _show_latest(self) -> None:
+        """A new form (after a kernel restart, say) shows the ledger's latest run."""
+        records = self.session.ledger.records(limit=1, newest_first=True)
+        if records and self._latest is None:
+            self._show(records[0])
 
     def _wire(self) -> None:
         """Observe the widgets by name; errors in a handler land in the log widget."""
@@ -789,7 +796,11 @@ class StudioApp(Studio):
         )
 
     def _show(self, record: RunRecord) -> None:
-        self._latest = self._cards.get(record.run_id)
+        previous, self._latest = self._latest, self._cards.get(record.run_id)
+        if previous is not None:
+            previous.set_shown(False)
+        if self._latest is not None:
+            self._latest.set_shown(True)
         self.preview.show(record)
 
     async def _run(self, params: dict[str, Any], card: RunCard) -> GenerationResult | None:
@@ -899,9 +910,12 @@ class StudioApp(Studio):
         for run_id in list(self._cards):
             if run_id not in shown and run_id not in in_flight:
                 del self._cards[run_id]
-        children = tuple(c.widget for c in [*reversed(self._starting), *cards])
+        shown = [*reversed(self._starting), *cards]
+        children = tuple(c.widget for c in shown)
         if children != self.history.children:
             self.history.children = children
+        for card in shown:
+            card.set_shown(card is self._latest)
         tally = self._tally(records, in_flight)
         self.counter.value = present.counter(tally)
         following_here = any(not t.done() for t in self._runs)
