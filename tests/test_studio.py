@@ -814,3 +814,39 @@ def test_a_new_form_shows_the_latest_run(session: imgkit.Session) -> None:
     assert "before the restart" in _text(again.preview.header.value)
     assert len(again.preview.gallery.items) == 1
     assert "imgkit-card-shown" in again.history.children[0]._dom_classes
+
+
+# --- show code ---------------------------------------------------------------------------
+
+
+def _call_of(code: str) -> tuple[str, dict[str, Any]]:
+    """The prompt and keyword arguments of the imgkit.generate(...) call in ``code``."""
+    import ast
+
+    calls = [
+        node for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "imgkit.generate"
+    ]
+    assert len(calls) == 1
+    call = calls[0]
+    return ast.literal_eval(call.args[0]), {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+
+
+def test_show_code_is_the_forms_request(session: imgkit.Session, tmp_path: Path) -> None:
+    local = tmp_path / "sketch.png"
+    local.write_bytes(_png())
+    s = Studio(prompt='A "quoted" kite\nover dunes', quality="high", size="3:2", n=2)
+    s.add_references(str(local), "https://example.com/ref.jpg")
+    s.upload.receive({"name": "pasted image 1.png", "content": _png("blue")})
+    code = s.code()
+    assert code in _text(s.ui.code.value).replace("&quot;", '"')
+    assert "Show code" in s.ui.code.value
+    prompt, kwargs = _call_of(code)
+    pasted = imgkit.ImageRequest.build(prompt, **kwargs)
+    form = s.request()
+    assert (pasted.prompt, pasted.model, pasted.size, pasted.quality, pasted.n) == (
+        form.prompt, form.model, form.size, form.quality, form.n,
+    )
+    assert kwargs["images"] == [str(local), "https://example.com/ref.jpg"]
+    assert "pasted image 1.png" in code  # named; its bytes cannot be pasted
+    compile(code, "<show code>", "exec")

@@ -439,3 +439,18 @@ def test_a_card_says_when_and_which_run() -> None:
     line = present.when(_running(run_id="run-0123456789abcdef", created_at=3600.0), tz=dt.UTC)
     assert 'class="imgkit-card-when"' in line
     assert "01:00:00 · run <code>89abcdef</code>" in line
+
+
+def test_show_code_writes_a_call_ready_to_paste() -> None:
+    from imgkit.request import ReferenceImage
+
+    refs = [ReferenceImage(url="https://example.com/a.png", name="a.png"), ReferenceImage(data=b"x", name="up.png")]
+    code = present.generate_code("a 'kite'", model="gpt-image-1", size="1024x1024", quality="low", n=2,
+                                 references=refs)
+    assert code.splitlines()[:4] == ["import imgkit", "", "result = imgkit.generate(", '    "a \'kite\'",']
+    assert "    images=['https://example.com/a.png']," in code
+    assert "up.png" in code.splitlines()[-3]
+    compile(code, "<code>", "exec")
+    block = present.code_block("x < y")
+    assert "<summary" in block
+    assert "x &lt; y" in block

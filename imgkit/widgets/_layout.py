@@ -154,6 +154,8 @@ class StudioLayout:
         self.shortcuts = Shortcuts()
         self.message = w.HTML()
         self.message.add_class("imgkit-message")
+        self.code = w.HTML()
+        self.code.add_class("imgkit-show-code")
 
         # --- preview and history ----------------------------------------------------------
         self.preview = Preview(data_dir)
@@ -205,6 +207,7 @@ class StudioLayout:
                 self.reference_message,
                 self.reference_note,
                 self.mode,
+                self.code,
             ],
             # The form keeps a fixed width; the preview takes what is left, so results are large.
             layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),

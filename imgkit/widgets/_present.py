@@ -36,12 +36,14 @@ __all__ = [
     "cannot_generate",
     "card_details",
     "clock_time",
+    "code_block",
     "confirm_again",
     "confirm_label",
     "cost_text",
     "counter",
     "describe_error",
     "fmt_credits",
+    "generate_code",
     "generate_label",
     "history_title",
     "human_size",
@@ -376,6 +378,46 @@ def confirm_again(seconds: float, credits: float | None, window: float) -> str:
     return (
         f'<span class="imgkit-confirm" style="color:{ORANGE}">You started a run {seconds:.1f} s ago. '
         f"Click the button again within {window:g} s to start one more{cost}.</span>"
+    )
+
+
+# --- show code --------------------------------------------------------------------------
+
+
+def generate_code(
+    prompt: str, *, model: str, size: str, quality: str, n: int, references: Iterable[ReferenceImage] = ()
+) -> str:
+    """The ``imgkit.generate(...)`` call equal to the form, ready to paste into a cell.
+
+    A reference is written as its URL or local path; an uploaded one (bytes only in this
+    kernel) is named in a comment, since its bytes cannot be pasted.
+    """
+    sources: list[str] = []
+    uploaded: list[str] = []
+    for ref in references:
+        if ref.url is not None:
+            sources.append(ref.url)
+        elif ref.path is not None:
+            sources.append(str(ref.path))
+        else:
+            uploaded.append(ref.name or "image")
+    lines = ["import imgkit", "", "result = imgkit.generate(", f"    {prompt!r},", f"    model={model!r},"]
+    lines += [f"    size={size!r},", f"    quality={quality!r},", f"    n={n!r},"]
+    if sources:
+        lines.append("    images=[" + ", ".join(repr(src) for src in sources) + "],")
+    if uploaded:
+        names = ", ".join(uploaded)
+        lines.append(f"    # uploaded in the studio, not in this call (save them and add their paths): {names}")
+    lines += [")", "result"]
+    return "\n".join(lines)
+
+
+def code_block(code: str) -> str:
+    """The code under a **Show code** toggle (HTML)."""
+    return (
+        '<details class="imgkit-code"><summary style="cursor:pointer">Show code</summary>'
+        f'<pre class="imgkit-code-text" style="user-select:all;white-space:pre-wrap;font-size:85%;'
+        f'background:#f5f5f5;padding:6px;border-radius:4px">{esc(code)}</pre></details>'
     )
 
 

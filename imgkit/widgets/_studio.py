@@ -260,6 +260,13 @@ class StudioApp(Studio):
             "images": tuple(self._refs),
         }
 
+    def code(self) -> str:
+        """The ``imgkit.generate(...)`` call equal to the form (what **Show code** shows)."""
+        p = self.params()
+        return present.generate_code(
+            p["prompt"], model=p["model"], size=p["size"], quality=p["quality"], n=p["n"], references=p["images"]
+        )
+
     def request(self) -> ImageRequest:
         """The form as a validated request; raises :class:`imgkit.ValidationError`."""
         p = self.params()
@@ -362,6 +369,7 @@ class StudioApp(Studio):
         count = len(self._refs)
         self.mode.value = present.mode_text(ImageRequest(prompt="", images=tuple(self._refs)).mode, count)
         self.reference_clear.layout.display = None if count else "none"
+        self.ui.code.value = present.code_block(self.code())
         try:
             self.request()
         except ValidationError as exc:
