@@ -28,6 +28,7 @@ __all__ = [
     "CANCELLED_TAG",
     "DROP_HINT",
     "INTERRUPTED_NOTE",
+    "NO_SERVER_PATHS",
     "PRICE_UNAVAILABLE",
     "QUALITY_TOOLTIPS",
     "Tally",
@@ -67,6 +68,7 @@ __all__ = [
     "quality_options",
     "reference_caption",
     "reference_note",
+    "reference_placeholder",
     "reference_problem",
     "refusal",
     "refused_references",
@@ -212,6 +214,17 @@ def refusal(label: object, size: int | None, reason: str) -> str:
     """``'a.png' (34.0 KB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
     shown = f"'{label}'" + (f" ({human_size(size)})" if size is not None else "")
     return f"{shown} was not added: {reason}"
+
+
+#: Why a typed path is refused on a shared page.
+NO_SERVER_PATHS = "this page takes uploads and http(s) URLs only; it does not read files on the server"
+
+
+def reference_placeholder(local_paths: bool) -> str:
+    """The URL field's placeholder: URLs, and local paths where they are read."""
+    if local_paths:
+        return "https://example.com/image1.png  or  /path/to/local.png  (Enter to add)"
+    return "https://example.com/image1.png  (Enter to add)"
 
 
 def upload_label(count: int) -> str:

@@ -125,6 +125,7 @@ class StudioApp(Studio):
         updates_per_second: float = 10.0,
         confirm_within: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
+        local_paths: bool = True,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
         checked = ImageRequest.build(prompt or "-", model=model, size=size, quality=quality, n=n)
@@ -134,6 +135,8 @@ class StudioApp(Studio):
         self.updates_per_second = updates_per_second
         # The double-click guard: a click this soon after a run started asks first.
         self.confirm_within = confirm_within
+        # A shared page (imgkit app) reads no typed server-side path: URLs and uploads only.
+        self.local_paths = local_paths
         self._clock = clock
         self._last_start = -math.inf
         self._confirm_until = -math.inf
@@ -171,6 +174,7 @@ class StudioApp(Studio):
             max_n=profile.max_n,
             history_title=present.history_title(history),
             data_dir=lambda: self.session.data_dir,
+            reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
         self.widget = ui.widget
@@ -575,7 +579,14 @@ class StudioApp(Studio):
         if not text:
             return
         self.reference_field.value = ""
-        self.add_references(*[line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()])
+        items = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+        if self.local_paths:
+            self.add_references(*items)
+            return
+        urls = [item for item in items if item.lower().startswith(("http://", "https://"))]
+        refused = [present.refusal(item, None, present.NO_SERVER_PATHS) for item in items if item not in urls]
+        refused += self.add_references(*urls) if urls else []
+        self.reference_message.value = present.refused_references(refused)
 
     # --- runs ----------------------------------------------------------------------------
 
