@@ -50,7 +50,7 @@ def test_the_voila_command_listens_on_loopback_with_a_token_and_big_uploads() ->
     assert "--port=9123" in command
     assert len(token) >= 24
     assert f"--token={token}" in command
-    assert f"--Voila.tornado_settings=websocket_max_message_size={imgkit.app.WEBSOCKET_LIMIT}" in command
+    assert f"--Voila.tornado_settings={{'websocket_max_message_size': {imgkit.app.WEBSOCKET_LIMIT}}}" in command
     assert "--VoilaConfiguration.show_tracebacks=False" in command
     assert imgkit.app.voila_command()[1] != token  # a fresh token each time
     assert imgkit.app.voila_command(token="t", host="0.0.0.0")[0][4] == "--Voila.ip=0.0.0.0"

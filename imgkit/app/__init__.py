@@ -68,7 +68,8 @@ def voila_command(
         f"--port={port}",
         "--Voila.port_retries=0",
         f"--token={token}",
-        f"--Voila.tornado_settings=websocket_max_message_size={WEBSOCKET_LIMIT}",
+        # A dict literal: in key=value form traitlets passes the number on as a string.
+        f"--Voila.tornado_settings={{'websocket_max_message_size': {WEBSOCKET_LIMIT}}}",
         "--VoilaConfiguration.show_tracebacks=False",
         "--strip_sources=True",
         f"--Voila.open_browser={open_browser}",

@@ -216,7 +216,7 @@ _CSS = """
 .imgkit-gallery-grid { display: grid; gap: 8px; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); }
 .imgkit-gallery-grid.imgkit-gallery-one { grid-template-columns: 1fr; }
 .imgkit-gallery-tile { margin: 0; }
-.imgkit-gallery-frame { width: 100%; background: #eceff1; border-radius: 4px; overflow: hidden; }
+.imgkit-gallery-frame { width: 100%; max-height: 75vh; background: #eceff1; border-radius: 4px; overflow: hidden; }
 .imgkit-gallery-frame img { width: 100%; height: 100%; object-fit: contain; display: block; cursor: zoom-in; }
 .imgkit-gallery-tile figcaption { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 4px; }
 .imgkit-gallery button, .imgkit-lightbox button { height: 28px; padding: 0 10px; width: auto; }

@@ -33,6 +33,7 @@ CSS = """<style>
   background: #1976d2; color: #fff; font-weight: 600; box-shadow: none;
 }
 .imgkit-studio .imgkit-generate { font-weight: 600; }
+.imgkit-studio .imgkit-problem { overflow-wrap: anywhere; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).
