@@ -87,7 +87,11 @@ def test_defaults_banner_and_price(session: imgkit.Session) -> None:
         "Portrait 2:3 · 1024×1536",
         "Landscape 3:2 · 1536×1024",
     ]
-    assert [label for label, _ in s.quality.options] == ["low ×0.26", "medium ×1", "high ×3.91"]
+    # Named for people (issue 16); the multipliers moved to the tooltips.
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert [tip.partition(";")[0] for tip in s.quality.tooltips] == [
+        "×0.26 the base price", "×1 the base price", "×3.91 the base price",
+    ]
     banner = _text(s.banner.value)
     # the fixture's session has a key (the loopback sandbox plays the live service)
     assert "LIVE" in banner
@@ -149,7 +153,8 @@ def test_the_price_shown_is_the_estimate_recorded_when_the_first_provider_is_not
     assert f"{shown.credits:.10g} credits" in _text(s.price.value)
     assert "openai-tokens-2026-11" in _text(s.price.value)
     assert "openai-tokens-2026-11" in _text(s.banner.value)
-    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]  # per token: no multipliers
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert not any("×" in tip for tip in s.quality.tooltips)  # per token: no multipliers
     s.generate_button.click()
     record = s.results[0].record
     assert (record.provider, record.status) == ("openai", "completed")
@@ -181,7 +186,8 @@ def test_a_per_token_price_sheet(session: imgkit.Session, data_dir: Path) -> Non
         api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, price_sheet="openai-tokens-2026-11"
     )
     s = Studio(tokens)
-    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert not any("×" in tip for tip in s.quality.tooltips)
     est = tokens.estimate(quality="medium", size="1:1", n=1)
     price = _text(s.price.value)
     assert f"{est.credits:.10g} credits" in price

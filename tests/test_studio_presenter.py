@@ -72,12 +72,16 @@ def test_size_options_per_model() -> None:
 
 def test_quality_options_name_the_multiplier_on_a_per_image_sheet_only() -> None:
     profile = MODELS["gpt-image-1"]
-    assert present.quality_options(profile, get_sheet("evolink-table-2026-11")) == [
-        ("low ×0.26", "low"), ("medium ×1", "medium"), ("high ×3.91", "high"),
+    # Named for people (issue 16); the multiplier is the tooltip's detail, per-image sheets only.
+    named = [("low · fastest", "low"), ("medium", "medium"), ("high · best", "high")]
+    assert present.quality_options(profile, get_sheet("evolink-table-2026-11")) == named
+    assert present.quality_options(profile, get_sheet("openai-tokens-2026-11")) == named
+    assert present.quality_tooltips(profile, get_sheet("evolink-table-2026-11")) == [
+        "×0.26 the base price; fastest, cheapest",
+        "×1 the base price; imgkit's default",
+        "×3.91 the base price; slowest, best (the API's own default)",
     ]
-    assert present.quality_options(profile, get_sheet("openai-tokens-2026-11")) == [
-        ("low", "low"), ("medium", "medium"), ("high", "high"),
-    ]
+    assert present.quality_tooltips(profile, get_sheet("openai-tokens-2026-11")) == list(present.QUALITY_TOOLTIPS)
     assert len(present.QUALITY_TOOLTIPS) == len(profile.qualities)
 
 

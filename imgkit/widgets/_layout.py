@@ -55,6 +55,7 @@ class StudioLayout:
         models: the model dropdown's choices.
         model, size, quality, n: the initial values.
         size_options, quality_options: (label, value) pairs for the size and quality choices.
+        quality_tooltips: the quality buttons' tooltips.
         max_n: the n slider's maximum.
         history_title: the History panel's heading (HTML).
         data_dir: returns the session's data directory (the preview reads images from it).
@@ -71,6 +72,7 @@ class StudioLayout:
         size_options: Options,
         size: str,
         quality_options: Options,
+        quality_tooltips: Sequence[str] = QUALITY_TOOLTIPS,
         quality: str,
         n: int,
         max_n: int,
@@ -101,7 +103,7 @@ class StudioLayout:
         self.quality = w.ToggleButtons(
             options=list(quality_options),
             value=quality,
-            tooltips=list(QUALITY_TOOLTIPS),
+            tooltips=list(quality_tooltips),
             style={"button_width": "auto"},
             layout=w.Layout(width="auto"),
         )

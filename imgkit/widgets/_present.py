@@ -30,6 +30,7 @@ __all__ = [
     "INTERRUPTED_NOTE",
     "NO_SERVER_PATHS",
     "PRICE_UNAVAILABLE",
+    "QUALITY_NAMES",
     "QUALITY_TOOLTIPS",
     "Tally",
     "banner",
@@ -66,6 +67,7 @@ __all__ = [
     "prompt_count",
     "provider_text",
     "quality_options",
+    "quality_tooltips",
     "reference_caption",
     "reference_note",
     "reference_placeholder",
@@ -153,12 +155,26 @@ def size_options(profile: ModelProfile) -> list[tuple[str, str]]:
     return options
 
 
+#: Each quality in words for people; the price multiplier is the detail (the tooltip).
+QUALITY_NAMES = {"low": "low · fastest", "medium": "medium", "high": "high · best"}
+
+
 def quality_options(profile: ModelProfile, sheet: object) -> list[tuple[str, str]]:
-    """Tier names with their multiplier on a per-image sheet; plain names on a per-token one."""
+    """The quality buttons' (label, value) pairs: ``low · fastest``, ``medium``, ``high · best``."""
+    del sheet  # the multiplier is the tooltip's detail (quality_tooltips)
+    return [(QUALITY_NAMES.get(q, q), q) for q in profile.qualities]
+
+
+def quality_tooltips(profile: ModelProfile, sheet: object) -> list[str]:
+    """The quality buttons' tooltips: the words, with the multiplier on a per-image sheet."""
     multipliers = getattr(sheet, "quality", None)
-    if not isinstance(multipliers, Mapping):
-        return [(q, q) for q in profile.qualities]
-    return [(f"{q} ×{multipliers[q]:g}" if q in multipliers else q, q) for q in profile.qualities]
+    tips = []
+    for index, q in enumerate(profile.qualities):
+        words = QUALITY_TOOLTIPS[index] if index < len(QUALITY_TOOLTIPS) else q
+        if isinstance(multipliers, Mapping) and q in multipliers:
+            words = f"×{multipliers[q]:g} the base price; {words}"
+        tips.append(words)
+    return tips
 
 
 # --- the form's messages -----------------------------------------------------------------

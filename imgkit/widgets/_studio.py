@@ -169,6 +169,7 @@ class StudioApp(Studio):
             size_options=present.size_options(profile),
             size=checked.size,
             quality_options=present.quality_options(profile, self._sheet(quote)),
+            quality_tooltips=present.quality_tooltips(profile, self._sheet(quote)),
             quality=checked.quality,
             n=checked.n,
             max_n=profile.max_n,
