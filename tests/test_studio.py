@@ -856,3 +856,18 @@ def test_show_code_is_the_forms_request(session: imgkit.Session, tmp_path: Path)
     assert kwargs["images"] == [str(local), "https://example.com/ref.jpg"]
     assert "pasted image 1.png" in code  # named; its bytes cannot be pasted
     compile(code, "<show code>", "exec")
+
+
+def test_show_code_executed_makes_the_same_run(session: imgkit.Session, tmp_path: Path) -> None:
+    local = tmp_path / "sketch.png"
+    local.write_bytes(_png())
+    s = Studio(prompt="A heron in reeds, ink", quality="low", size="2:3", n=2)
+    s.add_references(str(local))
+    namespace: dict[str, Any] = {}
+    exec(compile(s.code(), "<show code>", "exec"), namespace)  # as pasted into a cell
+    record = namespace["result"].record
+    form = s.request()
+    assert (record.prompt, record.model, record.size, record.quality, record.n, record.mode) == (
+        form.prompt, form.model, form.size, form.quality, form.n, form.mode,
+    )
+    assert len(record.reference_images) == 1
