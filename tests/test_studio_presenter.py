@@ -361,8 +361,8 @@ def test_form_errors_are_written_for_people() -> None:
         "Write a prompt first"
     )
     too_long = ValidationError("prompt", "x" * 2001, "at most 2000 characters", hint="it has 2001")
-    assert present.cannot_generate(too_long) == "Prompt must be at most 2000 characters (it has 2001)"
-    assert present.cannot_generate(ValidationError("n", 12, "1 to 10")) == "Images must be 1 to 10"
+    assert present.cannot_generate(too_long) == "The prompt must be at most 2000 characters (it has 2001)"
+    assert present.cannot_generate(ValidationError("n", 12, "1 to 10")) == "The number of images must be 1 to 10"
     assert "is not allowed" not in present.cannot_generate(too_long)
 
 

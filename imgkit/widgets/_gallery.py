@@ -213,7 +213,7 @@ export default { render };
 _CSS = """
 .imgkit-gallery-head { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 4px 0; }
 .imgkit-gallery-meta { flex: 1 1 200px; font-size: 90%; }
-.imgkit-gallery-grid { display: grid; gap: 8px; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); }
+.imgkit-gallery-grid { display: grid; gap: 8px; grid-template-columns: repeat(auto-fit, minmax(280px, 1fr)); }
 .imgkit-gallery-grid.imgkit-gallery-one { grid-template-columns: 1fr; }
 .imgkit-gallery-tile { margin: 0; }
 .imgkit-gallery-frame { width: 100%; max-height: 75vh; background: #eceff1; border-radius: 4px; overflow: hidden; }

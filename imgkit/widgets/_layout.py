@@ -27,9 +27,11 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 # every rule is scoped to .imgkit-studio.)
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
-.imgkit-studio .imgkit-quality .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
+.imgkit-studio .imgkit-quality .widget-toggle-button,
+.imgkit-studio .imgkit-size .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
-.imgkit-studio .imgkit-quality .widget-toggle-button.mod-active {
+.imgkit-studio .imgkit-quality .widget-toggle-button.mod-active,
+.imgkit-studio .imgkit-size .widget-toggle-button.mod-active {
   background: #1976d2; color: #fff; font-weight: 600; box-shadow: none;
 }
 .imgkit-studio .imgkit-generate { font-weight: 600; }
@@ -40,6 +42,20 @@ CSS = """<style>
 UPLOAD_ACCEPT = ",".join([".jpeg", ".jpg", ".png", ".webp", "image/jpeg", "image/png", "image/webp"])
 
 Options = Sequence[tuple[str, str]]
+
+
+def _labelled(label: str, widget: w.Widget) -> w.HBox:
+    """A label of its own: ToggleButtons wraps its buttons under a description."""
+    return w.HBox(
+        [
+            w.HTML(
+                f'<div style="text-align:right;padding-right:8px">{esc(label)}</div>',
+                layout=w.Layout(width="72px", flex="0 0 auto"),
+            ),
+            widget,
+        ],
+        layout=w.Layout(align_items="center"),
+    )
 
 
 def _section(title: str) -> w.HTML:
@@ -95,9 +111,9 @@ class StudioLayout:
             options=list(models), value=model, description="Model", style=narrow, layout=w.Layout(width="280px"),
         )
         self.model.add_class("imgkit-model")
-        self.size = w.Dropdown(
-            options=list(size_options), value=size, description="Size", style=narrow,
-            layout=w.Layout(width="320px"),
+        # Visible choices, as the playground shows them (a dropdown hid the shapes).
+        self.size = w.ToggleButtons(
+            options=list(size_options), value=size, style={"button_width": "auto"}, layout=w.Layout(width="auto"),
         )
         self.size.add_class("imgkit-size")
         self.quality = w.ToggleButtons(
@@ -184,18 +200,8 @@ class StudioLayout:
                 self.prompt,
                 self.prompt_count,
                 self.model,
-                self.size,
-                # A label of its own: ToggleButtons wraps its buttons under a description.
-                w.HBox(
-                    [
-                        w.HTML(
-                            '<div style="text-align:right;padding-right:8px">Quality</div>',
-                            layout=w.Layout(width="72px", flex="0 0 auto"),
-                        ),
-                        self.quality,
-                    ],
-                    layout=w.Layout(align_items="center"),
-                ),
+                _labelled("Size", self.size),
+                _labelled("Quality", self.quality),
                 self.n,
                 # Price and button above the references: their chips can grow by rows.
                 _section("Price"),

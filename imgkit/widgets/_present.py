@@ -276,8 +276,13 @@ def reference_problem(label: object, size: int | None, error: ValidationError) -
     """Why a reference was not added, in plain words: ``File not found: sketch.png``, or
     :func:`refusal` with what the image must be."""
     if error.allowed.startswith("an existing image file"):
-        name = str(label).replace("\\", "/").rpartition("/")[2] or str(label)
-        return f"File not found: {name} (give an existing image file, an http(s) URL, or drop the image above)"
+        text = str(label)
+        name = text if text.startswith("data:") else text.replace("\\", "/").rpartition("/")[2] or text
+        name = name if len(name) <= 60 else name[:57] + "…"
+        return (
+            f"File not found: {name}, so it was not added (give an existing image file, an http(s) URL, "
+            "or drop the image above)"
+        )
     return refusal(label, size, invalid_reference(error))
 
 
@@ -307,13 +312,13 @@ def never_uploaded(reference: str) -> str:
 
 def cannot_generate(error: object) -> str:
     """The form does not validate: the core's reason, in plain words for a field's error
-    (``Write a prompt first``, ``Prompt must be at most 2000 characters``)."""
+    (``Write a prompt first``, ``The prompt must be at most 2000 characters``)."""
     if isinstance(error, ValidationError):
         if error.field == "prompt" and not str(error.value).strip():
             return "Write a prompt first (it must be non-empty text)"
-        field = {"n": "Images"}.get(error.field, error.field.replace("_", " ").capitalize())
+        field = {"n": "number of images"}.get(error.field, error.field.replace("_", " "))
         hint = f" ({error.hint})" if error.hint else ""
-        return f"{field} must be {error.allowed}{hint}"
+        return f"The {field} must be {error.allowed}{hint}"
     return f"Cannot generate yet: {error}"
 
 
