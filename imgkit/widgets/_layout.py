@@ -28,7 +28,9 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button,
-.imgkit-studio .imgkit-size .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
+.imgkit-studio .imgkit-size .widget-toggle-button {
+  width: auto; min-width: 88px; padding: 0 10px; margin: 2px 4px 2px 0;
+}
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
 .imgkit-studio .imgkit-quality .widget-toggle-button.mod-active,
 .imgkit-studio .imgkit-size .widget-toggle-button.mod-active {
