@@ -256,7 +256,7 @@ class RunCard:
             return
         self._thumb_key = key
         path = self.data_dir / key if key else None
-        if path is not None and path.is_file():
+        if key and path is not None and path.is_file():
             self.thumb.show(path, key)
             self.thumb_box.children = (self.thumb,)
         else:

@@ -249,7 +249,7 @@ class Gallery(anywidget.AnyWidget):  # type: ignore[misc]
 
     _esm = _ESM
     _css = _CSS
-    items = traitlets.List().tag(sync=True)
+    items: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
     key = traitlets.Unicode("").tag(sync=True)
     meta = traitlets.Unicode("").tag(sync=True)
     prompt = traitlets.Unicode("").tag(sync=True)

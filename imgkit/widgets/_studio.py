@@ -930,12 +930,12 @@ class StudioApp(Studio):
         for run_id in list(self._cards):
             if run_id not in shown and run_id not in in_flight:
                 del self._cards[run_id]
-        shown = [*reversed(self._starting), *cards]
-        children = tuple(c.widget for c in shown)
+        listed = [*reversed(self._starting), *cards]
+        children = tuple(c.widget for c in listed)
         if children != self.history.children:
             self.history.children = children
-        for card in shown:
-            card.set_shown(card is self._latest)
+        for each in listed:
+            each.set_shown(each is self._latest)
         tally = self._tally(records, in_flight)
         self.counter.value = present.counter(tally)
         following_here = any(not t.done() for t in self._runs)
