@@ -8,11 +8,13 @@ LAB_SETTINGS := --ServerApp.tornado_settings="{'websocket_max_message_size': 943
 # --no-browser"). JupyterLab refuses to start as root without --allow-root (Docker images,
 # cloud notebook machines, CI boxes), so root gets it and other users do not.
 LAB_ARGS ?=
+# Extra arguments for `make app` (e.g. APP_ARGS="--port=9000 --open").
+APP_ARGS ?=
 # Where `make demo` leaves the executed notebooks and their reports.
 DEMO_OUT ?= build/notebooks
 ROOT_ARGS := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab demo test soak bench lint clean
+.PHONY: lab app demo test soak bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 lab: $(VENV)/.installed  ## set up, then open the quickstart notebook in JupyterLab (sandbox when no key)
 	$(BIN)/jupyter lab notebooks/01-quickstart.ipynb $(LAB_SETTINGS) $(ROOT_ARGS) $(LAB_ARGS)
+
+app: $(VENV)/.installed  ## serve the studio alone as a web page (Voilà, loopback, with a token; APP_ARGS="--port=9000")
+	$(BIN)/imgkit app $(APP_ARGS)
 
 demo: $(VENV)/.installed  ## headless: execute the notebooks into build/notebooks (with their reports), each on a fresh sandbox ledger
 	$(BIN)/python scripts/execute_notebooks.py --out $(DEMO_OUT)

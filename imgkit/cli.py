@@ -1,5 +1,5 @@
-"""The ``imgkit`` command: ``imgkit sandbox``, ``imgkit demo``, ``imgkit runs``, ``imgkit resume``
-and ``imgkit report``.
+"""The ``imgkit`` command: ``imgkit sandbox``, ``imgkit demo``, ``imgkit runs``, ``imgkit resume``,
+``imgkit report`` and ``imgkit app``.
 
 Each subcommand is registered in :data:`COMMANDS` with a function that adds its arguments and
 one that runs it; the heavy modules behind them are imported only when they run.
@@ -171,6 +171,34 @@ def _report(args: argparse.Namespace) -> int:
         return 1
     print(f"{out}: {rep!r}", file=sys.stderr)
     return 1 if rep.empty_reason else 0
+
+
+def _app_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=8866, help="port (default: 8866)")
+    p.add_argument("--token", default=None, help="the token a browser must bring (default: a random one)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+
+
+@command("app", _app_args)
+def _app(args: argparse.Namespace) -> int:
+    """Serve the studio as a web page of its own, through Voilà (loopback and a token by default)."""
+    import importlib.util
+    import os
+    import subprocess
+
+    from imgkit.app import voila_command
+
+    if importlib.util.find_spec("voila") is None:
+        print("imgkit app needs Voilà: pip install 'imgkit[app]'", file=sys.stderr)
+        return 2
+    command, token = voila_command(host=args.host, port=args.port, token=args.token, open_browser=args.open)
+    query = f"?token={token}" if token else ""
+    print(f"imgkit app on http://{args.host}:{args.port}/{query}  (Ctrl-C to stop)", file=sys.stderr)
+    try:
+        return subprocess.run(command, env=os.environ.copy(), check=False).returncode
+    except FileNotFoundError:  # pragma: no cover - sys.executable always exists
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,15 +67,18 @@ def _quiet_lab_settings(settings_dir: Path) -> None:
 
 @dataclass
 class Lab:
-    """A running JupyterLab server."""
+    """A running JupyterLab (or Notebook 7) server."""
 
     url: str
     token: str
     root: Path
     log: Path
     process: subprocess.Popen[bytes]
+    app: str = "jupyterlab"
 
     def page_url(self, notebook: str) -> str:
+        if self.app == "notebook":  # Notebook 7 opens a notebook at /notebooks/
+            return f"{self.url}/notebooks/{notebook}?token={self.token}"
         return f"{self.url}/lab/tree/{notebook}?token={self.token}"
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -86,8 +89,11 @@ class Lab:
 
 
 @contextlib.contextmanager
-def jupyterlab(tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0) -> Iterator[Lab]:
-    """Start JupyterLab on a loopback port with ``tmp/root`` as its root; stop it afterwards.
+def jupyterlab(
+    tmp: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 60.0, app: str = "jupyterlab"
+) -> Iterator[Lab]:
+    """Start JupyterLab (or, with ``app="notebook"``, Notebook 7) on a loopback port with
+    ``tmp/root`` as its root; stop it afterwards.
 
     Its kernels get ``IMGKIT_HOME=tmp/imgkit-home`` and no ``EVOLINK_API_KEY`` (the sandbox),
     plus ``env``. Jupyter's config, data and settings directories are private to ``tmp``.
@@ -114,7 +120,7 @@ def jupyterlab(tmp: Path, *, env: dict[str, str] | None = None, startup_timeout:
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        app,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
@@ -132,7 +138,7 @@ def jupyterlab(tmp: Path, *, env: dict[str, str] | None = None, startup_timeout:
         process = subprocess.Popen(
             command, cwd=root, env=child_env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
         )
-    lab = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, log=log, process=process)
+    lab = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, log=log, process=process, app=app)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:

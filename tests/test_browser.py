@@ -115,7 +115,7 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
                 expect(prompt).to_have_attribute("placeholder", "A beautiful colorful sunset over the ocean")
                 prompt.fill("A lighthouse on a cliff at dawn, watercolor")
                 page.locator(".imgkit-quality button", has_text="high").click()
-                page.locator(".imgkit-size select").select_option(label="Landscape 3:2 · 1536×1024")
+                page.locator(".imgkit-size button", has_text="Landscape 3:2 · 1536×1024").click()  # visible choices
                 with page.expect_file_chooser() as chooser:
                     page.locator(".imgkit-upload").click()
                 chooser.value.set_files([str(reference), str(large)])
@@ -159,9 +159,12 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
                 full.wait_for(state="visible")
                 assert full.evaluate("img => img.naturalWidth") == 1536
                 page.screenshot(path=str(ARTIFACTS / "studio-full-size.png"), full_page=True)
+                page.keyboard.press("Escape")  # the lightbox covers the window until closed
+                expect(page.locator(".imgkit-lightbox")).to_have_count(0)
 
                 # A slow second run: its card shows a progress bar, and the kernel stays free.
                 prompt.fill("A second, slower run [[seconds:3]]")
+                page.wait_for_timeout(4_500)  # past the double-click guard (tested on its own)
                 generate.click()
                 expect(page.locator(".imgkit-counter")).to_have_text("1 running · 1 completed")
                 expect(page.locator(".imgkit-card").first.locator(".imgkit-card-progress")).to_be_visible()
@@ -180,3 +183,194 @@ def test_studio_generates_in_jupyterlab(tmp_path: Path) -> None:
                 raise
     timings["total_s"] = time.monotonic() - started
     (ARTIFACTS / "browser-timings.json").write_text(json.dumps(timings, indent=2))
+
+
+_DROP = """([selector, files, kind]) => {
+    const transfer = new DataTransfer();
+    for (const f of files) {
+        const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], f.name, { type: f.type }));
+    }
+    const target = document.querySelector(selector);
+    const event = kind === "paste"
+        ? new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true, cancelable: true })
+        : new DragEvent(kind, { dataTransfer: transfer, bubbles: true, cancelable: true });
+    target.dispatchEvent(event);
+    return event.defaultPrevented;
+}"""
+
+
+def _file(path: Path, name: str | None = None, kind: str = "image/png") -> dict[str, str]:
+    import base64
+
+    return {"name": name if name is not None else path.name, "type": kind, "data": base64.b64encode(path.read_bytes()).decode()}
+
+
+def _screenshots(page: Page, name: str) -> None:
+    """The page at 1600, 1280x800 and 800 px wide, in tests/artifacts/."""
+    for width, height in ((1600, 1000), (1280, 800), (800, 1000)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"))
+
+
+@pytest.mark.timeout(240)
+def test_drop_paste_gallery_lightbox_and_downloads(tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    first = _reference_png(tmp_path / "sketch.png")
+    second = tmp_path / "palette.jpg"
+    Image.new("RGB", (200, 120), "#8e24aa").save(second, format="JPEG")
+    pasted = tmp_path / "clip.png"
+    Image.new("RGB", (90, 90), "#fdd835").save(pasted)
+    with jupyterlab(tmp_path) as lab:
+        write_notebook(lab.root / "studio.ipynb", CELL.format(call=_studio_call()))
+        with chromium(tmp_path / "chromium-profile", width=1280, height=800) as browser:
+            page = browser.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(lab.page_url("studio.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+                _run_first_cell(page)
+                zone = page.locator(".imgkit-dropzone")
+                zone.wait_for(state="visible")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images")
+                expect(page.locator(".imgkit-upload")).to_have_attribute("title", re.compile("room for 16 more"))
+
+                # Two files dragged from the desktop: a synthetic drop carrying real files.
+                files = [_file(first), _file(second, kind="image/jpeg")]
+                assert page.evaluate(_DROP, [".imgkit-dropzone", files, "dragover"]) is True
+                assert page.evaluate(_DROP, [".imgkit-dropzone", files, "drop"]) is True
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(2)
+                expect(page.locator(".imgkit-ref-chip").nth(0)).to_contain_text("sketch.png")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("palette.jpg")
+                expect(page.locator(".imgkit-ref-chip").nth(1)).to_contain_text("KB")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images (2)")
+
+                # One image pasted from the clipboard (browsers name it image.png).
+                zone.click()
+                assert page.evaluate(_DROP, [".imgkit-dropzone", [_file(pasted, name="image.png")], "paste"]) is True
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(3)
+                expect(page.locator(".imgkit-ref-chip").nth(2)).to_contain_text("pasted image 1.png")
+                expect(page.locator(".imgkit-upload")).to_have_text("Add images (3)")
+                expect(page.locator(".imgkit-mode")).to_contain_text("image-to-image (3 reference images)")
+                expect(page.locator("img.imgkit-ref-thumb")).to_have_count(3)
+                for i in range(3):
+                    assert page.locator("img.imgkit-ref-thumb").nth(i).evaluate("img => img.naturalWidth") > 0
+                expect(page.locator(".imgkit-ref-message")).to_have_text("")
+                expect(page.locator(".imgkit-dropzone-status")).to_be_hidden()
+
+                # A typed path that does not exist, in plain words.
+                field = page.locator(".imgkit-ref-field input")
+                field.fill(str(tmp_path / "missing-sketch.png"))
+                field.press("Enter")
+                expect(page.locator(".imgkit-ref-message")).to_contain_text("File not found: missing-sketch.png")
+                _screenshots(page, "studio-references")
+
+                # Two images, then the gallery: lightbox, arrow keys, Esc, downloads.
+                page.set_viewport_size({"width": 1280, "height": 800})
+                readout = page.locator(".imgkit-n .widget-readout")
+                readout.click()
+                page.keyboard.press("Control+A")
+                page.keyboard.type("2")
+                page.keyboard.press("Enter")
+                page.locator(".imgkit-generate").click()
+                tiles = page.locator("img.imgkit-preview-image")
+                expect(tiles).to_have_count(2, timeout=60_000)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('img.imgkit-preview-image')].every(i => i.naturalWidth > 0)"
+                )
+                width = tiles.first.evaluate("img => img.getBoundingClientRect().width")
+                assert width >= 280, width
+                expect(page.locator(".imgkit-gallery-meta")).to_contain_text("credits")
+                expect(page.locator(".imgkit-gallery-meta")).to_contain_text("via ")
+                tiles.first.scroll_into_view_if_needed()
+                _screenshots(page, "studio-gallery")
+                page.set_viewport_size({"width": 1280, "height": 800})
+
+                page.locator(".imgkit-full-size").first.click()
+                box = page.locator(".imgkit-lightbox")
+                expect(box).to_be_visible()
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("1 / 2")
+                full = page.locator("img.imgkit-full-image")
+                page.wait_for_function("() => document.querySelector('img.imgkit-full-image').naturalWidth > 0")
+                rect = full.evaluate("img => img.getBoundingClientRect().height")
+                assert rect > 600, rect  # the whole window, not the column
+                page.screenshot(path=str(ARTIFACTS / "studio-lightbox-1280.png"))
+                page.keyboard.press("ArrowRight")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("2 / 2")
+                page.keyboard.press("ArrowRight")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("1 / 2")
+                page.keyboard.press("ArrowLeft")
+                expect(page.locator(".imgkit-lightbox-caption")).to_contain_text("2 / 2")
+                page.keyboard.press("Escape")
+                expect(box).to_have_count(0)
+
+                files = sorted((tmp_path / "imgkit-home").rglob("*.png"))
+                originals = {p.read_bytes() for p in files if "thumb" not in str(p)}
+                with page.expect_download() as saved:
+                    page.locator(".imgkit-download").nth(1).click()
+                download = saved.value
+                assert re.fullmatch(r"imgkit-[0-9a-z]{8}-2\.png", download.suggested_filename)
+                assert Path(download.path()).read_bytes() in originals
+                with page.expect_download() as saved:
+                    page.locator(".imgkit-download-all").click()
+                import io
+                import zipfile
+
+                with zipfile.ZipFile(io.BytesIO(Path(saved.value.path()).read_bytes())) as archive:
+                    assert len(archive.namelist()) == 2
+                    for name in archive.namelist():
+                        assert archive.read(name) in originals
+                page.locator(".imgkit-use-reference").first.click()
+                expect(page.locator(".imgkit-ref-chip")).to_have_count(4)
+                expect(page.locator(".imgkit-log")).to_have_text("")
+
+                # Ctrl+Enter in the prompt generates; a click right after asks before spending.
+                cards = page.locator(".imgkit-card")
+                expect(cards).to_have_count(1)
+                prompt = page.locator(".imgkit-prompt textarea")
+                prompt.fill("A red kite over dunes")
+                prompt.press("Control+Enter")
+                expect(cards).to_have_count(2)
+                expect(prompt).to_have_value("A red kite over dunes")  # no newline was typed
+                generate = page.locator(".imgkit-generate")
+                generate.click()
+                expect(page.locator(".imgkit-confirm")).to_contain_text("You started a run")
+                expect(generate).to_contain_text("Yes, generate again · ")
+                page.wait_for_timeout(500)
+                expect(cards).to_have_count(2)  # nothing was spent
+                generate.click()
+                expect(cards).to_have_count(3)
+                expect(generate).to_contain_text("Generate · ", timeout=10_000)
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 3 completed", timeout=30_000)
+                expect(page.locator(".imgkit-log")).to_have_text("")
+                # Generate, with its price, above the fold at 1280x800.
+                page.locator(".imgkit-studio").evaluate("el => el.scrollIntoView()")
+                _screenshots(page, "studio-top")
+                page.set_viewport_size({"width": 1280, "height": 800})
+                page.wait_for_timeout(300)
+                box = generate.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 800, box
+
+                # A long run, cancelled: its time shows while it runs, then the ledger says so.
+                page.wait_for_timeout(4_500)  # past the double-click guard
+                prompt.fill("A long run to cancel [[seconds:20]]")
+                generate.click()
+                expect(page.locator(".imgkit-preview-timing")).to_contain_text("elapsed")
+                expect(page.locator(".imgkit-preview-timing")).to_contain_text("left", timeout=10_000)
+                page.locator(".imgkit-cancel").click()
+                expect(page.locator(".imgkit-message")).to_contain_text("Cancelled run", timeout=10_000)
+                expect(page.locator(".imgkit-message")).to_contain_text("may still finish it and bill it")
+                expect(cards.first).to_contain_text("cancelled")
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 3 completed · 1 interrupted")
+                page.locator(".imgkit-studio").evaluate("el => el.scrollIntoView()")
+                page.screenshot(path=str(ARTIFACTS / "studio-cancelled-1280.png"))
+                expect(page.locator(".imgkit-log")).to_have_text("")
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "studio-drop-failure.png"), full_page=True)
+                print("browser console errors:", *console, sep="\n  ")
+                print("jupyterlab log tail:\n", lab.log_tail())
+                raise

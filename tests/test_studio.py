@@ -9,6 +9,7 @@ import io
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,11 @@ def test_defaults_banner_and_price(session: imgkit.Session) -> None:
         "Portrait 2:3 · 1024×1536",
         "Landscape 3:2 · 1536×1024",
     ]
-    assert [label for label, _ in s.quality.options] == ["low ×0.26", "medium ×1", "high ×3.91"]
+    # Named for people (issue 16); the multipliers moved to the tooltips.
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert [tip.partition(";")[0] for tip in s.quality.tooltips] == [
+        "×0.26 the base price", "×1 the base price", "×3.91 the base price",
+    ]
     banner = _text(s.banner.value)
     # the fixture's session has a key (the loopback sandbox plays the live service)
     assert "LIVE" in banner
@@ -148,7 +153,8 @@ def test_the_price_shown_is_the_estimate_recorded_when_the_first_provider_is_not
     assert f"{shown.credits:.10g} credits" in _text(s.price.value)
     assert "openai-tokens-2026-11" in _text(s.price.value)
     assert "openai-tokens-2026-11" in _text(s.banner.value)
-    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]  # per token: no multipliers
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert not any("×" in tip for tip in s.quality.tooltips)  # per token: no multipliers
     s.generate_button.click()
     record = s.results[0].record
     assert (record.provider, record.status) == ("openai", "completed")
@@ -180,7 +186,8 @@ def test_a_per_token_price_sheet(session: imgkit.Session, data_dir: Path) -> Non
         api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, price_sheet="openai-tokens-2026-11"
     )
     s = Studio(tokens)
-    assert [label for label, _ in s.quality.options] == ["low", "medium", "high"]
+    assert [label for label, _ in s.quality.options] == ["low · fastest", "medium", "high · best"]
+    assert not any("×" in tip for tip in s.quality.tooltips)
     est = tokens.estimate(quality="medium", size="1:1", n=1)
     price = _text(s.price.value)
     assert f"{est.credits:.10g} credits" in price
@@ -292,7 +299,7 @@ def test_refused_references_are_named(session: imgkit.Session, tmp_path: Path) -
         ("huge.png", b"\x89PNG\r\n\x1a\n" + bytes(51 * MB)),
     )
     message = _text(s.reference_message.value)
-    assert "'fake.png' (0.0 MB) was not added" in message
+    assert "'fake.png' (0.1 KB) was not added" in message  # not "(0.0 MB)"
     assert "JPEG/PNG/WEBP image by its content (its content is not an image)" in message
     assert "'anim.webp'" in message
     assert "its content is gif" in message
@@ -338,12 +345,12 @@ def test_generate_sync_path_records_and_renders(session: imgkit.Session) -> None
     assert "via gateway" in preview
     assert "latency" in preview
     assert "0.92462 credits" in preview
-    assert len(s.preview.images.children) == 1
-    image = s.preview.images.children[0].children[0]
-    assert image.value == result.thumbnails[0].read_bytes()
-    s.preview.images.children[0].children[1].click()  # "Full size"
-    assert s.preview.viewer.layout.display is None
-    assert s.preview.viewer.children[1].value == result.paths[0].read_bytes()
+    # The gallery serves the image files on demand; its synced state names them only.
+    gallery = s.preview.gallery
+    assert len(gallery.items) == 1
+    assert gallery.paths == tuple(result.paths)
+    assert gallery.image_bytes(0) == result.paths[0].read_bytes()  # what "Full size" and Download show
+    assert all(b"PNG" not in repr(v).encode() for v in gallery.get_state().values())
 
     # Re-run: the uploaded reference is re-used by its file-API URL
     s.history.children[0].children[2].children[2].click()
@@ -356,7 +363,8 @@ def test_generate_sync_path_records_and_renders(session: imgkit.Session) -> None
 
 @pytest.mark.anyio
 async def test_clicks_do_not_block_and_two_runs_in_flight_both_complete(session: imgkit.Session) -> None:
-    s = Studio(prompt="slow one [[seconds:1]]", quality="low")
+    # Two deliberate runs: no double-click guard (test_a_second_click_soon_after_asks_first has it).
+    s = Studio(prompt="slow one [[seconds:1]]", quality="low", confirm_within=0)
     t0 = time.monotonic()
     s.generate_button.click()
     assert time.monotonic() - t0 < 0.5  # scheduled, not awaited
@@ -590,3 +598,276 @@ def test_cards_name_the_providers_passed_over() -> None:
     record = RunRecord(run_id="r", provider="pricey", model="gpt-image-1", prompt="p", size="1024x1024",
                        quality="low", n=1, providers_tried=({"provider": "cheap", "reason": "http_503"},))
     assert provider_text(record) == "via pricey (after cheap: http_503)"
+
+
+# --- the drop zone -----------------------------------------------------------------------
+
+
+def test_dropped_and_pasted_files_arrive_as_message_buffers_not_state(session: imgkit.Session) -> None:
+    s = Studio()
+    zone = s.upload
+    assert zone.label == "Add images"
+    # What the drop zone's JavaScript sends for each dropped or pasted file.
+    drop = {"kind": "files", "id": "1", "names": ["red.png", "blue.png"], "types": ["image/png"]}
+    zone._on_message(zone, drop, [memoryview(_png()), memoryview(_png("blue"))])
+    zone._on_message(zone, {"kind": "files", "id": "2", "names": ["pasted image 1.png"]}, [memoryview(_png("green"))])
+    zone._on_message(zone, {"kind": "other"}, [])
+    assert [r.name for r in s.reference_images] == ["red.png", "blue.png", "pasted image 1.png"]
+    assert zone.value == ()  # consumed
+    assert zone.label == "Add images (3)"
+    assert zone.picker_tooltip.startswith("3 reference images added; room for 13 more")
+    # No file bytes in the synced state (a saved notebook keeps that state).
+    state = zone.get_state()
+    assert "value" not in state
+    assert all(not isinstance(v, bytes | memoryview) for v in state.values())
+    assert "websocket_max_message_size" in zone.lost_note
+    s.clear_references()
+    assert zone.label == "Add images"
+
+
+def test_a_missing_path_and_an_empty_prompt_read_plainly(session: imgkit.Session, tmp_path: Path) -> None:
+    s = Studio()
+    s.reference_field.value = str(tmp_path / "sketch.png")
+    assert _text(s.reference_message.value).startswith("File not found: sketch.png")
+    s.prompt.value = "   "
+    assert _text(s.message.value).startswith("Write a prompt first")
+    assert "is not allowed" not in _text(s.message.value)
+
+
+def test_a_reused_uploaded_reference_keeps_its_picture(session: imgkit.Session) -> None:
+    s = Studio(quality="low")
+    s.upload.receive({"name": "red.png", "content": _png()})
+    s.generate()
+    record = s.results[0].record
+    assert record.reference_images[0].startswith("http")
+    s.clear_references()
+    s.use(record)
+    assert s.reference_images[0].url == record.reference_images[0]
+    picture = s.references.children[0].children[0].children[0]
+    assert picture.__class__.__name__ == "Image"  # not the grey URL box
+    # A URL the studio never uploaded is drawn by the browser, the kernel fetches nothing.
+    s.clear_references()
+    s.add_references("https://example.com/a'(b).png")
+    box = s.references.children[0].children[0].children[0].value
+    assert "url('https://example.com/a%27%28b%29.png')" in box
+
+
+def test_the_gallery_zips_downloads_and_reuses_a_runs_images(session: imgkit.Session) -> None:
+    import zipfile
+
+    s = Studio(quality="low", n=2)
+    s.generate()
+    result = s.results[0]
+    gallery = s.preview.gallery
+    short = result.run_id[-8:]
+    assert [item["name"] for item in gallery.items] == [f"imgkit-{short}-1.png", f"imgkit-{short}-2.png"]
+    assert all(item["width"] > 0 and item["height"] > 0 for item in gallery.items)
+    assert gallery.key == result.run_id
+    assert gallery.prompt == SAMPLE_PROMPT
+    meta = _text(gallery.meta)
+    assert "credits" in meta
+    assert "via gateway" in meta
+    assert result.run_id[-8:] in meta
+    with zipfile.ZipFile(io.BytesIO(gallery.zip_bytes())) as archive:
+        names = archive.namelist()
+        assert names == [f"imgkit-{short}-1.png", f"imgkit-{short}-2.png"]
+        assert archive.read(names[1]) == result.paths[1].read_bytes()
+    assert gallery.zip_name == f"imgkit-{short}.zip"
+    # "Use as reference", as the browser asks for it.
+    gallery._on_message(gallery, {"kind": "use", "index": 1}, [])
+    assert [r.path for r in s.reference_images] == [result.paths[1]]
+    assert "image-to-image" in _text(s.mode.value)
+    gallery._on_message(gallery, {"kind": "use", "index": 7}, [])  # a stale index is ignored
+    assert len(s.reference_images) == 1
+
+
+# --- a calm form -------------------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_button_carries_the_price(session: imgkit.Session) -> None:
+    s = Studio(quality="low", size="3:2")
+    assert s.generate_button.description == "Generate · 0.92462 credits"
+    s.n.value = 2
+    assert s.generate_button.description == "Generate · 1.84924 credits"
+    assert "0.92462 credits per image" in _text(s.price.value)
+    assert s.n.description == "Images"
+
+
+def test_a_second_click_soon_after_asks_first(session: imgkit.Session) -> None:
+    clock = _Clock()
+    s = Studio(quality="low", confirm_within=4.0, clock=clock)
+    s.click_generate()  # no running loop: the run completes before the call returns
+    assert len(session.ledger.records()) == 1
+    clock.now += 1.2
+    assert s.click_generate() is None  # asks; nothing is spent
+    assert len(session.ledger.records()) == 1
+    assert "You started a run 1.2 s ago" in _text(s.message.value)
+    assert s.generate_button.description == "Yes, generate again · 0.62899 credits"
+    assert s.generate_button.button_style == "warning"
+    clock.now += 1.0
+    s.click_generate()  # confirmed
+    assert len(session.ledger.records()) == 2
+    assert s.generate_button.description == "Generate · 0.62899 credits"
+    assert s.generate_button.button_style == "primary"
+    assert "You started" not in _text(s.message.value)
+    clock.now += 10  # a later click is a plain click
+    s.click_generate()
+    assert len(session.ledger.records()) == 3
+
+
+def test_ctrl_enter_in_the_prompt_generates_through_the_guard(session: imgkit.Session) -> None:
+    clock = _Clock()
+    s = Studio(quality="low", clock=clock)
+    keys = s.ui.shortcuts
+    keys._on_message(keys, {"kind": "generate"}, [])  # what Ctrl/Cmd+Enter sends
+    assert len(session.ledger.records()) == 1
+    keys._on_message(keys, {"kind": "generate"}, [])
+    assert len(session.ledger.records()) == 1  # a second press at once asks first
+    assert "You started a run" in _text(s.message.value)
+
+
+# --- progress and cancel -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_cancel_stops_following_and_records_it(session: imgkit.Session) -> None:
+    s = Studio(prompt="a long one [[seconds:6]]", quality="low")
+    assert s.cancel() is False  # nothing in flight
+    task = s.generate()
+    assert task is not None
+    assert s.preview.cancel.layout.display is None
+    assert "elapsed" in _text(s.preview.timing.value)
+    for _ in range(200):  # until the service has the task
+        await asyncio.sleep(0.02)
+        rows = session.ledger.records()
+        if rows and rows[0].task_id is not None:
+            break
+    assert s.cancel() is True
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    record = session.ledger.records()[0]
+    assert "cancelled-by-user" in record.tags
+    assert not record.terminal
+    assert "may still finish" in (record.notes or "")
+    message = _text(s.message.value)
+    assert message.startswith(f"Cancelled run {record.run_id[-8:]}")
+    assert "may still finish it and bill it" in message
+    assert s.preview.cancel.layout.display == "none"
+    assert "cancelled" in _text(s.preview.header.value)
+    assert s.preview.timing.value == ""
+    s.refresh_history()
+    card = _text(s.history.children[0].children[1].children[0].value)
+    assert "cancelled" in card
+    assert _text(s.counter.value) == "0 running · 0 completed · 1 interrupted"
+    resumed = s.resume()  # the service finished it: Resume fetches it without resubmitting
+    assert resumed is not None
+    assert [r.status for r in await resumed] == ["completed"]
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+def test_cards_tell_runs_apart_and_the_shown_one_is_marked(session: imgkit.Session) -> None:
+    s = Studio(quality="low", confirm_within=0)
+    s.generate()
+    s.generate()
+    first, second = s.results
+    cards = s.history.children
+    assert first.run_id[-8:] in _text(cards[1].children[1].children[0].value)
+    assert second.run_id[-8:] in _text(cards[0].children[1].children[0].value)
+    assert cards[0]._dom_classes.count("imgkit-card-shown") == 1  # the latest is in the preview
+    assert "imgkit-card-shown" not in cards[1]._dom_classes
+    cards[1].children[2].children[0].click()  # Show the older run
+    assert "imgkit-card-shown" in cards[1]._dom_classes
+    assert "imgkit-card-shown" not in cards[0]._dom_classes
+    assert s.preview.gallery.key == first.run_id
+
+
+def test_no_image_bytes_in_the_widget_state(session: imgkit.Session) -> None:
+    s = Studio(quality="low", n=2)
+    s.add_references(_png())
+    s.generate()
+    s.generate()
+
+    def tree(widget: Any) -> Iterator[Any]:
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from tree(child)
+
+    chips = {id(c.children[0].children[0]) for c in s.references.children}
+    held = [
+        (type(widget).__name__, name)
+        for widget in tree(s.widget)
+        if id(widget) not in chips
+        for name, value in widget.get_state().items()
+        if isinstance(value, bytes | memoryview)
+    ]
+    # History thumbnails and results travel on demand; only reference chips keep a small JPEG.
+    assert held == []
+
+
+def test_a_new_form_shows_the_latest_run(session: imgkit.Session) -> None:
+    Studio(prompt="before the restart", quality="low").generate()
+    again = Studio()  # a kernel restart builds the form anew over the same ledger
+    assert "before the restart" in _text(again.preview.header.value)
+    assert len(again.preview.gallery.items) == 1
+    assert "imgkit-card-shown" in again.history.children[0]._dom_classes
+
+
+# --- show code ---------------------------------------------------------------------------
+
+
+def _call_of(code: str) -> tuple[str, dict[str, Any]]:
+    """The prompt and keyword arguments of the imgkit.generate(...) call in ``code``."""
+    import ast
+
+    calls = [
+        node for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "imgkit.generate"
+    ]
+    assert len(calls) == 1
+    call = calls[0]
+    return ast.literal_eval(call.args[0]), {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+
+
+def test_show_code_is_the_forms_request(session: imgkit.Session, tmp_path: Path) -> None:
+    local = tmp_path / "sketch.png"
+    local.write_bytes(_png())
+    s = Studio(prompt='A "quoted" kite\nover dunes', quality="high", size="3:2", n=2)
+    s.add_references(str(local), "https://example.com/ref.jpg")
+    s.upload.receive({"name": "pasted image 1.png", "content": _png("blue")})
+    code = s.code()
+    assert code in _text(s.ui.code.value).replace("&quot;", '"')
+    assert "Show code" in s.ui.code.value
+    prompt, kwargs = _call_of(code)
+    pasted = imgkit.ImageRequest.build(prompt, **kwargs)
+    form = s.request()
+    assert (pasted.prompt, pasted.model, pasted.size, pasted.quality, pasted.n) == (
+        form.prompt, form.model, form.size, form.quality, form.n,
+    )
+    assert kwargs["images"] == [str(local), "https://example.com/ref.jpg"]
+    assert "pasted image 1.png" in code  # named; its bytes cannot be pasted
+    compile(code, "<show code>", "exec")
+
+
+def test_show_code_executed_makes_the_same_run(session: imgkit.Session, tmp_path: Path) -> None:
+    local = tmp_path / "sketch.png"
+    local.write_bytes(_png())
+    s = Studio(prompt="A heron in reeds, ink", quality="low", size="2:3", n=2)
+    s.add_references(str(local))
+    namespace: dict[str, Any] = {}
+    exec(compile(s.code(), "<show code>", "exec"), namespace)  # as pasted into a cell
+    record = namespace["result"].record
+    form = s.request()
+    assert (record.prompt, record.model, record.size, record.quality, record.n, record.mode) == (
+        form.prompt, form.model, form.size, form.quality, form.n, form.mode,
+    )
+    assert len(record.reference_images) == 1

@@ -72,12 +72,16 @@ def test_size_options_per_model() -> None:
 
 def test_quality_options_name_the_multiplier_on_a_per_image_sheet_only() -> None:
     profile = MODELS["gpt-image-1"]
-    assert present.quality_options(profile, get_sheet("evolink-table-2026-11")) == [
-        ("low ×0.26", "low"), ("medium ×1", "medium"), ("high ×3.91", "high"),
+    # Named for people (issue 16); the multiplier is the tooltip's detail, per-image sheets only.
+    named = [("low · fastest", "low"), ("medium", "medium"), ("high · best", "high")]
+    assert present.quality_options(profile, get_sheet("evolink-table-2026-11")) == named
+    assert present.quality_options(profile, get_sheet("openai-tokens-2026-11")) == named
+    assert present.quality_tooltips(profile, get_sheet("evolink-table-2026-11")) == [
+        "×0.26 the base price; fastest, cheapest",
+        "×1 the base price; imgkit's default",
+        "×3.91 the base price; slowest, best (the API's own default)",
     ]
-    assert present.quality_options(profile, get_sheet("openai-tokens-2026-11")) == [
-        ("low", "low"), ("medium", "medium"), ("high", "high"),
-    ]
+    assert present.quality_tooltips(profile, get_sheet("openai-tokens-2026-11")) == list(present.QUALITY_TOOLTIPS)
     assert len(present.QUALITY_TOOLTIPS) == len(profile.qualities)
 
 
@@ -121,7 +125,7 @@ def test_reference_refusals_name_the_image_and_what_it_must_be() -> None:
     error = ValidationError("images[0]", "fake.png", "a JPEG/PNG/WEBP image by its content")
     assert present.invalid_reference(error) == "it must be a JPEG/PNG/WEBP image by its content"
     assert present.refusal("fake.png", 26, present.invalid_reference(error)) == (
-        "'fake.png' (0.0 MB) was not added: it must be a JPEG/PNG/WEBP image by its content"
+        "'fake.png' (0.1 KB) was not added: it must be a JPEG/PNG/WEBP image by its content"
     )
     assert present.refusal("/tmp/a.png", None, "x") == "'/tmp/a.png' was not added: x"
     assert present.too_many_references(profile) == (
@@ -320,3 +324,137 @@ def test_titles_shorten_long_prompts_and_escape_them() -> None:
     assert f'title="{"&lt;" + "x" * 200}"' in title
     assert "&lt;" + "x" * 136 + "…</b>" in title
     assert title.endswith('<span style="font-size:90%">DETAILS<br>STATUS</span></div>')
+
+
+# --- the drop zone and plain words -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("count", "label"), [(0, "Add images"), (1, "Add images (1)"), (16, "Add images (16)")])
+def test_the_picker_counts_the_references_in_the_form(count: int, label: str) -> None:
+    assert present.upload_label(count) == label
+
+
+def test_the_picker_tooltip_says_how_many_more_fit() -> None:
+    profile = MODELS["gpt-image-1"]
+    assert present.upload_tooltip(profile, 0) == "room for 16 more (up to 16, 50 MB each)"
+    assert present.upload_tooltip(profile, 2) == "2 reference images added; room for 14 more (up to 16, 50 MB each)"
+    assert present.upload_tooltip(profile, 1).startswith("1 reference image added;")
+
+
+def test_small_files_are_sized_in_kilobytes_not_zero_megabytes() -> None:
+    assert present.refusal("a.png", 34 * 1024, "x") == "'a.png' (34.0 KB) was not added: x"
+    assert "0.0 MB" not in present.refusal("a.png", 26, "x")
+
+
+def test_a_missing_file_is_named_plainly() -> None:
+    error = ValidationError("images[0]", "/home/me/sketch.png", "an existing image file, or a URL")
+    text = present.reference_problem("/home/me/sketch.png", None, error)
+    assert text.startswith("File not found: sketch.png")
+    other = ValidationError("images[0]", "x.png", "a JPEG/PNG/WEBP image by its content")
+    assert present.reference_problem("x.png", 2048, other) == (
+        "'x.png' (2.0 KB) was not added: it must be a JPEG/PNG/WEBP image by its content"
+    )
+
+
+def test_form_errors_are_written_for_people() -> None:
+    assert present.cannot_generate(ValidationError("prompt", "", "a non-empty text")).startswith(
+        "Write a prompt first"
+    )
+    too_long = ValidationError("prompt", "x" * 2001, "at most 2000 characters", hint="it has 2001")
+    assert present.cannot_generate(too_long) == "The prompt must be at most 2000 characters (it has 2001)"
+    assert present.cannot_generate(ValidationError("n", 12, "1 to 10")) == "The number of images must be 1 to 10"
+    assert "is not allowed" not in present.cannot_generate(too_long)
+
+
+def test_the_lost_upload_note_names_the_server_limit() -> None:
+    note = present.lost_upload_note(10 * MB)
+    assert 'class="imgkit-lost-name"' in note
+    assert "10 MiB" in note
+    assert "websocket_max_message_size" in note
+    assert present.DROP_HINT.startswith("or drop images here")
+
+
+def test_the_gallery_line_has_cost_time_provider_and_run() -> None:
+    import datetime as dt
+
+    record = RunRecord(
+        run_id="run-0123456789abcdef", provider="gateway", model="gpt-image-1", prompt="p", size="1024x1024",
+        quality="low", n=1, status="completed", est_credits=0.61, created_at=0.0, submitted_at=0.0,
+        completed_at=3.25,
+    )
+    meta = present.run_meta(record, tz=dt.UTC)
+    assert meta.startswith("0.61 credits")
+    assert "via gateway" in meta
+    assert "00:00:00 · run <code>89abcdef</code>" in meta
+    assert present.short_id("run-0123456789abcdef") == "89abcdef"
+
+
+def test_the_button_and_its_confirmation_name_the_price() -> None:
+    assert present.generate_label(1.85) == "Generate · 1.85 credits"
+    assert present.generate_label(None) == "Generate"
+    assert present.confirm_label(2.4192) == "Yes, generate again · 2.4192 credits"
+    text = present.confirm_again(0.83, 2.4192, 4)
+    assert "You started a run 0.8 s ago" in text
+    assert "within 4 s" in text
+    assert "another 2.4192 credits" in text
+
+
+def test_the_price_names_the_price_of_one_image() -> None:
+    est = estimate(quality="medium", size="1536x1024", n=2, sheet="evolink-table-2026-11")
+    assert present.per_image(est) == f"{present.fmt_credits(est.per_image_credits)} credits per image"
+    assert present.per_image(est) in present.price(est, get_sheet(est.sheet))
+
+
+def _running(**changes: object) -> RunRecord:
+    base = RunRecord(
+        run_id="run-1", provider="gateway", model="gpt-image-1", prompt="p", size="1024x1024", quality="low",
+        n=1, status="pending", created_at=100.0, submitted_at=101.0, estimated_s=30.0,
+    )
+    return base.replace(**changes)
+
+
+def test_progress_says_elapsed_and_what_is_left() -> None:
+    assert present.progress_line(_running(), 111.0) == "pending · 11 s elapsed · about 20 s left"
+    # Once the service reports progress, the estimate follows it: 40 % in 20 s, 30 s to go.
+    line = present.progress_line(_running(status="processing", progress=40), 121.0)
+    assert line == "processing 40% · 21 s elapsed · about 30 s left"
+    assert present.progress_line(_running(), 200.0) == (
+        "pending · 1 min 40 s elapsed · longer than the service's estimate of 30 s"
+    )
+    assert present.progress_line(_running(estimated_s=None), 111.0) == "pending · 11 s elapsed"
+    assert present.progress_line(_running(status="completed"), 111.0) == ""
+    assert present.progress_line(None, 10.0, started=7.0) == "starting · 3 s elapsed"
+    assert present.time_left(_running(submitted_at=None), 111.0) is None
+
+
+def test_a_cancelled_run_says_the_service_may_still_bill_it() -> None:
+    record = _running(tags=(present.CANCELLED_TAG,))
+    assert present.is_cancelled(record)
+    assert present.progress_line(record, 111.0) == ""  # no clock for a run nobody follows
+    assert not present.is_cancelled(record.replace(status="completed"))
+    text = present.cancel_done(record)
+    assert "Cancelled run run-1" in text
+    assert "may still finish it and bill it" in text
+
+
+def test_a_card_says_when_and_which_run() -> None:
+    import datetime as dt
+
+    line = present.when(_running(run_id="run-0123456789abcdef", created_at=3600.0), tz=dt.UTC)
+    assert 'class="imgkit-card-when"' in line
+    assert "01:00:00 · run <code>89abcdef</code>" in line
+
+
+def test_show_code_writes_a_call_ready_to_paste() -> None:
+    from imgkit.request import ReferenceImage
+
+    refs = [ReferenceImage(url="https://example.com/a.png", name="a.png"), ReferenceImage(data=b"x", name="up.png")]
+    code = present.generate_code("a 'kite'", model="gpt-image-1", size="1024x1024", quality="low", n=2,
+                                 references=refs)
+    assert code.splitlines()[:4] == ["import imgkit", "", "result = imgkit.generate(", '    "a \'kite\'",']
+    assert "    images=['https://example.com/a.png']," in code
+    assert "up.png" in code.splitlines()[-3]
+    compile(code, "<code>", "exec")
+    block = present.code_block("x < y")
+    assert "<summary" in block
+    assert "x &lt; y" in block

@@ -35,10 +35,14 @@ class Studio:
     """The GPT Image 1 playground as a notebook form.
 
     A banner (sandbox or live, model, price sheet, balance), the prompt with a character
-    counter, model, size, quality and n, reference images (upload, URLs or local paths), a
-    live price with its formula, a Generate button that never blocks the kernel, one card
-    with a progress bar per run, a preview of the latest run and the last 20 runs of the
-    ledger. Build as many as you like: each form is independent, all share the ledger.
+    counter (Ctrl/Cmd+Enter generates), model, size, quality and the number of images,
+    reference images (picker, drop, paste, URLs or local paths), a live price with its
+    formula, a Generate button with the price on it that never blocks the kernel and asks
+    before a second charge within ``confirm_within`` seconds, one card with a progress bar
+    per run, a preview of the latest run (elapsed time, time left, Cancel; then a gallery
+    with a lightbox and downloads), the last 20 runs of the ledger and the
+    ``imgkit.generate(...)`` call equal to the form. Build as many as you like: each form
+    is independent, all share the ledger.
 
     ``Studio(...)`` loads ipywidgets and returns an instance of the implementation class
     (a subclass of this one), so ``import imgkit`` stays light.
@@ -56,6 +60,11 @@ class Studio:
         history: how many runs the History panel shows (the ledger keeps them all).
         updates_per_second: the most widget updates per run and second (progress events
             beyond that are coalesced; the kernel's message rate limit counts them).
+        confirm_within: a click on Generate this many seconds after a run started asks
+            before starting another (0: never asks).
+        clock: a monotonic clock for that guard (injected by tests).
+        local_paths: read typed local paths as references; False on a shared page
+            (:func:`imgkit.app.page`), which takes uploads and http(s) URLs only.
 
     Example:
         >>> s = imgkit.Studio(quality="low", size="3:2")

@@ -3,8 +3,8 @@
 A :class:`RunCard` is one run in the History panel: thumbnail, prompt, tier, size, cost,
 status, a progress bar while it runs, the gateway's error code with a plain-language hint
 when it fails, and buttons to show it, re-use its settings or run it again. The
-:class:`Preview` shows one run large: its images (thumbnails, each with a button that opens
-the full-size file), cost and latency. :class:`Throttle` sits between a run's events and
+:class:`Preview` shows one run large: its images in a :class:`~imgkit.widgets._gallery.Gallery`
+(column-wide, a lightbox, downloads), cost, time and provider. :class:`Throttle` sits between a run's events and
 these widgets so that a chatty run cannot flood the kernel's message rate limit. Their words
 come from :mod:`imgkit.widgets._present`.
 """
@@ -22,13 +22,20 @@ import ipywidgets as w
 
 from imgkit.request import JobEvent, RunRecord
 from imgkit.widgets._common import esc, running_loop
+from imgkit.widgets._gallery import Gallery
+from imgkit.widgets._kernel_image import KernelImage
 from imgkit.widgets._present import (
+    CANCELLED_NOTE,
     INTERRUPTED_NOTE,
     card_details,
     describe_error,
+    is_cancelled,
     preview_details,
+    progress_line,
+    run_meta,
     status_badge,
     title_html,
+    when,
 )
 
 __all__ = ["Preview", "RunCard", "Throttle"]
@@ -113,15 +120,15 @@ class Throttle:
                 log.exception("rendering run %s failed", event.run_id)
 
 
-def _read(path: Path) -> bytes | None:
+def _pixels(path: Path) -> tuple[int, int] | None:
+    """An image file's width and height (its header only), or None when it cannot be read."""
+    from PIL import Image
+
     try:
-        return path.read_bytes()
-    except OSError:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # a missing or broken file is left out of the gallery
         return None
-
-
-def _image_format(path: Path) -> str:
-    return "jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else path.suffix.lower().lstrip(".") or "png"
 
 
 # --- the card ----------------------------------------------------------------------------
@@ -152,8 +159,11 @@ class RunCard:
         self.interrupted = False
         self.title = title
         self._thumb_key: str | None = None
-        self.thumb = w.Image(format="jpeg", layout=w.Layout(width="64px", height="64px", object_fit="cover"))
-        self.thumb.add_class("imgkit-card-thumb")
+        # Fetched from the kernel when drawn: no thumbnail in the notebook's widget state.
+        self.thumb = KernelImage(
+            img_class="imgkit-card-thumb", img_style="width:64px;height:64px;object-fit:cover;border-radius:4px",
+            layout=w.Layout(width="64px", height="64px"),
+        )
         self.placeholder = w.HTML(
             '<div style="width:64px;height:64px;border-radius:4px;background:#eceff1;'
             'display:flex;align-items:center;justify-content:center;color:#90a4ae">…</div>'
@@ -214,8 +224,11 @@ class RunCard:
             return
         self.record = record
         self.interrupted = interrupted
-        status = "interrupted" if interrupted else record.status
-        self.text.value = title_html(record.prompt, status_badge(status, record.progress), card_details(record))
+        cancelled = is_cancelled(record)
+        interrupted = interrupted or cancelled
+        status = "cancelled" if cancelled else "interrupted" if interrupted else record.status
+        details = card_details(record) + when(record)
+        self.text.value = title_html(record.prompt, status_badge(status, record.progress), details)
         running = not record.terminal and not interrupted
         self.progress.layout.display = None if running else "none"
         if running:
@@ -229,7 +242,7 @@ class RunCard:
             self.error.value = describe_error(record)
             self.error.layout.display = None
         elif interrupted:
-            self.error.value = INTERRUPTED_NOTE
+            self.error.value = CANCELLED_NOTE if cancelled else INTERRUPTED_NOTE
             self.error.layout.display = None
         else:
             self.error.layout.display = "none"
@@ -242,19 +255,29 @@ class RunCard:
         if key == self._thumb_key:
             return
         self._thumb_key = key
-        data = _read(self.data_dir / key) if key else None
-        if data:
-            self.thumb.value = data
+        path = self.data_dir / key if key else None
+        if key and path is not None and path.is_file():
+            self.thumb.show(path, key)
             self.thumb_box.children = (self.thumb,)
         else:
             self.thumb_box.children = (self.placeholder,)
+
+    def set_shown(self, shown: bool) -> None:
+        """Mark the card whose run the preview shows."""
+        if shown:
+            self.widget.add_class("imgkit-card-shown")
+            self.widget.layout.border = "2px solid #1976d2"
+        else:
+            self.widget.remove_class("imgkit-card-shown")
+            self.widget.layout.border = "1px solid #e0e0e0"
 
 
 # --- the preview -------------------------------------------------------------------------
 
 
 class Preview:
-    """The latest run, large: status and progress, then its images with cost and latency.
+    """The latest run, large: status and progress, then its images in a gallery with cost,
+    time and provider.
 
     Args:
         data_dir: returns the session's data directory (files are relative to it).
@@ -269,13 +292,22 @@ class Preview:
             value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="96%", display="none")
         )
         self.progress.add_class("imgkit-preview-progress")
+        self.timing = w.HTML()
+        self.timing.add_class("imgkit-preview-timing")
+        self.cancel = w.Button(
+            description="Cancel", icon="stop", tooltip="stop following this run (the service may still bill it)",
+            layout=w.Layout(width="auto", display="none"),
+        )
+        self.cancel.add_class("imgkit-cancel")
         self.error = w.HTML(layout=w.Layout(display="none"))
         self.error.add_class("imgkit-preview-error")
-        self.images = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
-        self.viewer = w.VBox(layout=w.Layout(display="none"))
-        self.viewer.add_class("imgkit-viewer")
+        self._started: float | None = None
+        # The images travel on demand, never in the widget state (see _gallery).
+        self.gallery = Gallery(layout=w.Layout(width="100%"))
+        self.gallery.add_class("imgkit-preview-gallery")
+        running = w.HBox([self.timing, self.cancel], layout=w.Layout(align_items="center", width="100%"))
         self.widget = w.VBox(
-            [self.header, self.progress, self.error, self.images, self.viewer], layout=w.Layout(width="100%")
+            [self.header, self.progress, running, self.error, self.gallery], layout=w.Layout(width="100%")
         )
         self.widget.add_class("imgkit-preview")
         self._shown_files: tuple[str, ...] | None = None
@@ -283,13 +315,25 @@ class Preview:
     def starting(self, prompt: str) -> None:
         """A run was asked for and has no record yet."""
         self.record = None
+        self._started = time.time()
         self.header.value = title_html(prompt, status_badge("starting"))
         self.progress.value = 0
         self.progress.layout.display = None
+        self.cancel.layout.display = None
+        self.cancel.disabled = False
+        self.tick()
         self.error.layout.display = "none"
         self._set_images(())
 
+    def tick(self) -> None:
+        """Re-render the elapsed time and the estimate of time left."""
+        value = progress_line(self.record, time.time(), started=self._started)
+        if value != self.timing.value:
+            self.timing.value = f'<span style="font-size:90%">{value}</span>' if value else ""
+
     def refused(self, message: str) -> None:
+        self.cancel.layout.display = "none"
+        self.timing.value = ""
         self.progress.layout.display = "none"
         self.error.value = esc(message)
         self.error.layout.display = None
@@ -300,61 +344,41 @@ class Preview:
             return
         self.record = record
         details = preview_details(record)
-        self.header.value = title_html(record.prompt, status_badge(record.status, record.progress), details)
-        running = not record.terminal
+        status = "cancelled" if is_cancelled(record) else record.status
+        self.header.value = title_html(record.prompt, status_badge(status, record.progress), details)
+        running = not record.terminal and not is_cancelled(record)
         self.progress.layout.display = None if running else "none"
+        self.cancel.layout.display = None if running else "none"
+        if is_cancelled(record):
+            self.error.value = CANCELLED_NOTE
         done = 100 if record.status == "downloading" else 0
         self.progress.value = record.progress if record.status == "processing" else done
         if record.status in ("failed", "unknown"):
             self.error.value = describe_error(record)
             self.error.layout.display = None
+        elif is_cancelled(record):
+            self.error.layout.display = None
         else:
             self.error.layout.display = "none"
+        self.tick()
         self._set_images(record.files if record.status == "completed" else ())
 
     def _set_images(self, files: tuple[str, ...]) -> None:
-        if files == self._shown_files:
+        # Two runs can share files (the store keeps one copy of equal images): key by run too.
+        shown = (self.record.run_id if self.record is not None else "", *files)
+        if shown == self._shown_files:
             return
-        self._shown_files = files
-        self.close_viewer()
+        self._shown_files = shown
         record = self.record
         if record is None or not files:
-            self.images.children = ()
+            self.gallery.show("", (), ())
             return
         root = self._data_dir()
-        tiles = []
-        for index, rel in enumerate(files):
-            thumb = record.thumbs[index] if index < len(record.thumbs) else None
-            data = _read(root / thumb) if thumb else None
-            if data is None:
-                continue
-            image = w.Image(value=data, format="jpeg", layout=w.Layout(max_width="256px", max_height="256px"))
-            image.add_class("imgkit-preview-image")
-            button = w.Button(
-                description="Full size",
-                icon="expand",
-                tooltip=str(root / rel),
-                layout=w.Layout(width="auto", height="26px"),
-            )
-            button.add_class("imgkit-full-size")
-            button.on_click(lambda _, path=root / rel: self.open_full_size(path))
-            tiles.append(w.VBox([image, button], layout=w.Layout(margin="2px", align_items="center")))
-        self.images.children = tiles
-
-    def open_full_size(self, path: Path) -> None:
-        """Show one image at full resolution under the thumbnails."""
-        data = _read(path)
-        if data is None:
-            self.viewer.children = (w.HTML(f"cannot read {esc(path)}"),)
-        else:
-            close = w.Button(description="Close", icon="times", layout=w.Layout(width="auto"))
-            close.on_click(lambda _: self.close_viewer())
-            image = w.Image(value=data, format=_image_format(path), layout=w.Layout(max_width="100%"))
-            image.add_class("imgkit-full-image")
-            caption = w.HTML(f'<code style="font-size:85%">{esc(path)}</code>', layout=w.Layout(flex="1 1 auto"))
-            self.viewer.children = (w.HBox([close, caption], layout=w.Layout(align_items="center")), image)
-        self.viewer.layout.display = None
-
-    def close_viewer(self) -> None:
-        self.viewer.children = ()
-        self.viewer.layout.display = "none"
+        paths, sizes = [], []
+        for rel in files:
+            size = _pixels(root / rel)
+            if size is not None:
+                paths.append(root / rel)
+                sizes.append(size)
+        self.gallery.meta = run_meta(record)
+        self.gallery.show(record.run_id, paths, sizes, prompt=record.prompt)

@@ -16,7 +16,9 @@ import ipywidgets as w
 
 from imgkit.widgets._cards import Preview
 from imgkit.widgets._common import esc
-from imgkit.widgets._present import QUALITY_TOOLTIPS
+from imgkit.widgets._dropzone import DropZone
+from imgkit.widgets._present import DROP_HINT, QUALITY_TOOLTIPS, upload_label
+from imgkit.widgets._shortcuts import Shortcuts
 
 __all__ = ["CSS", "StudioLayout", "reference_chip"]
 
@@ -25,15 +27,37 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 # every rule is scoped to .imgkit-studio.)
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
-.imgkit-studio .imgkit-quality .widget-toggle-button { width: auto; min-width: 88px; padding: 0 10px; }
+.imgkit-studio .imgkit-quality .widget-toggle-button,
+.imgkit-studio .imgkit-size .widget-toggle-button {
+  width: auto; min-width: 88px; padding: 0 10px; margin: 2px 4px 2px 0;
+}
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
-.imgkit-studio .imgkit-viewer code { word-break: break-all; }
+.imgkit-studio .imgkit-quality .widget-toggle-button.mod-active,
+.imgkit-studio .imgkit-size .widget-toggle-button.mod-active {
+  background: #1976d2; color: #fff; font-weight: 600; box-shadow: none;
+}
+.imgkit-studio .imgkit-generate { font-weight: 600; }
+.imgkit-studio .imgkit-problem { overflow-wrap: anywhere; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).
 UPLOAD_ACCEPT = ",".join([".jpeg", ".jpg", ".png", ".webp", "image/jpeg", "image/png", "image/webp"])
 
 Options = Sequence[tuple[str, str]]
+
+
+def _labelled(label: str, widget: w.Widget) -> w.HBox:
+    """A label of its own: ToggleButtons wraps its buttons under a description."""
+    return w.HBox(
+        [
+            w.HTML(
+                f'<div style="text-align:right;padding-right:8px">{esc(label)}</div>',
+                layout=w.Layout(width="72px", flex="0 0 auto"),
+            ),
+            widget,
+        ],
+        layout=w.Layout(align_items="center"),
+    )
 
 
 def _section(title: str) -> w.HTML:
@@ -49,9 +73,11 @@ class StudioLayout:
         models: the model dropdown's choices.
         model, size, quality, n: the initial values.
         size_options, quality_options: (label, value) pairs for the size and quality choices.
+        quality_tooltips: the quality buttons' tooltips.
         max_n: the n slider's maximum.
         history_title: the History panel's heading (HTML).
         data_dir: returns the session's data directory (the preview reads images from it).
+        reference_placeholder: the URL field's placeholder.
     """
 
     def __init__(
@@ -64,11 +90,13 @@ class StudioLayout:
         size_options: Options,
         size: str,
         quality_options: Options,
+        quality_tooltips: Sequence[str] = QUALITY_TOOLTIPS,
         quality: str,
         n: int,
         max_n: int,
         history_title: str,
         data_dir: Callable[[], Path],
+        reference_placeholder: str = "https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
     ) -> None:
         self.log = w.Output(layout=w.Layout(max_height="160px", overflow="auto"))
         self.log.add_class("imgkit-log")
@@ -85,32 +113,33 @@ class StudioLayout:
             options=list(models), value=model, description="Model", style=narrow, layout=w.Layout(width="280px"),
         )
         self.model.add_class("imgkit-model")
-        self.size = w.Dropdown(
-            options=list(size_options), value=size, description="Size", style=narrow,
-            layout=w.Layout(width="320px"),
+        # Visible choices, as the playground shows them (a dropdown hid the shapes).
+        self.size = w.ToggleButtons(
+            options=list(size_options), value=size, style={"button_width": "auto"}, layout=w.Layout(width="auto"),
         )
         self.size.add_class("imgkit-size")
         self.quality = w.ToggleButtons(
             options=list(quality_options),
             value=quality,
-            tooltips=list(QUALITY_TOOLTIPS),
+            tooltips=list(quality_tooltips),
             style={"button_width": "auto"},
             layout=w.Layout(width="auto"),
         )
         self.quality.add_class("imgkit-quality")
         self.n = w.IntSlider(
-            value=n, min=1, max=max(max_n, 1), description="n", style=narrow, layout=w.Layout(width="320px"),
+            value=n, min=1, max=max(max_n, 1), description="Images", style=narrow, layout=w.Layout(width="320px"),
         )
         self.n.add_class("imgkit-n")
 
         # --- reference images -------------------------------------------------------------
-        self.upload = w.FileUpload(
-            accept=UPLOAD_ACCEPT, multiple=True, description="Add images", icon="upload",
-            layout=w.Layout(width="auto"),
+        # Drop, paste or pick: the files reach the kernel as message buffers, never as
+        # synced state (see imgkit.widgets._dropzone).
+        self.upload = DropZone(
+            accept=UPLOAD_ACCEPT, label=upload_label(0), hint=DROP_HINT, layout=w.Layout(flex="1 1 auto", width="auto"),
         )
-        self.upload.add_class("imgkit-upload")
+        self.upload.add_class("imgkit-drop")
         self.reference_field = w.Text(
-            placeholder="https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
+            placeholder=reference_placeholder,
             continuous_update=False,
             layout=w.Layout(flex="1 1 auto", width="auto"),
         )
@@ -119,7 +148,9 @@ class StudioLayout:
             description="Add", tooltip="add this URL or local path", layout=w.Layout(width="auto")
         )
         self.reference_add.add_class("imgkit-ref-add")
-        self.reference_clear = w.Button(description="Remove all", layout=w.Layout(width="auto", display="none"))
+        self.reference_clear = w.Button(
+            description="Remove all", layout=w.Layout(width="auto", flex="0 0 auto", display="none")
+        )
         self.reference_clear.add_class("imgkit-ref-clear")
         self.references = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.references.add_class("imgkit-refs")
@@ -138,11 +169,14 @@ class StudioLayout:
         self.generate_button = w.Button(
             description="Generate", button_style="primary", icon="paint-brush",
             tooltip="start a run; the kernel stays free while it runs",
-            layout=w.Layout(width="160px", height="36px"),
+            layout=w.Layout(width="auto", min_width="200px", height="36px"),
         )
         self.generate_button.add_class("imgkit-generate")
+        self.shortcuts = Shortcuts()
         self.message = w.HTML()
         self.message.add_class("imgkit-message")
+        self.code = w.HTML()
+        self.code.add_class("imgkit-show-code")
 
         # --- preview and history ----------------------------------------------------------
         self.preview = Preview(data_dir)
@@ -168,38 +202,31 @@ class StudioLayout:
                 self.prompt,
                 self.prompt_count,
                 self.model,
-                self.size,
-                # A label of its own: ToggleButtons wraps its buttons under a description.
-                w.HBox(
-                    [
-                        w.HTML(
-                            '<div style="text-align:right;padding-right:8px">Quality</div>',
-                            layout=w.Layout(width="72px", flex="0 0 auto"),
-                        ),
-                        self.quality,
-                    ],
-                    layout=w.Layout(align_items="center"),
-                ),
+                _labelled("Size", self.size),
+                _labelled("Quality", self.quality),
                 self.n,
-                _section("Reference images (optional)"),
-                w.HBox([self.upload, self.reference_clear]),
-                w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
-                self.reference_note,
-                self.references,
-                self.reference_message,
-                self.mode,
+                # Price and button above the references: their chips can grow by rows.
                 _section("Price"),
                 self.price,
                 self.price_warning,
-                w.HBox([self.generate_button], layout=w.Layout(margin="6px 0")),
+                w.HBox([self.generate_button, self.shortcuts], layout=w.Layout(margin="6px 0")),
                 self.message,
+                _section("Reference images (optional)"),
+                w.HBox([self.upload, self.reference_clear], layout=w.Layout(width="100%", align_items="center")),
+                w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
+                self.references,
+                self.reference_message,
+                self.reference_note,
+                self.mode,
+                self.code,
             ],
-            layout=w.Layout(flex="1 1 380px", min_width="340px", padding="0 12px 0 0"),
+            # The form keeps a fixed width; the preview takes what is left, so results are large.
+            layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),
         )
         form.add_class("imgkit-form")
         right = w.VBox(
             [_section("Preview"), self.preview.widget],
-            layout=w.Layout(flex="1 1 320px", min_width="300px"),
+            layout=w.Layout(flex="1 1 420px", min_width="300px"),
         )
         history_head = w.HBox(
             [w.HTML(history_title), self.counter, self.refresh_button, self.resume_button],
@@ -220,16 +247,36 @@ class StudioLayout:
         return widget
 
 
-def reference_chip(thumbnail: bytes | None, caption: str, tooltip: str) -> tuple[w.VBox, w.Button]:
-    """One reference image's chip: its thumbnail (or a ``URL`` box), caption and a remove
-    button, which is returned too for the controller to wire."""
+def _css_url(url: str) -> str:
+    """``url`` safe inside CSS ``url('...')``: quotes, brackets and backslashes percent-encoded."""
+    for char, code in (("%", "%25"), ("'", "%27"), ('"', "%22"), ("(", "%28"), (")", "%29"), ("\\", "%5C")):
+        url = url.replace(char, code)
+    return url
+
+
+def reference_chip(
+    thumbnail: bytes | None, caption: str, tooltip: str, url: str | None = None
+) -> tuple[w.VBox, w.Button]:
+    """One reference image's chip: its thumbnail, caption and a remove button, which is
+    returned too for the controller to wire.
+
+    Without a thumbnail, an http(s) ``url`` is drawn by the browser itself (the kernel
+    fetches nothing); a grey ``URL`` box shows while, or if, it cannot load.
+    """
     if thumbnail is not None:
         square = w.Layout(width="72px", height="72px", object_fit="cover")
         picture: w.Widget = w.Image(value=thumbnail, format="jpeg", layout=square)
+        picture.add_class("imgkit-ref-thumb")
     else:
+        drawn = (
+            f"background-image:url('{esc(_css_url(url))}');background-size:cover;background-position:center;"
+            if url and url.lower().startswith(("http://", "https://"))
+            else ""
+        )
         picture = w.HTML(
-            '<div style="width:72px;height:72px;display:flex;align-items:center;justify-content:center;'
-            'background:#eceff1;border-radius:4px;font-size:85%">URL</div>'
+            '<div class="imgkit-ref-url" style="width:72px;height:72px;display:flex;align-items:flex-end;'
+            f'justify-content:center;background-color:#eceff1;{drawn}border-radius:4px;font-size:75%">'
+            '<span style="background:rgba(255,255,255,.8);padding:0 3px;border-radius:2px">URL</span></div>'
         )
     remove = w.Button(description="×", tooltip=tooltip, layout=w.Layout(width="24px", height="24px"))
     remove.add_class("imgkit-ref-remove")

@@ -13,52 +13,78 @@ Strings that end up in an HTML widget are HTML, with every value from outside es
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from imgkit.errors import TASK_ERROR_HINTS
+from imgkit.errors import TASK_ERROR_HINTS, ValidationError
 from imgkit.pricing import Estimate
 from imgkit.providers.base import Balance
 from imgkit.request import MB, SIZE_LABELS, ModelProfile, ReferenceImage, RunRecord
 from imgkit.widgets._common import ORANGE, RED, esc
 
 __all__ = [
+    "CANCELLED_NOTE",
+    "CANCELLED_TAG",
+    "DROP_HINT",
     "INTERRUPTED_NOTE",
+    "NO_SERVER_PATHS",
     "PRICE_UNAVAILABLE",
+    "QUALITY_NAMES",
     "QUALITY_TOOLTIPS",
     "Tally",
     "banner",
+    "cancel_done",
     "cannot_generate",
     "card_details",
+    "clock_time",
+    "code_block",
+    "confirm_again",
+    "confirm_label",
     "cost_text",
     "counter",
     "describe_error",
     "fmt_credits",
+    "generate_code",
+    "generate_label",
     "history_title",
     "human_size",
     "invalid_reference",
+    "is_cancelled",
     "is_interrupted",
+    "lost_upload_note",
     "mode_text",
     "never_uploaded",
     "no_estimate",
     "not_sent",
     "over_model_limit",
+    "per_image",
     "preview_details",
     "price",
     "price_warning",
     "problem",
+    "progress_line",
     "prompt_count",
     "provider_text",
     "quality_options",
+    "quality_tooltips",
     "reference_caption",
     "reference_note",
+    "reference_placeholder",
+    "reference_problem",
     "refusal",
     "refused_references",
+    "run_meta",
+    "short_id",
     "size_label",
     "size_options",
     "status_badge",
+    "time_left",
     "title_html",
     "too_many_references",
+    "upload_label",
+    "upload_tooltip",
+    "when",
 ]
 
 _STATUS_COLORS = {
@@ -129,12 +155,26 @@ def size_options(profile: ModelProfile) -> list[tuple[str, str]]:
     return options
 
 
+#: Each quality in words for people; the price multiplier is the detail (the tooltip).
+QUALITY_NAMES = {"low": "low · fastest", "medium": "medium", "high": "high · best"}
+
+
 def quality_options(profile: ModelProfile, sheet: object) -> list[tuple[str, str]]:
-    """Tier names with their multiplier on a per-image sheet; plain names on a per-token one."""
+    """The quality buttons' (label, value) pairs: ``low · fastest``, ``medium``, ``high · best``."""
+    del sheet  # the multiplier is the tooltip's detail (quality_tooltips)
+    return [(QUALITY_NAMES.get(q, q), q) for q in profile.qualities]
+
+
+def quality_tooltips(profile: ModelProfile, sheet: object) -> list[str]:
+    """The quality buttons' tooltips: the words, with the multiplier on a per-image sheet."""
     multipliers = getattr(sheet, "quality", None)
-    if not isinstance(multipliers, Mapping):
-        return [(q, q) for q in profile.qualities]
-    return [(f"{q} ×{multipliers[q]:g}" if q in multipliers else q, q) for q in profile.qualities]
+    tips = []
+    for index, q in enumerate(profile.qualities):
+        words = QUALITY_TOOLTIPS[index] if index < len(QUALITY_TOOLTIPS) else q
+        if isinstance(multipliers, Mapping) and q in multipliers:
+            words = f"×{multipliers[q]:g} the base price; {words}"
+        tips.append(words)
+    return tips
 
 
 # --- the form's messages -----------------------------------------------------------------
@@ -160,17 +200,18 @@ def mode_text(mode: str, references: int) -> str:
 
 
 def reference_note(profile: ModelProfile, websocket_limit: int) -> str:
-    """What references a model takes, and the Jupyter server's silent upload limit."""
+    """What references a model takes, and the Jupyter server's silent upload limit, folded
+    under a toggle (the drop zone says it out loud only when an upload is lost)."""
     formats = ", ".join("JPEG, JPG" if f == "jpeg" else f.upper() for f in profile.image_formats)
     return (
-        '<div style="font-size:88%;opacity:.85;line-height:1.35">'
-        f"Up to {profile.max_images} images, {profile.max_image_bytes // MB} MB each; {formats} "
-        "(judged by content). With references the run is <b>image-to-image</b>.<br>"
+        '<details style="font-size:88%;opacity:.85;line-height:1.35"><summary style="cursor:pointer">'
+        f"Up to {profile.max_images} images, {profile.max_image_bytes // MB} MB each; {formats}</summary>"
+        "Images are judged by content. With references the run is <b>image-to-image</b>.<br>"
         "A browser upload reaches the kernel as <b>one</b> message, and a Jupyter server with "
         f"default settings drops messages over {websocket_limit // MB} MiB without a word "
         "(Tornado's <code>websocket_max_message_size</code>). <code>make lab</code> and the "
         "Binder launch raise it; elsewhere, if a large upload never shows up here, type the "
-        "file's local path in the field above instead.</div>"
+        "file's local path in the field above instead.</details>"
     )
 
 
@@ -186,9 +227,63 @@ def reference_caption(ref: ReferenceImage) -> str:
 
 
 def refusal(label: object, size: int | None, reason: str) -> str:
-    """``'a.png' (0.0 MB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
-    shown = f"'{label}'" + (f" ({size / MB:.1f} MB)" if size is not None else "")
+    """``'a.png' (34.0 KB) was not added: <reason>`` (plain text; :func:`problem` makes it HTML)."""
+    shown = f"'{label}'" + (f" ({human_size(size)})" if size is not None else "")
     return f"{shown} was not added: {reason}"
+
+
+#: Why a typed path is refused on a shared page.
+NO_SERVER_PATHS = "this page takes uploads and http(s) URLs only; it does not read files on the server"
+
+
+def reference_placeholder(local_paths: bool) -> str:
+    """The URL field's placeholder: URLs, and local paths where they are read."""
+    if local_paths:
+        return "https://example.com/image1.png  or  /path/to/local.png  (Enter to add)"
+    return "https://example.com/image1.png  (Enter to add)"
+
+
+def upload_label(count: int) -> str:
+    """The picker button's text: ``Add images``, then ``Add images (2)`` with references."""
+    return f"Add images ({count})" if count else "Add images"
+
+
+def upload_tooltip(profile: ModelProfile, count: int) -> str:
+    """The picker button's tooltip: what is in the form and what more it takes."""
+    room = max(profile.max_images - count, 0)
+    have = f"{count} reference image{'s' if count != 1 else ''} added; " if count else ""
+    return f"{have}room for {room} more (up to {profile.max_images}, {profile.max_image_bytes // MB} MB each)"
+
+
+#: The drop zone's words beside the picker.
+DROP_HINT = "or drop images here, or click here and paste (Ctrl/Cmd+V)"
+
+
+def lost_upload_note(websocket_limit: int) -> str:
+    """What the drop zone says when a file never reached the kernel: the server dropped it.
+
+    The element with class ``imgkit-lost-name`` receives the file's name in the browser.
+    """
+    return (
+        '<b class="imgkit-lost-name"></b> did not reach the kernel. A Jupyter server with default '
+        f"settings drops an upload over {websocket_limit // MB} MiB without a word (Tornado's "
+        "<code>websocket_max_message_size</code>); <code>make lab</code>, <code>imgkit app</code> and "
+        "the Binder launch raise it. Or type the file's path or URL in the field below."
+    )
+
+
+def reference_problem(label: object, size: int | None, error: ValidationError) -> str:
+    """Why a reference was not added, in plain words: ``File not found: sketch.png``, or
+    :func:`refusal` with what the image must be."""
+    if error.allowed.startswith("an existing image file"):
+        text = str(label)
+        name = text if text.startswith("data:") else text.replace("\\", "/").rpartition("/")[2] or text
+        name = name if len(name) <= 60 else name[:57] + "…"
+        return (
+            f"File not found: {name}, so it was not added (give an existing image file, an http(s) URL, "
+            "or drop the image above)"
+        )
+    return refusal(label, size, invalid_reference(error))
 
 
 def too_many_references(profile: ModelProfile) -> str:
@@ -216,7 +311,14 @@ def never_uploaded(reference: str) -> str:
 
 
 def cannot_generate(error: object) -> str:
-    """The form does not validate: the core's reason."""
+    """The form does not validate: the core's reason, in plain words for a field's error
+    (``Write a prompt first``, ``The prompt must be at most 2000 characters``)."""
+    if isinstance(error, ValidationError):
+        if error.field == "prompt" and not str(error.value).strip():
+            return "Write a prompt first (it must be non-empty text)"
+        field = {"n": "number of images"}.get(error.field, error.field.replace("_", " "))
+        hint = f" ({error.hint})" if error.hint else ""
+        return f"The {field} must be {error.allowed}{hint}"
     return f"Cannot generate yet: {error}"
 
 
@@ -250,12 +352,13 @@ def price(est: Estimate, sheet: object) -> str:
     # The sheet's formula, with the total as exact as the estimate's (its text rounds more).
     factors = est.formula.rpartition(" = ")[0] or est.formula
     formula = f"{factors.replace(' x ', ' × ')} = {fmt_credits(est.credits)} credits"
-    per_image = isinstance(getattr(sheet, "quality", None), Mapping)
-    terms = "base × quality × size × n = " if per_image else ""
+    per_image_sheet = isinstance(getattr(sheet, "quality", None), Mapping)
+    terms = "base × quality × size × n = " if per_image_sheet else ""
+    each = f'<span class="imgkit-per-image">{per_image(est)}</span><br>'
     return (
         f'<span class="imgkit-price-total" style="font-size:120%"><b>{fmt_credits(est.credits)} credits</b>'
         f" · ${est.usd:.4f} · ¥{est.cny:.4f}</span><br>"
-        f'<span style="font-size:90%;opacity:.85">{terms}'
+        f'<span style="font-size:90%;opacity:.85">{each}{terms}'
         f"{esc(formula)}<br>price sheet <code>{esc(est.sheet)}</code></span>"
     )
 
@@ -282,6 +385,73 @@ def price_warning(
     return (
         f'<span class="imgkit-warning" style="color:{ORANGE}">⚠ This run costs '
         f"{fmt_credits(credits)} credits: {esc('; '.join(reasons))}</span>"
+    )
+
+
+def per_image(est: Estimate) -> str:
+    """``2.4192 credits per image``: the sheet's price of one image of these settings."""
+    return f"{fmt_credits(est.per_image_credits)} credits per image"
+
+
+# --- the Generate button -----------------------------------------------------------------
+
+
+def generate_label(credits: float | None) -> str:
+    """The button's text with the run's price on it: ``Generate · 1.85 credits``."""
+    return f"Generate · {fmt_credits(credits)} credits" if credits is not None else "Generate"
+
+
+def confirm_label(credits: float | None) -> str:
+    """The button's text while it asks before spending again."""
+    return f"Yes, generate again · {fmt_credits(credits)} credits" if credits is not None else "Yes, generate again"
+
+
+def confirm_again(seconds: float, credits: float | None, window: float) -> str:
+    """Why a second click did not start a run: it asks first (HTML)."""
+    cost = f" for another {fmt_credits(credits)} credits" if credits is not None else ""
+    return (
+        f'<span class="imgkit-confirm" style="color:{ORANGE}">You started a run {seconds:.1f} s ago. '
+        f"Click the button again within {window:g} s to start one more{cost}.</span>"
+    )
+
+
+# --- show code --------------------------------------------------------------------------
+
+
+def generate_code(
+    prompt: str, *, model: str, size: str, quality: str, n: int, references: Iterable[ReferenceImage] = ()
+) -> str:
+    """The ``imgkit.generate(...)`` call equal to the form, ready to paste into a cell.
+
+    A reference is written as its URL or local path; an uploaded one (bytes only in this
+    kernel) is named in a comment, since its bytes cannot be pasted.
+    """
+    sources: list[str] = []
+    uploaded: list[str] = []
+    for ref in references:
+        if ref.url is not None:
+            sources.append(ref.url)
+        elif ref.path is not None:
+            sources.append(str(ref.path))
+        else:
+            uploaded.append(ref.name or "image")
+    lines = ["import imgkit", "", "result = imgkit.generate(", f"    {prompt!r},", f"    model={model!r},"]
+    lines += [f"    size={size!r},", f"    quality={quality!r},", f"    n={n!r},"]
+    if sources:
+        lines.append("    images=[" + ", ".join(repr(src) for src in sources) + "],")
+    if uploaded:
+        names = ", ".join(uploaded)
+        lines.append(f"    # uploaded in the studio, not in this call (save them and add their paths): {names}")
+    lines += [")", "result"]
+    return "\n".join(lines)
+
+
+def code_block(code: str) -> str:
+    """The code under a **Show code** toggle (HTML)."""
+    return (
+        '<details class="imgkit-code"><summary style="cursor:pointer">Show code</summary>'
+        f'<pre class="imgkit-code-text" style="user-select:all;white-space:pre-wrap;font-size:85%;'
+        f'background:#f5f5f5;padding:6px;border-radius:4px">{esc(code)}</pre></details>'
     )
 
 
@@ -398,6 +568,74 @@ def history_title(limit: int) -> str:
     )
 
 
+# --- progress and cancelling ------------------------------------------------------------
+
+#: The tag a run gets when the user stops following it.
+CANCELLED_TAG = "cancelled-by-user"
+
+#: What a card says about a run the user cancelled (there is no cancel endpoint).
+CANCELLED_NOTE = (
+    "You stopped following this run. The service may still finish it and bill it; "
+    "<b>Resume</b> (or <code>imgkit.resume()</code>) checks and fetches it without paying again."
+)
+
+
+def is_cancelled(record: RunRecord) -> bool:
+    """The user stopped following this unfinished run."""
+    return CANCELLED_TAG in record.tags and not record.terminal
+
+
+def _seconds(value: float) -> str:
+    value = max(value, 0.0)
+    if value < 60:
+        return f"{value:.0f} s"
+    return f"{int(value // 60)} min {int(value % 60):02d} s"
+
+
+def time_left(record: RunRecord, now: float) -> float | None:
+    """Seconds a running run probably still needs, or None when nothing says.
+
+    From the service's progress once it reports some (the time so far, scaled), else from
+    the task's ``estimated_time``; never below zero.
+    """
+    if record.terminal or record.submitted_at is None:
+        return None
+    elapsed = now - record.submitted_at
+    if record.status == "processing" and 5 <= record.progress < 100:
+        return max(elapsed * (100 - record.progress) / record.progress, 0.0)
+    if record.estimated_s is not None:
+        return max(record.estimated_s - elapsed, 0.0)
+    return None
+
+
+def progress_line(record: RunRecord | None, now: float, *, started: float | None = None) -> str:
+    """``processing 40% · 12 s elapsed · about 18 s left`` for a run in flight ('' when done).
+
+    Args:
+        record: the run, or None while it has no record yet.
+        now: the wall-clock time (``time.time()``), injected by tests.
+        started: when the click happened, for a run without a record.
+    """
+    if record is None:
+        return f"starting · {_seconds(now - started)} elapsed" if started is not None else "starting"
+    if record.terminal or is_cancelled(record):
+        return ""
+    state = record.status + (f" {record.progress}%" if record.status == "processing" and record.progress else "")
+    parts = [state, f"{_seconds(now - record.created_at)} elapsed"]
+    left = time_left(record, now)
+    if left is not None and left > 0:
+        parts.append(f"about {_seconds(left)} left")
+    elif left is not None and record.estimated_s is not None and record.submitted_at is not None:
+        parts.append(f"longer than the service's estimate of {_seconds(record.estimated_s)}")
+    return " · ".join(parts)
+
+
+def cancel_done(record: RunRecord | None) -> str:
+    """The message after Cancel (HTML)."""
+    which = f" {esc(short_id(record.run_id))}" if record is not None else ""
+    return f'<span class="imgkit-cancelled" style="color:{ORANGE}">Cancelled run{which}. {CANCELLED_NOTE}</span>'
+
+
 # --- run cards and the preview -----------------------------------------------------------
 
 
@@ -482,6 +720,35 @@ def card_details(record: RunRecord) -> str:
     if latency:
         details += f" · {latency}"
     return details + "<br>"
+
+
+def clock_time(timestamp: float, *, tz: dt.tzinfo | None = None) -> str:
+    """``14:03:27``: when a run was asked for, in local time (``tz`` for tests)."""
+    return dt.datetime.fromtimestamp(timestamp, tz).strftime("%H:%M:%S")
+
+
+def short_id(run_id: str) -> str:
+    """The last 8 characters of a run id: enough to tell runs apart on a card."""
+    return run_id[-8:]
+
+
+def run_meta(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
+    """The gallery's line: cost, how long it took, who served it, when and which run (HTML)."""
+    parts = [esc(cost_text(record))]
+    latency = latency_text(record)
+    if latency:
+        parts.append(f"took {latency}")
+    parts.append(provider_text(record))
+    parts.append(f'{clock_time(record.created_at, tz=tz)} · run <code>{esc(short_id(record.run_id))}</code>')
+    return " · ".join(parts)
+
+
+def when(record: RunRecord, *, tz: dt.tzinfo | None = None) -> str:
+    """A card's line ``14:03:27 · run 89abcdef``: when a run was asked for, and which one."""
+    return (
+        f'<span class="imgkit-card-when" style="opacity:.75">{clock_time(record.created_at, tz=tz)} · run '
+        f"<code>{esc(short_id(record.run_id))}</code></span><br>"
+    )
 
 
 def preview_details(record: RunRecord) -> str:

@@ -36,10 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import io
 import logging
+import math
+import time
 import warnings
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +124,9 @@ class StudioApp(Studio):
         warn_credits: float = 20.0,
         history: int = 20,
         updates_per_second: float = 10.0,
+        confirm_within: float = 4.0,
+        clock: Callable[[], float] = time.monotonic,
+        local_paths: bool = True,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
         checked = ImageRequest.build(prompt or "-", model=model, size=size, quality=quality, n=n)
@@ -128,6 +134,13 @@ class StudioApp(Studio):
         self.warn_credits = warn_credits
         self.history_limit = history
         self.updates_per_second = updates_per_second
+        # The double-click guard: a click this soon after a run started asks first.
+        self.confirm_within = confirm_within
+        # A shared page (imgkit app) reads no typed server-side path: URLs and uploads only.
+        self.local_paths = local_paths
+        self._clock = clock
+        self._last_start = -math.inf
+        self._confirm_until = -math.inf
         self.results: list[GenerationResult] = []
         self._refs: list[ReferenceImage] = []
         self._runs: set[asyncio.Task[GenerationResult | None]] = set()
@@ -139,6 +152,10 @@ class StudioApp(Studio):
         self._balance: Balance | None = None
         self._balance_note = ""
         self._holding = False
+        self._quoted: Estimate | ImgkitError | None = None
+        self._task_of: dict[RunCard, asyncio.Task[GenerationResult | None]] = {}
+        self._cancelling: set[RunCard] = set()
+        self._ticker: asyncio.Task[None] | None = None
         # One throttle for every run of this form: the kernel's message rate limit counts
         # widget updates, so the form renders at most updates_per_second rounds a second.
         self._throttle = Throttle(per_second=updates_per_second)
@@ -153,11 +170,13 @@ class StudioApp(Studio):
             size_options=present.size_options(profile),
             size=checked.size,
             quality_options=present.quality_options(profile, self._sheet(quote)),
+            quality_tooltips=present.quality_tooltips(profile, self._sheet(quote)),
             quality=checked.quality,
             n=checked.n,
             max_n=profile.max_n,
             history_title=present.history_title(history),
             data_dir=lambda: self.session.data_dir,
+            reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
         self.widget = ui.widget
@@ -175,13 +194,22 @@ class StudioApp(Studio):
         self.counter, self.history = ui.counter, ui.history
         self.refresh_button, self.resume_button = ui.refresh_button, ui.resume_button
 
+        # "Use as reference" on a result: the store's file, by its path in the kernel.
+        self.preview.gallery.on_use = self.log.capture()(lambda path: self.add_references(path))
         self._wire()
         self._render_reference_note()
         if images:
             self.add_references(*images)
         self._refresh()
         self.refresh_history()
+        self._show_latest()
         self.refresh_balance()
+
+    def _show_latest(self) -> None:
+        """A new form (after a kernel restart, say) shows the ledger's latest run."""
+        records = self.session.ledger.records(limit=1, newest_first=True)
+        if records and self._latest is None:
+            self._show(records[0])
 
     def _wire(self) -> None:
         """Observe the widgets by name; errors in a handler land in the log widget."""
@@ -195,9 +223,11 @@ class StudioApp(Studio):
         self.reference_field.observe(capture(self._on_reference_field), names="value")
         self.reference_add.on_click(capture(lambda _: self._add_from_field()))
         self.reference_clear.on_click(capture(lambda _: self.clear_references()))
-        self.generate_button.on_click(capture(lambda _: self.generate()))
+        self.generate_button.on_click(capture(lambda _: self.click_generate()))
+        self.ui.shortcuts.on_generate = capture(self.click_generate)
         self.refresh_button.on_click(capture(lambda _: self.refresh_history()))
         self.resume_button.on_click(capture(lambda _: self.resume()))
+        self.preview.cancel.on_click(capture(lambda _: self.cancel()))
 
     # --- display -------------------------------------------------------------------------
 
@@ -235,6 +265,13 @@ class StudioApp(Studio):
             "n": self.n.value,
             "images": tuple(self._refs),
         }
+
+    def code(self) -> str:
+        """The ``imgkit.generate(...)`` call equal to the form (what **Show code** shows)."""
+        p = self.params()
+        return present.generate_code(
+            p["prompt"], model=p["model"], size=p["size"], quality=p["quality"], n=p["n"], references=p["images"]
+        )
 
     def request(self) -> ImageRequest:
         """The form as a validated request; raises :class:`imgkit.ValidationError`."""
@@ -338,6 +375,7 @@ class StudioApp(Studio):
         count = len(self._refs)
         self.mode.value = present.mode_text(ImageRequest(prompt="", images=tuple(self._refs)).mode, count)
         self.reference_clear.layout.display = None if count else "none"
+        self.ui.code.value = present.code_block(self.code())
         try:
             self.request()
         except ValidationError as exc:
@@ -357,6 +395,9 @@ class StudioApp(Studio):
         except ValidationError:
             quote = None
         remaining = self._remaining_budget()
+        self._quoted = quote
+        if self._clock() >= self._confirm_until:
+            self.generate_button.description = present.generate_label(self._credits())
         if quote is None:
             self.price.value = present.PRICE_UNAVAILABLE
             self.price_warning.value = ""
@@ -428,6 +469,8 @@ class StudioApp(Studio):
 
     def _render_reference_note(self) -> None:
         self.reference_note.value = present.reference_note(self.profile, DEFAULT_WEBSOCKET_LIMIT)
+        self.upload.lost_note = present.lost_upload_note(DEFAULT_WEBSOCKET_LIMIT)
+        self.upload.picker_tooltip = present.upload_tooltip(self.profile, len(self._refs))
 
     def add_references(self, *images: Any, names: Iterable[str | None] = ()) -> list[str]:
         """Add reference images (URLs, local paths, bytes or PIL images).
@@ -455,7 +498,7 @@ class StudioApp(Studio):
             try:
                 ref = ReferenceImage.coerce(value, len(self._refs), profile)
             except ValidationError as exc:
-                refused.append(present.refusal(label, size, present.invalid_reference(exc)))
+                refused.append(present.reference_problem(label, size, exc))
                 continue
             if name:
                 ref = dataclasses.replace(ref, name=name)
@@ -483,10 +526,43 @@ class StudioApp(Studio):
         chips = []
         for index, ref in enumerate(self._refs):
             label = ref.name or ref.url or "image"
-            chip, remove = reference_chip(_thumbnail(ref), present.reference_caption(ref), f"remove {label}")
+            thumbnail = _thumbnail(ref) if ref.url is None else self._url_thumbnail(ref.url)
+            chip, remove = reference_chip(thumbnail, present.reference_caption(ref), f"remove {label}", ref.url)
             remove.on_click(self.log.capture()(lambda _, i=index: self.remove_reference(i)))
             chips.append(chip)
         self.references.children = chips
+        count = len(self._refs)
+        self.upload.label = present.upload_label(count)
+        self.upload.picker_tooltip = present.upload_tooltip(self.profile, count)
+
+    # An uploaded reference is re-used by the URL the service gave it; its picture is kept
+    # beside the images (a small JPEG per URL) so a re-used run shows it, after a restart too.
+
+    def _url_thumbnail_path(self, url: str) -> Path:
+        return self.session.data_dir / "reference-thumbs" / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".jpg")
+
+    def _url_thumbnail(self, url: str) -> bytes | None:
+        try:
+            return self._url_thumbnail_path(url).read_bytes()
+        except OSError:
+            return None
+
+    def _remember_reference_thumbnails(self, sent: tuple[ReferenceImage, ...], record: RunRecord) -> None:
+        """Keep the pictures of the local references a run uploaded, under their new URLs."""
+        if len(sent) != len(record.reference_images):
+            return
+        for ref, url in zip(sent, record.reference_images, strict=True):
+            if ref.url is not None or not url.lower().startswith(("http://", "https://")):
+                continue
+            thumbnail = _thumbnail(ref)
+            if thumbnail is None:
+                continue
+            target = self._url_thumbnail_path(url)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(thumbnail)
+            except OSError as exc:  # a missing picture must not fail the run
+                log.warning("could not keep a reference thumbnail: %s", exc)
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         files = change["new"]
@@ -505,9 +581,57 @@ class StudioApp(Studio):
         if not text:
             return
         self.reference_field.value = ""
-        self.add_references(*[line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()])
+        items = [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+        if self.local_paths:
+            self.add_references(*items)
+            return
+        urls = [item for item in items if item.lower().startswith(("http://", "https://"))]
+        refused = [present.refusal(item, None, present.NO_SERVER_PATHS) for item in items if item not in urls]
+        refused += self.add_references(*urls) if urls else []
+        self.reference_message.value = present.refused_references(refused)
 
     # --- runs ----------------------------------------------------------------------------
+
+    def click_generate(self) -> asyncio.Task[GenerationResult | None] | None:
+        """What the Generate button and Ctrl/Cmd+Enter do: :meth:`generate`, except that a
+        click within ``confirm_within`` seconds of the last run's start asks first (the
+        button turns into a confirmation; a click on it within that time generates)."""
+        now = self._clock()
+        if now < self._confirm_until:
+            self._confirm_until = -math.inf
+            return self._start_clicked(now)
+        if now - self._last_start < self.confirm_within:
+            self._confirm_until = now + self.confirm_within
+            credits = self._credits()
+            self.message.value = present.confirm_again(now - self._last_start, credits, self.confirm_within)
+            self.generate_button.description = present.confirm_label(credits)
+            self.generate_button.button_style = "warning"
+            loop = running_loop()
+            if loop is not None:  # the button calms down by itself
+                loop.call_later(self.confirm_within, self._calm)
+            return None
+        return self._start_clicked(now)
+
+    def _start_clicked(self, now: float) -> asyncio.Task[GenerationResult | None] | None:
+        self._calm()
+        task = self.generate()
+        if self.message.value.startswith('<span class="imgkit-confirm"'):
+            self.message.value = ""
+        self._last_start = now
+        return task
+
+    def _calm(self) -> None:
+        """End a confirmation: the button shows the price again."""
+        if self._clock() < self._confirm_until:
+            return
+        self.generate_button.button_style = "primary"
+        self.generate_button.description = present.generate_label(self._credits())
+        if self.message.value.startswith('<span class="imgkit-confirm"'):
+            self.message.value = ""
+
+    def _credits(self) -> float | None:
+        quote = self._quoted
+        return quote.credits if isinstance(quote, Estimate) else None
 
     def generate(self) -> asyncio.Task[GenerationResult | None] | None:
         """Start a run with the form's settings; what the Generate button does.
@@ -531,7 +655,69 @@ class StudioApp(Studio):
         self._latest = card
         self.preview.starting(params["prompt"])
         self.refresh_history()
-        return self._schedule(self._run(params, card), self._runs)
+        task = self._schedule(self._run(params, card), self._runs)
+        if task is not None:
+            self._task_of[card] = task
+            task.add_done_callback(lambda _: self._task_of.pop(card, None))
+            self._start_ticker()
+        return task
+
+    def _start_ticker(self) -> None:
+        """Re-render the preview's elapsed time once a second while runs are in flight."""
+        if self._ticker is not None and not self._ticker.done():
+            return
+
+        async def tick() -> None:
+            while self._live:
+                await asyncio.sleep(1.0)
+                self.preview.tick()
+
+        loop = running_loop()
+        if loop is not None:
+            self._ticker = loop.create_task(tick())
+
+    def cancel(self, run_id: str | None = None) -> bool:
+        """Stop following a run (the one in the preview by default); what Cancel does.
+
+        No cancel endpoint is documented, so the service may still finish the run and bill
+        it: the ledger keeps it, tagged ``cancelled-by-user``, and :meth:`resume` (or
+        ``imgkit.resume()``) can finish it later without paying again.
+
+        Returns:
+            True when a run was being followed here and is now cancelled.
+        """
+        card = self._latest if run_id is None else self._cards.get(run_id)
+        task = self._task_of.get(card) if card is not None else None
+        if card is None or task is None or task.done():
+            return False
+        self._cancelling.add(card)
+        self.preview.cancel.disabled = True
+        task.cancel()
+        return True
+
+    async def _record_cancel(self, card: RunCard) -> None:
+        """Tag a cancelled run in the ledger, once the engine has stopped following it."""
+        self._cancelling.discard(card)
+        run_id = card.run_id
+        record = None
+        if run_id is not None:
+            for _ in range(100):  # the engine stops on its own loop, soon after
+                if run_id not in self.session.engine.in_flight:
+                    break
+                await asyncio.sleep(0.02)
+            found = self.session.ledger.get(run_id)
+            if found is not None and not found.terminal:
+                record = found.replace(
+                    tags=tuple(dict.fromkeys((*found.tags, present.CANCELLED_TAG))),
+                    notes="cancelled by the user; the service may still finish and bill it",
+                )
+                self.session.ledger.save(record)
+                card.update(record)
+                if card is self._latest:
+                    self.preview.show(record)
+        if card is self._latest and record is None:
+            self.preview.refused("Cancelled before the service accepted the run.")
+        self.message.value = present.cancel_done(record)
 
     def _schedule(
         self, coro: Coroutine[Any, Any, T], into: set[asyncio.Task[T]]
@@ -631,7 +817,11 @@ class StudioApp(Studio):
         )
 
     def _show(self, record: RunRecord) -> None:
-        self._latest = self._cards.get(record.run_id)
+        previous, self._latest = self._latest, self._cards.get(record.run_id)
+        if previous is not None:
+            previous.set_shown(False)
+        if self._latest is not None:
+            self._latest.set_shown(True)
         self.preview.show(record)
 
     async def _run(self, params: dict[str, Any], card: RunCard) -> GenerationResult | None:
@@ -641,6 +831,7 @@ class StudioApp(Studio):
             throttle(event, lambda e: self._on_event(card, e))
 
         prompt = params.pop("prompt")
+        sent = params["images"]
         try:
             result = await self.session.agenerate(prompt, on_event=on_event, raise_on_error=False, **params)
         except ImgkitError as exc:
@@ -649,18 +840,22 @@ class StudioApp(Studio):
             self._live.discard(card)
             self._refused(card, exc)
             return None
-        except BaseException:
+        except BaseException as exc:
             # Cancelled, or a bug: the ledger keeps the run's last state (resume() can
             # finish it once the engine no longer follows it).
             throttle.flush()
             self._live.discard(card)
             if card in self._starting:
                 self._starting.remove(card)
+            if isinstance(exc, asyncio.CancelledError) and card in self._cancelling:
+                with contextlib.suppress(Exception):
+                    await self._record_cancel(card)
             with contextlib.suppress(Exception):
                 self.refresh_history()
             raise
         throttle.flush()
         self._live.discard(card)
+        self._remember_reference_thumbnails(sent, result.record)
         self._finished(card, result.record)
         self.results.append(result)
         return result
@@ -736,9 +931,12 @@ class StudioApp(Studio):
         for run_id in list(self._cards):
             if run_id not in shown and run_id not in in_flight:
                 del self._cards[run_id]
-        children = tuple(c.widget for c in [*reversed(self._starting), *cards])
+        listed = [*reversed(self._starting), *cards]
+        children = tuple(c.widget for c in listed)
         if children != self.history.children:
             self.history.children = children
+        for each in listed:
+            each.set_shown(each is self._latest)
         tally = self._tally(records, in_flight)
         self.counter.value = present.counter(tally)
         following_here = any(not t.done() for t in self._runs)
