@@ -147,7 +147,7 @@ _CSS = """
 """
 
 
-class DropZone(anywidget.AnyWidget):  # type: ignore[misc]
+class DropZone(anywidget.AnyWidget):
     """Drop, paste or pick reference images; they arrive in :attr:`value`.
 
     Attributes:

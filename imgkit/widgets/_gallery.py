@@ -235,7 +235,7 @@ _CSS = """
 """
 
 
-class Gallery(anywidget.AnyWidget):  # type: ignore[misc]
+class Gallery(anywidget.AnyWidget):
     """A run's images at the column's width, with a lightbox and downloads.
 
     Attributes:

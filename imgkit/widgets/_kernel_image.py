@@ -49,7 +49,7 @@ export default { render };
 """
 
 
-class KernelImage(anywidget.AnyWidget):  # type: ignore[misc]
+class KernelImage(anywidget.AnyWidget):
     """A picture from a file in the kernel, sent to the browser on demand.
 
     Attributes:

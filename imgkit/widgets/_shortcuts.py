@@ -41,7 +41,7 @@ export default { render };
 """
 
 
-class Shortcuts(anywidget.AnyWidget):  # type: ignore[misc]
+class Shortcuts(anywidget.AnyWidget):
     """Ctrl/Cmd+Enter in the studio's prompt calls :attr:`on_generate`."""
 
     _esm = _ESM
