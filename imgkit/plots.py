@@ -100,7 +100,7 @@ def with_costs(df: pd.DataFrame, *, sheets: Mapping[str, _Sheet] | None = None) 
 
     Args:
         df: runs as returned by :func:`imgkit.runs`.
-        sheets: price sheets by name; :func:`imgkit.price_sheets` when None.
+        sheets: price sheets by name; :func:`imgkit.pricing.price_sheets` when None.
 
     Example:
         >>> costs = with_costs(imgkit.runs())

@@ -1024,6 +1024,10 @@ class RunStatus(enum.StrEnum):
         """True for completed, failed and unknown: nothing more happens to the run."""
         return self in TERMINAL_STATUSES
 
+    def __repr__(self) -> str:
+        # Shown as the text it stands for, in lists, tuples and records, as before it was an enum.
+        return repr(self.value)
+
 
 #: The statuses that end a run (derived from :class:`RunStatus`).
 TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.UNKNOWN})

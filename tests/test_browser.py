@@ -333,6 +333,7 @@ def test_drop_paste_gallery_lightbox_and_downloads(tmp_path: Path) -> None:
                 expect(cards).to_have_count(1)
                 prompt = page.locator(".imgkit-prompt textarea")
                 prompt.fill("A red kite over dunes")
+                page.wait_for_timeout(4_500)  # past the double-click guard of the first run
                 prompt.press("Control+Enter")
                 expect(cards).to_have_count(2)
                 expect(prompt).to_have_value("A red kite over dunes")  # no newline was typed

@@ -163,10 +163,10 @@ def test_the_price_shown_is_the_estimate_recorded_when_the_first_provider_is_not
 
 
 def test_the_price_is_quoted_on_each_setting_but_not_on_each_keystroke(session: imgkit.Session, data_dir: Path) -> None:
-    quoted: list[imgkit.ImageRequest] = []
+    quoted: list[imgkit.request.ImageRequest] = []
 
     class Counting(imgkit.Session):
-        def quote(self, request: imgkit.ImageRequest) -> Any:
+        def quote(self, request: imgkit.request.ImageRequest) -> Any:
             quoted.append(request)
             return super().quote(request)
 
@@ -848,7 +848,7 @@ def test_show_code_is_the_forms_request(session: imgkit.Session, tmp_path: Path)
     assert code in _text(s.ui.code.value).replace("&quot;", '"')
     assert "Show code" in s.ui.code.value
     prompt, kwargs = _call_of(code)
-    pasted = imgkit.ImageRequest.build(prompt, **kwargs)
+    pasted = imgkit.request.ImageRequest.build(prompt, **kwargs)
     form = s.request()
     assert (pasted.prompt, pasted.model, pasted.size, pasted.quality, pasted.n) == (
         form.prompt, form.model, form.size, form.quality, form.n,

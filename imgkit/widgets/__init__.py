@@ -1,9 +1,9 @@
 """Notebook faces of imgkit: the studio form, run cards and the history panel.
 
-Widgets hold no business logic: validation is :meth:`imgkit.ImageRequest.build`, prices are
+Widgets hold no business logic: validation is :meth:`imgkit.request.ImageRequest.build`, prices are
 :meth:`imgkit.Session.quote` (the estimate a run is recorded at), runs are
 :meth:`imgkit.Session.agenerate`, the runs in flight are the engine's, and the widgets only
-render the :class:`imgkit.JobEvent` objects a run emits. Everything a form does is reachable
+render the :class:`imgkit.request.JobEvent` objects a run emits. Everything a form does is reachable
 from Python with the same calls.
 
 The studio comes in three parts: ``_layout`` builds the widgets, ``_present`` turns session
@@ -51,7 +51,7 @@ class Studio:
         session: the session runs go to; the default session (:func:`imgkit.get_session`)
             at each use when None.
         prompt: the initial prompt (the seed's sample by default).
-        model: a name from :data:`imgkit.MODELS`.
+        model: a name from :data:`imgkit.request.MODELS`.
         size: ``1:1``, ``2:3``, ``3:2`` or a pixel form.
         quality: ``low``, ``medium`` or ``high``.
         n: images per run.
