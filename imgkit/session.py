@@ -50,7 +50,7 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import DEFAULT_MODEL, ImageRequest, RunRecord, Secret
+from imgkit.request import ImageRequest, RunRecord, Secret
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SWEEP_QUALITIES",
     "SWEEP_SIZES",
+    "EstimateOptions",
     "GenerateOptions",
     "RequestOptions",
     "Session",
@@ -135,6 +136,19 @@ class SweepOptions(SweepGrid, total=False):
     confirm: bool | None
     progress: bool
     on_event: EventHandler | None
+    batch: bool
+
+
+class EstimateOptions(TypedDict, total=False):
+    """The settings :func:`estimate` and :meth:`Session.estimate` price (documented there)."""
+
+    quality: str | None
+    size: str
+    n: int
+    model: str
+    resolution: str | None
+    background: str | None
+    images: int
     batch: bool
 
 
@@ -702,18 +716,7 @@ class Session:
         """Every run in this session's ledger as a typed DataFrame."""
         return self.ledger.to_dataframe(data_dir=self.data_dir)
 
-    def estimate(
-        self,
-        *,
-        quality: str | None = None,
-        size: str = "1:1",
-        n: int = 1,
-        model: str = DEFAULT_MODEL,
-        resolution: str | None = None,
-        images: int = 0,
-        background: str | None = None,
-        batch: bool = False,
-    ) -> Estimate:
+    def estimate(self, **options: Unpack[EstimateOptions]) -> Estimate:
         """The price a run with these settings would be recorded at: on the sheet that prices
         the model for the provider it goes to first (see :meth:`quote`).
 
@@ -727,7 +730,9 @@ class Session:
             ValidationError: a bad setting, or no configured provider takes the request.
             ConfigError: that provider's price sheet does not price the request.
         """
-        request = _priced_request(model, size, quality, n, resolution, background)
+        _check_options(options, EstimateOptions)
+        request = _priced_request(options)
+        images, batch = options.get("images", 0), options.get("batch", False)
         plan = self._plan(request)
         chosen = plan.chosen
         assert chosen is not None  # _plan raised otherwise
@@ -980,18 +985,7 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
     return await get_session().aresume(on_event=on_event)
 
 
-def estimate(
-    *,
-    quality: str | None = None,
-    size: str = "1:1",
-    n: int = 1,
-    model: str = DEFAULT_MODEL,
-    resolution: str | None = None,
-    images: int = 0,
-    background: str | None = None,
-    batch: bool = False,
-    sheet: str | None = None,
-) -> Estimate:
+def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
     Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
@@ -1013,18 +1007,17 @@ def estimate(
         'evolink-gpt-image-2-tokens-2026-12'
     """
     if sheet is None and _DEFAULT is not None:  # one price per session
-        return _DEFAULT.estimate(quality=quality, size=size, n=n, model=model, resolution=resolution,
-                                 images=images, background=background, batch=batch)
-    request = _priced_request(model, size, quality, n, resolution, background)
-    return _estimate(quality=request.quality, size=request.size, n=request.n, model=model,
-                     sheet=sheet_for(model, sheet), resolution=request.resolution, images=images, batch=batch)
+        return _DEFAULT.estimate(**options)
+    _check_options(options, EstimateOptions)
+    request = _priced_request(options)
+    return _estimate(quality=request.quality, size=request.size, n=request.n, model=request.model,
+                     sheet=sheet_for(request.model, sheet), resolution=request.resolution,
+                     images=options.get("images", 0), batch=options.get("batch", False))
 
 
-def _priced_request(
-    model: str, size: str, quality: str | None, n: int, resolution: str | None, background: str | None
-) -> ImageRequest:
-    """The request an estimate prices, validated as a run would be."""
-    tier: dict[str, Any] = {} if quality is None else {"quality": quality}
-    return ImageRequest.build(
-        "estimate", model=model, size=size, n=n, resolution=resolution, background=background, **tier
-    )
+def _priced_request(options: EstimateOptions) -> ImageRequest:
+    """The request an estimate prices, validated as a run would be (a square image unless a
+    size is given; the model's own default tier when ``quality`` is None)."""
+    fields: dict[str, Any] = {k: v for k, v in options.items() if k not in ("images", "batch") and v is not None}
+    fields.setdefault("size", "1:1")
+    return ImageRequest.build("estimate", **fields)
