@@ -31,6 +31,10 @@ COVERED_ELSEWHERE = {
     "make bench": "tests/test_benchmarks_smoke.py runs the same harness at tiny sizes",
     "imgkit.login()": "asks for the key at a hidden prompt: tests/test_secrets.py drives it",
 }
+#: Serving commands that run until stopped, by prefix, with the tests that start them.
+SERVED_ELSEWHERE = {
+    "imgkit app": "tests/test_browser_app.py (the page, end to end) and tests/test_studio_app.py (the command)",
+}
 #: Fake keys for the example that configures providers by environment variable (it only
 #: lists them; nothing is sent).
 FAKE_KEYS = {"EVOLINK_API_KEY": "sk-evo-readme_FAKE_key_for_listing", "OPENAI_API_KEY": "sk-readme_FAKE_key_for_listing"}
@@ -47,7 +51,7 @@ def _examples() -> list[tuple[str, str, str]]:
     found = []
     for name, text in docs:
         for m in FENCE.finditer(text):
-            if m.group(1) in ("python", "bash"):
+            if m.group(1) in ("python", "bash", "console"):
                 line = text.count("\n", 0, m.start()) + 1
                 found.append((f"{name}:{line}", m.group(1), m.group(2)))
     return found
@@ -55,8 +59,8 @@ def _examples() -> list[tuple[str, str, str]]:
 
 EXAMPLES = _examples()
 PYTHON = [(where, code) for where, lang, code in EXAMPLES if lang == "python"]
-SHELL = [(where, line.split("#")[0].strip()) for where, lang, code in EXAMPLES if lang == "bash"
-         for line in code.splitlines() if line.split("#")[0].strip()]
+SHELL = [(where, line.split("#")[0].strip()) for where, lang, code in EXAMPLES if lang in ("bash", "console")
+         for line in code.splitlines() if line.split("#")[0].strip() and (lang == "bash" or line.startswith("$ "))]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -130,6 +134,11 @@ def test_shell_examples_run_as_written(workdir: Path) -> None:
     assert seeded.returncode == 0, seeded.stderr
     for where, line in SHELL:
         command = line.removeprefix("$ ")
+        served = next((k for k in SERVED_ELSEWHERE if command.startswith(k)), None)
+        if served is not None:
+            for test in SERVED_ELSEWHERE[served].split(" and "):
+                assert (ROOT / test.split(" ")[0]).is_file(), test
+            continue
         if command in COVERED_ELSEWHERE:
             covered = COVERED_ELSEWHERE[command]
             if covered.startswith("tests/"):
