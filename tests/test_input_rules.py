@@ -151,6 +151,38 @@ def test_session_concurrency_must_be_positive(data_dir: Path, value: object) -> 
         imgkit.configure(sandbox=True, data_dir=data_dir, concurrency=value)
 
 
+# --- price sheets --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sheet", "missing"),
+    [
+        ({}, "name, date, source, base_credits"),
+        ({"name": "mine", "date": "2026-11-01", "source": "contract"}, "base_credits"),
+        ({"kind": "tokens"}, "name, date, source"),
+        ({"kind": "table", "name": "t"}, "date, source"),
+    ],
+    ids=["empty", "no-base", "tokens", "table"],
+)
+def test_price_sheet_dict_names_the_required_fields(sheet: dict[str, object], missing: str) -> None:
+    with pytest.raises(ConfigError, match="required fields") as info:
+        imgkit.register_price_sheet(sheet)
+    assert f"missing {missing}" in str(info.value)
+    assert "__init__" not in str(info.value)
+
+
+def test_price_sheet_that_is_not_a_mapping_is_refused() -> None:
+    with pytest.raises(ConfigError, match="a mapping of its fields"):
+        imgkit.register_price_sheet([("name", "x")])  # type: ignore[arg-type]
+
+
+def test_price_sheet_file_missing_fields_names_them(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.json"
+    path.write_text('{"name": "from-file"}', "utf-8")
+    with pytest.raises(ConfigError, match="'from-file' is missing date, source, base_credits"):
+        imgkit.register_price_sheet(path)
+
+
 # --- configure() and login() ---------------------------------------------------------------
 
 
