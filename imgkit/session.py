@@ -207,7 +207,7 @@ class Session:
             (False).
         sandbox_config: the in-process sandbox's settings.
         price_sheet: the price sheet estimates use.
-        concurrency: the most tasks in flight at once.
+        concurrency: the most tasks in flight at once (1 or more).
         poll, retry: the engine's policies.
         timeout: seconds per HTTP request.
         budget: a spending limit checked before every submission.
@@ -836,7 +836,8 @@ def get_session() -> Session:
 
 
 def configure(**settings: Any) -> Session:
-    """Replace the default session; takes :class:`Session`'s arguments.
+    """Replace the default session; takes :class:`Session`'s arguments (any other keyword is
+    a ConfigError that lists them).
 
     Example:
         >>> imgkit.configure(api_key=os.environ["MY_KEY"], price_sheet="evolink-formula-2026-11")
@@ -897,7 +898,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
     """Generate images and wait for them.
 
     Args:
-        prompt: what to draw (up to 2000 characters for gpt-image-1).
+        prompt: what to draw (up to 2000 characters for gpt-image-1), with at least one
+            visible character, as text UTF-8 can encode.
         size: ``1:1`` (default), ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
         quality: ``low`` (0.26x), ``medium`` (1x, default) or ``high`` (3.91x); always sent,
             since the service's own default is high.
@@ -914,7 +916,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
             ValidationError names the field and the provider kinds that take it).
         previews: 1-3 partial images streamed while drawing (OpenAI-kind providers); each
             reaches ``on_event`` as a ``processing`` event whose ``preview`` holds the image.
-        tags: labels kept in the ledger, for reports.
+        tags: labels kept in the ledger, for reports: one text (one tag) or a list of up
+            to 32 texts of at most 64 characters each.
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
             complete (it is in the ledger either way); False returns the result instead
@@ -953,9 +956,11 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         n: images per run.
         model: the model for every run.
         images: reference images for every run.
-        tags: labels for every run; the sweep's id is added.
-        concurrency: the most runs in flight (default: the session's).
-        per_minute: the most images submitted per minute (upstream tiers can be as low as 5).
+        tags: labels for every run (one text, or up to 32 texts of at most 64 characters);
+            the sweep's id is added.
+        concurrency: the most runs in flight, 1 or more (default: the session's).
+        per_minute: the most images submitted per minute, above 0 (upstream tiers can be
+            as low as 5).
         confirm: True to skip the question; False to refuse without asking.
         progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
