@@ -42,6 +42,7 @@ for a provider's sheet, the sheet of the same provider that prices another model
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -561,6 +562,32 @@ def price_sheets() -> dict[str, Sheet]:
     return dict(_REGISTRY)
 
 
+def _check_fields(data: object) -> Mapping[str, Any]:
+    """``data`` when it is a mapping with every field its kind of sheet requires; a
+    ConfigError listing the required fields otherwise (not a TypeError about ``__init__``)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            "price sheet: give a PriceSheet, TokenPriceSheet or TablePriceSheet, a mapping of "
+            f"its fields or a path to a JSON file, not {type(data).__name__}"
+        )
+    kinds: dict[object, type[Sheet]] = {"tokens": TokenPriceSheet, "table": TablePriceSheet}
+    cls = kinds.get(data.get("kind"), PriceSheet)
+    required = [
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [name for name in required if name not in data]
+    if missing:
+        either = " and one of credits_per_usd, credits_per_cny" if cls is PriceSheet else ""
+        label = getattr(cls, "_LABEL", "price sheet")
+        named = f" {data['name']!r}" if isinstance(data.get("name"), str) else ""
+        raise ConfigError(
+            f"{label}{named} is missing {', '.join(missing)}; "
+            f"required fields: {', '.join(required)}{either}"
+        )
+    return data
+
+
 def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet:
     """Add (or replace) a price sheet, e.g. your own contract price.
 
@@ -575,9 +602,9 @@ def register_price_sheet(sheet: Sheet | Mapping[str, Any] | str | Path) -> Sheet
     """
     _load_shipped()
     if isinstance(sheet, str | Path):
-        sheet = _from_dict(json.loads(Path(sheet).read_text("utf-8")))
+        sheet = _from_dict(_check_fields(json.loads(Path(sheet).read_text("utf-8"))))
     elif not isinstance(sheet, PriceSheet | TokenPriceSheet | TablePriceSheet):
-        sheet = _from_dict(sheet)
+        sheet = _from_dict(_check_fields(sheet))
     _REGISTRY[sheet.name] = sheet
     return sheet
 

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -57,6 +58,7 @@ __all__ = [
     "RunStatus",
     "Secret",
     "TaskStatus",
+    "check_tags",
     "normalize_size",
     "pixel_size",
     "sniff_image_format",
@@ -571,6 +573,68 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...], model: str, *, uppe
     raise ValidationError(name, value, " | ".join(allowed) + f" for {model}")
 
 
+#: Tags a run may carry, and the longest tag: the ledger keeps them in every row and the
+#: reports filter on them, so they are labels, not documents.
+MAX_TAGS = 32
+MAX_TAG_CHARS = 64
+
+
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+
+
+def _visible(char: str) -> bool:
+    """True for a character that shows: not a control, format (zero-width space, BOM),
+    surrogate or separator character. Unassigned code points count as visible, since a
+    newer emoji is unassigned to an older Python."""
+    return unicodedata.category(char) not in _INVISIBLE
+
+
+def _check_text(name: str, text: str) -> None:
+    """Refuse text that cannot be stored or sent as UTF-8 (a lone surrogate), here rather
+    than as a UnicodeEncodeError at the ledger write."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            name, text, "text that can be encoded as UTF-8",
+            hint=f"{text[exc.start]!r} at position {exc.start} is a lone surrogate",
+        ) from exc
+
+
+def check_tags(tags: Any) -> tuple[str, ...]:
+    """The run's tags as a tuple, or raise ValidationError.
+
+    A single string is one tag (``tags="draft"`` is ``("draft",)``, not five letters).
+    Tags are strings of 1 to :data:`MAX_TAG_CHARS` characters, at most :data:`MAX_TAGS`.
+
+    Example:
+        >>> check_tags("draft")
+        ('draft',)
+        >>> check_tags(["a", "b"])
+        ('a', 'b')
+    """
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        tags = (tags,)
+    elif isinstance(tags, bytes | Mapping) or not isinstance(tags, Iterable):
+        raise ValidationError("tags", tags, "a text or a list of texts")
+    checked = tuple(tags)
+    if len(checked) > MAX_TAGS:
+        raise ValidationError("tags", f"<{len(checked)} tags>", f"at most {MAX_TAGS} tags per run")
+    for index, tag in enumerate(checked):
+        field_name = f"tags[{index}]"
+        if not isinstance(tag, str):
+            raise ValidationError(field_name, tag, "a text")
+        if not tag:
+            raise ValidationError(field_name, tag, "a non-empty text")
+        if len(tag) > MAX_TAG_CHARS:
+            raise ValidationError(field_name, tag, f"at most {MAX_TAG_CHARS} characters",
+                                  hint=f"it has {len(tag)}")
+        _check_text(field_name, tag)
+    return checked
+
+
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
     """A validated generation request.
@@ -657,6 +721,12 @@ class ImageRequest:
         name = profile.name
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValidationError("prompt", prompt, "a non-empty text")
+        _check_text("prompt", prompt)
+        if not any(_visible(c) for c in prompt):
+            raise ValidationError(
+                "prompt", prompt, "a text with visible characters",
+                hint="it has only control, format or space characters, such as NUL, zero-width spaces or a BOM",
+            )
         if len(prompt) > profile.prompt_max_chars:
             raise ValidationError(
                 "prompt",

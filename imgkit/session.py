@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from imgkit._loop import LOOP as _LOOP
 from imgkit._loop import call_on as _call_on
 from imgkit._loop import running_loop as _running_loop
-from imgkit.config import LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
+from imgkit.config import KEY_ENV, LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired
+from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
@@ -50,7 +50,7 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import ImageRequest, RunRecord, Secret
+from imgkit.request import ImageRequest, RunRecord, Secret, check_tags
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
@@ -115,7 +115,7 @@ class GenerateOptions(RequestOptions, total=False):
 
     size: str
     quality: str
-    tags: Iterable[str]
+    tags: str | Iterable[str]
     on_event: EventHandler | None
     raise_on_error: bool
 
@@ -130,7 +130,7 @@ class SweepGrid(RequestOptions, total=False):
 class SweepOptions(SweepGrid, total=False):
     """The options of :func:`sweep` and :func:`asweep` (documented there)."""
 
-    tags: Iterable[str]
+    tags: str | Iterable[str]
     concurrency: int | None
     per_minute: float | None
     confirm: bool | None
@@ -175,6 +175,18 @@ def _check_options(given: Mapping[str, Any], declared: Any) -> None:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r}{hint}; the options are: {', '.join(known)}")
 
 
+def _positive(name: str, value: Any, allowed: str) -> Any:
+    """``value`` when it is None (the default) or a finite number above 0; concurrency must
+    also be whole. A limit of 0 or less would stall a sweep or silently mean "no limit"."""
+    if value is None:
+        return None
+    whole = name == "concurrency"
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or value <= 0:
+        raise ValidationError(name, value, allowed)
+    return value
+
+
 # --- the session -------------------------------------------------------------------------
 
 
@@ -195,7 +207,7 @@ class Session:
             (False).
         sandbox_config: the in-process sandbox's settings.
         price_sheet: the price sheet estimates use.
-        concurrency: the most tasks in flight at once.
+        concurrency: the most tasks in flight at once (1 or more).
         poll, retry: the engine's policies.
         timeout: seconds per HTTP request.
         budget: a spending limit checked before every submission.
@@ -239,6 +251,8 @@ class Session:
         failure_threshold: int | None = None,
         cooldown: float | None = None,
     ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
         self._configs, routing = resolve_providers(
             api_key=api_key, base_url=base_url, files_url=files_url, sandbox=sandbox, providers=providers,
@@ -391,10 +405,9 @@ class Session:
         _check_options(options, GenerateOptions)
         fields: dict[str, Any] = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
         request = ImageRequest.build(prompt, **fields)
+        tags = check_tags(options.get("tags"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
-        return await _LOOP.run_async(
-            self._run(request, tuple(options.get("tags", ())), on_event, options.get("raise_on_error", True))
-        )
+        return await _LOOP.run_async(self._run(request, tags, on_event, options.get("raise_on_error", True)))
 
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
         """Generate images and wait for them; see :func:`generate`."""
@@ -580,6 +593,9 @@ class Session:
     async def asweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep without blocking; see :func:`sweep` for the options."""
         _check_options(options, SweepOptions)
+        tags = check_tags(options.get("tags"))
+        concurrency = _positive("concurrency", options.get("concurrency"), "a whole number of runs, 1 or more")
+        per_minute = _positive("per_minute", options.get("per_minute"), "a number of images per minute above 0")
         grid: dict[str, Any] = {k: v for k, v in options.items() if k in _keys(SweepGrid)}
         if options.get("batch"):
             plan, candidate = self._plan_batch(prompts, grid)
@@ -589,12 +605,9 @@ class Session:
         self._confirm(plan, options.get("confirm"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
         if candidate is not None:
-            return await _LOOP.run_async(self._batch_sweep(plan, candidate, tuple(options.get("tags", ())), on_event))
+            return await _LOOP.run_async(self._batch_sweep(plan, candidate, tags, on_event))
         return await _LOOP.run_async(
-            self._sweep(
-                plan, tuple(options.get("tags", ())), options.get("concurrency"), options.get("per_minute"),
-                options.get("progress", True), on_event,
-            )
+            self._sweep(plan, tags, concurrency, per_minute, options.get("progress", True), on_event)
         )
 
     def _plan_batch(self, prompts: str | Iterable[str], grid: dict[str, Any]) -> tuple[SweepPlan, Candidate]:
@@ -670,9 +683,9 @@ class Session:
         on_event: EventHandler | None,
     ) -> SweepResult:
         sweep_id = f"sweep-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        slots = asyncio.Semaphore(concurrency or self.concurrency)
+        slots = asyncio.Semaphore(self.concurrency if concurrency is None else int(concurrency))
         limiter = None
-        if per_minute:
+        if per_minute is not None:
             from aiolimiter import AsyncLimiter
 
             # Spread submissions evenly: a bucket of one run's images, refilled at the rate,
@@ -823,12 +836,14 @@ def get_session() -> Session:
 
 
 def configure(**settings: Any) -> Session:
-    """Replace the default session; takes :class:`Session`'s arguments.
+    """Replace the default session; takes :class:`Session`'s arguments (any other keyword is
+    a ConfigError that lists them).
 
     Example:
         >>> imgkit.configure(api_key=os.environ["MY_KEY"], price_sheet="evolink-formula-2026-11")
     """
     global _DEFAULT
+    _check_settings(settings)
     session = Session(**settings)
     with _DEFAULT_LOCK:
         old, _DEFAULT = _DEFAULT, session
@@ -837,12 +852,43 @@ def configure(**settings: Any) -> Session:
     return session
 
 
-def login(prompt: str = "EvoLink API key: ", **settings: Any) -> Session:
-    """Ask for the API key without echoing it (getpass) and use the live service."""
-    import getpass
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse a keyword :class:`Session` does not take, naming the ones it does (rather than
+    Python's TypeError about ``Session.__init__``)."""
+    import inspect
 
-    # Wrapped at once: no plain local holds the key, so a traceback with locals cannot show it.
-    key = Secret(getpass.getpass(prompt).strip())
+    known = sorted(p for p in inspect.signature(Session.__init__).parameters if p != "self")
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown setting {unknown[0]!r}{hint}; the settings are: {', '.join(known)}")
+
+
+def login(prompt: str = "EvoLink API key: ", **settings: Any) -> Session:
+    """Ask for the API key without echoing it (getpass) and use the live service.
+
+    Where no one can type (no terminal, a kernel without stdin), it raises ConfigError and
+    says to set ``$EVOLINK_API_KEY`` instead.
+    """
+    import getpass
+    import warnings
+
+    _check_settings(settings)
+    try:
+        with warnings.catch_warnings():
+            # Without a terminal getpass warns and reads stdin in the clear: refuse instead.
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            # Wrapped at once: no plain local holds the key, so a traceback with locals cannot show it.
+            key = Secret(getpass.getpass(prompt).strip())
+    except (EOFError, OSError, NotImplementedError, getpass.GetPassWarning) as exc:
+        # NotImplementedError: IPython's StdinNotImplementedError, a kernel without stdin.
+        raise ConfigError(
+            f"login() needs a terminal or a notebook to type the key in, and there is none here "
+            f"({type(exc).__name__}); set ${KEY_ENV} instead, or call imgkit.configure(api_key=...)"
+        ) from exc
     if not key.reveal():
         raise ConfigError("no key entered; the session is unchanged")
     return configure(api_key=key, **settings)
@@ -852,7 +898,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
     """Generate images and wait for them.
 
     Args:
-        prompt: what to draw (up to 2000 characters for gpt-image-1).
+        prompt: what to draw (up to 2000 characters for gpt-image-1), with at least one
+            visible character, as text UTF-8 can encode.
         size: ``1:1`` (default), ``2:3``, ``3:2`` or ``1024x1024``, ``1024x1536``, ``1536x1024``.
         quality: ``low`` (0.26x), ``medium`` (1x, default) or ``high`` (3.91x); always sent,
             since the service's own default is high.
@@ -869,7 +916,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
             ValidationError names the field and the provider kinds that take it).
         previews: 1-3 partial images streamed while drawing (OpenAI-kind providers); each
             reaches ``on_event`` as a ``processing`` event whose ``preview`` holds the image.
-        tags: labels kept in the ledger, for reports.
+        tags: labels kept in the ledger, for reports: one text (one tag) or a list of up
+            to 32 texts of at most 64 characters each.
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
         raise_on_error: raise ``TaskFailed``/``UnknownOutcome`` for a run that did not
             complete (it is in the ledger either way); False returns the result instead
@@ -908,9 +956,11 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         n: images per run.
         model: the model for every run.
         images: reference images for every run.
-        tags: labels for every run; the sweep's id is added.
-        concurrency: the most runs in flight (default: the session's).
-        per_minute: the most images submitted per minute (upstream tiers can be as low as 5).
+        tags: labels for every run (one text, or up to 32 texts of at most 64 characters);
+            the sweep's id is added.
+        concurrency: the most runs in flight, 1 or more (default: the session's).
+        per_minute: the most images submitted per minute, above 0 (upstream tiers can be
+            as low as 5).
         confirm: True to skip the question; False to refuse without asking.
         progress: show a progress bar (tqdm's notebook bar in Jupyter; default True).
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
