@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from imgkit import analysis
 from imgkit.errors import ValidationError
-from imgkit.request import DEFAULT_MODEL
+from imgkit.request import DEFAULT_MODEL, check_tags
 from imgkit.session import Session, get_session
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def compare(
     n: int = 1,
     reuse: bool = True,
     session: Session | None = None,
-    tags: Iterable[str] = (),
+    tags: str | Iterable[str] = (),
     model: str = DEFAULT_MODEL,
     confirm: bool | None = None,
     progress: bool = True,
@@ -148,7 +148,7 @@ def compare(
     by_tiers: dict[tuple[str, ...], list[str]] = {}
     for prompt, missing_tiers in missing.items():
         by_tiers.setdefault(tuple(missing_tiers), []).append(prompt)
-    run_tags = tuple(tags)
+    run_tags = check_tags(tags)  # "abc" is one tag, as for generate and sweep
     for tiers, group in by_tiers.items():
         out = s.sweep(
             group, quality=list(tiers), size=size, n=n, model=model, tags=run_tags,

@@ -141,3 +141,8 @@ def test_runs_whose_images_are_gone_are_made_again(session: imgkit.Session, sand
     assert len(sandbox_tasks(sandbox_url)) == count + 1  # only the run with missing files
     assert again.runs["reused"].tolist() == [True, False, True]
     assert again.runs.iloc[1]["run_id"] != gone["run_id"]
+
+
+def test_a_string_tag_is_one_tag(session: imgkit.Session) -> None:
+    cmp = compare(PROMPTS[0], qualities=["low"], tags="client-a", progress=False)
+    assert "client-a" in cmp.runs.iloc[0]["tags"] and "c" not in cmp.runs.iloc[0]["tags"]
