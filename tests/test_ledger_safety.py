@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from imgkit.cli import main as cli_main
 from imgkit.errors import ConfigError
 from imgkit.ledger import _MIGRATIONS, APPLICATION_ID, SCHEMA_VERSION, Ledger
 from imgkit.request import RunRecord, RunStatus
@@ -178,6 +179,20 @@ def test_a_backup_never_overwrites(tmp_path: Path) -> None:
         ledger.backup(tmp_path / "missing" / "x.sqlite3")
     ledger.close()
     assert existing.read_bytes() == b"mine"
+
+
+def test_the_backup_command(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "backup.sqlite3"
+    assert cli_main(["ledger", "backup", str(out)]) == 1  # no ledger yet, and none is created
+    assert not (data_dir / "ledger.sqlite3").exists()
+    assert "no ledger" in capsys.readouterr().err
+    ledger = Ledger(data_dir / "ledger.sqlite3")
+    ledger.save_many([_record(i) for i in range(5)])
+    assert cli_main(["ledger", "backup", str(out)]) == 0
+    assert _rows(out) == {f"r{i}" for i in range(5)}
+    assert "5 runs" in capsys.readouterr().err
+    assert cli_main(["ledger", "backup", str(out)]) == 2  # refused: it exists
+    ledger.close()
 
 
 # --- tolerant reads ----------------------------------------------------------------------------
