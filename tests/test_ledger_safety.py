@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -228,3 +230,23 @@ def test_one_malformed_cell_reads_as_missing(
     assert df["tags"].tolist()[0] == ["a", "b"] and df["files"].tolist()[2] == ["images/2.png"]
     assert any("r1" in m and column in m for m in caplog.messages)
     ledger.close()
+
+
+def test_at_interpreter_exit_the_file_alone_holds_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    other = Ledger(path)  # kept open here, so the exiting process is not the file's last user
+    script = (
+        "import sys\n"
+        "from imgkit.ledger import Ledger\n"
+        "from imgkit.request import RunRecord\n"
+        "ledger = Ledger(sys.argv[1])\n"
+        "ledger.save_many([RunRecord(run_id=f'x{i}', provider='sandbox', model='gpt-image-1', prompt='p',\n"
+        "                            size='1024x1024', quality='low', n=1, created_at=float(i)) for i in range(20)])\n"
+        "ledger.records()\n"  # the read connection is open too; nobody calls close()
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120)
+    alone = tmp_path / "copy"
+    alone.mkdir()
+    shutil.copy(path, alone / "ledger.sqlite3")
+    assert _rows(alone / "ledger.sqlite3") == {f"x{i}" for i in range(20)}
+    other.close()
