@@ -1,5 +1,5 @@
 """The ``imgkit`` command: ``imgkit sandbox``, ``imgkit demo``, ``imgkit runs``, ``imgkit resume``,
-``imgkit report`` and ``imgkit app``.
+``imgkit report``, ``imgkit ledger backup`` and ``imgkit app``.
 
 Each subcommand is registered in :data:`COMMANDS` with a function that adds its arguments and
 one that runs it; the heavy modules behind them are imported only when they run.
@@ -171,6 +171,36 @@ def _report(args: argparse.Namespace) -> int:
         return 1
     print(f"{out}: {rep!r}", file=sys.stderr)
     return 1 if rep.empty_reason else 0
+
+
+def _ledger_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="ledger_command", required=True)
+    backup = sub.add_parser("backup", help="copy the ledger, safely while imgkit runs, into one new file")
+    backup.add_argument("path", help="the file to create (an existing file is refused)")
+
+
+@command("ledger", _ledger_args)
+def _ledger(args: argparse.Namespace) -> int:
+    """Look after the ledger ($IMGKIT_HOME/ledger.sqlite3): ``imgkit ledger backup PATH``.
+
+    Exit status: 0 backed up; 1 there is no ledger yet; 2 the backup was refused (the file
+    exists, its folder is missing, the ledger is not imgkit's).
+    """
+    from imgkit.ledger import Ledger
+    from imgkit.store import default_data_dir
+
+    source = default_data_dir() / "ledger.sqlite3"
+    if not source.is_file():
+        print(f"imgkit ledger: no ledger at {source} (set IMGKIT_HOME to the data directory)", file=sys.stderr)
+        return 1
+    ledger = Ledger(source)
+    try:
+        target = ledger.backup(args.path)
+        runs = ledger.count()
+    finally:
+        ledger.close()
+    print(f"imgkit ledger: backed up {source} ({runs:,} runs) to {target}", file=sys.stderr)
+    return 0
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,20 @@ finishing at once cost one fsync, not one each, and an event loop never waits on
   resolves then (or carries the error: a full disk, a read-only file);
 - ``await`` :meth:`Ledger.asave` waits for the same from an event loop without blocking it.
 
+The file is marked with ``PRAGMA application_id`` (:data:`APPLICATION_ID`). A non-empty
+SQLite file without the mark is refused (:class:`~imgkit.errors.ConfigError`) before
+anything is written to it, even before it would be switched to WAL, so pointing imgkit at
+another program's database changes nothing; a ledger from before the mark opens and gets it.
+
+A ledger in WAL mode keeps recent commits in ``ledger.sqlite3-wal`` (with
+``ledger.sqlite3-shm`` beside it) until a checkpoint. Closing a :class:`Ledger` (also at
+interpreter exit) checkpoints and empties the WAL, so afterwards ``ledger.sqlite3`` alone holds
+every row. While imgkit runs, copy a ledger with :meth:`Ledger.backup` (``imgkit ledger
+backup PATH``), never by copying the files.
+
+A malformed JSON cell (a list column such as ``tags``) reads as empty, with a warning in the
+log naming the run and the column; the other rows and columns load as usual.
+
 Reads first wait for the writes this Ledger has queued, so a process always reads its own
 writes. Costs (the budget's SQL, :meth:`Ledger.cost_sums` for reports) come from
 :mod:`imgkit.costs`. Large ledgers are read into the DataFrame through Arrow, by the ADBC
@@ -46,7 +60,7 @@ from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunSt
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "STATUSES", "Ledger"]
+__all__ = ["APPLICATION_ID", "COLUMNS", "SCHEMA_VERSION", "STATUSES", "Ledger"]
 
 log = logging.getLogger("imgkit")
 
@@ -139,6 +153,13 @@ _MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+#: The ``PRAGMA application_id`` that marks a SQLite file as an imgkit ledger: the bytes of
+#: ``imgk`` (0x696D676B). A non-empty file without it is someone else's and is never written.
+APPLICATION_ID = 0x696D676B
+#: The tables a ledger from before :data:`APPLICATION_ID` may hold (such a file still opens
+#: and is marked).
+_OWN_TABLES = frozenset({"runs", "ratings", "sqlite_sequence"})
+
 #: The DataFrame's columns, in order.
 COLUMNS: tuple[str, ...] = (
     "run_id",
@@ -184,10 +205,23 @@ def _dump(values: Sequence[str]) -> str:
     return json.dumps(list(values)) if values else "[]"
 
 
-def _load(text: str | None) -> tuple[str, ...]:
+def _load(text: str | None) -> tuple[Any, ...]:
     if not text or text == "[]":
         return ()
-    return tuple(json.loads(text))
+    value = json.loads(text)
+    if type(value) is not list:
+        raise json.JSONDecodeError("not a JSON list", text, 0)
+    return tuple(value)
+
+
+def _load_cell(text: str | None, run_id: object, column: str) -> tuple[Any, ...]:
+    """One JSON list cell; a malformed one reads as empty (missing), with a warning that
+    names the run and the column, so one bad cell never hides the other rows."""
+    try:
+        return _load(text)
+    except ValueError as exc:
+        log.warning("ledger run %s: column %s is not a JSON list (%s); reading it as empty", run_id, column, exc)
+        return ()
 
 
 @contextmanager
@@ -207,13 +241,17 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load_column(texts: Sequence[str | None]) -> list[list[Any]]:
+def _load_column(
+    texts: Sequence[str | None], run_ids: Callable[[], Sequence[object]] | None = None, column: str = ""
+) -> list[list[Any]]:
     """Decode a column of JSON lists with a single ``json.loads``.
 
     A call per cell (600,000 at 100,000 runs) was a large share of
     :meth:`Ledger.to_dataframe` (benchmarks/README.md, scenario 4). If any cell is not a JSON
     list, the joined text does not parse or does not give one list per cell, and every cell
-    is decoded on its own.
+    is decoded on its own. A malformed cell raises :class:`json.JSONDecodeError`, or, when
+    ``run_ids`` is given (the cells' runs, asked for only then), reads as empty with a warning
+    naming its run and ``column``.
     """
     joined = ",".join(text or "[]" for text in texts)
     try:
@@ -221,7 +259,10 @@ def _load_column(texts: Sequence[str | None]) -> list[list[Any]]:
     except ValueError:
         decoded = None
     if not isinstance(decoded, list) or len(decoded) != len(texts) or not all(type(d) is list for d in decoded):
-        return [list(_load(text)) for text in texts]
+        if run_ids is None:
+            return [list(_load(text)) for text in texts]
+        ids = run_ids()
+        return [list(_load_cell(text, run_id, column)) for text, run_id in zip(texts, ids, strict=True)]
     return decoded
 
 
@@ -249,9 +290,55 @@ def _enable_wal(conn: sqlite3.Connection, *, patience: float = 60.0) -> None:
             delay = min(delay * 2, 0.25)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _check_owner(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse ``path`` unless it is empty, an imgkit ledger, or one from before
+    :data:`APPLICATION_ID` (imgkit's tables only, a schema this imgkit knows).
+
+    Only reads: it runs before the file is switched to WAL or migrated, so a file that is
+    not imgkit's is left exactly as it was.
+    """
+    from imgkit.errors import ConfigError
+
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        objects = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        run_columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc) and "malformed" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{path} is not an imgkit ledger (it is not a SQLite database, or it is damaged: {exc}); "
+            f"point IMGKIT_HOME at another folder, or restore the ledger from a backup"
+        ) from exc
+    if app_id != APPLICATION_ID:
+        empty = objects == 0 and version == 0 and app_id == 0
+        earlier = (
+            app_id == 0 and "runs" in tables and tables <= _OWN_TABLES
+            and {"run_id", "task_id", "status"} <= run_columns and version > 0
+        )
+        if not (empty or earlier):
+            raise ConfigError(
+                f"{path} is not an imgkit ledger (a SQLite database of another program: application_id "
+                f"{app_id}, tables {', '.join(sorted(tables)) or 'none'}); imgkit left it untouched. "
+                f"Point IMGKIT_HOME at another folder"
+            )
+    if version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path} has ledger schema {version}, newer than this imgkit ({SCHEMA_VERSION}); upgrade imgkit"
+        )
+
+
+def _connect(path: Path, *, check: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 60000")
+    if check:
+        try:
+            _check_owner(conn, path)
+        except BaseException:
+            conn.close()
+            raise
     _enable_wal(conn)
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -444,14 +531,15 @@ def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
     return pa.ListArray.from_arrays(parts.offsets, values)
 
 
-def _list_column(pa: Any, pc: Any, column: Any, prefix: str | None = None) -> tuple[list[list[Any]], Any]:
-    """A JSON list column as Python lists (``prefix`` prepended to each item), and the
-    lists' lengths as a numpy array."""
+def _list_column(pa: Any, pc: Any, table: Any, name: str, prefix: str | None = None) -> tuple[list[list[Any]], Any]:
+    """The JSON list column ``name`` of ``table`` as Python lists (``prefix`` prepended to
+    each item), and the lists' lengths as a numpy array."""
     import numpy as np
 
+    column = table.column(name)
     split = _simple_lists(pa, pc, column)
     if split is None:
-        lists = _load_column(column.to_pylist())
+        lists = _load_column(column.to_pylist(), table.column("run_id").to_pylist, name)
         if prefix is not None:
             lists = [[prefix + p for p in items] if items else [] for items in lists]
         return lists, np.fromiter((len(x) for x in lists), dtype="int64", count=len(lists))
@@ -510,8 +598,8 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     frame["quality"] = categorical("quality", QUALITIES, ordered=True)
     frame["n"] = ints("n")
     root = None if data_dir is None else f"{data_dir}/"
-    frame["files"], counts = _list_column(pa, pc, table.column("files"), root)
-    frame["thumbs"], _ = _list_column(pa, pc, table.column("thumbs"), root)
+    frame["files"], counts = _list_column(pa, pc, table, "files", root)
+    frame["thumbs"], _ = _list_column(pa, pc, table, "thumbs", root)
     frame["n_images"] = pd.Series(pd.arrays.IntegerArray(counts.astype("int64"), np.zeros(len(counts), dtype=bool)))
     for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
         frame[name] = floats(name)
@@ -520,10 +608,31 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     frame["progress"] = ints("progress")
     frame["attempts"] = ints("attempts")
     for name in ("reference_images", "result_urls", "tags"):
-        frame[name], _ = _list_column(pa, pc, table.column(name))
-    frame["providers_tried"] = _load_column(table.column("providers_tried").to_pylist())
+        frame[name], _ = _list_column(pa, pc, table, name)
+    frame["providers_tried"] = _load_column(
+        table.column("providers_tried").to_pylist(), table.column("run_id").to_pylist, "providers_tried"
+    )
     frame["run_id"] = texts("run_id")
     return pd.DataFrame({name: frame[name] for name in COLUMNS})
+
+
+def _checkpoint_and_close(conn: sqlite3.Connection) -> None:
+    """Copy the WAL into the ledger file and empty it, then close: after a normal close,
+    ``ledger.sqlite3`` alone holds every row.
+
+    Another process still reading or writing the file can keep the checkpoint from finishing;
+    it is then left to that process (whichever closes last), after a short wait rather than
+    the minute a write would wait.
+    """
+    try:
+        conn.execute("PRAGMA busy_timeout = 2000")
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            log.debug("ledger checkpoint left to another connection (the file is in use)")
+    except sqlite3.Error as exc:
+        log.debug("ledger checkpoint at close failed: %s", exc)
+    finally:
+        conn.close()
 
 
 #: A queued write: runs on the writer's connection inside a transaction, returns its result.
@@ -574,7 +683,7 @@ class _Writer:
             wait([last])
 
     def close(self) -> None:
-        """Commit what is queued, stop the thread and close the connection."""
+        """Commit what is queued, stop the thread, checkpoint and close the connection."""
         with self._lock:
             if self._closed:
                 return
@@ -583,7 +692,7 @@ class _Writer:
             if thread is not None:
                 self._queue.put(None)
         if thread is None:
-            self._conn.close()
+            _checkpoint_and_close(self._conn)
         elif thread is not threading.current_thread():
             thread.join()
 
@@ -606,7 +715,7 @@ class _Writer:
                     group.append(item)
                 self._commit(group)
         finally:
-            self._conn.close()
+            _checkpoint_and_close(self._conn)
 
     def _commit(self, group: list[tuple[_Job, Future[Any]]]) -> None:
         live = [(job, future) for job, future in group if future.set_running_or_notify_cancel()]
@@ -644,7 +753,7 @@ class Ledger:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        write_conn = _connect(self.path)
+        write_conn = _connect(self.path, check=True)
         try:
             self._migrate(write_conn)
             self._conn = _connect(self.path)
@@ -671,20 +780,56 @@ class Ledger:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn):
+            # Checked again inside the write lock: another process may have created it since.
+            _check_owner(conn, self.path)
+            # (It also refuses a schema newer than this imgkit's.)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                from imgkit.errors import ConfigError
-
-                raise ConfigError(
-                    f"{self.path} has ledger schema {version}, newer than this imgkit "
-                    f"({SCHEMA_VERSION}); upgrade imgkit"
-                )
             for index in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[index].split(";"):
                     if statement.strip():
                         conn.execute(statement)
             if version != SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def backup(self, path: Path | str) -> Path:
+        """Copy the ledger, every committed row, into a new single file at ``path``, with
+        SQLite's online backup API: safe while this or other processes keep writing (unlike
+        copying ``ledger.sqlite3`` and its ``-wal`` file by hand).
+
+        The copy is a plain SQLite file (no ``-wal`` beside it) that :class:`Ledger` opens.
+
+        Args:
+            path: the file to create; an existing file is refused, never overwritten.
+
+        Returns:
+            ``path``.
+
+        Example:
+            >>> ledger.backup("~/ledger-2026-12-02.sqlite3")
+        """
+        from imgkit.errors import ConfigError
+
+        target = Path(path).expanduser()
+        if target.exists():
+            raise ConfigError(f"cannot back up the ledger to {target}: the file exists; choose a new path")
+        if not target.parent.is_dir():
+            raise ConfigError(f"cannot back up the ledger to {target}: the folder {target.parent} does not exist")
+        dest = sqlite3.connect(target, isolation_level=None)
+        try:
+            with self._reading() as conn:
+                conn.backup(dest)
+            # The pages copied say WAL; a backup is one file, to be moved or mailed alone.
+            dest.execute("PRAGMA journal_mode = DELETE")
+        except BaseException:
+            dest.close()
+            with suppress(OSError):
+                target.unlink()
+            raise
+        dest.close()
+        log.info("ledger %s backed up to %s", self.path, target)
+        return target
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -765,7 +910,7 @@ class Ledger:
         for row in rows:
             values = dict(zip(names, row, strict=True))
             for name in _TUPLE_FIELDS:
-                values[name] = _load(values[name])
+                values[name] = _load_cell(values[name], values["run_id"], name)
             out.append(RunRecord(**values))
         return out
 
@@ -965,6 +1110,10 @@ class Ledger:
             rows = cursor.fetchall()
         columns = dict(zip(_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {f: () for f in _FIELDS}
         frame: dict[str, Any] = {}
+
+        def run_ids() -> Sequence[object]:
+            return columns["run_id"]
+
         for name in ("created_at", "submitted_at", "completed_at"):
             frame[name] = pd.to_datetime(
                 pd.Series(columns[name], dtype="float64"), unit="s", utc=True
@@ -982,8 +1131,8 @@ class Ledger:
         frame["size"] = pd.Categorical(size_values, categories=size_cats)
         frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
         frame["n"] = pd.Series(columns["n"], dtype="Int64")
-        files = _load_column(columns["files"])
-        thumbs = _load_column(columns["thumbs"])
+        files = _load_column(columns["files"], run_ids, "files")
+        thumbs = _load_column(columns["thumbs"], run_ids, "thumbs")
         frame["n_images"] = pd.Series([len(f) for f in files], dtype="Int64")
         for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
             frame[name] = pd.Series(columns[name], dtype="float64")
@@ -991,8 +1140,8 @@ class Ledger:
             frame[name] = pd.Series(columns[name], dtype="string")
         frame["progress"] = pd.Series(columns["progress"], dtype="Int64")
         frame["attempts"] = pd.Series(columns["attempts"], dtype="Int64")
-        frame["reference_images"] = _load_column(columns["reference_images"])
-        frame["result_urls"] = _load_column(columns["result_urls"])
+        frame["reference_images"] = _load_column(columns["reference_images"], run_ids, "reference_images")
+        frame["result_urls"] = _load_column(columns["result_urls"], run_ids, "result_urls")
         if data_dir is not None:
             root = f"{data_dir}/"
             frame["files"] = [[root + p for p in fs] if fs else [] for fs in files]
@@ -1000,8 +1149,8 @@ class Ledger:
         else:
             frame["files"] = files
             frame["thumbs"] = thumbs
-        frame["tags"] = _load_column(columns["tags"])
-        frame["providers_tried"] = _load_column(columns["providers_tried"])
+        frame["tags"] = _load_column(columns["tags"], run_ids, "tags")
+        frame["providers_tried"] = _load_column(columns["providers_tried"], run_ids, "providers_tried")
         frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
         df = pd.DataFrame({name: frame[name] for name in COLUMNS})
         return df
