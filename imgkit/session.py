@@ -71,6 +71,7 @@ __all__ = [
     "agenerate",
     "aresume",
     "asweep",
+    "backup",
     "budget",
     "configure",
     "estimate",
@@ -729,6 +730,10 @@ class Session:
         """Every run in this session's ledger as a typed DataFrame."""
         return self.ledger.to_dataframe(data_dir=self.data_dir)
 
+    def backup(self, path: str | Path) -> Path:
+        """Copy this session's ledger to ``path`` while it is in use; see :func:`backup`."""
+        return self.ledger.backup(path)
+
     def estimate(self, **options: Unpack[EstimateOptions]) -> Estimate:
         """The price a run with these settings would be recorded at: on the sheet that prices
         the model for the provider it goes to first (see :meth:`quote`).
@@ -1003,6 +1008,17 @@ def budget(credits: float | None = None, per: str | None = None) -> Budget | Non
 def runs() -> pd.DataFrame:
     """Every run in the ledger, as a typed pandas DataFrame (one row per run)."""
     return get_session().runs()
+
+
+def backup(path: str | Path) -> Path:
+    """Copy the ledger to ``path`` (a new file) with SQLite's online backup: one file that
+    holds every committed run, safe to take while runs are being written (copying
+    ``ledger.sqlite3`` by hand can miss rows still in ``ledger.sqlite3-wal``).
+
+    Example:
+        >>> imgkit.backup("ledger-2026-12-02.sqlite3")
+    """
+    return get_session().backup(path)
 
 
 def providers() -> pd.DataFrame:
