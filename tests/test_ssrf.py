@@ -216,3 +216,26 @@ async def test_redirects_are_capped(server: _Server) -> None:
         await provider.upload(_reference(f"http://{PUBLIC}/loop"))
     assert server.hits == ["/loop"] * (MAX_REDIRECTS + 1)
     await provider.aclose()
+
+
+async def test_the_in_process_sandbox_fetches_its_own_reference_files() -> None:
+    # An ASGI transport opens no socket: "http://sandbox" is never looked up or connected to.
+    from imgkit.sandbox import create_app
+
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        answer = await client.post("/api/v1/files/upload/stream", files={"file": ("ref.png", _png())},
+                                   headers={"Authorization": "Bearer sk-sandbox"})
+    url = answer.json()["data"]["file_url"]
+    provider = OpenAIProvider("sk-sandbox", base_url="http://sandbox/openai/v1", transport=transport)
+    assert await provider.upload(_reference(url)) == url
+    await provider.aclose()
+
+
+def test_provider_config_carries_allow_private_urls() -> None:
+    from imgkit.config import ProviderConfig
+
+    entry = {"name": "o", "kind": "openai", "api_key": "sk-test-0000", "base_url": "https://api.example/v1"}
+    assert ProviderConfig.from_mapping(entry).allow_private_urls is None
+    assert ProviderConfig.from_mapping({**entry, "allow_private_urls": True}).allow_private_urls is True
+    assert ProviderConfig.from_mapping({**entry, "allow_private_urls": False}).allow_private_urls is False

@@ -393,7 +393,8 @@ class OpenAIProvider:
         allow_private_urls: let a URL reference point at a loopback, private, link-local or
             otherwise non-global address (refused by default, after DNS resolution and on
             every redirect, so a shared studio cannot be used to reach internal services).
-            None: allowed only when ``base_url`` itself is on loopback (a local sandbox).
+            None: allowed only when ``base_url`` itself is on loopback (a local sandbox) or
+            ``transport`` is an ``httpx.ASGITransport`` (the in-process sandbox).
         download_deadline: seconds one result download or reference fetch may take in all.
 
     Example:
@@ -423,7 +424,9 @@ class OpenAIProvider:
         self.name = name
         self.base_url = base_url.rstrip("/")
         if allow_private_urls is None:
-            allow_private_urls = is_loopback_url(self.base_url)
+            # A local sandbox serves its reference files from loopback, and an in-process one
+            # (ASGI) opens no socket at all: there is no network to reach.
+            allow_private_urls = is_loopback_url(self.base_url) or isinstance(transport, httpx.ASGITransport)
         self._guard = UrlGuard(allow_private=allow_private_urls)
         self._deadline = download_deadline
         sheet = get_sheet(price_sheet) if price_sheet is not None else None
