@@ -167,6 +167,9 @@ class ProviderConfig:
         timeout: seconds per request (default: the session's; at least 300 s for openai,
             whose answer waits for the images).
         sandbox: served by the in-process sandbox (no key needed).
+        allow_private_urls: let URL references that imgkit fetches itself point at loopback,
+            private or link-local addresses (None: only for a sandbox or a loopback
+            ``base_url``; see :class:`imgkit.providers._http.UrlGuard`).
     """
 
     name: str
@@ -178,10 +181,11 @@ class ProviderConfig:
     models: tuple[str, ...] | None = None
     timeout: float | None = None
     sandbox: bool = False
+    allow_private_urls: bool | None = None
 
     _KEYS = frozenset(
         {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
-         "sandbox"}
+         "sandbox", "allow_private_urls"}
     )
 
     @classmethod
@@ -245,6 +249,9 @@ class ProviderConfig:
             models=tuple(models) if models else None,
             timeout=float(timeout) if timeout is not None else None,
             sandbox=sandbox,
+            allow_private_urls=(
+                bool(entry["allow_private_urls"]) if entry.get("allow_private_urls") is not None else None
+            ),
         )
 
 

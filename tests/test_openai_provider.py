@@ -243,8 +243,9 @@ async def test_provider_over_a_mock_transport() -> None:
         data = [{"b64_json": base64.b64encode(png).decode()}]
         return httpx.Response(200, json={"created": 1700000000, "data": data, "usage": usage})
 
+    # refs.example is a name only the mock transport knows: no DNS lookup is made for it.
     provider = OpenAIProvider("sk-mock-key-0123", base_url="https://api.example/v1",
-                              transport=httpx.MockTransport(handler))
+                              transport=httpx.MockTransport(handler), allow_private_urls=True)
     snapshot = await provider.submit(ImageRequest.build("a fox", quality="medium"))
     assert isinstance(snapshot.status, Completed)
     (url,) = snapshot.status.results

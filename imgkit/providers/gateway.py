@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from imgkit.errors import APIError, RequestError
-from imgkit.providers._http import fetch_capped, request_error, same_origin
+from imgkit.providers._http import DOWNLOAD_DEADLINE, fetch_capped, request_error, same_origin
 from imgkit.providers.base import Balance, PreviewHandler, TaskSnapshot
 from imgkit.request import (
     Completed,
@@ -134,6 +134,8 @@ class GatewayProvider:
             ``httpx.MockTransport`` in unit tests); None for the network.
         timeout: per-request timeout, seconds.
         name: the provider's name in the ledger.
+        download_deadline: seconds one result download may take in all (``timeout`` is per
+            read, which a server dripping bytes never trips).
     """
 
     def __init__(
@@ -146,8 +148,10 @@ class GatewayProvider:
         timeout: float = 30.0,
         name: str = "gateway",
         max_connections: int = 64,
+        download_deadline: float = DOWNLOAD_DEADLINE,
     ) -> None:
         self.name = name
+        self._deadline = download_deadline
         self.base_url = base_url.rstrip("/")
         self.files_url = (files_url or (LIVE_FILES_URL if base_url == LIVE_API_URL else base_url)).rstrip("/")
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -241,7 +245,8 @@ class GatewayProvider:
         # Results are public URLs; the key is only sent to the service's own origin (and httpx
         # drops it when a redirect leaves that origin).
         headers = self._headers() if self._own_origin(url) else None
-        return await fetch_capped(self._client, url, max_bytes, headers=headers, scrub=self._scrub)
+        return await fetch_capped(self._client, url, max_bytes, headers=headers, scrub=self._scrub,
+                                  deadline=self._deadline)
 
     async def upload(self, image: ReferenceImage) -> str:
         if image.url is not None:

@@ -13,7 +13,8 @@ later process whose results were never stored ends ``failed`` / ``result_expired
 
 Reference images are sent as files, so the provider needs their bytes: local ones (paths,
 bytes, PIL images) are read directly; URL references are **fetched by imgkit first** (capped
-at 50 MB, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the run
+at 50 MB and a total deadline, refused when they point at a private, loopback or link-local
+address unless ``allow_private_urls``, and a JPEG/PNG/WEBP by their bytes; a failure to fetch one ends the run
 ``failed`` / ``image_processing_error``, the gateway's code for an unreachable image).
 
 Every field of the request goes out (:meth:`~imgkit.request.ImageRequest.openai_fields`:
@@ -57,7 +58,14 @@ import httpx
 
 from imgkit.errors import APIError, ConfigError, DownloadError, RequestError, ValidationError
 from imgkit.pricing import TokenPriceSheet, get_sheet, sheet_for
-from imgkit.providers._http import fetch_capped, request_error, same_origin
+from imgkit.providers._http import (
+    DOWNLOAD_DEADLINE,
+    UrlGuard,
+    fetch_capped,
+    is_loopback_url,
+    request_error,
+    same_origin,
+)
 from imgkit.providers.base import (
     Balance,
     Preview,
@@ -382,6 +390,12 @@ class OpenAIProvider:
         name: the provider's name in the ledger.
         price_sheet: the token price sheet that prices the returned usage.
         cache_bytes: the most result bytes kept in memory for :meth:`download`.
+        allow_private_urls: let a URL reference point at a loopback, private, link-local or
+            otherwise non-global address (refused by default, after DNS resolution and on
+            every redirect, so a shared studio cannot be used to reach internal services).
+            None: allowed only when ``base_url`` itself is on loopback (a local sandbox) or
+            ``transport`` is an ``httpx.ASGITransport`` (the in-process sandbox).
+        download_deadline: seconds one result download or reference fetch may take in all.
 
     Example:
         >>> provider = OpenAIProvider(os.environ["OPENAI_API_KEY"])
@@ -404,9 +418,17 @@ class OpenAIProvider:
         price_sheet: str | TokenPriceSheet | None = DEFAULT_SHEET,
         cache_bytes: int = 256 * _MB,
         max_connections: int = 16,
+        allow_private_urls: bool | None = None,
+        download_deadline: float = DOWNLOAD_DEADLINE,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
+        if allow_private_urls is None:
+            # A local sandbox serves its reference files from loopback, and an in-process one
+            # (ASGI) opens no socket at all: there is no network to reach.
+            allow_private_urls = is_loopback_url(self.base_url) or isinstance(transport, httpx.ASGITransport)
+        self._guard = UrlGuard(allow_private=allow_private_urls)
+        self._deadline = download_deadline
         sheet = get_sheet(price_sheet) if price_sheet is not None else None
         self.sheet = sheet if isinstance(sheet, TokenPriceSheet) else None
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -693,7 +715,8 @@ class OpenAIProvider:
     async def _fetch_reference(self, url: str) -> bytes:
         """Fetch a URL reference for the edits endpoint, which takes files, not URLs."""
         try:
-            data = await self._fetch(url, _MAX_REFERENCE_BYTES, auth=False)
+            data = await fetch_capped(self._client, url, _MAX_REFERENCE_BYTES, guard=self._guard,
+                                      deadline=self._deadline)
         except RequestError as exc:
             # Retryable, but never a reason to blame the provider: the URL is the user's.
             raise DownloadError(f"could not fetch reference image {url[:120]}: {exc}", retryable=True) from None
@@ -705,4 +728,5 @@ class OpenAIProvider:
         return data
 
     async def _fetch(self, url: str, max_bytes: int, *, auth: bool) -> bytes:
-        return await fetch_capped(self._client, url, max_bytes, headers=self._headers() if auth else None)
+        return await fetch_capped(self._client, url, max_bytes, headers=self._headers() if auth else None,
+                                  deadline=self._deadline)
