@@ -349,6 +349,7 @@ class Session:
                 timeout=config.timeout or max(self.timeout, 300.0),
                 name=config.name,
                 price_sheet=config.price_sheet,
+                allow_private_urls=config.allow_private_urls,
             )
         from imgkit.providers.gateway import GatewayProvider
 

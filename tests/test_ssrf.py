@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -239,3 +240,14 @@ def test_provider_config_carries_allow_private_urls() -> None:
     assert ProviderConfig.from_mapping(entry).allow_private_urls is None
     assert ProviderConfig.from_mapping({**entry, "allow_private_urls": True}).allow_private_urls is True
     assert ProviderConfig.from_mapping({**entry, "allow_private_urls": False}).allow_private_urls is False
+
+
+def test_the_provider_setting_reaches_the_provider(data_dir: Path, sandbox_url: str) -> None:
+    import imgkit
+
+    session = imgkit.configure(data_dir=data_dir, providers=[
+        {"name": "openai", "kind": "openai", "api_key": "sk-openai-sandbox-0123456789",
+         "base_url": f"{sandbox_url}/openai/v1", "allow_private_urls": False},
+    ])
+    provider = session.router.get("openai").provider  # type: ignore[union-attr]
+    assert provider._guard.allow_private is False
