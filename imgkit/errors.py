@@ -208,7 +208,12 @@ class TaskFailed(ImgkitError):
         self.message = message = redact(message)
         self.task_id = task_id
         hint = TASK_ERROR_HINTS.get(code, "")
-        text = f"task {task_id or '?'} failed: {code}: {message}"
+        # No task id: the service refused the create request itself (a wrong key, a rate limit
+        # that outlasted the retries), so no task existed and nothing was charged.
+        text = (
+            f"task {task_id} failed: {code}: {message}" if task_id
+            else f"the service refused the request (no task was created, nothing was charged): {code}: {message}"
+        )
         if hint:
             text += f" (hint: {hint})"
         super().__init__(text)
@@ -247,7 +252,7 @@ TASK_ERROR_HINTS: dict[str, str] = {
     "resource_not_found": "the task id is invalid or has expired",
     "unknown_error": "unclassified failure; retry, then contact support",
     "insufficient_quota": "the account balance is too low; top up",
-    "unauthorized": "the API key is missing, invalid or expired",
+    "unauthorized": "the API key was refused: missing, invalid or expired",
     "model_access_denied": "this key has no access to the model",
-    "rate_limit_exceeded": "too many requests; slow down",
+    "rate_limit_exceeded": "the service kept refusing with 429 (too many requests) after the retries; slow down",
 }
