@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import errno
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,9 +85,17 @@ class GenerationResult:
 
             loaded = []
             for path in self.paths:
-                with PILImage.open(path) as im:
-                    im.load()
-                    loaded.append(im.copy())
+                try:
+                    with PILImage.open(path) as im:
+                        im.load()
+                        loaded.append(im.copy())
+                except FileNotFoundError:
+                    raise FileNotFoundError(
+                        errno.ENOENT,
+                        f"run {self.run_id}: an image of this run is no longer on disk (deleted, or made on "
+                        "another machine or under another IMGKIT_HOME); the ledger still has the run",
+                        str(path),
+                    ) from None
             self._images = loaded
         return self._images
 

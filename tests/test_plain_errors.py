@@ -1,5 +1,5 @@
-"""A request the service refuses before any task exists reads as a refused request, not as a
-task that failed."""
+"""Errors a user reads as sentences: a request the service refused before any task existed, and
+an image deleted from disk."""
 
 from __future__ import annotations
 
@@ -21,3 +21,11 @@ def test_a_refused_create_names_no_task(session: imgkit.Session, directive: str,
     assert says in text
     run = imgkit.runs().iloc[-1]
     assert run["status"] == "failed" and pd.isna(run["task_id"])
+
+
+def test_a_deleted_image_is_named_with_its_run(session: imgkit.Session) -> None:
+    res = imgkit.generate("a fox", quality="low")
+    res.paths[0].unlink()
+    with pytest.raises(FileNotFoundError, match=rf"run {res.run_id}: an image of this run is no longer on disk") as e:
+        res.images  # noqa: B018 - the property loads the files
+    assert e.value.filename == str(res.paths[0])
