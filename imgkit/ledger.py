@@ -69,7 +69,7 @@ _FIELDS = [f.name for f in fields(RunRecord)]
 _COLUMNS_SQL = ", ".join(_FIELDS)
 #: The Arrow type each column is read as (the SQLite affinity of its field's type).
 _COLUMN_TYPES: dict[str, str] = {
-    f.name: "int64" if f.type == "int" else "float64" if "float" in str(f.type) else "string"
+    f.name: "int64" if f.type in ("int", "int | None") else "float64" if "float" in str(f.type) else "string"
     for f in fields(RunRecord)
 }
 
@@ -150,6 +150,36 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX runs_report ON runs({_DAY}, quality, size, status, model, provider, price_sheet,
         created_at, est_credits, est_usd, est_cny, credits_reserved, credits_charged, task_id, n_images);
     """,
+    # v5: today's request fields (gpt-image-2's resolution tier, background, file format),
+    # the batch a run went in, the usage the service reported, streamed previews; who ran it
+    # and for which project (a team's bill); a resumer's lease on an unfinished run (never
+    # written by a save, so a save keeps the lease); the account balance over time.
+    """
+    ALTER TABLE runs ADD COLUMN resolution TEXT;
+    ALTER TABLE runs ADD COLUMN background TEXT;
+    ALTER TABLE runs ADD COLUMN output_format TEXT;
+    ALTER TABLE runs ADD COLUMN batch_id TEXT;
+    ALTER TABLE runs ADD COLUMN tokens_in INTEGER;
+    ALTER TABLE runs ADD COLUMN tokens_out INTEGER;
+    ALTER TABLE runs ADD COLUMN partial_images INTEGER;
+    ALTER TABLE runs ADD COLUMN user TEXT;
+    ALTER TABLE runs ADD COLUMN project TEXT;
+    ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until REAL;
+    CREATE INDEX runs_batch_id ON runs(batch_id) WHERE batch_id IS NOT NULL;
+    CREATE TABLE balance_snapshots (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        taken_at REAL NOT NULL,
+        provider TEXT NOT NULL,
+        remaining_credits REAL,
+        key_remaining REAL,
+        account_remaining REAL,
+        binding TEXT,
+        source TEXT,
+        user TEXT
+    );
+    CREATE INDEX balance_snapshots_taken_at ON balance_snapshots(provider, taken_at);
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -158,7 +188,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 APPLICATION_ID = 0x696D676B
 #: The tables a ledger from before :data:`APPLICATION_ID` may hold (such a file still opens
 #: and is marked).
-_OWN_TABLES = frozenset({"runs", "ratings", "sqlite_sequence"})
+_OWN_TABLES = frozenset({"runs", "ratings", "sqlite_sequence", "balance_snapshots"})
 
 #: The DataFrame's columns, in order.
 COLUMNS: tuple[str, ...] = (
@@ -195,7 +225,21 @@ COLUMNS: tuple[str, ...] = (
     "tags",
     "attempts",
     "notes",
+    "resolution",
+    "background",
+    "output_format",
+    "batch_id",
+    "tokens_in",
+    "tokens_out",
+    "partial_images",
+    "user",
+    "project",
 )
+#: Columns of schema v5 and their DataFrame types.
+_CATEGORY_EXTRAS = ("resolution", "background", "output_format", "user", "project")
+_TEXT_EXTRAS = ("batch_id",)
+_INT_EXTRAS = ("tokens_in", "tokens_out", "partial_images")
+
 #: The run statuses as stored, in the order of :class:`~imgkit.request.RunStatus` (the
 #: DataFrame's ``status`` categories).
 STATUSES: tuple[str, ...] = tuple(status.value for status in RunStatus)
@@ -612,6 +656,12 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     frame["providers_tried"] = _load_column(
         table.column("providers_tried").to_pylist(), table.column("run_id").to_pylist, "providers_tried"
     )
+    for name in _CATEGORY_EXTRAS:
+        frame[name] = pd.Series(categorical(name))
+    for name in _TEXT_EXTRAS:
+        frame[name] = texts(name)
+    for name in _INT_EXTRAS:
+        frame[name] = ints(name)
     frame["run_id"] = texts("run_id")
     return pd.DataFrame({name: frame[name] for name in COLUMNS})
 
@@ -1151,6 +1201,14 @@ class Ledger:
             frame["thumbs"] = thumbs
         frame["tags"] = _load_column(columns["tags"], run_ids, "tags")
         frame["providers_tried"] = _load_column(columns["providers_tried"], run_ids, "providers_tried")
+        for name in _CATEGORY_EXTRAS:
+            values = columns[name]
+            present = sorted({v for v in values if v is not None})
+            frame[name] = pd.Series(pd.Categorical(values, categories=pd.Index(present, dtype=object)))
+        for name in _TEXT_EXTRAS:
+            frame[name] = pd.Series(columns[name], dtype="string")
+        for name in _INT_EXTRAS:
+            frame[name] = pd.Series(columns[name], dtype="Int64")
         frame["run_id"] = pd.Series(columns["run_id"], dtype="string")
         df = pd.DataFrame({name: frame[name] for name in COLUMNS})
         return df

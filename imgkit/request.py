@@ -1125,6 +1125,14 @@ class RunRecord:
             did not serve it: ``{"provider", "reason", "detail"?, "task_id"?}`` with reasons
             such as ``circuit_open``, ``connect_error``, ``http_503``, ``model_not_served``
             or a task error code (see :mod:`imgkit.providers.router`).
+        resolution, background, output_format: the request's gpt-image-2 resolution tier
+            (``1K``/``2K``/``4K``), background and file format, when given.
+        batch_id: the Batch the run was sent in (half price, done within 24 h), if any.
+        tokens_in, tokens_out: the usage the service reported (input and output tokens).
+        partial_images: how many live previews (partial images) were streamed for the run.
+        user, project: who ran it (``IMGKIT_USER``, else ``JUPYTERHUB_USER``, else the OS
+            user) and the project it was run for (``configure(project=...)``,
+            ``IMGKIT_PROJECT``).
     """
 
     run_id: str
@@ -1158,6 +1166,15 @@ class RunRecord:
     attempts: int = 0
     notes: str | None = None
     providers_tried: tuple[dict[str, str], ...] = ()
+    resolution: str | None = None
+    background: str | None = None
+    output_format: str | None = None
+    batch_id: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    partial_images: int | None = None
+    user: str | None = None
+    project: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.status) is not RunStatus:
