@@ -1216,3 +1216,30 @@ class JobEvent:
     record: RunRecord | None = None
     time: float = field(default_factory=time.time)
     preview: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceSnapshot:
+    """The account's balance as the service reported it at one moment, as the ledger keeps it
+    (``imgkit.reconcile`` compares the fall between two snapshots with the ledger's spend).
+
+    Attributes:
+        taken_at: Unix seconds (UTC).
+        provider: the provider whose account it is.
+        remaining_credits: the credits that can be spent: the smaller of the key's and the
+            account's remaining credits when the key is limited, the account's otherwise.
+        key_remaining, account_remaining: the two figures as reported (None when not).
+        binding: which limit binds: ``"key"`` or ``"account"``.
+        source: why it was taken: ``"balance"`` (``imgkit.balance()``), ``"studio"``,
+            ``"sweep-start"``, ``"sweep-end"``, ...
+        user: who took it.
+    """
+
+    taken_at: float
+    provider: str
+    remaining_credits: float | None
+    key_remaining: float | None = None
+    account_remaining: float | None = None
+    binding: str | None = None
+    source: str | None = None
+    user: str | None = None
