@@ -164,6 +164,8 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN partial_images INTEGER;
     ALTER TABLE runs ADD COLUMN user TEXT;
     ALTER TABLE runs ADD COLUMN project TEXT;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN data_dir TEXT;
     ALTER TABLE runs ADD COLUMN lease_owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until REAL;
     CREATE INDEX runs_batch_id ON runs(batch_id) WHERE batch_id IS NOT NULL;
@@ -234,10 +236,12 @@ COLUMNS: tuple[str, ...] = (
     "partial_images",
     "user",
     "project",
+    "host",
+    "data_dir",
 )
 #: Columns of schema v5 and their DataFrame types.
 _CATEGORY_EXTRAS = ("resolution", "background", "output_format", "user", "project")
-_TEXT_EXTRAS = ("batch_id",)
+_TEXT_EXTRAS = ("batch_id", "host", "data_dir")
 _INT_EXTRAS = ("tokens_in", "tokens_out", "partial_images")
 
 #: The run statuses as stored, in the order of :class:`~imgkit.request.RunStatus` (the

@@ -1133,6 +1133,8 @@ class RunRecord:
         user, project: who ran it (``IMGKIT_USER``, else ``JUPYTERHUB_USER``, else the OS
             user) and the project it was run for (``configure(project=...)``,
             ``IMGKIT_PROJECT``).
+        host, data_dir: the machine and the data directory the run's files were written to (a
+            team ledger's images stay where they were made unless ``IMGKIT_IMAGES`` is shared).
     """
 
     run_id: str
@@ -1175,6 +1177,8 @@ class RunRecord:
     partial_images: int | None = None
     user: str | None = None
     project: str | None = None
+    host: str | None = None
+    data_dir: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.status) is not RunStatus:
