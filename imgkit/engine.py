@@ -435,6 +435,9 @@ class Engine:
             est_cny=est.cny if est else None,
             price_sheet=est.sheet if est else None,
             tags=tuple(tags),
+            resolution=request.resolution,
+            background=request.background,
+            output_format=request.output_format,
         )
 
     async def run(
@@ -538,7 +541,8 @@ class Engine:
         note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
         return [
             await self._step(
-                r.replace(task_id=batch_task_id(batch_id, r.run_id), status="pending", submitted_at=now, notes=note),
+                r.replace(task_id=batch_task_id(batch_id, r.run_id), batch_id=batch_id, status="pending",
+                          submitted_at=now, notes=note),
                 on_event, note, durable=True,
             )
             for r in sending
@@ -890,7 +894,7 @@ class Engine:
         now = self._clock()
         charged = snapshot.credits_charged if snapshot.credits_charged is not None else record.credits_charged
         reserved = snapshot.credits_reserved if snapshot.credits_reserved is not None else record.credits_reserved
-        record = record.replace(credits_charged=charged, credits_reserved=reserved)
+        record = record.replace(credits_charged=charged, credits_reserved=reserved, **_reported(snapshot, record))
         if isinstance(snapshot.status, Failed):
             failure = TaskFailed(snapshot.status.code, snapshot.status.message, task_id=record.task_id or "")
             return await self._step(
@@ -958,6 +962,27 @@ class Engine:
                            error_message=None),
             on_event,
         )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _reported(snapshot: TaskSnapshot, record: RunRecord) -> dict[str, Any]:
+    """What the service's answer adds to a run's record (pure): the token usage it reported
+    (``usage.input_tokens``/``output_tokens``: OpenAI's, or a gateway's when it reports them),
+    the partial images a stream sent, and the file format and background it says it made
+    when the request left them to it. Only what the answer holds: nothing is guessed."""
+    raw = snapshot.raw if isinstance(snapshot.raw, dict) else {}
+    usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
+    counts = {"tokens_in": usage.get("input_tokens"), "tokens_out": usage.get("output_tokens"),
+              "partial_images": raw.get("partial_images")}
+    found: dict[str, Any] = {name: _count(v) for name, v in counts.items() if _count(v) is not None}
+    if record.output_format is None and raw.get("output_format") in ("png", "jpeg", "webp"):
+        found["output_format"] = raw["output_format"]
+    if record.background is None and raw.get("background") in ("opaque", "transparent"):
+        found["background"] = raw["background"]
+    return found
 
 
 def raise_for_record(record: RunRecord) -> None:

@@ -598,6 +598,12 @@ def _list_column(pa: Any, pc: Any, table: Any, name: str, prefix: str | None = N
     return split.to_pylist(), lengths
 
 
+def _quality_categories(values: Iterable[Any]) -> list[str]:
+    """low < medium < high, then any other tier the runs have (``auto``: gpt-image-2-beta's
+    only one), so no run's quality is read as missing."""
+    return [*QUALITIES, *sorted({str(v) for v in values if v is not None} - set(QUALITIES))]
+
+
 def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
     import numpy as np
@@ -643,7 +649,8 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     sizes = pc.unique(table.column("size")).drop_null().to_pylist()
     size_cats = list(SIZES.values()) + sorted(set(sizes) - set(SIZES.values()))
     frame["size"] = categorical("size", size_cats)
-    frame["quality"] = categorical("quality", QUALITIES, ordered=True)
+    qualities = pc.unique(table.column("quality")).drop_null().to_pylist()
+    frame["quality"] = categorical("quality", _quality_categories(qualities), ordered=True)
     frame["n"] = ints("n")
     root = None if data_dir is None else f"{data_dir}/"
     frame["files"], counts = _list_column(pa, pc, table, "files", root)
@@ -1183,7 +1190,9 @@ class Ledger:
         size_values = list(columns["size"])
         size_cats = list(SIZES.values()) + sorted(set(size_values) - set(SIZES.values()))
         frame["size"] = pd.Categorical(size_values, categories=size_cats)
-        frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
+        frame["quality"] = pd.Categorical(
+            columns["quality"], categories=_quality_categories(columns["quality"]), ordered=True
+        )
         frame["n"] = pd.Series(columns["n"], dtype="Int64")
         files = _load_column(columns["files"], run_ids, "files")
         thumbs = _load_column(columns["thumbs"], run_ids, "thumbs")

@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from imgkit._loop import LOOP as _LOOP
 from imgkit._loop import call_on as _call_on
 from imgkit._loop import running_loop as _running_loop
-from imgkit.config import KEY_ENV, LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
+from imgkit.config import (
+    KEY_ENV,
+    LOOPBACK_PLACEHOLDER_KEY,
+    Budget,
+    ProviderConfig,
+    display_url,
+    resolve_model,
+    resolve_providers,
+)
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
 from imgkit.ledger import Ledger
@@ -223,6 +231,9 @@ class Session:
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
         cooldown: seconds an open circuit is skipped before it is probed again.
+        model: the model of runs that name none (``generate``, ``sweep``, ``estimate``,
+            ``compare``, the studio's first choice); ``$IMGKIT_MODEL`` when None, else
+            gpt-image-1. An unknown name is a ValidationError listing the models.
 
     Example:
         >>> imgkit.configure(providers=[
@@ -251,9 +262,12 @@ class Session:
         providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
         failure_threshold: int | None = None,
         cooldown: float | None = None,
+        model: str | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
+        #: The model of runs that name none.
+        self.model = resolve_model(model)
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
         self._configs, routing = resolve_providers(
             api_key=api_key, base_url=base_url, files_url=files_url, sandbox=sandbox, providers=providers,
@@ -307,7 +321,7 @@ class Session:
             where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
-        return Description(where, self.price_sheet, str(self.data_dir))
+        return Description(where, self.price_sheet, str(self.data_dir), self.model)
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -406,6 +420,8 @@ class Session:
         """Generate images without blocking; see :func:`generate` for the options."""
         _check_options(options, GenerateOptions)
         fields: dict[str, Any] = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        if fields.get("model") is None:
+            fields["model"] = self.model
         request = ImageRequest.build(prompt, **fields)
         tags = check_tags(options.get("tags"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
@@ -553,6 +569,8 @@ class Session:
         see :func:`sweep` for the options."""
         _check_options(grid, SweepGrid)
         fixed: dict[str, Any] = {k: v for k, v in grid.items() if k in _FIELDS}
+        if fixed.get("model") is None:
+            fixed["model"] = self.model
         if fixed.get("images") is not None:
             fixed["images"] = list(fixed["images"])  # one iterable, read once for every run
         qualities = _as_tuple(grid.get("quality", SWEEP_QUALITIES))
@@ -750,7 +768,7 @@ class Session:
             ConfigError: that provider's price sheet does not price the request.
         """
         _check_options(options, EstimateOptions)
-        request = _priced_request(options)
+        request = _priced_request(options, self.model)
         images, batch = options.get("images", 0), options.get("batch", False)
         plan = self._plan(request)
         chosen = plan.chosen
@@ -847,6 +865,7 @@ def configure(**settings: Any) -> Session:
 
     Example:
         >>> imgkit.configure(api_key=os.environ["MY_KEY"], price_sheet="evolink-formula-2026-11")
+        >>> imgkit.configure(model="gpt-image-2")   # the model of runs that name none
     """
     global _DEFAULT
     _check_settings(settings)
@@ -912,7 +931,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
         n: images in this run, 1-10 (default 1).
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
-        model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
+        model: a name from :data:`imgkit.request.MODELS`; the session's default when left
+            out (``configure(model=...)`` or ``$IMGKIT_MODEL``, else ``gpt-image-1``).
         resolution: ``1K``, ``2K`` or ``4K`` with a ratio size (gpt-image-2).
         background: ``opaque``, ``transparent`` (the stored file keeps its alpha) or ``auto``.
         mask: a PNG with alpha, the first reference image's size (an edit): uploaded as
@@ -960,7 +980,7 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         quality: tiers to try (default ``("low", "medium", "high")``).
         size: sizes to try, either form (default ``("1:1",)``).
         n: images per run.
-        model: the model for every run.
+        model: the model for every run (the session's default when left out).
         images: reference images for every run.
         tags: labels for every run (one text, or up to 32 texts of at most 64 characters);
             the sweep's id is added.
@@ -1055,8 +1075,8 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
 def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
-    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
-    default sheet's when no session exists yet; with it, the sheet that prices the model for
+    Without ``sheet``, the default session's price and model (:meth:`Session.estimate`), or
+    the default sheet's and ``$IMGKIT_MODEL``'s when no session exists yet; with it, the sheet that prices the model for
     that sheet's provider (:func:`~imgkit.pricing.sheet_for`). Either way the model's
     resolution tier and the reference images count.
 
@@ -1076,15 +1096,17 @@ def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) ->
     if sheet is None and _DEFAULT is not None:  # one price per session
         return _DEFAULT.estimate(**options)
     _check_options(options, EstimateOptions)
-    request = _priced_request(options)
+    request = _priced_request(options, resolve_model())
     return _estimate(quality=request.quality, size=request.size, n=request.n, model=request.model,
                      sheet=sheet_for(request.model, sheet), resolution=request.resolution,
                      images=options.get("images", 0), batch=options.get("batch", False))
 
 
-def _priced_request(options: EstimateOptions) -> ImageRequest:
+def _priced_request(options: EstimateOptions, model: str) -> ImageRequest:
     """The request an estimate prices, validated as a run would be (a square image unless a
-    size is given; the model's own default tier when ``quality`` is None)."""
+    size is given; ``model`` unless one is given; the model's own default tier when
+    ``quality`` is None)."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if k not in ("images", "batch") and v is not None}
     fields.setdefault("size", "1:1")
+    fields.setdefault("model", model)
     return ImageRequest.build("estimate", **fields)
