@@ -321,7 +321,7 @@ def _grid(
                     ax.set_ylabel(model, fontsize=10, fontweight="bold")
                 if tier not in MODELS[model].qualities:
                     _blank(ax)
-                    _placeholder(ax, aspect, f"{model} has no {tier} tier")
+                    _placeholder(ax, aspect, f"{model}\nhas no {tier} tier")
                     continue
                 _cell(ax, by_cell.get((prompt, model, tier)), aspect, columns, full)
     return figure

@@ -81,7 +81,7 @@ def test_a_tier_a_model_lacks_is_a_cell_that_says_so(session: imgkit.Session, sa
     new = sandbox_tasks(sandbox_url)[count:]
     assert sorted(t["model"] for t in new) == ["gpt-image-2", "gpt-image-2-beta"]
     texts = [[t.get_text() for t in ax.texts] for ax in _cells(cmp)]
-    assert texts == [[], ["gpt-image-2 has no auto tier"], ["gpt-image-2-beta has no low tier"], []]
+    assert texts == [[], ["gpt-image-2\nhas no auto tier"], ["gpt-image-2-beta\nhas no low tier"], []]
     assert cmp.runs["model"].astype(str).tolist() == ["gpt-image-2", "gpt-image-2-beta"]
 
 
