@@ -141,3 +141,45 @@ def test_a_byte_limit_splits_too(url: str, data_dir: Path) -> None:
     out = imgkit.sweep(PROMPTS, model="gpt-image-2", quality="low", batch=True, confirm=True, progress=False)
     ids = {r.record.batch_id for r in out.results}
     assert ids == set(_batches(url)) - before and len(ids) == 2
+
+
+def test_a_batch_the_service_refuses_ends_only_its_own_runs(tmp_path: Path) -> None:
+    from imgkit.engine import Engine
+    from imgkit.ledger import Ledger
+    from imgkit.providers.router import Candidate, RunPlan
+    from imgkit.store import Store
+
+    sandbox = httpx.ASGITransport(app=create_app(SandboxConfig(seed=2, time_scale=0.01,
+                                                               openai_models=("gpt-image-2",))))
+    creates: list[int] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/batches"):
+            creates.append(1)
+            if len(creates) == 2:  # the second batch: the service's queue is full
+                return httpx.Response(400, json={"error": {"message": "Enqueued token limit reached",
+                                                           "type": "invalid_request_error",
+                                                           "code": "token_limit_exceeded"}})
+        return await sandbox.handle_async_request(request)
+
+    provider = OpenAIProvider(TEST_KEY, base_url="http://sandbox/openai/v1", transport=httpx.MockTransport(handler),
+                              batch_max_requests=2)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    engine = Engine(provider, ledger, Store(tmp_path))
+    requests = [ImageRequest.build(f"a fox {i}", model="gpt-image-2", quality="low") for i in range(5)]
+    candidate = Candidate(engine.router.primary, None)
+    records = [engine.new_record(RunPlan(q, (candidate,))) for q in requests]
+
+    async def go() -> list[Any]:
+        try:
+            return await engine.run_batch(candidate, records, requests)
+        finally:
+            await provider.aclose()
+
+    done = asyncio.run(go())
+    ledger.close()
+    assert [r.run_id for r in done] == [r.run_id for r in records]
+    assert [r.status for r in done] == ["pending", "pending", "failed", "failed", "pending"]
+    assert done[0].batch_id == done[1].batch_id != done[4].batch_id
+    assert done[2].batch_id is None and done[2].error_code == "token_limit_exceeded"
+    assert len(creates) == 3  # the refused batch is not resent; the next one goes on
