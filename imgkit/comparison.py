@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import textwrap
@@ -28,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgkit import analysis
+from imgkit._loop import LOOP
 from imgkit.config import resolve_model
 from imgkit.errors import ValidationError
 from imgkit.request import MODELS, check_tags
-from imgkit.results import SweepPlan
+from imgkit.results import SweepPlan, SweepResult
 from imgkit.session import Session, get_session
 
 if TYPE_CHECKING:
@@ -201,11 +203,22 @@ def compare(
         )
         s._confirm(whole, confirm)  # one question for the whole grid, not one per sweep
         confirm = True
-    for (m, want), group in groups.items():
-        out = s.sweep(
-            group, quality=list(want), size=size, n=n, model=m, tags=run_tags,
-            confirm=confirm, progress=progress,
-        )
+
+    async def sweeps() -> list[SweepResult]:
+        # The models' sweeps at once, on imgkit's loop: the grid takes as long as its slowest
+        # model, not the sum of them (the cost was confirmed above, so nothing asks there).
+        return await asyncio.gather(*(
+            s.asweep(group, quality=list(want), size=size, n=n, model=m, tags=run_tags, confirm=confirm,
+                     progress=progress)
+            for (m, want), group in groups.items()
+        ))
+
+    if len(groups) > 1:
+        outs = LOOP.run(sweeps())
+    else:
+        outs = [s.sweep(group, quality=list(want), size=size, n=n, model=m, tags=run_tags, confirm=confirm,
+                        progress=progress) for (m, want), group in groups.items()]
+    for out in outs:
         for result in out.results:
             rec = result.record
             chosen[(rec.prompt, rec.model, rec.quality)] = rec.run_id
