@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from imgkit.costs import NOT_DOWNLOADED_CODES
 from imgkit.errors import (
     APIError,
     ConfigError,
@@ -101,6 +102,7 @@ __all__ = [
     "RetryPolicy",
     "Slot",
     "next_poll_delay",
+    "result_url_deadline",
     "retry_read",
     "retry_submit",
     "retry_submit_sync",
@@ -118,6 +120,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 #: Result URLs expire after 24 h; past that, resume() does not try to download them.
 RESULT_URL_TTL = 24 * 3600.0
+#: What a result link answers while it cannot be fetched (not there yet, refused, gone):
+#: retried within the link's lifetime, "expired" after it.
+GONE_STATUSES = frozenset({403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
@@ -922,19 +927,46 @@ class Engine:
     async def _download(
         self, provider: Provider, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None
     ) -> RunRecord:
+        """Fetch and keep the results of a completed task.
+
+        The service made and billed these images, so a run whose results cannot be kept ends
+        ``failed`` with ``download_failed`` (retried by :meth:`resume` while the links last)
+        or ``result_expired`` (their lifetime is over), and counts what the service reserved
+        (:mod:`imgkit.costs`). A link that answers 403/404/410 within its lifetime is retried
+        with backoff like a 5xx: a CDN may not have the file yet, or refuse it for a moment.
+        """
         urls = tuple(urls)
-        if record.completed_at and self._clock() - record.completed_at > RESULT_URL_TTL:
+        if not urls:
             return await self._step(
-                record.replace(status="failed", error_code="result_expired",
-                               error_message="the result URLs expired (24 h) before they were downloaded"),
+                record.replace(status="failed", error_code="generation_failed_no_content",
+                               error_message="the task completed without results"),
                 on_event,
+            )
+        deadline = result_url_deadline(record.completed_at, urls)
+        if deadline is not None and self._clock() >= deadline:
+            return await self._not_downloaded(
+                record, urls, "result_expired", f"the result links expired at {_utc(deadline)}", on_event
             )
 
         async def fetch(url: str) -> StoredImage:
             data = await provider.download(url, self.max_download_bytes)
             return await asyncio.to_thread(self.store.save, data)
 
-        fetch_and_keep = self._retrying(retry_read)
+        def expired(exc: Exception) -> bool:
+            # The provider itself says the result is gone for good (OpenAI's inline results
+            # of an earlier process), or the links' lifetime is over.
+            if not isinstance(exc, APIError):
+                return False
+            if exc.code == "result_expired":
+                return True
+            return exc.status in GONE_STATUSES and deadline is not None and self._clock() >= deadline
+
+        def retry_download(exc: Exception) -> bool | float:
+            if isinstance(exc, APIError) and (exc.status in GONE_STATUSES or exc.code == "result_expired"):
+                return not expired(exc)
+            return retry_read(exc)
+
+        fetch_and_keep = self._retrying(retry_download)
         files, thumbs = list(record.files), list(record.thumbs)
         for index, url in enumerate(urls):
             if index < len(files):
@@ -942,26 +974,67 @@ class Engine:
             try:
                 stored = await fetch_and_keep(fetch, url)
             except ImgkitError as exc:
-                expired = isinstance(exc, APIError) and exc.status in (403, 404, 410)
-                code = "result_expired" if expired else "download_failed"
-                return await self._step(
-                    record.replace(status="failed", files=tuple(files), thumbs=tuple(thumbs), error_code=code,
-                                   error_message=f"result {index + 1}/{len(urls)}: {exc}"),
-                    on_event,
-                )
+                record = record.replace(files=tuple(files), thumbs=tuple(thumbs))
+                code = "result_expired" if expired(exc) else "download_failed"
+                return await self._not_downloaded(record, urls, code, f"result {index + 1}/{len(urls)}: {exc}",
+                                                  on_event, deadline=deadline)
             files.append(stored.path)
             thumbs.append(stored.thumb)
-        if not urls:
-            return await self._step(
-                record.replace(status="failed", error_code="generation_failed_no_content",
-                               error_message="the task completed without results"),
-                on_event,
-            )
         return await self._step(
             record.replace(status="completed", files=tuple(files), thumbs=tuple(thumbs), error_code=None,
                            error_message=None),
             on_event,
         )
+
+    async def _not_downloaded(
+        self,
+        record: RunRecord,
+        urls: tuple[str, ...],
+        code: str,
+        reason: str,
+        on_event: EventHandler | None,
+        *,
+        deadline: float | None = None,
+    ) -> RunRecord:
+        """End ``record`` as made and billed but not (all) kept, saying so."""
+        made = len(urls)
+        kept = len(record.files)
+        images = f"{made} image{'s' if made != 1 else ''}"
+        which = "they" if kept == 0 else f"{made - kept} of them"
+        message = f"the service made and billed {images}; {which} could not be downloaded: {reason}"
+        if code == "download_failed":
+            until = f" (until {_utc(deadline)})" if deadline is not None else ""
+            message += f"; imgkit.resume() tries again while the links last{until}"
+        return await self._step(
+            record.replace(status="failed", error_code=code, error_message=message), on_event, message
+        )
+
+
+def result_url_deadline(completed_at: float | None, urls: Iterable[str]) -> float | None:
+    """When a task's result links stop working (pure): :data:`RESULT_URL_TTL` after the task
+    completed, or earlier when a link states its own expiry (an ``expires`` query parameter in
+    Unix seconds, as signed links carry). None when neither is known.
+
+    Example:
+        >>> result_url_deadline(1000.0, ["https://cdn.example/0.png?expires=5000"])
+        5000.0
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    bounds = [completed_at + RESULT_URL_TTL] if completed_at is not None else []
+    for url in urls:
+        try:
+            query = parse_qsl(urlsplit(url).query)
+        except ValueError:
+            continue
+        for name, value in query:
+            if name.lower() == "expires" and value.isdigit():
+                bounds.append(float(value))
+    return min(bounds) if bounds else None
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
 def _count(value: Any) -> int | None:
@@ -986,11 +1059,15 @@ def _reported(snapshot: TaskSnapshot, record: RunRecord) -> dict[str, Any]:
 
 
 def raise_for_record(record: RunRecord) -> None:
-    """Raise the imgkit error that a failed or unknown record stands for."""
+    """Raise the imgkit error that a failed or unknown record stands for: a run whose images
+    were made and billed but not downloaded raises :class:`~imgkit.errors.DownloadError`
+    (its message says so), not :class:`~imgkit.errors.TaskFailed`."""
     if record.status == "completed":
         return
     if record.status == "unknown":
         raise UnknownOutcome(f"run {record.run_id}: {record.notes or record.error_message}")
+    if record.status == "failed" and record.error_code in NOT_DOWNLOADED_CODES:
+        raise DownloadError(f"run {record.run_id} (task {record.task_id}): {record.error_message}")
     if record.status == "failed":
         raise TaskFailed(record.error_code or "unknown_error", record.error_message or "", task_id=record.task_id or "")
     raise ImgkitError(f"run {record.run_id} is still {record.status}")

@@ -351,7 +351,11 @@ class Session:
             if self._sandbox_app is None:
                 from imgkit.sandbox import SandboxConfig, create_app
 
-                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(time_scale=0.3))
+                # Its account balance lives beside the ledger, so it survives a restart as the
+                # ledger's runs do (and imgkit.reconcile() holds one against the other).
+                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(
+                    time_scale=0.3, state_path=str(self.data_dir / "sandbox-state.json")
+                ))
             transport = httpx.ASGITransport(app=self._sandbox_app)
         if config.kind == "openai":
             from imgkit.providers.openai import OpenAIProvider
