@@ -22,6 +22,9 @@ import contextlib
 import itertools
 import logging
 import math
+import os
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -43,7 +46,15 @@ from imgkit.config import (
     resolve_providers,
 )
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
+from imgkit.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ConfirmationRequired,
+    StorageError,
+    ValidationError,
+    storage_error,
+)
+from imgkit.journal import JOURNAL_NAME, Journal
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
@@ -415,6 +426,7 @@ class Session:
                 concurrency=self.concurrency,
                 poll=self.poll,
                 retry=self.retry,
+                journal=Journal(self.data_dir / JOURNAL_NAME),
             )
         return self._engine
 
@@ -446,7 +458,14 @@ class Session:
         plan = self._plan(request, running=True)
         engine = self.engine
         record = engine.new_record(plan, tags=tags)
-        await self._admit(record)
+        try:
+            await self._admit(record)
+        except StorageError as exc:
+            if raise_on_error:
+                raise
+            # Not recorded and not sent: the run's outcome is this error.
+            failed = record.replace(status="failed", error_code="storage_error", error_message=str(exc))
+            return GenerationResult(failed, self.data_dir)
         record = await engine.run(plan, record, on_event=on_event, slot=slot)
         if raise_on_error:
             raise_for_record(record)
@@ -468,7 +487,10 @@ class Session:
                 "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
                 "the budget with imgkit.budget(None)"
             )
-        spent = await self.ledger.aadmit(record, limit=budget.credits, since=budget.period_start())
+        try:
+            spent = await self.ledger.aadmit(record, limit=budget.credits, since=budget.period_start())
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(self.ledger.path), run_id=record.run_id) from exc
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
@@ -538,24 +560,51 @@ class Session:
         """Finish every run an earlier process left unfinished, and wait; see :func:`resume`."""
         return _LOOP.drive(self.aresume(on_event=on_event))
 
+    #: Seconds a resumer's lease on a run lasts; renewed every third of it while the run is
+    #: followed, so a killed resumer's runs can be taken over that long after it died.
+    LEASE_TTL: float = 120.0
+
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
-        engine = self.engine
+        """Restore task ids from the journal, claim the runs no other resumer holds (unfinished
+        ones, failed downloads with result URLs, unknown runs with a task id: their notes
+        promise that resume() checks again), follow them, release them."""
+        engine, ledger = self.engine, self.ledger
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        ttl = self.LEASE_TTL
+        try:
+            await asyncio.to_thread(engine.restore_journal)
+            claimed = await asyncio.to_thread(ledger.claim, owner, ttl_s=ttl)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(ledger.path), doing="claiming runs to resume in") from exc
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
         busy = engine.in_flight
-        pending = [r for r in [*self.ledger.unfinished(), *self._retryable_downloads()] if r.run_id not in busy]
-        records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in pending))
+        mine = [r for r in claimed if r.run_id not in busy]
+        ids = [r.run_id for r in mine]
+        if len(mine) < len(claimed):
+            await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id in busy])
+        renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
+        try:
+            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            try:
+                await asyncio.to_thread(ledger.release, owner, ids)
+            except (sqlite3.Error, OSError) as exc:  # the leases expire on their own
+                log.warning("could not release the resumed runs' leases in %s (%s); they expire in %.0f s",
+                            ledger.path, exc, ttl)
         return [GenerationResult(r, self.data_dir) for r in records]
 
-    def _retryable_downloads(self) -> list[RunRecord]:
-        # Also unknown runs whose task id is known (polling lost contact, the deadline passed):
-        # their notes promise that resume() checks again.
-        return [
-            r
-            for r in self.ledger.records()
-            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
-            or (r.status == "unknown" and r.task_id is not None)
-        ]
+    async def _renew_leases(self, owner: str, run_ids: list[str], ttl: float) -> None:
+        """Keep ``owner``'s leases alive while its runs are followed (long runs outlast one)."""
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await asyncio.to_thread(self.ledger.renew, owner, run_ids, ttl_s=ttl)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
     async def abalance(self) -> Balance | None:
         """The credits balance the service reports."""
@@ -797,7 +846,13 @@ class Session:
         return self._plan(request).estimate
 
     def close(self) -> None:
-        """Close connections and the ledger."""
+        """Close connections and the ledger (dropping the journal's entries it holds)."""
+        engine = self._engine
+        if engine is not None:
+            try:
+                engine.compact_journal()
+            except (sqlite3.Error, OSError) as exc:  # the journal keeps them; resume() tries again
+                log.debug("task journal not compacted at close: %s", exc)
         router, self._router, self._engine = self._router, None, None
         if router is not None:
             with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
