@@ -187,3 +187,47 @@ def test_personal_budget_on_a_personal_ledger_counts_the_whole_file(
     with pytest.raises(imgkit.BudgetExceeded) as info:
         imgkit.generate("bob's fox", quality="low")
     assert "(personal budget: every run in this ledger counts;" in str(info.value)
+
+
+# --- images made elsewhere ------------------------------------------------------------------
+
+
+def test_images_elsewhere_says_where_a_runs_files_are(tmp_path: Path) -> None:
+    from imgkit.store import images_elsewhere
+
+    here = tmp_path / "here.png"
+    here.write_bytes(b"x")
+    gone = str(tmp_path / "images" / "ab" / "gone.png")
+    assert images_elsewhere([str(here)], host="ana-laptop", data_dir="/elsewhere", here="bob-desk") is None
+    assert images_elsewhere([], host="ana-laptop", data_dir="/elsewhere", here="bob-desk") is None
+    assert images_elsewhere([gone], host="ana-laptop", data_dir="/home/ana/imgkit", here="bob-desk") == (
+        "made on host ana-laptop in /home/ana/imgkit; not on this machine (1 of 1 images missing)")
+    assert images_elsewhere([gone, str(here)], host="bob-desk", data_dir="/mnt/old-share", here="bob-desk") == (
+        "made in /mnt/old-share, which is not on this machine (1 of 2 images missing)")
+    assert images_elsewhere([gone], host="bob-desk", data_dir=str(tmp_path), here="bob-desk") == (
+        f"1 of 1 images are no longer on disk in {tmp_path} (deleted or moved)")
+    assert images_elsewhere([gone], host=None, data_dir=None, here="bob-desk") == (
+        "1 of 1 images are no longer on disk (deleted or moved)")
+
+
+def test_compare_says_when_a_runs_images_were_made_on_another_machine(
+    sandbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a shared ledger a colleague's run is in the rows, its files on their laptop: the
+    grid says where they are instead of failing or drawing an empty box."""
+    from matplotlib.text import Text
+
+    from imgkit import comparison
+
+    session = _as("ana", sandbox_url, data_dir, monkeypatch)
+    res = imgkit.generate("a red fox", quality="low")
+    session.ledger.save(res.record.replace(host="ana-laptop", data_dir="/home/ana/.local/share/imgkit"))
+    rows = imgkit.runs()
+    (files,) = rows["files"]
+    assert files[0].startswith("/home/ana/.local/share/imgkit/images/")  # where it was written
+    figure = comparison._grid(rows, ("a red fox",), ("low",), "1024x1024", False)
+    texts = [t.get_text() for t in figure.findobj(Text)]
+    assert any("made on host ana-laptop in /home/ana/.local/share/imgkit; not on this machine" in t for t in texts)
+    # compare() itself does not reuse a run whose images are not here: it makes the cell again.
+    cmp = imgkit.compare("a red fox", qualities=["low"], confirm=True, progress=False)
+    assert list(cmp.runs["reused"]) == [False] and cmp.runs["run_id"].iloc[0] != res.run_id
