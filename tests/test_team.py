@@ -231,3 +231,22 @@ def test_compare_says_when_a_runs_images_were_made_on_another_machine(
     # compare() itself does not reuse a run whose images are not here: it makes the cell again.
     cmp = imgkit.compare("a red fox", qualities=["low"], confirm=True, progress=False)
     assert list(cmp.runs["reused"]) == [False] and cmp.runs["run_id"].iloc[0] != res.run_id
+
+
+def test_the_studio_shows_what_the_team_has_left_under_a_team_budget(
+    sandbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    from imgkit.widgets import _present as present
+
+    _as("ana", sandbox_url, data_dir, monkeypatch)
+    one = imgkit.generate("ana's fox", quality="low").record.est_credits
+    assert one is not None
+    session = _as("bob", sandbox_url, data_dir, monkeypatch)
+    session.set_budget(10, per="month", scope="team")
+    banner = re.sub(r"<[^>]+>", "", imgkit.Studio().banner.value)
+    assert f"team budget {present.fmt_credits(10 - one)} credits left" in banner
+    session.set_budget(10, per="month")  # personal, on a personal ledger: the same file counts
+    banner = re.sub(r"<[^>]+>", "", imgkit.Studio().banner.value)
+    assert f" budget {present.fmt_credits(10 - one)} credits left" in banner and "team budget" not in banner
