@@ -1002,43 +1002,60 @@ class Ledger:
         with self._reading() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost.
+    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost; of every
+    # run, or of one user's runs (a personal budget on a shared ledger).
     _SPENT = f"SELECT COALESCE(SUM({sql_budget()}), 0) FROM runs WHERE created_at >= ?"
+    _SPENT_BY_USER = f"{_SPENT} AND user = ?"
 
-    def spent_credits(self, since: float | None = None) -> float:
+    def _spent_query(self, since: float | None, user: str | None) -> tuple[str, tuple[Any, ...]]:
+        start = since or 0.0
+        return (self._SPENT, (start,)) if user is None else (self._SPENT_BY_USER, (start, user))
+
+    def spent_credits(self, since: float | None = None, *, user: str | None = None) -> float:
         """Credits the budget counts for runs created since ``since``: what each run
         counts as spent plus what it may have cost (see :mod:`imgkit.costs`: charged, else
         reserved, else estimated; failed runs only a reported charge; unknown runs their
-        estimate)."""
+        estimate). With ``user``, only that user's runs."""
+        sql, params = self._spent_query(since, user)
         with self._reading() as conn:
-            return float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+            return float(conn.execute(sql, params).fetchone()[0])
 
-    def admit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+    def admit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None:
         """Insert ``record`` only if the credits the budget counts since ``since`` plus its
         estimate stay within ``limit``; check and insert are one write transaction (on the
         writer thread), so concurrent runs (threads or processes) cannot both slip under the
         limit.
 
+        Args:
+            user: count only this user's runs (a personal budget on a shared ledger); None
+                counts every run in the ledger.
+
         Returns None when admitted (and committed), else the credits already counted.
         """
-        result: float | None = self._admit_nowait(record, limit=limit, since=since).result()
+        result: float | None = self._admit_nowait(record, limit=limit, since=since, user=user).result()
         return result
 
-    async def aadmit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+    async def aadmit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None:
         """:meth:`admit` for an event loop: the check and insert run on the writer thread
         while the loop goes on."""
-        future = self._admit_nowait(record, limit=limit, since=since)
+        future = self._admit_nowait(record, limit=limit, since=since, user=user)
         result: float | None = await asyncio.shield(asyncio.wrap_future(future))
         return result
 
-    def _admit_nowait(self, record: RunRecord, *, limit: float, since: float | None) -> Future[float | None]:
+    def _admit_nowait(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> Future[float | None]:
         cost = record.est_credits or 0.0
         row = self._row(record)
-        spent_sql, upsert = self._SPENT, self._UPSERT
-        start = since or 0.0
+        upsert = self._UPSERT
+        spent_sql, params = self._spent_query(since, user)
 
         def job(conn: sqlite3.Connection) -> float | None:
-            spent = float(conn.execute(spent_sql, (start,)).fetchone()[0])
+            spent = float(conn.execute(spent_sql, params).fetchone()[0])
             if spent + cost > limit + 1e-9:
                 return spent
             conn.execute(upsert, row)

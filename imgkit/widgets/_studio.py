@@ -424,6 +424,7 @@ class StudioApp(Studio):
             balance=self._balance,
             balance_note=self._balance_note,
             remaining=remaining,
+            team_budget=getattr(s.budget, "scope", None) == "team",
         )
         if value != self.banner.value:
             self.banner.value = value
