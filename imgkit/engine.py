@@ -64,7 +64,7 @@ from imgkit.errors import (
     TaskFailed,
     UnknownOutcome,
 )
-from imgkit.ledger import Ledger
+from imgkit.ledger import LedgerBackend
 from imgkit.providers.base import (
     BatchProvider,
     Preview,
@@ -305,7 +305,7 @@ class Engine:
     def __init__(
         self,
         provider: Provider | Router,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         store: Store,
         *,
         concurrency: int = 8,

@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ from imgkit._loop import running_loop as _running_loop
 from imgkit.config import KEY_ENV, LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
-from imgkit.ledger import Ledger
+from imgkit.ledger import LEDGER_ENV, LedgerBackend, is_database_url, open_ledger
 from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
@@ -223,6 +224,10 @@ class Session:
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
         cooldown: seconds an open circuit is skipped before it is probed again.
+        ledger: where runs are kept: a ``postgresql://user@host/database`` URL (a team's
+            ledger; the password from ``PGPASSWORD`` or ``~/.pgpass``, never shown back) or a
+            SQLite file; ``$IMGKIT_LEDGER`` by default, else ``ledger.sqlite3`` in the data
+            directory.
 
     Example:
         >>> imgkit.configure(providers=[
@@ -251,6 +256,7 @@ class Session:
         providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
         failure_threshold: int | None = None,
         cooldown: float | None = None,
+        ledger: str | Path | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
@@ -276,7 +282,9 @@ class Session:
         self.timeout = timeout
         self.budget = budget
         self.sweep_threshold = sweep_threshold
-        self._ledger: Ledger | None = None
+        target = ledger or os.environ.get(LEDGER_ENV) or self.data_dir / "ledger.sqlite3"
+        self.ledger_target: str | Path = target if is_database_url(target) else Path(target).expanduser()
+        self._ledger: LedgerBackend | None = None
         self._engine: Engine | None = None
         self._router: Router | None = None
         self._sandbox_app: Any = None
@@ -307,7 +315,12 @@ class Session:
             where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
-        return Description(where, self.price_sheet, str(self.data_dir))
+        data = str(self.data_dir)
+        if is_database_url(self.ledger_target):
+            from imgkit.ledger_pg import safe_url
+
+            data += f" (ledger {safe_url(str(self.ledger_target))})"
+        return Description(where, self.price_sheet, data)
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -320,9 +333,11 @@ class Session:
         return None if self.sandbox else self._key.hint
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> LedgerBackend:
+        """The ledger (opened on first use): :func:`imgkit.ledger.open_ledger` of
+        ``ledger_target``."""
         if self._ledger is None:
-            self._ledger = Ledger(self.data_dir / "ledger.sqlite3")
+            self._ledger = open_ledger(self.ledger_target)
         return self._ledger
 
     @property
