@@ -35,6 +35,7 @@ from imgkit.errors import ValidationError
 from imgkit.request import MODELS, check_tags
 from imgkit.results import SweepPlan, SweepResult
 from imgkit.session import Session, get_session
+from imgkit.store import images_elsewhere
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -366,6 +367,9 @@ def _cell(ax: Axes, run: Any, aspect: float, columns: int, full: bool) -> None:
     shown = _montage(list(run.files if full else run.thumbs)[:_MAX_IMAGES], columns)
     if str(run.status) != "completed" or shown is None:
         reason = str(run.status) if not isinstance(run.error_code, str) else f"{run.status}: {run.error_code}"
+        if str(run.status) == "completed":  # its images are not here: say where they are
+            host, where = (v if isinstance(v, str) else None for v in (run.host, run.data_dir))
+            reason = images_elsewhere(list(run.files), host=host, data_dir=where) or reason
         _placeholder(ax, aspect, reason)
     else:
         ax.imshow(shown, interpolation="lanczos")
