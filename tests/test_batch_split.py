@@ -98,6 +98,7 @@ def test_batch_limits_in_provider_settings_are_checked(value: object, data_dir: 
 
 def test_a_large_batch_sweep_is_split_and_each_run_keeps_its_batch(url: str, data_dir: Path) -> None:
     session = _configure(url, data_dir, batch_max_requests=4)
+    assert imgkit.batches().empty and "charged_credits" in imgkit.batches().columns
     before = set(_batches(url))
     direct = session.plan_sweep(PROMPTS, model="gpt-image-2", quality=["low", "medium"])
     out = imgkit.sweep(PROMPTS, model="gpt-image-2", quality=["low", "medium"], batch=True, confirm=True,
