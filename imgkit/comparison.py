@@ -121,9 +121,10 @@ def compare(
     Each cell is the newest completed run in the ledger with the same prompt, tier, size and
     model and at least ``n`` images (text-to-image, default resolution and background, every
     file still on disk), unless ``reuse=False``; what is missing is generated with
-    :meth:`Session.sweep`, after one statement of the total cost, which asks above the
-    session's ``sweep_threshold`` (or budget) unless ``confirm=True``. A tier a model does not
-    have (gpt-image-2-beta has only ``auto``) is an empty cell saying so.
+    :meth:`Session.sweep`, one per model, run at once; each states its cost, and the total is
+    asked about once, above the session's ``sweep_threshold`` (or budget), unless
+    ``confirm=True``. A tier a model does not have (gpt-image-2-beta has only ``auto``) is an
+    empty cell saying so.
 
     Args:
         prompts: one prompt or several.
