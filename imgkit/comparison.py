@@ -3,7 +3,8 @@ run's cost and latency.
 
 :func:`compare` reuses completed runs from the ledger where it can (when their files are
 still on disk) and generates the rest with :meth:`~imgkit.Session.sweep`, one per model
-(the total cost is stated first, and asked about above the session's threshold).
+(run at once; each states its cost, and the total is asked about once, above the session's
+threshold).
 :func:`tier_value` answers "is high worth 3.91x?" from the blind picks of :func:`imgkit.rate`.
 
 The figure is a plain :class:`matplotlib.figure.Figure` on an Agg canvas (no pyplot state,
