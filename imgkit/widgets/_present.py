@@ -489,6 +489,7 @@ def banner(
             "balance <b>unlimited</b>"
             if balance.unlimited
             else f'balance <b class="imgkit-balance">{fmt_credits(balance.remaining_credits)} credits</b>'
+            f' <span style="opacity:.7">({esc(balance.limit_note)})</span>'
         )
     elif balance_note:
         parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')
