@@ -193,3 +193,15 @@ def test_the_in_process_sandbox_keeps_its_account_beside_the_ledger(data_dir: Pa
 def test_balance_str_for_the_studio_warning() -> None:
     poor = Balance(remaining_credits=1.5, account_remaining=1.5, binding="account")
     assert "more than the balance" in present.price_warning(4.8384, warn_credits=None, balance=poor)
+
+
+def test_opening_the_studio_keeps_a_snapshot_and_its_banner_says_which_limit_binds(data_dir: Path) -> None:
+    from imgkit.widgets import Studio
+
+    with running_sandbox(SandboxConfig(seed=9, time_scale=0.005, credits=900.0, key_credits=40.0)) as url:
+        session = imgkit.configure(api_key=TEST_KEY, base_url=url, data_dir=data_dir, poll=FAST_POLL)
+        banner = Studio().banner.value  # no running loop here: the balance is read at once
+        (snapshot,) = session.ledger.balance_snapshots()
+    assert (snapshot.source, snapshot.remaining_credits, snapshot.binding) == ("studio", 40.0, "key")
+    assert (snapshot.key_remaining, snapshot.account_remaining) == (40.0, 900.0)
+    assert "40 credits" in banner and "the key&#x27;s limit binds; the account holds 900" in banner
