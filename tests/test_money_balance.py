@@ -205,3 +205,16 @@ def test_opening_the_studio_keeps_a_snapshot_and_its_banner_says_which_limit_bin
     assert (snapshot.source, snapshot.remaining_credits, snapshot.binding) == ("studio", 40.0, "key")
     assert (snapshot.key_remaining, snapshot.account_remaining) == (40.0, 900.0)
     assert "40 credits" in banner and "the key&#x27;s limit binds; the account holds 900" in banner
+
+
+def test_two_sandboxes_on_one_state_file_share_one_account(tmp_path: Path) -> None:
+    # Two kernels on one data directory each run an in-process sandbox: one account.
+    config = SandboxConfig(seed=10, time_scale=0.005, credits=50.0, state_path=str(tmp_path / "state.json"))
+    auth = {"Authorization": "Bearer x"}
+    body = {"model": "gpt-image-1", "prompt": "a fox", "size": "1:1", "quality": "medium", "n": 1}
+    with running_sandbox(config) as first, running_sandbox(config) as second:
+        assert httpx.post(f"{first}/v1/images/generations", json=body, headers=auth, timeout=30).status_code == 200
+        assert httpx.post(f"{second}/v1/images/generations", json=body, headers=auth, timeout=30).status_code == 200
+        for url in (first, second):
+            user = httpx.get(f"{url}/v1/credits", headers=auth, timeout=30).json()["data"]["user"]
+            assert user["remaining_credits"] == pytest.approx(50.0 - 2 * 2.4192)
