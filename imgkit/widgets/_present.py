@@ -100,8 +100,10 @@ _LOCAL_HINTS = {
     "upload_failed": "a reference image could not be uploaded; check it and retry",
     "connection_error": "the service could not be reached; check the network and retry",
     "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
-    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
-    "result_expired": "result links expire after 24 h; generate again",
+    "download_failed": "the service made and billed the images, but they could not be fetched; "
+                       "imgkit.resume() tries again",
+    "result_expired": "the service made and billed the images; result links expire after 24 h, "
+                      "and these expired before they were fetched",
 }
 
 #: The quality buttons' tooltips, in the order of a model's qualities (low, medium, high).
