@@ -591,7 +591,7 @@ class StudioApp(Studio):
         loop = running_loop()
         if loop is None:
             try:
-                self._set_balance(self.session.balance(), "")
+                self._set_balance(self.session.balance(source="studio"), "")
             except ImgkitError as exc:
                 self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
             return None
@@ -601,7 +601,7 @@ class StudioApp(Studio):
 
     async def _fetch_balance(self) -> None:
         try:
-            balance = await self.session.abalance()
+            balance = await self.session.abalance(source="studio")
         except ImgkitError as exc:
             self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
         else:
