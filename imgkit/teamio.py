@@ -105,7 +105,7 @@ class ExportResult:
     format: str
 
     def __str__(self) -> str:
-        return f"exported {self.runs} runs to {self.path} ({self.format})"
+        return f"exported {self.runs} run{'' if self.runs == 1 else 's'} to {self.path} ({self.format})"
 
 
 # --- import ------------------------------------------------------------------------------

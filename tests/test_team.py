@@ -250,3 +250,23 @@ def test_the_studio_shows_what_the_team_has_left_under_a_team_budget(
     session.set_budget(10, per="month")  # personal, on a personal ledger: the same file counts
     banner = re.sub(r"<[^>]+>", "", imgkit.Studio().banner.value)
     assert f" budget {present.fmt_credits(10 - one)} credits left" in banner and "team budget" not in banner
+
+
+def test_with_imgkit_images_the_files_go_to_the_shared_directory_and_the_studio_shows_them(
+    sandbox_url: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "team-images"
+    monkeypatch.setenv("IMGKIT_IMAGES", str(shared))
+    session = _as("ana", sandbox_url, data_dir, monkeypatch)
+    assert session.images_dir == shared and session.ledger.path.parent == data_dir
+    res = imgkit.generate("a red fox", quality="low")
+    (path,) = res.paths
+    assert path.is_file() and path.is_relative_to(shared)
+    assert not (data_dir / "images").exists()
+    assert res.record.data_dir == str(shared)
+    assert imgkit.runs()["files"].iloc[0] == [str(path)]
+    s = imgkit.Studio(quality="low")
+    s.generate()
+    shown = s.results[0]
+    assert s.preview.gallery.paths == tuple(shown.paths)
+    assert s.preview.gallery.image_bytes(0) == shown.paths[0].read_bytes()
