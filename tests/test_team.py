@@ -270,3 +270,19 @@ def test_with_imgkit_images_the_files_go_to_the_shared_directory_and_the_studio_
     shown = s.results[0]
     assert s.preview.gallery.paths == tuple(shown.paths)
     assert s.preview.gallery.image_bytes(0) == shown.paths[0].read_bytes()
+
+
+def test_the_runs_command_filters_by_user_and_project(
+    sandbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgkit.cli import main
+
+    _as("ana", sandbox_url, data_dir, monkeypatch, project="posters")
+    imgkit.generate("ana's fox", quality="low")
+    _as("bob", sandbox_url, data_dir, monkeypatch)
+    imgkit.generate("bob's fox", quality="low")
+    assert main(["runs", "--user", "ana", "--project", "posters"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and " ana " in lines[1] and "posters" in lines[1] and "bob" not in lines[1]
+    assert main(["runs"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # a personal ledger: everyone's
