@@ -30,7 +30,7 @@ from typing import Any
 
 from imgkit.errors import ConfigError
 from imgkit.pricing import get_sheet
-from imgkit.request import Secret
+from imgkit.request import DEFAULT_MODEL, MODELS, Secret, successor
 
 __all__ = [
     "BUDGET_SCOPES",
@@ -38,6 +38,7 @@ __all__ = [
     "KEY_ENV",
     "LIVE_URLS",
     "LOOPBACK_PLACEHOLDER_KEY",
+    "MODEL_ENV",
     "OPENAI_KEY_ENV",
     "PROJECT_ENV",
     "PROVIDERS_FILE",
@@ -52,12 +53,15 @@ __all__ = [
     "display_url",
     "is_loopback",
     "read_providers_file",
+    "resolve_model",
     "resolve_providers",
 ]
 
 SANDBOX_URL = "http://sandbox"
 KEY_ENV = "EVOLINK_API_KEY"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
+#: The environment variable that names the default model (``configure(model=...)`` wins).
+MODEL_ENV = "IMGKIT_MODEL"
 #: The providers file in the data directory (``$IMGKIT_HOME/providers.toml``).
 PROVIDERS_FILE = "providers.toml"
 LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
@@ -455,6 +459,33 @@ def resolve_providers(
             )
         ]
     return tuple(configs), routing
+
+
+def resolve_model(model: object = None) -> str:
+    """The model runs use when they name none: ``model`` when given (``configure(model=...)``),
+    else ``$IMGKIT_MODEL``, else gpt-image-1.
+
+    Raises:
+        ValidationError: the model is not one imgkit knows; the message lists those it does,
+            and names the successor of a retired one.
+
+    Example:
+        >>> resolve_model("gpt-image-2")
+        'gpt-image-2'
+    """
+    from imgkit.errors import ValidationError
+
+    field, value = "model", model
+    if model is None:
+        field, value = MODEL_ENV, os.environ.get(MODEL_ENV)
+        if value is None or not value.strip():
+            return DEFAULT_MODEL
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name in MODELS:
+        return str(name)
+    later = successor(name) if isinstance(name, str) else None
+    hint = f"{name} is retired or not served; use {later}" if later else ""
+    raise ValidationError(field, value, "one of " + ", ".join(MODELS), hint=hint)
 
 
 def _secret(value: str | Secret | None) -> Secret | None:

@@ -22,6 +22,9 @@ import contextlib
 import itertools
 import logging
 import math
+import os
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -40,10 +43,19 @@ from imgkit.config import (
     Identity,
     ProviderConfig,
     display_url,
+    resolve_model,
     resolve_providers,
 )
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
+from imgkit.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ConfirmationRequired,
+    StorageError,
+    ValidationError,
+    storage_error,
+)
+from imgkit.journal import JOURNAL_NAME, Journal
 from imgkit.ledger import Ledger
 from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
@@ -231,6 +243,9 @@ class Session:
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
         cooldown: seconds an open circuit is skipped before it is probed again.
+        model: the model of runs that name none (``generate``, ``sweep``, ``estimate``,
+            ``compare``, the studio's first choice); ``$IMGKIT_MODEL`` when None, else
+            gpt-image-1. An unknown name is a ValidationError listing the models.
         project: the project every run is recorded for (``$IMGKIT_PROJECT`` by default; a
             name of 1-64 characters). Runs also record who ran them (``$IMGKIT_USER``, else
             ``$JUPYTERHUB_USER``, else the OS user), the machine and the image directory
@@ -263,10 +278,13 @@ class Session:
         providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
         failure_threshold: int | None = None,
         cooldown: float | None = None,
+        model: str | None = None,
         project: str | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
+        #: The model of runs that name none.
+        self.model = resolve_model(model)
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
         #: Where this session's image files go (``$IMGKIT_IMAGES``, else ``data_dir``).
         self.images_dir = images_dir(self.data_dir)
@@ -324,7 +342,7 @@ class Session:
             where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
-        return Description(where, self.price_sheet, str(self.data_dir))
+        return Description(where, self.price_sheet, str(self.data_dir), self.model)
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -354,7 +372,11 @@ class Session:
             if self._sandbox_app is None:
                 from imgkit.sandbox import SandboxConfig, create_app
 
-                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(time_scale=0.3))
+                # Its account balance lives beside the ledger, so it survives a restart as the
+                # ledger's runs do (and imgkit.reconcile() holds one against the other).
+                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(
+                    time_scale=0.3, state_path=str(self.data_dir / "sandbox-state.json")
+                ))
             transport = httpx.ASGITransport(app=self._sandbox_app)
         if config.kind == "openai":
             from imgkit.providers.openai import OpenAIProvider
@@ -414,6 +436,7 @@ class Session:
                 concurrency=self.concurrency,
                 poll=self.poll,
                 retry=self.retry,
+                journal=Journal(self.data_dir / JOURNAL_NAME),
             )
         return self._engine
 
@@ -423,6 +446,8 @@ class Session:
         """Generate images without blocking; see :func:`generate` for the options."""
         _check_options(options, GenerateOptions)
         fields: dict[str, Any] = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        if fields.get("model") is None:
+            fields["model"] = self.model
         request = ImageRequest.build(prompt, **fields)
         tags = check_tags(options.get("tags"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
@@ -443,7 +468,14 @@ class Session:
         plan = self._plan(request, running=True)
         engine = self.engine
         record = self._new_record(plan, tags=tags)
-        await self._admit(record)
+        try:
+            await self._admit(record)
+        except StorageError as exc:
+            if raise_on_error:
+                raise
+            # Not recorded and not sent: the run's outcome is this error.
+            failed = record.replace(status="failed", error_code="storage_error", error_message=str(exc))
+            return GenerationResult(failed, self.images_dir)
         record = await engine.run(plan, record, on_event=on_event, slot=slot)
         if raise_on_error:
             raise_for_record(record)
@@ -489,9 +521,12 @@ class Session:
                 "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
                 "the budget with imgkit.budget(None)"
             )
-        spent = await self.ledger.aadmit(
-            record, limit=budget.credits, since=budget.period_start(), user=self._budget_user(budget)
-        )
+        try:
+            spent = await self.ledger.aadmit(
+                record, limit=budget.credits, since=budget.period_start(), user=self._budget_user(budget)
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(self.ledger.path), run_id=record.run_id) from exc
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
@@ -565,14 +600,41 @@ class Session:
         """Finish every run an earlier process left unfinished, and wait; see :func:`resume`."""
         return _LOOP.drive(self.aresume(on_event=on_event))
 
+    #: Seconds a resumer's lease on a run lasts; renewed every third of it while the run is
+    #: followed, so a killed resumer's runs can be taken over that long after it died.
+    LEASE_TTL: float = 120.0
+
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
-        engine = self.engine
+        """Restore task ids from the journal, claim the runs no other resumer holds (unfinished
+        ones, failed downloads with result URLs, unknown runs with a task id: their notes
+        promise that resume() checks again), follow them, release them."""
+        engine, ledger = self.engine, self.ledger
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        ttl = self.LEASE_TTL
+        try:
+            await asyncio.to_thread(engine.restore_journal)
+            claimed = await asyncio.to_thread(ledger.claim, owner, ttl_s=ttl)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(ledger.path), doing="claiming runs to resume in") from exc
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
         busy = engine.in_flight
-        pending = self._resumable([r for r in [*self.ledger.unfinished(), *self._retryable_downloads()]
-                                   if r.run_id not in busy])
-        records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in pending))
+        mine = self._resumable([r for r in claimed if r.run_id not in busy])
+        ids = [r.run_id for r in mine]
+        if len(mine) < len(claimed):  # busy here, or on a provider with no key here: free for others
+            await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in ids])
+        renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
+        try:
+            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            try:
+                await asyncio.to_thread(ledger.release, owner, ids)
+            except (sqlite3.Error, OSError) as exc:  # the leases expire on their own
+                log.warning("could not release the resumed runs' leases in %s (%s); they expire in %.0f s",
+                            ledger.path, exc, ttl)
         return [GenerationResult(r, self.images_dir) for r in records]
 
     def _resumable(self, records: list[RunRecord]) -> list[RunRecord]:
@@ -595,15 +657,14 @@ class Session:
         here = self.identity
         return [r if r.files else r.replace(host=here.host, data_dir=here.data_dir) for r in mine]
 
-    def _retryable_downloads(self) -> list[RunRecord]:
-        # Also unknown runs whose task id is known (polling lost contact, the deadline passed):
-        # their notes promise that resume() checks again.
-        return [
-            r
-            for r in self.ledger.records()
-            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
-            or (r.status == "unknown" and r.task_id is not None)
-        ]
+    async def _renew_leases(self, owner: str, run_ids: list[str], ttl: float) -> None:
+        """Keep ``owner``'s leases alive while its runs are followed (long runs outlast one)."""
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await asyncio.to_thread(self.ledger.renew, owner, run_ids, ttl_s=ttl)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
     async def abalance(self) -> Balance | None:
         """The credits balance the service reports."""
@@ -621,6 +682,8 @@ class Session:
         see :func:`sweep` for the options."""
         _check_options(grid, SweepGrid)
         fixed: dict[str, Any] = {k: v for k, v in grid.items() if k in _FIELDS}
+        if fixed.get("model") is None:
+            fixed["model"] = self.model
         if fixed.get("images") is not None:
             fixed["images"] = list(fixed["images"])  # one iterable, read once for every run
         qualities = _as_tuple(grid.get("quality", SWEEP_QUALITIES))
@@ -830,7 +893,7 @@ class Session:
             ConfigError: that provider's price sheet does not price the request.
         """
         _check_options(options, EstimateOptions)
-        request = _priced_request(options)
+        request = _priced_request(options, self.model)
         images, batch = options.get("images", 0), options.get("batch", False)
         plan = self._plan(request)
         chosen = plan.chosen
@@ -855,7 +918,13 @@ class Session:
         return self._plan(request).estimate
 
     def close(self) -> None:
-        """Close connections and the ledger."""
+        """Close connections and the ledger (dropping the journal's entries it holds)."""
+        engine = self._engine
+        if engine is not None:
+            try:
+                engine.compact_journal()
+            except (sqlite3.Error, OSError) as exc:  # the journal keeps them; resume() tries again
+                log.debug("task journal not compacted at close: %s", exc)
         router, self._router, self._engine = self._router, None, None
         if router is not None:
             with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
@@ -948,6 +1017,7 @@ def configure(**settings: Any) -> Session:
 
     Example:
         >>> imgkit.configure(api_key=os.environ["MY_KEY"], price_sheet="evolink-formula-2026-11")
+        >>> imgkit.configure(model="gpt-image-2")   # the model of runs that name none
     """
     global _DEFAULT
     _check_settings(settings)
@@ -1013,7 +1083,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
         n: images in this run, 1-10 (default 1).
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
-        model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
+        model: a name from :data:`imgkit.request.MODELS`; the session's default when left
+            out (``configure(model=...)`` or ``$IMGKIT_MODEL``, else ``gpt-image-1``).
         resolution: ``1K``, ``2K`` or ``4K`` with a ratio size (gpt-image-2).
         background: ``opaque``, ``transparent`` (the stored file keeps its alpha) or ``auto``.
         mask: a PNG with alpha, the first reference image's size (an edit): uploaded as
@@ -1061,7 +1132,7 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         quality: tiers to try (default ``("low", "medium", "high")``).
         size: sizes to try, either form (default ``("1:1",)``).
         n: images per run.
-        model: the model for every run.
+        model: the model for every run (the session's default when left out).
         images: reference images for every run.
         tags: labels for every run (one text, or up to 32 texts of at most 64 characters);
             the sweep's id is added.
@@ -1173,8 +1244,8 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
 def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
-    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
-    default sheet's when no session exists yet; with it, the sheet that prices the model for
+    Without ``sheet``, the default session's price and model (:meth:`Session.estimate`), or
+    the default sheet's and ``$IMGKIT_MODEL``'s when no session exists yet; with it, the sheet that prices the model for
     that sheet's provider (:func:`~imgkit.pricing.sheet_for`). Either way the model's
     resolution tier and the reference images count.
 
@@ -1194,15 +1265,17 @@ def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) ->
     if sheet is None and _DEFAULT is not None:  # one price per session
         return _DEFAULT.estimate(**options)
     _check_options(options, EstimateOptions)
-    request = _priced_request(options)
+    request = _priced_request(options, resolve_model())
     return _estimate(quality=request.quality, size=request.size, n=request.n, model=request.model,
                      sheet=sheet_for(request.model, sheet), resolution=request.resolution,
                      images=options.get("images", 0), batch=options.get("batch", False))
 
 
-def _priced_request(options: EstimateOptions) -> ImageRequest:
+def _priced_request(options: EstimateOptions, model: str) -> ImageRequest:
     """The request an estimate prices, validated as a run would be (a square image unless a
-    size is given; the model's own default tier when ``quality`` is None)."""
+    size is given; ``model`` unless one is given; the model's own default tier when
+    ``quality`` is None)."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if k not in ("images", "batch") and v is not None}
     fields.setdefault("size", "1:1")
+    fields.setdefault("model", model)
     return ImageRequest.build("estimate", **fields)

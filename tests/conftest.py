@@ -29,6 +29,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("IMGKIT_HOME", str(home))
     monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("IMGKIT_MODEL", raising=False)  # the default model is gpt-image-1 unless a test sets it
     with stamina.set_testing(True, attempts=4, cap=True):
         yield home
     if _session._DEFAULT is not None:

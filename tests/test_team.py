@@ -225,7 +225,7 @@ def test_compare_says_when_a_runs_images_were_made_on_another_machine(
     rows = imgkit.runs()
     (files,) = rows["files"]
     assert files[0].startswith("/home/ana/.local/share/imgkit/images/")  # where it was written
-    figure = comparison._grid(rows, ("a red fox",), ("low",), "1024x1024", False)
+    figure = comparison._grid(rows, ("a red fox",), ("gpt-image-1",), ("low",), "1024x1024", False)
     texts = [t.get_text() for t in figure.findobj(Text)]
     assert any("made on host ana-laptop in /home/ana/.local/share/imgkit; not on this machine" in t for t in texts)
     # compare() itself does not reuse a run whose images are not here: it makes the cell again.
