@@ -77,7 +77,7 @@ from imgkit.errors import (
     storage_error,
 )
 from imgkit.journal import Journal
-from imgkit.ledger import Ledger
+from imgkit.ledger import LedgerBackend
 from imgkit.providers.base import (
     BatchProvider,
     Preview,
@@ -336,7 +336,7 @@ class Engine:
     def __init__(
         self,
         provider: Provider | Router,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         store: Store,
         *,
         concurrency: int = 8,

@@ -56,7 +56,7 @@ from imgkit.errors import (
     storage_error,
 )
 from imgkit.journal import JOURNAL_NAME, Journal
-from imgkit.ledger import Ledger
+from imgkit.ledger import LEDGER_ENV, Ledger, LedgerBackend, is_database_url, open_ledger
 from imgkit.pricing import Estimate, get_sheet, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
@@ -250,6 +250,10 @@ class Session:
             name of 1-64 characters). Runs also record who ran them (``$IMGKIT_USER``, else
             ``$JUPYTERHUB_USER``, else the OS user), the machine and the image directory
             (``$IMGKIT_IMAGES``, else ``data_dir``): :attr:`identity`.
+        ledger: where runs are kept: a ``postgresql://user@host/database`` URL (a team's
+            ledger; the password from ``PGPASSWORD`` or ``~/.pgpass``, never shown back) or a
+            SQLite file; ``$IMGKIT_LEDGER`` by default, else ``ledger.sqlite3`` in the data
+            directory.
 
     Example:
         >>> imgkit.configure(providers=[
@@ -280,6 +284,7 @@ class Session:
         cooldown: float | None = None,
         model: str | None = None,
         project: str | None = None,
+        ledger: str | Path | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
@@ -311,7 +316,9 @@ class Session:
         self.timeout = timeout
         self.budget = budget
         self.sweep_threshold = sweep_threshold
-        self._ledger: Ledger | None = None
+        target = ledger or os.environ.get(LEDGER_ENV) or self.data_dir / "ledger.sqlite3"
+        self.ledger_target: str | Path = target if is_database_url(target) else Path(target).expanduser()
+        self._ledger: LedgerBackend | None = None
         self._engine: Engine | None = None
         self._router: Router | None = None
         self._sandbox_app: Any = None
@@ -342,7 +349,12 @@ class Session:
             where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
-        return Description(where, self.price_sheet, str(self.data_dir), self.model)
+        data = str(self.data_dir)
+        if is_database_url(self.ledger_target):
+            from imgkit.ledger_pg import safe_url
+
+            data += f" (ledger {safe_url(str(self.ledger_target))})"
+        return Description(where, self.price_sheet, data, self.model)
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -355,9 +367,11 @@ class Session:
         return None if self.sandbox else self._key.hint
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> LedgerBackend:
+        """The ledger (opened on first use): :func:`imgkit.ledger.open_ledger` of
+        ``ledger_target``."""
         if self._ledger is None:
-            self._ledger = Ledger(self.data_dir / "ledger.sqlite3")
+            self._ledger = open_ledger(self.ledger_target)
         return self._ledger
 
     @property
@@ -619,10 +633,13 @@ class Session:
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
         busy = engine.in_flight
-        mine = self._resumable([r for r in claimed if r.run_id not in busy])
+        mine = [r for r in claimed if r.run_id not in busy]
+        # Runs on a provider this session has no key for stay for a colleague who has it.
+        mine = self._resumable(mine)
         ids = [r.run_id for r in mine]
-        if len(mine) < len(claimed):  # busy here, or on a provider with no key here: free for others
-            await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in ids])
+        kept = set(ids)
+        if len(mine) < len(claimed):
+            await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in kept])
         renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
         try:
             records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
