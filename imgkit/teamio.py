@@ -6,7 +6,8 @@ added; one it has with the same fields is skipped as identical; one it has with 
 fields is a conflict, left as it is and reported by run id. So importing the same file
 twice changes nothing the second time. The source file is opened read-only (it may be a
 backup, or a ledger another imgkit still uses). Runs recorded before imgkit kept who ran
-them get the importing user (or the one named), so the team's bill can group them.
+them get the importing user (or the one named), so the team's bill can group them, and
+where their images went (this machine, the source's folder).
 
 Export writes the runs (optionally those created in a date range) to ``.parquet`` (list
 columns stay lists) or ``.csv`` (list columns as JSON text), atomically: a temporary file in
@@ -29,6 +30,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import sqlite3
 import tempfile
 import urllib.parse
@@ -162,6 +164,11 @@ def import_ledger(source: str | Path, into: _Ledger, *, user: str | None = None)
     """Merge the runs of the SQLite ledger at ``source`` into ``into``, by run id: new runs
     are added, identical ones skipped, different ones reported and left as they are.
 
+    Runs from before imgkit recorded who ran them and where their files went get: ``user``
+    (else the current user), this machine's name, and the source's folder as their image
+    directory when it holds an ``images/`` folder (a ledger in its data directory). These
+    filled-in fields never make a run conflict: only what the source recorded is compared.
+
     Args:
         source: an imgkit SQLite ledger (``ledger.sqlite3``, or a backup of one).
         into: the ledger to merge into.
@@ -171,19 +178,22 @@ def import_ledger(source: str | Path, into: _Ledger, *, user: str | None = None)
     if user is not None and (not isinstance(user, str) or not user.strip()):
         raise ValidationError("user", user, "a user name, or None for the current user")
     path = Path(source).expanduser()
-    owner = user.strip() if user is not None else current_user()
     if Path(str(getattr(into, "path", ""))).resolve() == path.resolve():
         raise ConfigError(f"cannot import {path} into itself: it is the current ledger")
+    fill = {
+        "user": user.strip() if user is not None else current_user(),
+        "host": socket.gethostname(),
+        "data_dir": str(path.resolve().parent) if (path.parent / "images").is_dir() else None,
+    }
     new: list[RunRecord] = []
     identical = 0
     conflicting: list[str] = []
     for record in read_runs(path):
-        if record.user is None:
-            record = record.replace(user=owner)
+        missing = {name: value for name, value in fill.items() if getattr(record, name) is None}
         have = into.get(record.run_id)
         if have is None:
-            new.append(record)
-        elif have == record:
+            new.append(record.replace(**missing))
+        elif have.replace(**dict.fromkeys(missing)) == record:
             identical += 1
         else:
             conflicting.append(record.run_id)
