@@ -108,3 +108,35 @@ def test_a_personal_ledger_imports_into_the_team_database_once(
         assert table.column("tags").to_pylist()[0] == ["team"]
     finally:
         team.close()
+
+
+def test_the_commands_import_and_export_the_team_database_without_showing_its_password(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from . import pg
+
+    source = Ledger(tmp_path / "ana.sqlite3")
+    source.save_many([_run(f"r{i}", DAY + i, user="ana") for i in range(4)])
+    source.close()
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "IMGKIT_LEDGER": pg_url, "PYTHONPATH": root, "IMGKIT_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "imgkit", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    outputs = [cli("ledger", "import", str(tmp_path / "ana.sqlite3")), cli("ledger", "import", str(tmp_path / "ana.sqlite3")),
+               cli("ledger", "export", "-o", str(tmp_path / "team.csv")), cli("runs", "--user", "all")]
+    for out in outputs:
+        assert out.returncode == 0, out.stderr
+        assert pg.PASSWORD not in out.stdout + out.stderr
+    assert "imported 4, identical 0, conflicting 0" in outputs[0].stderr
+    assert "imported 0, identical 4, conflicting 0" in outputs[1].stderr
+    assert "exported 4 runs" in outputs[2].stderr
+    assert list(pd.read_csv(tmp_path / "team.csv")["run_id"]) == ["r0", "r1", "r2", "r3"]
+    assert len(outputs[3].stdout.splitlines()) == 5 and " ana " in outputs[3].stdout
+    assert not (tmp_path / "home" / "ledger.sqlite3").exists()  # the team's database, not a file
