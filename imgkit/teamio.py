@@ -156,7 +156,11 @@ def read_runs(source: str | Path) -> list[RunRecord]:
                 except ValueError:
                     raise ConfigError(f"cannot import {path}: run {values['run_id']} has a damaged {name} "
                                       f"column ({values[name]!r}); nothing was imported") from None
-        out.append(RunRecord(**values))
+        try:
+            out.append(RunRecord(**values))
+        except (TypeError, ValueError) as exc:  # a status or field this imgkit does not know
+            raise ConfigError(f"cannot import {path}: run {values['run_id']} does not read as a run ({exc}); "
+                              "nothing was imported") from None
     return out
 
 

@@ -186,6 +186,13 @@ def test_what_is_not_an_imgkit_ledger_is_refused_and_left_alone(tmp_path: Path) 
             with pytest.raises(imgkit.ConfigError, match="not an imgkit ledger"):
                 teamio.import_ledger(bad, team)
             assert _digest(bad) == before
+        odd = _ledger(tmp_path / "odd.sqlite3", [_run("r1", created=DAY), _run("r2", created=DAY + 1)])
+        conn = sqlite3.connect(odd)
+        conn.execute("UPDATE runs SET status = 'teleported' WHERE run_id = 'r2'")
+        conn.commit()
+        conn.close()
+        with pytest.raises(imgkit.ConfigError, match="run r2 does not read as a run"):
+            teamio.import_ledger(odd, team)
         with pytest.raises(imgkit.ConfigError, match="no such file"):
             teamio.import_ledger(tmp_path / "missing.sqlite3", team)
         with pytest.raises(imgkit.ConfigError, match="into itself"):
