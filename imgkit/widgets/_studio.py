@@ -198,7 +198,7 @@ class StudioApp(Studio):
             n=checked.n,
             max_n=profile.max_n,
             history_title=present.history_title(history),
-            data_dir=lambda: self.session.data_dir,
+            data_dir=lambda: self.session.images_dir,
             reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
@@ -1022,7 +1022,7 @@ class StudioApp(Studio):
     def _new_card(self, title: str = "") -> RunCard:
         capture = self.log.capture()
         return RunCard(
-            self.session.data_dir,
+            self.session.images_dir,
             on_show=capture(self._show),
             on_use=capture(self.use),
             on_rerun=capture(self.rerun),
