@@ -62,7 +62,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from imgkit.errors import (
     APIError,
@@ -106,6 +106,8 @@ from imgkit.store import DEFAULT_MAX_BYTES, Store, StoredImage
 if TYPE_CHECKING:
     import stamina
 
+    from imgkit.providers._http import RetryNotice
+
 __all__ = [
     "Engine",
     "EventHandler",
@@ -137,6 +139,9 @@ def _is_storage_error(exc: BaseException) -> bool:
 def _log_failed_write(run_id: str, done: concurrent.futures.Future[None]) -> None:
     if not done.cancelled() and done.exception() is not None:
         log.error("run %s: a progress row could not be written to the ledger: %s", run_id, done.exception())
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 EventHandler = Callable[[JobEvent], object]
 Clock = Callable[[], float]
@@ -384,17 +389,18 @@ class Engine:
 
     def _retrying(
         self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
-    ) -> stamina.BoundAsyncRetryingCaller:
+    ) -> _Told:
         import stamina  # imported here: it pulls in tenacity, too slow for `import imgkit`
 
         r = self.retry
-        return stamina.AsyncRetryingCaller(
+        caller = stamina.AsyncRetryingCaller(
             attempts=attempts or r.attempts,
             timeout=r.timeout,
             wait_initial=r.wait_initial,
             wait_max=r.wait_max,
             wait_jitter=r.wait_jitter,
         ).on(predicate)
+        return _Told(caller, attempts or r.attempts)
 
     def _attempts(
         self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
@@ -493,14 +499,13 @@ class Engine:
                 run gives it back once the service is done. Without one, the run takes a
                 place under the engine's own limit.
         """
+        from imgkit.providers._http import retry_listener  # it imports httpx: not at `import imgkit`
+
         self._active.add(record.run_id)
         self._latest[record.run_id] = record
         try:
-            record = await self._step(record, on_event)
-            if slot is not None:
-                return await self._route(plan, record, on_event, slot)
-            async with Slot(self.slots) as own:
-                return await self._route(plan, record, on_event, own)
+            with retry_listener(functools.partial(self._tell_retry, record.run_id, on_event)):
+                return await self._run(plan, record, on_event, slot)
         except Exception as exc:
             if not isinstance(exc, StorageError) and not _is_storage_error(exc):
                 raise
@@ -509,11 +514,36 @@ class Engine:
             self._active.discard(record.run_id)
             self._latest.pop(record.run_id, None)
 
+    async def _run(self, plan: RunPlan, record: RunRecord, on_event: EventHandler | None, slot: Slot | None
+                   ) -> RunRecord:
+        record = await self._step(record, on_event)
+        if slot is not None:
+            return await self._route(plan, record, on_event, slot)
+        async with Slot(self.slots) as own:
+            return await self._route(plan, record, on_event, own)
+
+    def _tell_retry(self, run_id: str, on_event: EventHandler | None, notice: RetryNotice) -> None:
+        """A retry of one of the run's requests: a log line and a progress event (the run's
+        status unchanged, the notice as its message); nothing is written to the ledger."""
+        log.info("run %s: %s", run_id, notice)
+        record = self._latest.get(run_id)
+        if on_event is None or record is None:
+            return
+        try:
+            on_event(JobEvent(run_id, record.status, record.progress, str(notice), record))
+        except Exception:  # a broken progress bar must not break the run
+            log.exception("event handler failed for run %s", run_id)
+
     async def _unrecorded(self, run_id: str, exc: Exception, on_event: EventHandler | None) -> RunRecord:
         """The run's end when a file could not be written: ``failed`` if nothing was sent,
         else ``unknown`` with the task id the journal keeps (resume() finishes it). The row is
         written if the ledger takes it now; the error is logged either way."""
-        error = exc if isinstance(exc, StorageError) else storage_error(exc, path=None, run_id=run_id)
+        if isinstance(exc, StorageError):
+            error = exc
+        elif isinstance(exc, OSError) and exc.filename is not None:
+            error = storage_error(exc, path=str(exc.filename), run_id=run_id)
+        else:  # an image or thumbnail being written (the store names no file)
+            error = storage_error(exc, path=str(self.store.root), run_id=run_id, doing="writing an image into")
         latest = self._latest[run_id]
         if latest.task_id is None and latest.status in ("created", "submitting"):
             record = latest.replace(status="failed", error_code="storage_error", error_message=str(error),
@@ -547,9 +577,12 @@ class Engine:
         they are marked unknown with that reason. A run whose provider is not configured in
         this session is left as it is (configure it and resume again).
         """
+        from imgkit.providers._http import retry_listener
+
         self._latest[record.run_id] = record
         try:
-            return await self._resume_one(record, on_event)
+            with retry_listener(functools.partial(self._tell_retry, record.run_id, on_event)):
+                return await self._resume_one(record, on_event)
         except Exception as exc:
             if not isinstance(exc, StorageError) and not _is_storage_error(exc):
                 raise
@@ -558,6 +591,14 @@ class Engine:
             self._latest.pop(record.run_id, None)
 
     async def _resume_one(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+        if record.task_id is None and record.status == "created":
+            # The row before the create ("submitting") is written first and durably: a run
+            # still "created" was never sent.
+            return await self._step(
+                record.replace(status="failed", error_code="not_sent",
+                               error_message="the process stopped before sending it; nothing was sent or charged"),
+                on_event,
+            )
         if record.task_id is None:
             note = "the process stopped before the service returned a task id; it may have been created"
             return await self._step(record.replace(status="unknown", notes=note), on_event)
@@ -915,12 +956,15 @@ class Engine:
         attempts = record.attempts
         started = self._clock()
         snapshot: TaskSnapshot | None = None
+        from imgkit.providers._http import retry_attempts
+
         try:
-            async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
-                with attempt:
-                    attempts += 1
-                    started = self._clock()
-                    snapshot = await provider.submit(request, urls, **extra)
+            with retry_attempts(tries or self.retry.attempts):
+                async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
+                    with attempt:
+                        attempts += 1
+                        started = self._clock()
+                        snapshot = await provider.submit(request, urls, **extra)
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):
@@ -1128,3 +1172,20 @@ def _ledger_path(ledger: object) -> str | None:
     """Where a ledger lives, to name it in an error (None for one without a file)."""
     path = getattr(ledger, "path", None)
     return None if path is None else str(path)
+
+
+class _Told:
+    """A stamina retrying caller whose retries are told (:func:`retry_attempts`): the notices
+    name the attempt out of how many."""
+
+    __slots__ = ("_attempts", "_caller")
+
+    def __init__(self, caller: stamina.BoundAsyncRetryingCaller, attempts: int) -> None:
+        self._caller = caller
+        self._attempts = attempts
+
+    async def __call__(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        from imgkit.providers._http import retry_attempts
+
+        with retry_attempts(self._attempts):
+            return await self._caller(fn, *args, **kwargs)

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -61,7 +61,7 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import ImageRequest, RunRecord, Secret, check_tags
+from imgkit.request import ImageRequest, JobEvent, RunRecord, Secret, check_tags
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir
 
@@ -291,6 +291,7 @@ class Session:
         self._engine: Engine | None = None
         self._router: Router | None = None
         self._sandbox_app: Any = None
+        self._unmask: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
         if not hasattr(self, "price_sheet"):  # shown in a traceback while __init__ failed
@@ -394,6 +395,10 @@ class Session:
         """The providers, in price order per request, with their circuit breakers (created
         on first use)."""
         if self._router is None:
+            from imgkit.providers._http import mask_secrets  # it imports httpx: not at `import imgkit`
+
+            # While the session's clients exist, its keys are masked in httpx/httpcore logs.
+            self._unmask = mask_secrets(c.api_key.reveal() for c in self._configs)
             self._router = Router([self._endpoint(c) for c in self._configs], policy=self.policy)
         return self._router
 
@@ -748,6 +753,7 @@ class Session:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run", file=sys.stdout)  # information, not an error
+            on_event = _with_bar(bar, on_event)
         refused: list[tuple[ImageRequest, str]] = []
 
         async def one(request: ImageRequest) -> GenerationResult | None:
@@ -835,9 +841,15 @@ class Session:
         if router is not None:
             with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
                 _LOOP.run(router.aclose())
+        self._unmask, unmask = _nothing, self._unmask
+        unmask()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+def _nothing() -> None:
+    return None
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -846,6 +858,19 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str | int):
         return (value,)
     return tuple(value)
+
+
+def _with_bar(bar: Any, on_event: EventHandler | None) -> EventHandler:
+    """``on_event``, and the bar shows the latest event's message (a retry: "rate limited;
+    retrying in 1.3 s (2 of 5)") after its count."""
+
+    def seen(event: JobEvent) -> None:
+        if event.message:
+            bar.set_postfix_str(event.message[:80], refresh=True)
+        if on_event is not None:
+            on_event(event)
+
+    return seen
 
 
 def _ask(question: str) -> bool:
