@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from imgkit.costs import NOT_DOWNLOADED_CODES
 from imgkit.errors import (
     APIError,
     ConfigError,
@@ -76,7 +77,7 @@ from imgkit.errors import (
     storage_error,
 )
 from imgkit.journal import Journal
-from imgkit.ledger import Ledger
+from imgkit.ledger import LedgerBackend
 from imgkit.providers.base import (
     BatchProvider,
     Preview,
@@ -115,6 +116,7 @@ __all__ = [
     "RetryPolicy",
     "Slot",
     "next_poll_delay",
+    "result_url_deadline",
     "retry_read",
     "retry_submit",
     "retry_submit_sync",
@@ -148,6 +150,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 #: Result URLs expire after 24 h; past that, resume() does not try to download them.
 RESULT_URL_TTL = 24 * 3600.0
+#: What a result link answers while it cannot be fetched (not there yet, refused, gone):
+#: retried within the link's lifetime, "expired" after it.
+GONE_STATUSES = frozenset({403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +341,7 @@ class Engine:
     def __init__(
         self,
         provider: Provider | Router,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         store: Store,
         *,
         concurrency: int = 8,
@@ -478,6 +483,9 @@ class Engine:
             est_cny=est.cny if est else None,
             price_sheet=est.sheet if est else None,
             tags=tuple(tags),
+            resolution=request.resolution,
+            background=request.background,
+            output_format=request.output_format,
         )
 
     async def run(
@@ -727,7 +735,8 @@ class Engine:
         note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
         return [
             await self._step(
-                r.replace(task_id=batch_task_id(batch_id, r.run_id), status="pending", submitted_at=now, notes=note),
+                r.replace(task_id=batch_task_id(batch_id, r.run_id), batch_id=batch_id, status="pending",
+                          submitted_at=now, notes=note),
                 on_event, note, durable=True,
             )
             for r in sending
@@ -1084,7 +1093,7 @@ class Engine:
         now = self._clock()
         charged = snapshot.credits_charged if snapshot.credits_charged is not None else record.credits_charged
         reserved = snapshot.credits_reserved if snapshot.credits_reserved is not None else record.credits_reserved
-        record = record.replace(credits_charged=charged, credits_reserved=reserved)
+        record = record.replace(credits_charged=charged, credits_reserved=reserved, **_reported(snapshot, record))
         if isinstance(snapshot.status, Failed):
             failure = TaskFailed(snapshot.status.code, snapshot.status.message, task_id=record.task_id or "")
             return await self._step(
@@ -1112,19 +1121,46 @@ class Engine:
     async def _download(
         self, provider: Provider, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None
     ) -> RunRecord:
+        """Fetch and keep the results of a completed task.
+
+        The service made and billed these images, so a run whose results cannot be kept ends
+        ``failed`` with ``download_failed`` (retried by :meth:`resume` while the links last)
+        or ``result_expired`` (their lifetime is over), and counts what the service reserved
+        (:mod:`imgkit.costs`). A link that answers 403/404/410 within its lifetime is retried
+        with backoff like a 5xx: a CDN may not have the file yet, or refuse it for a moment.
+        """
         urls = tuple(urls)
-        if record.completed_at and self._clock() - record.completed_at > RESULT_URL_TTL:
+        if not urls:
             return await self._step(
-                record.replace(status="failed", error_code="result_expired",
-                               error_message="the result URLs expired (24 h) before they were downloaded"),
+                record.replace(status="failed", error_code="generation_failed_no_content",
+                               error_message="the task completed without results"),
                 on_event,
+            )
+        deadline = result_url_deadline(record.completed_at, urls)
+        if deadline is not None and self._clock() >= deadline:
+            return await self._not_downloaded(
+                record, urls, "result_expired", f"the result links expired at {_utc(deadline)}", on_event
             )
 
         async def fetch(url: str) -> StoredImage:
             data = await provider.download(url, self.max_download_bytes)
             return await asyncio.to_thread(self.store.save, data)
 
-        fetch_and_keep = self._retrying(retry_read)
+        def expired(exc: Exception) -> bool:
+            # The provider itself says the result is gone for good (OpenAI's inline results
+            # of an earlier process), or the links' lifetime is over.
+            if not isinstance(exc, APIError):
+                return False
+            if exc.code == "result_expired":
+                return True
+            return exc.status in GONE_STATUSES and deadline is not None and self._clock() >= deadline
+
+        def retry_download(exc: Exception) -> bool | float:
+            if isinstance(exc, APIError) and (exc.status in GONE_STATUSES or exc.code == "result_expired"):
+                return not expired(exc)
+            return retry_read(exc)
+
+        fetch_and_keep = self._retrying(retry_download)
         files, thumbs = list(record.files), list(record.thumbs)
         for index, url in enumerate(urls):
             if index < len(files):
@@ -1132,30 +1168,94 @@ class Engine:
             try:
                 stored = await fetch_and_keep(fetch, url)
             except ImgkitError as exc:
-                expired = isinstance(exc, APIError) and exc.status in (403, 404, 410)
-                code = "result_expired" if expired else "download_failed"
-                return await self._step(
-                    record.replace(status="failed", files=tuple(files), thumbs=tuple(thumbs), error_code=code,
-                                   error_message=f"result {index + 1}/{len(urls)}: {exc}"),
-                    on_event,
-                )
+                record = record.replace(files=tuple(files), thumbs=tuple(thumbs))
+                code = "result_expired" if expired(exc) else "download_failed"
+                return await self._not_downloaded(record, urls, code, f"result {index + 1}/{len(urls)}: {exc}",
+                                                  on_event, deadline=deadline)
             files.append(stored.path)
             thumbs.append(stored.thumb)
-        if not urls:
-            return await self._step(
-                record.replace(status="failed", error_code="generation_failed_no_content",
-                               error_message="the task completed without results"),
-                on_event,
-            )
         return await self._step(
             record.replace(status="completed", files=tuple(files), thumbs=tuple(thumbs), error_code=None,
                            error_message=None),
             on_event,
         )
 
+    async def _not_downloaded(
+        self,
+        record: RunRecord,
+        urls: tuple[str, ...],
+        code: str,
+        reason: str,
+        on_event: EventHandler | None,
+        *,
+        deadline: float | None = None,
+    ) -> RunRecord:
+        """End ``record`` as made and billed but not (all) kept, saying so."""
+        made = len(urls)
+        kept = len(record.files)
+        images = f"{made} image{'s' if made != 1 else ''}"
+        which = "they" if kept == 0 else f"{made - kept} of them"
+        message = f"the service made and billed {images}; {which} could not be downloaded: {reason}"
+        if code == "download_failed":
+            until = f" (until {_utc(deadline)})" if deadline is not None else ""
+            message += f"; imgkit.resume() tries again while the links last{until}"
+        return await self._step(
+            record.replace(status="failed", error_code=code, error_message=message), on_event, message
+        )
+
+
+def result_url_deadline(completed_at: float | None, urls: Iterable[str]) -> float | None:
+    """When a task's result links stop working (pure): :data:`RESULT_URL_TTL` after the task
+    completed, or earlier when a link states its own expiry (an ``expires`` query parameter in
+    Unix seconds, as signed links carry). None when neither is known.
+
+    Example:
+        >>> result_url_deadline(1000.0, ["https://cdn.example/0.png?expires=5000"])
+        5000.0
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    bounds = [completed_at + RESULT_URL_TTL] if completed_at is not None else []
+    for url in urls:
+        try:
+            query = parse_qsl(urlsplit(url).query)
+        except ValueError:
+            continue
+        for name, value in query:
+            if name.lower() == "expires" and value.isdigit():
+                bounds.append(float(value))
+    return min(bounds) if bounds else None
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _reported(snapshot: TaskSnapshot, record: RunRecord) -> dict[str, Any]:
+    """What the service's answer adds to a run's record (pure): the token usage it reported
+    (``usage.input_tokens``/``output_tokens``: OpenAI's, or a gateway's when it reports them),
+    the partial images a stream sent, and the file format and background it says it made
+    when the request left them to it. Only what the answer holds: nothing is guessed."""
+    raw = snapshot.raw if isinstance(snapshot.raw, dict) else {}
+    usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
+    counts = {"tokens_in": usage.get("input_tokens"), "tokens_out": usage.get("output_tokens"),
+              "partial_images": raw.get("partial_images")}
+    found: dict[str, Any] = {name: _count(v) for name, v in counts.items() if _count(v) is not None}
+    if record.output_format is None and raw.get("output_format") in ("png", "jpeg", "webp"):
+        found["output_format"] = raw["output_format"]
+    if record.background is None and raw.get("background") in ("opaque", "transparent"):
+        found["background"] = raw["background"]
+    return found
+
 
 def raise_for_record(record: RunRecord) -> None:
-    """Raise the imgkit error that a failed or unknown record stands for."""
+    """Raise the imgkit error that a failed or unknown record stands for: a run whose images
+    were made and billed but not downloaded raises :class:`~imgkit.errors.DownloadError`
+    (its message says so), not :class:`~imgkit.errors.TaskFailed`."""
     if record.status == "completed":
         return
     if record.error_code == "storage_error":
@@ -1163,6 +1263,8 @@ def raise_for_record(record: RunRecord) -> None:
                            run_id=record.run_id)
     if record.status == "unknown":
         raise UnknownOutcome(f"run {record.run_id}: {record.notes or record.error_message}")
+    if record.status == "failed" and record.error_code in NOT_DOWNLOADED_CODES:
+        raise DownloadError(f"run {record.run_id} (task {record.task_id}): {record.error_message}")
     if record.status == "failed":
         raise TaskFailed(record.error_code or "unknown_error", record.error_message or "", task_id=record.task_id or "")
     raise ImgkitError(f"run {record.run_id} is still {record.status}")
