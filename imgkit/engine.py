@@ -133,7 +133,7 @@ _STORAGE_ERRNOS = frozenset({28, 122, 30, 27, 13, 1, 5})
 def _is_storage_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a foreign error about a file imgkit keeps (SQLite's, or an OSError
     naming a file or with a disk errno), which the run turns into a StorageError."""
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, sqlite3.Error | StorageError):
         return True
     return isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _STORAGE_ERRNOS)
 
@@ -439,7 +439,9 @@ class Engine:
             try:
                 await self.ledger.asave(record)
             except Exception as exc:
-                if not _is_storage_error(exc):
+                # The ledger raises its backend's errors (sqlite3's), or an imgkit error of its
+                # own (a database that went away): either way, this run could not be recorded.
+                if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
                     raise
                 raise storage_error(exc, path=_ledger_path(self.ledger), run_id=record.run_id) from exc
             return
@@ -565,7 +567,7 @@ class Engine:
         try:
             await self.ledger.asave(record)
         except Exception as again:
-            if not _is_storage_error(again):
+            if not _is_storage_error(again) and not isinstance(again, ImgkitError):
                 raise
         if on_event is not None:
             with contextlib.suppress(Exception):  # a broken progress bar must not hide the error
@@ -682,7 +684,7 @@ class Engine:
                 restored.append(record)
             self.compact_journal()
         except Exception as exc:
-            if not _is_storage_error(exc):
+            if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
                 raise
             raise storage_error(exc, path=_ledger_path(self.ledger), doing="restoring task ids into") from exc
         return restored

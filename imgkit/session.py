@@ -51,6 +51,7 @@ from imgkit.errors import (
     BudgetExceeded,
     ConfigError,
     ConfirmationRequired,
+    ImgkitError,
     StorageError,
     ValidationError,
     storage_error,
@@ -544,7 +545,9 @@ class Session:
             spent = await self.ledger.aadmit(
                 record, limit=budget.credits, since=budget.period_start(), user=self._budget_user(budget)
             )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ImgkitError) as exc:
+            if isinstance(exc, BudgetExceeded | StorageError):
+                raise
             raise storage_error(exc, path=str(self.ledger.path), run_id=record.run_id) from exc
         if spent is not None:
             raise BudgetExceeded(
@@ -624,16 +627,19 @@ class Session:
     LEASE_TTL: float = 120.0
 
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
-        """Restore task ids from the journal, claim the runs no other resumer holds (unfinished
-        ones, failed downloads with result URLs, unknown runs with a task id: their notes
-        promise that resume() checks again), follow them, release them."""
+        """Restore task ids from the journal, claim the unfinished runs no other resumer holds,
+        follow them and release them; also look again at failed downloads with result URLs and
+        unknown runs with a task id (their notes promise that resume() checks again), which
+        are not leased (the ledger leases unfinished runs only)."""
         engine, ledger = self.engine, self.ledger
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         ttl = self.LEASE_TTL
         try:
             await asyncio.to_thread(engine.restore_journal)
             claimed = await asyncio.to_thread(ledger.claim, owner, ttl_s=ttl)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ImgkitError) as exc:
+            if isinstance(exc, StorageError):
+                raise
             raise storage_error(exc, path=str(ledger.path), doing="claiming runs to resume in") from exc
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
@@ -641,20 +647,21 @@ class Session:
         mine = [r for r in claimed if r.run_id not in busy]
         # Runs on a provider this session has no key for stay for a colleague who has it.
         mine = self._resumable(mine)
+        again = self._resumable([r for r in self._retryable_downloads() if r.run_id not in busy])
         ids = [r.run_id for r in mine]
         kept = set(ids)
         if len(mine) < len(claimed):
             await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in kept])
         renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
         try:
-            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
+            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in [*mine, *again]))
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             try:
                 await asyncio.to_thread(ledger.release, owner, ids)
-            except (sqlite3.Error, OSError) as exc:  # the leases expire on their own
+            except (sqlite3.Error, OSError, ImgkitError) as exc:  # the leases expire on their own
                 log.warning("could not release the resumed runs' leases in %s (%s); they expire in %.0f s",
                             ledger.path, exc, ttl)
         return [GenerationResult(r, self.images_dir) for r in records]
@@ -679,13 +686,23 @@ class Session:
         here = self.identity
         return [r if r.files else r.replace(host=here.host, data_dir=here.data_dir) for r in mine]
 
+    def _retryable_downloads(self) -> list[RunRecord]:
+        # Unknown runs whose task id is known (polling lost contact, the deadline passed) and
+        # failed downloads with result URLs: their notes promise that resume() checks again.
+        return [
+            r
+            for r in self.ledger.records()
+            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
+            or (r.status == "unknown" and r.task_id is not None)
+        ]
+
     async def _renew_leases(self, owner: str, run_ids: list[str], ttl: float) -> None:
         """Keep ``owner``'s leases alive while its runs are followed (long runs outlast one)."""
         while True:
             await asyncio.sleep(ttl / 3)
             try:
                 await asyncio.to_thread(self.ledger.renew, owner, run_ids, ttl_s=ttl)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, ImgkitError) as exc:
                 log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
     async def abalance(self) -> Balance | None:
@@ -946,7 +963,7 @@ class Session:
         if engine is not None:
             try:
                 engine.compact_journal()
-            except (sqlite3.Error, OSError) as exc:  # the journal keeps them; resume() tries again
+            except (sqlite3.Error, OSError, ImgkitError) as exc:  # the journal keeps them; resume() tries again
                 log.debug("task journal not compacted at close: %s", exc)
         router, self._router, self._engine = self._router, None, None
         if router is not None:

@@ -74,6 +74,7 @@ def fill(disk: Path, name: str = "ballast", leave: int = 0) -> Path:
     (Exception("database is locked"), "locked", "another process"),
     (Exception("database disk image is malformed"), "damaged", "imgkit ledger backup"),
     (Exception("disk I/O error"), "io", "permissions"),
+    (Exception("the ledger database postgresql://db/x: cannot connect: refused"), "unavailable", "IMGKIT_LEDGER"),
 ])
 def test_a_storage_error_names_the_run_the_file_and_what_to_do(exc: Exception, reason: str, says: str) -> None:
     error = storage_error(exc, path="/data/ledger.sqlite3", run_id="run-1")
