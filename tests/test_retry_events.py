@@ -115,3 +115,19 @@ def test_a_users_own_stamina_retries_still_log(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING, logger="stamina"):
         assert flaky() == "ok"
     assert [r.getMessage() for r in caplog.records if r.name == "stamina"] == ["stamina.retry_scheduled"]
+
+
+def test_the_studio_card_shows_a_retry_until_the_next_status(session: imgkit.Session) -> None:
+    from imgkit.widgets import Studio
+
+    s = Studio(quality="low")
+    s.generate_button.click()  # no running loop here: the run completes before click returns
+    record = s.results[0].record
+    card = s._cards[record.run_id]
+    assert card.error.layout.display == "none"
+    waiting = record.replace(status="pending", progress=0, files=(), thumbs=())
+    s._on_event(card, JobEvent(record.run_id, "pending", 0, "rate limited; retrying in 1.3 s (2 of 5)", waiting))
+    assert card.error.layout.display is None and "rate limited; retrying in 1.3 s (2 of 5)" in card.error.value
+    s._on_event(card, JobEvent(record.run_id, "processing", 40, "", waiting.replace(status="processing",
+                                                                                    progress=40)))
+    assert card.error.layout.display == "none"

@@ -76,6 +76,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "MIN_TRANSFER_RATE",
     "NOT_SENT",
+    "RETRYING",
     "RetryNotice",
     "UrlGuard",
     "address_rule",
@@ -382,7 +383,11 @@ class RetryNotice:
 
     def __str__(self) -> str:
         of = f"{self.attempt} of {self.attempts}" if self.attempts else f"attempt {self.attempt}"
-        return f"{self.reason}; retrying in {self.wait_s:.1f} s ({of})"
+        return f"{self.reason}{RETRYING}{self.wait_s:.1f} s ({of})"
+
+
+#: What every retry notice says between its reason and its delay (how a face tells one).
+RETRYING = "; retrying in "
 
 
 #: Called with each retry of the requests made in its context.
