@@ -368,6 +368,7 @@ class Engine:
         self._slots: asyncio.Semaphore | None = None
         self._active: set[str] = set()
         self.journal = journal
+        self._journaled = 0
         # The last record of each run this engine is working on (what a storage error leaves).
         self._latest: dict[str, RunRecord] = {}
 
@@ -501,7 +502,8 @@ class Engine:
         """Take ``record`` (status created) to a terminal status along ``plan`` and return it.
 
         Never raises for the service's failures: they end in the record (``failed`` with a
-        code, or ``unknown`` with a reason). Raises only on cancellation.
+        code, or ``unknown`` with a reason), nor for a file that cannot be written (the
+        ledger, an image: ``error_code="storage_error"``). Raises only on cancellation.
 
         Args:
             plan: the router's plan for the run (the one ``record`` was priced from).
@@ -630,6 +632,9 @@ class Engine:
 
     # --- the task journal --------------------------------------------------------------
 
+    #: Task ids appended between two compactions of the journal in a long session.
+    COMPACT_EVERY = 256
+
     async def _keep_task_id(self, run_id: str, task_id: str, provider: str) -> None:
         """Append a task id the service just returned to the journal, before the ledger. If
         that fails, the id goes to the log at ERROR (the ledger write comes next anyway)."""
@@ -642,6 +647,17 @@ class Engine:
             log.error("run %s: task %s (provider %s) could not be written to the task journal %s (%s); "
                       "if the ledger cannot record it either, this log line is where its task id is kept",
                       run_id, task_id, provider, self.journal.path, exc)
+            return
+        self._journaled += 1
+        if self._journaled % self.COMPACT_EVERY == 0:
+            # A long session (a kernel open for days) keeps the journal short; entries whose
+            # runs are still being recorded stay.
+            try:
+                await asyncio.to_thread(self.compact_journal)
+            except Exception as exc:
+                if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
+                    raise
+                log.debug("task journal not compacted: %s", exc)
 
     def _holds(self, task_id: str, record: RunRecord | None) -> bool:
         return record is not None and (
@@ -733,6 +749,8 @@ class Engine:
                                  on_event, note or "")
                 for r in sending
             ]
+        for r in sending:  # on disk before the ledger, as a single run's task id is
+            await self._keep_task_id(r.run_id, batch_task_id(batch_id, r.run_id), candidate.name)
         now = self._clock()
         note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
         return [

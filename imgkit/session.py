@@ -1286,6 +1286,12 @@ def providers() -> pd.DataFrame:
 def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
     """Finish runs left unfinished by a restart or crash: poll their tasks, download results.
 
+    Task ids the ledger missed (its write failed after the create: a full disk, a read-only
+    ledger, a database away) are put back from the task journal first, so those runs finish
+    with no second create. Runs are leased to this call while it follows them: several
+    ``resume()`` calls at once, in any processes, never take the same run, and the runs of a
+    resumer that died are taken over once its lease expires (:attr:`Session.LEASE_TTL`).
+
     Args:
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.
 
