@@ -63,7 +63,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from imgkit.costs import NOT_DOWNLOADED_CODES
 from imgkit.errors import (
@@ -108,6 +108,8 @@ from imgkit.store import DEFAULT_MAX_BYTES, Store, StoredImage
 if TYPE_CHECKING:
     import stamina
 
+    from imgkit.providers._http import RetryNotice
+
 __all__ = [
     "Engine",
     "EventHandler",
@@ -132,7 +134,7 @@ _STORAGE_ERRNOS = frozenset({28, 122, 30, 27, 13, 1, 5})
 def _is_storage_error(exc: BaseException) -> bool:
     """Whether ``exc`` is a foreign error about a file imgkit keeps (SQLite's, or an OSError
     naming a file or with a disk errno), which the run turns into a StorageError."""
-    if isinstance(exc, sqlite3.Error):
+    if isinstance(exc, sqlite3.Error | StorageError):
         return True
     return isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _STORAGE_ERRNOS)
 
@@ -140,6 +142,9 @@ def _is_storage_error(exc: BaseException) -> bool:
 def _log_failed_write(run_id: str, done: concurrent.futures.Future[None]) -> None:
     if not done.cancelled() and done.exception() is not None:
         log.error("run %s: a progress row could not be written to the ledger: %s", run_id, done.exception())
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 EventHandler = Callable[[JobEvent], object]
 Clock = Callable[[], float]
@@ -364,6 +369,7 @@ class Engine:
         self._slots: asyncio.Semaphore | None = None
         self._active: set[str] = set()
         self.journal = journal
+        self._journaled = 0
         # The last record of each run this engine is working on (what a storage error leaves).
         self._latest: dict[str, RunRecord] = {}
 
@@ -390,17 +396,18 @@ class Engine:
 
     def _retrying(
         self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
-    ) -> stamina.BoundAsyncRetryingCaller:
+    ) -> _Told:
         import stamina  # imported here: it pulls in tenacity, too slow for `import imgkit`
 
         r = self.retry
-        return stamina.AsyncRetryingCaller(
+        caller = stamina.AsyncRetryingCaller(
             attempts=attempts or r.attempts,
             timeout=r.timeout,
             wait_initial=r.wait_initial,
             wait_max=r.wait_max,
             wait_jitter=r.wait_jitter,
         ).on(predicate)
+        return _Told(caller, attempts or r.attempts)
 
     def _attempts(
         self, predicate: Callable[[Exception], bool | float], attempts: int | None = None
@@ -434,7 +441,9 @@ class Engine:
             try:
                 await self.ledger.asave(record)
             except Exception as exc:
-                if not _is_storage_error(exc):
+                # The ledger raises its backend's errors (sqlite3's), or an imgkit error of its
+                # own (a database that went away): either way, this run could not be recorded.
+                if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
                     raise
                 raise storage_error(exc, path=_ledger_path(self.ledger), run_id=record.run_id) from exc
             return
@@ -494,7 +503,8 @@ class Engine:
         """Take ``record`` (status created) to a terminal status along ``plan`` and return it.
 
         Never raises for the service's failures: they end in the record (``failed`` with a
-        code, or ``unknown`` with a reason). Raises only on cancellation.
+        code, or ``unknown`` with a reason), nor for a file that cannot be written (the
+        ledger, an image: ``error_code="storage_error"``). Raises only on cancellation.
 
         Args:
             plan: the router's plan for the run (the one ``record`` was priced from).
@@ -502,14 +512,13 @@ class Engine:
                 run gives it back once the service is done. Without one, the run takes a
                 place under the engine's own limit.
         """
+        from imgkit.providers._http import retry_listener  # it imports httpx: not at `import imgkit`
+
         self._active.add(record.run_id)
         self._latest[record.run_id] = record
         try:
-            record = await self._step(record, on_event)
-            if slot is not None:
-                return await self._route(plan, record, on_event, slot)
-            async with Slot(self.slots) as own:
-                return await self._route(plan, record, on_event, own)
+            with retry_listener(functools.partial(self._tell_retry, record.run_id, on_event)):
+                return await self._run(plan, record, on_event, slot)
         except Exception as exc:
             if not isinstance(exc, StorageError) and not _is_storage_error(exc):
                 raise
@@ -518,11 +527,36 @@ class Engine:
             self._active.discard(record.run_id)
             self._latest.pop(record.run_id, None)
 
+    async def _run(self, plan: RunPlan, record: RunRecord, on_event: EventHandler | None, slot: Slot | None
+                   ) -> RunRecord:
+        record = await self._step(record, on_event)
+        if slot is not None:
+            return await self._route(plan, record, on_event, slot)
+        async with Slot(self.slots) as own:
+            return await self._route(plan, record, on_event, own)
+
+    def _tell_retry(self, run_id: str, on_event: EventHandler | None, notice: RetryNotice) -> None:
+        """A retry of one of the run's requests: a log line and a progress event (the run's
+        status unchanged, the notice as its message); nothing is written to the ledger."""
+        log.info("run %s: %s", run_id, notice)
+        record = self._latest.get(run_id)
+        if on_event is None or record is None:
+            return
+        try:
+            on_event(JobEvent(run_id, record.status, record.progress, str(notice), record))
+        except Exception:  # a broken progress bar must not break the run
+            log.exception("event handler failed for run %s", run_id)
+
     async def _unrecorded(self, run_id: str, exc: Exception, on_event: EventHandler | None) -> RunRecord:
         """The run's end when a file could not be written: ``failed`` if nothing was sent,
         else ``unknown`` with the task id the journal keeps (resume() finishes it). The row is
         written if the ledger takes it now; the error is logged either way."""
-        error = exc if isinstance(exc, StorageError) else storage_error(exc, path=None, run_id=run_id)
+        if isinstance(exc, StorageError):
+            error = exc
+        elif isinstance(exc, OSError) and exc.filename is not None:
+            error = storage_error(exc, path=str(exc.filename), run_id=run_id)
+        else:  # an image or thumbnail being written (the store names no file)
+            error = storage_error(exc, path=str(self.store.root), run_id=run_id, doing="writing an image into")
         latest = self._latest[run_id]
         if latest.task_id is None and latest.status in ("created", "submitting"):
             record = latest.replace(status="failed", error_code="storage_error", error_message=str(error),
@@ -536,7 +570,7 @@ class Engine:
         try:
             await self.ledger.asave(record)
         except Exception as again:
-            if not _is_storage_error(again):
+            if not _is_storage_error(again) and not isinstance(again, ImgkitError):
                 raise
         if on_event is not None:
             with contextlib.suppress(Exception):  # a broken progress bar must not hide the error
@@ -556,9 +590,12 @@ class Engine:
         they are marked unknown with that reason. A run whose provider is not configured in
         this session is left as it is (configure it and resume again).
         """
+        from imgkit.providers._http import retry_listener
+
         self._latest[record.run_id] = record
         try:
-            return await self._resume_one(record, on_event)
+            with retry_listener(functools.partial(self._tell_retry, record.run_id, on_event)):
+                return await self._resume_one(record, on_event)
         except Exception as exc:
             if not isinstance(exc, StorageError) and not _is_storage_error(exc):
                 raise
@@ -567,6 +604,14 @@ class Engine:
             self._latest.pop(record.run_id, None)
 
     async def _resume_one(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
+        if record.task_id is None and record.status == "created":
+            # The row before the create ("submitting") is written first and durably: a run
+            # still "created" was never sent.
+            return await self._step(
+                record.replace(status="failed", error_code="not_sent",
+                               error_message="the process stopped before sending it; nothing was sent or charged"),
+                on_event,
+            )
         if record.task_id is None:
             note = "the process stopped before the service returned a task id; it may have been created"
             return await self._step(record.replace(status="unknown", notes=note), on_event)
@@ -588,6 +633,9 @@ class Engine:
 
     # --- the task journal --------------------------------------------------------------
 
+    #: Task ids appended between two compactions of the journal in a long session.
+    COMPACT_EVERY = 256
+
     async def _keep_task_id(self, run_id: str, task_id: str, provider: str) -> None:
         """Append a task id the service just returned to the journal, before the ledger. If
         that fails, the id goes to the log at ERROR (the ledger write comes next anyway)."""
@@ -600,6 +648,17 @@ class Engine:
             log.error("run %s: task %s (provider %s) could not be written to the task journal %s (%s); "
                       "if the ledger cannot record it either, this log line is where its task id is kept",
                       run_id, task_id, provider, self.journal.path, exc)
+            return
+        self._journaled += 1
+        if self._journaled % self.COMPACT_EVERY == 0:
+            # A long session (a kernel open for days) keeps the journal short; entries whose
+            # runs are still being recorded stay.
+            try:
+                await asyncio.to_thread(self.compact_journal)
+            except Exception as exc:
+                if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
+                    raise
+                log.debug("task journal not compacted: %s", exc)
 
     def _holds(self, task_id: str, record: RunRecord | None) -> bool:
         return record is not None and (
@@ -642,7 +701,7 @@ class Engine:
                 restored.append(record)
             self.compact_journal()
         except Exception as exc:
-            if not _is_storage_error(exc):
+            if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
                 raise
             raise storage_error(exc, path=_ledger_path(self.ledger), doing="restoring task ids into") from exc
         return restored
@@ -700,6 +759,8 @@ class Engine:
                     for r in group
                 ]
                 continue
+            for r in group:  # on disk before the ledger, as a single run's task id is
+                await self._keep_task_id(r.run_id, batch_task_id(batch_id, r.run_id), candidate.name)
             now = self._clock()
             part = f", {index + 1} of {len(groups)} batches" if len(groups) > 1 else ""
             note = f"in batch {batch_id}{part} (batch price, done within 24 h); imgkit.resume() collects it"
@@ -936,12 +997,15 @@ class Engine:
         attempts = record.attempts
         started = self._clock()
         snapshot: TaskSnapshot | None = None
+        from imgkit.providers._http import retry_attempts
+
         try:
-            async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
-                with attempt:
-                    attempts += 1
-                    started = self._clock()
-                    snapshot = await provider.submit(request, urls, **extra)
+            with retry_attempts(tries or self.retry.attempts):
+                async for attempt in self._attempts(retry_submit_sync if synchronous else retry_submit, tries):
+                    with attempt:
+                        attempts += 1
+                        started = self._clock()
+                        snapshot = await provider.submit(request, urls, **extra)
         except (RequestError, APIError) as exc:
             outcome = submit_outcome(exc, synchronous=synchronous)
             if is_unknown_outcome(exc, synchronous=synchronous):
@@ -1242,3 +1306,20 @@ def _ledger_path(ledger: object) -> str | None:
     """Where a ledger lives, to name it in an error (None for one without a file)."""
     path = getattr(ledger, "path", None)
     return None if path is None else str(path)
+
+
+class _Told:
+    """A stamina retrying caller whose retries are told (:func:`retry_attempts`): the notices
+    name the attempt out of how many."""
+
+    __slots__ = ("_attempts", "_caller")
+
+    def __init__(self, caller: stamina.BoundAsyncRetryingCaller, attempts: int) -> None:
+        self._caller = caller
+        self._attempts = attempts
+
+    async def __call__(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        from imgkit.providers._http import retry_attempts
+
+        with retry_attempts(self._attempts):
+            return await self._caller(fn, *args, **kwargs)

@@ -247,8 +247,8 @@ class StorageError(ImgkitError):
     Attributes:
         path: the file or folder concerned (None when unknown).
         run_id: the run that was being recorded (None outside a run).
-        reason: ``"disk_full"``, ``"read_only"``, ``"locked"``, ``"damaged"``, ``"too_large"``
-            or ``"io"``.
+        reason: ``"disk_full"``, ``"read_only"``, ``"locked"``, ``"damaged"``, ``"too_large"``,
+            ``"unavailable"`` (a ledger database that cannot be reached) or ``"io"``.
     """
 
     def __init__(self, message: str, *, path: str | None = None, run_id: str | None = None,
@@ -276,6 +276,8 @@ STORAGE_ADVICE: dict[str, str] = {
               "imgkit.resume()",
     "damaged": "the ledger file is damaged; keep a copy with `imgkit ledger backup PATH` if it still "
                "opens, restore an earlier backup, or point IMGKIT_HOME at a new folder",
+    "unavailable": "the ledger's database cannot be reached; check the server, the network and "
+                   "IMGKIT_LEDGER, then call imgkit.resume() (the task journal keeps the task ids meanwhile)",
     "io": "check the disk and the folder's permissions (IMGKIT_HOME), then call imgkit.resume()",
 }
 
@@ -294,6 +296,8 @@ def storage_reason(exc: BaseException) -> str:
         return "io"
     text = str(exc).lower()
     for needle, reason in (
+        ("ledger database", "unavailable"),
+        ("connect", "unavailable"),
         ("full", "disk_full"),
         ("readonly", "read_only"),
         ("read-only", "read_only"),
@@ -309,7 +313,8 @@ def storage_reason(exc: BaseException) -> str:
 
 
 _WHAT = {"disk_full": "the disk is full", "read_only": "it is read-only", "locked": "it is locked",
-         "damaged": "it is damaged", "too_large": "the file size limit was reached", "io": "an I/O error"}
+         "damaged": "it is damaged", "too_large": "the file size limit was reached",
+         "unavailable": "it cannot be reached", "io": "an I/O error"}
 
 
 def storage_error(

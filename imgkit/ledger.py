@@ -1327,17 +1327,14 @@ class Ledger:
     # releases them when done. A lease that expired (its resumer was killed) can be taken.
     # The lease columns are the ledger's own: a save never writes them.
 
-    #: The runs :func:`imgkit.resume` finishes: not completed, failed or unknown; or a failed
-    #: download whose result URLs are kept; or an unknown run whose task id is known.
-    RESUMABLE_SQL: ClassVar[str] = (
-        "(status NOT IN ({terminal}) OR (status = 'failed' AND error_code = 'download_failed' "
-        "AND result_urls <> '[]') OR (status = 'unknown' AND task_id IS NOT NULL))"
-    ).format(terminal=", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)))
+    _UNFINISHED_SQL: ClassVar[str] = "status NOT IN ({})".format(
+        ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES))
+    )
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
-        """Lease the unfinished runs (:attr:`RESUMABLE_SQL`; only ``run_ids`` among them when
-        given) whose lease is free, expired or already ``owner``'s, to ``owner`` until
-        ``ttl_s`` seconds from now, in one write transaction; return them, oldest first.
+        """Lease the unfinished runs (not completed, failed or unknown; only ``run_ids`` among
+        them when given) whose lease is free or expired, to ``owner`` until ``ttl_s`` seconds
+        from now, in one write transaction; return them, oldest first.
 
         Args:
             owner: who resumes them (``host:pid:random``).
@@ -1347,7 +1344,7 @@ class Ledger:
         Example:
             >>> mine = ledger.claim("host:4242:1f2e", ttl_s=120)
         """
-        where = f"{self.RESUMABLE_SQL} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+        where = f"{self._UNFINISHED_SQL} AND (lease_until IS NULL OR lease_until < ?)"
         ids = None if run_ids is None else json.dumps(list(run_ids))
         if ids is not None:
             where += " AND run_id IN (SELECT value FROM json_each(?))"
@@ -1355,7 +1352,7 @@ class Ledger:
 
         def job(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
             now = time.time()
-            params: list[Any] = [now, owner] + ([ids] if ids is not None else [])
+            params: list[Any] = [now] + ([ids] if ids is not None else [])
             cursor = conn.execute(select, params)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -71,7 +71,7 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import BalanceSnapshot, ImageRequest, RunRecord, Secret, check_tags
+from imgkit.request import BalanceSnapshot, ImageRequest, JobEvent, RunRecord, Secret, check_tags
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir, images_dir
 
@@ -327,6 +327,7 @@ class Session:
         self._engine: Engine | None = None
         self._router: Router | None = None
         self._sandbox_app: Any = None
+        self._unmask: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
         if not hasattr(self, "price_sheet"):  # shown in a traceback while __init__ failed
@@ -456,6 +457,10 @@ class Session:
         """The providers, in price order per request, with their circuit breakers (created
         on first use)."""
         if self._router is None:
+            from imgkit.providers._http import mask_secrets  # it imports httpx: not at `import imgkit`
+
+            # While the session's clients exist, its keys are masked in httpx/httpcore logs.
+            self._unmask = mask_secrets(c.api_key.reveal() for c in self._configs)
             self._router = Router([self._endpoint(c) for c in self._configs], policy=self.policy)
         return self._router
 
@@ -559,7 +564,9 @@ class Session:
             spent = await self.ledger.aadmit(
                 record, limit=budget.credits, since=budget.period_start(), user=self._budget_user(budget)
             )
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ImgkitError) as exc:
+            if isinstance(exc, BudgetExceeded | StorageError):
+                raise
             raise storage_error(exc, path=str(self.ledger.path), run_id=record.run_id) from exc
         if spent is not None:
             raise BudgetExceeded(
@@ -639,16 +646,19 @@ class Session:
     LEASE_TTL: float = 120.0
 
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
-        """Restore task ids from the journal, claim the runs no other resumer holds (unfinished
-        ones, failed downloads with result URLs, unknown runs with a task id: their notes
-        promise that resume() checks again), follow them, release them."""
+        """Restore task ids from the journal, claim the unfinished runs no other resumer holds,
+        follow them and release them; also look again at failed downloads with result URLs and
+        unknown runs with a task id (their notes promise that resume() checks again), which
+        are not leased (the ledger leases unfinished runs only)."""
         engine, ledger = self.engine, self.ledger
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         ttl = self.LEASE_TTL
         try:
             await asyncio.to_thread(engine.restore_journal)
             claimed = await asyncio.to_thread(ledger.claim, owner, ttl_s=ttl)
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ImgkitError) as exc:
+            if isinstance(exc, StorageError):
+                raise
             raise storage_error(exc, path=str(ledger.path), doing="claiming runs to resume in") from exc
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
@@ -656,20 +666,21 @@ class Session:
         mine = [r for r in claimed if r.run_id not in busy]
         # Runs on a provider this session has no key for stay for a colleague who has it.
         mine = self._resumable(mine)
+        again = self._resumable([r for r in self._retryable_downloads() if r.run_id not in busy])
         ids = [r.run_id for r in mine]
         kept = set(ids)
         if len(mine) < len(claimed):
             await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in kept])
         renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
         try:
-            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
+            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in [*mine, *again]))
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             try:
                 await asyncio.to_thread(ledger.release, owner, ids)
-            except (sqlite3.Error, OSError) as exc:  # the leases expire on their own
+            except (sqlite3.Error, OSError, ImgkitError) as exc:  # the leases expire on their own
                 log.warning("could not release the resumed runs' leases in %s (%s); they expire in %.0f s",
                             ledger.path, exc, ttl)
         return [GenerationResult(r, self.images_dir) for r in records]
@@ -694,13 +705,23 @@ class Session:
         here = self.identity
         return [r if r.files else r.replace(host=here.host, data_dir=here.data_dir) for r in mine]
 
+    def _retryable_downloads(self) -> list[RunRecord]:
+        # Unknown runs whose task id is known (polling lost contact, the deadline passed) and
+        # failed downloads with result URLs: their notes promise that resume() checks again.
+        return [
+            r
+            for r in self.ledger.records()
+            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
+            or (r.status == "unknown" and r.task_id is not None)
+        ]
+
     async def _renew_leases(self, owner: str, run_ids: list[str], ttl: float) -> None:
         """Keep ``owner``'s leases alive while its runs are followed (long runs outlast one)."""
         while True:
             await asyncio.sleep(ttl / 3)
             try:
                 await asyncio.to_thread(self.ledger.renew, owner, run_ids, ttl_s=ttl)
-            except (sqlite3.Error, OSError) as exc:
+            except (sqlite3.Error, OSError, ImgkitError) as exc:
                 log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
     async def abalance(self, *, source: str = "balance") -> Balance | None:
@@ -737,7 +758,16 @@ class Session:
                 binding=balance.binding,
                 source=source,
             )
-            await asyncio.to_thread(self.ledger.add_balance_snapshot, snapshot)
+            try:
+                await asyncio.to_thread(self.ledger.add_balance_snapshot, snapshot)
+            except (sqlite3.Error, OSError, StorageError) as exc:
+                # A balance reading is worth keeping but never worth a run: a full disk or a
+                # read-only ledger skips the snapshot (imgkit.reconcile() then has one fewer).
+                error = exc if isinstance(exc, StorageError) else storage_error(
+                    exc, path=str(self.ledger.path), doing="keeping a balance snapshot in")
+                if not quiet:
+                    raise error from exc
+                log.warning("%s; no %s snapshot", error, source)
         return balance
 
     async def _snapshot_balances(self, source: str) -> None:
@@ -909,6 +939,7 @@ class Session:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=plan.n_runs, desc=sweep_id, unit="run", file=sys.stdout)  # information, not an error
+            on_event = _with_bar(bar, on_event)
         refused: list[tuple[ImageRequest, str]] = []
 
         async def one(request: ImageRequest) -> GenerationResult | None:
@@ -1018,15 +1049,21 @@ class Session:
         if engine is not None:
             try:
                 engine.compact_journal()
-            except (sqlite3.Error, OSError) as exc:  # the journal keeps them; resume() tries again
+            except (sqlite3.Error, OSError, ImgkitError) as exc:  # the journal keeps them; resume() tries again
                 log.debug("task journal not compacted at close: %s", exc)
         router, self._router, self._engine = self._router, None, None
         if router is not None:
             with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
                 _LOOP.run(router.aclose())
+        self._unmask, unmask = _nothing, self._unmask
+        unmask()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+def _nothing() -> None:
+    return None
 
 
 def _files_where_written(df: pd.DataFrame, local: Path) -> pd.DataFrame:
@@ -1056,6 +1093,19 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str | int):
         return (value,)
     return tuple(value)
+
+
+def _with_bar(bar: Any, on_event: EventHandler | None) -> EventHandler:
+    """``on_event``, and the bar shows the latest event's message (a retry: "rate limited;
+    retrying in 1.3 s (2 of 5)") after its count."""
+
+    def seen(event: JobEvent) -> None:
+        if event.message:
+            bar.set_postfix_str(event.message[:80], refresh=True)
+        if on_event is not None:
+            on_event(event)
+
+    return seen
 
 
 def _ask(question: str) -> bool:
@@ -1368,6 +1418,12 @@ def providers() -> pd.DataFrame:
 
 def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
     """Finish runs left unfinished by a restart or crash: poll their tasks, download results.
+
+    Task ids the ledger missed (its write failed after the create: a full disk, a read-only
+    ledger, a database away) are put back from the task journal first, so those runs finish
+    with no second create. Runs are leased to this call while it follows them: several
+    ``resume()`` calls at once, in any processes, never take the same run, and the runs of a
+    resumer that died are taken over once its lease expires (:attr:`Session.LEASE_TTL`).
 
     Args:
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -128,7 +129,8 @@ def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, 
     assert all(c == 1 for c in task_ids.values()), task_ids
     assert all(r["status"] in ("completed", "failed", "unknown") for r in rows), [r["status"] for r in rows]
     by_task = {r["task_id"]: r for r in rows if r["task_id"]}
-    by_prompt = {r["prompt"]: r for r in rows}
+    # The sandbox lists prompts without their [[directives]].
+    by_prompt = {re.sub(r"\s*\[\[[^\]]*\]\]", "", r["prompt"]).strip(): r for r in rows}
 
     # Every run whose task id was committed before the kill is now completed, with its files.
     for task_id in committed:

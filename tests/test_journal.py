@@ -173,3 +173,29 @@ def test_appends_from_many_threads_survive_compaction(tmp_path: Path) -> None:
     left = {e.task_id for e in journal.entries()}
     odd = {f"task-{k}-{i}" for k in range(6) for i in range(40) if i % 2}
     assert odd <= left  # no line written during a compaction was lost
+
+
+def test_a_run_left_created_was_never_sent(sandbox_url: str, data_dir: Path) -> None:
+    """A run whose 'submitting' row never reached the ledger was never sent: resume() says so
+    (failed, free) instead of 'it may have been created'."""
+    session = imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
+    prompt = f"never sent {uuid.uuid4().hex[:8]}"
+    plan = session.router.plan(ImageRequest.build(prompt, quality="low"))
+    record = session.engine.new_record(plan)
+    session.ledger.save(record)
+    (res,) = imgkit.resume()
+    assert (res.run_id, res.status, res.record.error_code) == (record.run_id, "failed", "not_sent")
+    assert not [t for t in sandbox_tasks(sandbox_url) if t["prompt"] == prompt]
+
+
+def test_a_long_session_keeps_the_journal_short(sandbox_url: str, data_dir: Path) -> None:
+    session = imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
+    session.engine.COMPACT_EVERY = 3
+    for i in range(6):
+        assert imgkit.generate(f"long session {i}", quality="low").status == "completed"
+    journal = Journal(data_dir / JOURNAL_NAME)
+    left = journal.entries()
+    # Compacted at the 3rd and 6th task id: only the run being recorded at that moment stays.
+    assert len(left) <= 2, left
+    session.close()
+    assert journal.entries() == []

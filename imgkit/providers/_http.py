@@ -33,34 +33,67 @@ any other ``httpx.HTTPError``                           cannot be told apart    
 A half-written request counts as sent: the service may have read enough of it (a
 ``Content-Length`` body cut short is discarded, a chunked one need not be), and treating it
 as sent costs at most a run marked ``unknown`` where resending it could pay twice.
+
+**Retries are told, not logged.** stamina's own hooks log a bare ``stamina.retry_scheduled``
+at WARNING, which Python prints on stderr (a pink box in a notebook) when no logging is set
+up. :func:`install_retry_hooks` silences them for imgkit's own requests (a user's own stamina
+calls keep them) and adds a hook that turns each retry into a :class:`RetryNotice` ("rate
+limited; retrying in 1.3 s (2 of 5)"): handed to the listener of :func:`retry_listener` (the
+engine makes it a run's progress event) or, without one, logged at INFO on ``imgkit``.
+
+**Keys in logs.** httpx logs request lines at INFO and httpcore every header exchange at
+DEBUG, response headers included; a hostile server can echo the key in one. While a session
+is active, :func:`mask_secrets` installs a :class:`logging.Filter` on those loggers that
+replaces each registered key (and key-shaped tokens) in their records. Userinfo
+(``user:password@``) never appears in imgkit's error text: URLs are named through
+:func:`shown_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import logging
+import re
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from imgkit.errors import APIError, DownloadError, RequestError
+from imgkit.errors import APIError, DownloadError, RequestError, redact
+
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails, RetryHook
 
 __all__ = [
     "DOWNLOAD_DEADLINE",
     "MAX_REDIRECTS",
     "MIN_TRANSFER_RATE",
     "NOT_SENT",
+    "RETRYING",
+    "RetryNotice",
     "UrlGuard",
     "address_rule",
     "fetch_capped",
     "host_of",
+    "install_retry_hooks",
     "is_loopback_url",
+    "mask_secrets",
     "request_error",
+    "retry_attempts",
+    "retry_listener",
+    "retry_reason",
     "same_origin",
+    "shown_url",
 ]
+
+log = logging.getLogger("imgkit")
 
 #: The most redirects one fetch follows.
 MAX_REDIRECTS = 5
@@ -82,6 +115,18 @@ NOT_SENT: tuple[type[Exception], ...] = (
     httpx.InvalidURL,  # not an httpx.HTTPError: raised while the request is built
     httpx.UnsupportedProtocol,
 )
+
+
+def shown_url(url: str) -> str:
+    """``url`` without ``user:password@``, to name it in a message (pure)."""
+    try:
+        parsed = httpx.URL(url)
+    except Exception:  # only used to describe an error
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+    if not parsed.userinfo:
+        return url
+    return str(parsed.copy_with(username=None, password=None))
 
 
 def host_of(url: str) -> str:
@@ -235,7 +280,7 @@ async def fetch_capped(
             in the module's table).
     """
     if not url.lower().startswith(("http://", "https://")):
-        raise DownloadError(f"refusing to download from a non-http URL: {url[:80]!r}")
+        raise DownloadError(f"refusing to download from a non-http URL: {shown_url(url)[:80]!r}")
     try:
         async with asyncio.timeout(deadline):
             return await _fetch(client, url, max_bytes, headers, scrub, guard, (min_rate, rate_grace))
@@ -259,7 +304,7 @@ async def _fetch(
         request = client.build_request("GET", url, headers=headers)
         for _ in range(MAX_REDIRECTS + 1):
             if guard is not None:
-                await guard.check(request.url, str(request.url))
+                await guard.check(request.url, shown_url(str(request.url)))
             # Redirects are followed here, one checked hop at a time; httpx builds each next
             # request (dropping the key when it leaves the origin).
             response = await client.send(request, stream=True, follow_redirects=False)
@@ -270,15 +315,15 @@ async def _fetch(
                 return await _body(response, url, max_bytes, scrub, started, rate)
             finally:
                 await response.aclose()
-        raise DownloadError(f"{url[:80]!r} redirects too many times")
+        raise DownloadError(f"{shown_url(url)[:80]!r} redirects too many times")
     # What is wrong with the URL or its answer, not with the network: no retry will help
     # (but a garbled encoding may come out right the next time).
     except httpx.UnsupportedProtocol:
-        raise DownloadError(f"refusing to follow a redirect to a non-http URL from {url[:80]!r}") from None
+        raise DownloadError(f"refusing to follow a redirect to a non-http URL from {shown_url(url)[:80]!r}") from None
     except httpx.TooManyRedirects:
-        raise DownloadError(f"{url[:80]!r} redirects too many times") from None
+        raise DownloadError(f"{shown_url(url)[:80]!r} redirects too many times") from None
     except httpx.InvalidURL:
-        raise DownloadError(f"invalid URL: {url[:80]!r}") from None
+        raise DownloadError(f"invalid URL: {shown_url(url)[:80]!r}") from None
     except httpx.DecodingError:
         raise DownloadError(f"the answer from {host_of(url)} could not be decoded", retryable=True) from None
     except httpx.HTTPError as exc:
@@ -298,7 +343,7 @@ async def _body(
         await response.aread()
         raise APIError.from_parts(response.status_code, scrub(response.content), response.headers.items())
     if response.status_code >= 300:
-        raise DownloadError(f"{url[:80]!r} answered HTTP {response.status_code} without a usable redirect")
+        raise DownloadError(f"{shown_url(url)[:80]!r} answered HTTP {response.status_code} without a usable redirect")
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise DownloadError(f"{int(declared)} bytes, over the {max_bytes}-byte cap")
@@ -315,3 +360,196 @@ async def _body(
                 f"the download from {host_of(url)} is slower than {min_rate:g} bytes/s", sent=True
             )
     return b"".join(chunks)
+
+
+# --- retries, told ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """A retry stamina scheduled for one of imgkit's requests.
+
+    Attributes:
+        reason: what went wrong, in words (``"rate limited"``, ``"the service answered HTTP 503"``).
+        wait_s: seconds until the next attempt.
+        attempt: the number of the next attempt (2 for the first retry).
+        attempts: the most attempts this request gets (None when not known).
+    """
+
+    reason: str
+    wait_s: float
+    attempt: int
+    attempts: int | None = None
+
+    def __str__(self) -> str:
+        of = f"{self.attempt} of {self.attempts}" if self.attempts else f"attempt {self.attempt}"
+        return f"{self.reason}{RETRYING}{self.wait_s:.1f} s ({of})"
+
+
+#: What every retry notice says between its reason and its delay (how a face tells one).
+RETRYING = "; retrying in "
+
+
+#: Called with each retry of the requests made in its context.
+RetryListener = Callable[[RetryNotice], object]
+_LISTENER: ContextVar[RetryListener | None] = ContextVar("imgkit_retry_listener", default=None)
+_ATTEMPTS: ContextVar[int | None] = ContextVar("imgkit_retry_attempts", default=None)
+_HOOKS_LOCK = threading.Lock()
+
+
+def retry_reason(exc: BaseException) -> str:
+    """What a retried failure was, in words (pure)."""
+    if isinstance(exc, APIError):
+        return "rate limited" if exc.status == 429 else f"the service answered HTTP {exc.status}"
+    if isinstance(exc, RequestError):
+        text = str(exc)
+        return "a request timed out" if "timed out" in text or "Timeout" in text else "the connection failed"
+    if isinstance(exc, DownloadError):
+        return "a download came back garbled"
+    return type(exc).__name__
+
+
+def _in_imgkit() -> bool:
+    return _ATTEMPTS.get() is not None or _LISTENER.get() is not None
+
+
+def _on_retry(details: RetryDetails) -> None:
+    """imgkit's stamina hook: a notice to the context's listener, or an INFO log line."""
+    if not _in_imgkit():
+        return
+    notice = RetryNotice(retry_reason(details.caused_by), details.wait_for, details.retry_num + 1, _ATTEMPTS.get())
+    listener = _LISTENER.get()
+    if listener is None:
+        log.info("%s", notice)
+        return
+    try:
+        listener(notice)
+    except Exception:  # a broken progress bar must not break the request
+        log.exception("retry listener failed")
+
+
+def _outside_imgkit(hook: RetryHook) -> RetryHook:
+    """``hook`` (one of stamina's printing hooks), silent for imgkit's own requests."""
+
+    def quiet(details: RetryDetails) -> Any:
+        return None if _in_imgkit() else hook(details)
+
+    quiet.imgkit_wraps = hook  # type: ignore[attr-defined]
+    return quiet
+
+
+def install_retry_hooks() -> None:
+    """Make stamina tell imgkit's retries as :class:`RetryNotice` objects instead of logging
+    them (once per process; hooks a user installed stay, and still see every retry)."""
+    from stamina.instrumentation import get_on_retry_hooks, set_on_retry_hooks
+
+    with _HOOKS_LOCK:
+        hooks = get_on_retry_hooks()
+        if _on_retry in hooks:
+            return
+        printers = ("stamina.instrumentation._logging", "stamina.instrumentation._structlog")
+        kept = [
+            _outside_imgkit(h) if getattr(h, "__module__", "").startswith(printers) else h for h in hooks
+        ]
+        set_on_retry_hooks([*kept, _on_retry])
+
+
+@contextlib.contextmanager
+def retry_listener(listener: RetryListener | None) -> Iterator[None]:
+    """Hand the retries of the requests made inside the block (in this task) to ``listener``."""
+    install_retry_hooks()
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+@contextlib.contextmanager
+def retry_attempts(attempts: int) -> Iterator[None]:
+    """Mark the requests made inside the block as imgkit's, retried up to ``attempts`` times."""
+    install_retry_hooks()
+    token = _ATTEMPTS.set(attempts)
+    try:
+        yield
+    finally:
+        _ATTEMPTS.reset(token)
+
+
+# --- keys out of logs --------------------------------------------------------------------------
+
+#: The loggers whose records may carry a request's or a response's headers.
+HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                "httpcore.proxy", "httpcore.socks")
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+class _MaskSecrets(logging.Filter):
+    """Replaces registered secrets, key-shaped tokens and URLs' ``user:password@`` in a
+    record's text."""
+
+    def __init__(self) -> None:
+        super().__init__("imgkit-mask-secrets")
+        self.secrets: dict[int, str] = {}
+        self.values: tuple[str, ...] = ()
+        self._next = 0
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error path
+            return True
+        masked = _USERINFO.sub(r"\1", redact(text))
+        for secret in self.values:
+            if secret in masked:
+                masked = masked.replace(secret, "****")
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+    def add(self, secret: str) -> int:
+        with self.lock:
+            self._next += 1
+            self.secrets[self._next] = secret
+            self.values = tuple(self.secrets.values())
+            return self._next
+
+    def drop(self, handle: int) -> None:
+        with self.lock:
+            self.secrets.pop(handle, None)
+            self.values = tuple(self.secrets.values())
+
+
+_MASK = _MaskSecrets()
+
+
+def mask_secrets(secrets: Iterable[str]) -> Callable[[], None]:
+    """Keep ``secrets`` out of httpx's and httpcore's log records until the returned function
+    is called (a session calls it when it closes). Returns that function.
+
+    Example:
+        >>> unmask = mask_secrets([api_key])
+        >>> ...  # httpcore's DEBUG lines show "****" wherever the key was
+        >>> unmask()
+    """
+    handles = [_MASK.add(s) for s in secrets if s and len(s) >= 4]
+    if not handles:
+        return lambda: None
+    with _MASK.lock:
+        for name in HTTP_LOGGERS:
+            logger = logging.getLogger(name)
+            if _MASK not in logger.filters:
+                logger.addFilter(_MASK)
+
+    def unmask() -> None:
+        for handle in handles:
+            _MASK.drop(handle)
+        with _MASK.lock:
+            if not _MASK.secrets:
+                for name in HTTP_LOGGERS:
+                    logging.getLogger(name).removeFilter(_MASK)
+
+    return unmask

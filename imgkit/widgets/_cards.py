@@ -242,6 +242,12 @@ class RunCard:
         self.error.value = esc(message)
         self.error.layout.display = None
 
+    def tell(self, message: str) -> None:
+        """Show a passing note under the bar of a running run (a retry); the next status
+        change replaces it."""
+        self.error.value = esc(message)
+        self.error.layout.display = None
+
     def update(self, record: RunRecord, *, interrupted: bool = False) -> None:
         """Render ``record`` (only what changed is sent to the browser)."""
         if record == self.record and interrupted == self.interrupted:

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 from imgkit.errors import ConfigError, ImgkitError, ValidationError
 from imgkit.pricing import Estimate, Sheet, get_sheet
+from imgkit.providers._http import RETRYING
 from imgkit.providers.base import Balance
 from imgkit.request import (
     MB,
@@ -1088,6 +1089,8 @@ class StudioApp(Studio):
             if card in self._starting:
                 self._starting.remove(card)
         card.update(record)
+        if RETRYING in event.message and not record.terminal:
+            card.tell(event.message)  # "rate limited; retrying in 1.3 s (2 of 5)"
         if card is self._latest:
             self.preview.show(record)
         if fresh or record.terminal:
