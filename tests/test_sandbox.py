@@ -597,14 +597,30 @@ def test_missing_sandbox_reference_fails_the_task(client: httpx.Client) -> None:
 # -- result URL expiry --------------------------------------------------------------------
 
 
+class _HandClock:
+    """Unix seconds that move only when the test moves them, so a deadline is crossed at the
+    instant the test chooses, however slowly the machine runs."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_result_urls_expire() -> None:
-    config = SandboxConfig(url_ttl=0.3, time_scale=0.005)
-    with running_sandbox(config) as url, httpx.Client(base_url=url, headers=AUTH) as c:
+    clock = _HandClock()
+    app = create_app(SandboxConfig(url_ttl=60.0, time_scale=0.005), clock=clock)
+    with running_sandbox(app=app) as url, httpx.Client(base_url=url, headers=AUTH) as c:
         task = c.post("/v1/images/generations", json=_body("[[seconds:0]]")).json()
         result = _wait(c, task["id"])["results"][0]
-        assert "expires=" in result
+        assert f"expires={int(clock.now + 60.0)}" in result
+        clock.advance(60.0)  # the link's last valid instant
         assert httpx.get(result).status_code == 200
-        time.sleep(0.4)
+        clock.advance(0.5)
         expired = httpx.get(result)
     assert expired.status_code == 403
     assert "expired" in expired.text
