@@ -22,11 +22,13 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from imgkit.costs import sql_may_have_cost
 from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
 from imgkit.sandbox._state import SandboxState, Task
 
@@ -170,6 +172,11 @@ def crash_and_resume(
             row = by_prompt.get(t.raw_prompt)
             assert row is not None and row["status"] == "unknown" and row["task_id"] is None, (t, row)
             assert "stopped before the service returned a task id" in row["notes"]
+            # What the service reserved for the task is counted: as what the run may have cost.
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                sql = f"SELECT {sql_may_have_cost()} FROM runs WHERE run_id = ?"
+                may_have_cost = conn.execute(sql, (row["run_id"],)).fetchone()[0]
+            assert may_have_cost == pytest.approx(t.credits_reserved), (may_have_cost, t)
             orphans += 1
             continue
         assert row["status"] == "completed", row
