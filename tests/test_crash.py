@@ -5,7 +5,8 @@ Afterwards every run whose task id had been committed is completed with its file
 the sandbox created is in the ledger (or is the one task of a run the ledger marks unknown
 because the process died between the service's answer and the commit), the SQLite file passes
 ``PRAGMA integrity_check`` and no row is duplicated. Two trials run by default; ten more with
-``-m soak``.
+``-m soak``. One more trial kills the process at the moment that makes such an unknown run:
+the service has created a task and not yet answered.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
@@ -22,23 +22,27 @@ import textwrap
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
-from imgkit.sandbox import SandboxConfig, running_sandbox
+from imgkit.costs import sql_may_have_cost
+from imgkit.sandbox import SandboxConfig, create_app, running_sandbox
+from imgkit.sandbox._state import SandboxState, Task
 
 from .conftest import TEST_KEY
 
 SWEEP_CHILD = textwrap.dedent(
     """
     import sys, imgkit
-    key, url, data_dir, tag, runs, n = sys.argv[1:7]
+    key, url, data_dir, tag, runs, n, hung = sys.argv[1:8]
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir,
                      poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.1))
     prompts = [f"{tag} run {i:02d} [[seconds:{0.2 + (i % 5) * 0.2:.1f}]]" for i in range(int(runs))]
+    if int(hung) >= 0:
+        prompts[int(hung)] += " [[accept_then_hang]]"
     imgkit.sweep(prompts, quality="low", n=int(n), concurrency=4, confirm=True, progress=False)
     print("sweep finished", flush=True)
     """
@@ -56,11 +60,12 @@ RUNS_PER_TRIAL = 10
 
 
 @pytest.fixture(scope="module")
-def own_sandbox() -> Iterator[str]:
-    """A sandbox of this module's own: the shared one has 1000 credits for the whole session,
-    and these runs would spend them."""
-    with running_sandbox(SandboxConfig(seed=31, time_scale=0.01, credits=1e9)) as url:
-        yield url
+def own_sandbox() -> Iterator[tuple[str, SandboxState]]:
+    """A sandbox of this module's own, with its state: the shared one has 1000 credits for the
+    whole session, and these runs would spend them."""
+    app = create_app(SandboxConfig(seed=31, time_scale=0.01, credits=1e9))
+    with running_sandbox(app=app) as url:
+        yield url, app.state.sandbox
 
 
 def _rows(db: Path) -> list[dict]:
@@ -74,27 +79,50 @@ def _rows(db: Path) -> list[dict]:
         return []
 
 
-def _sandbox_tasks(url: str, tag: str) -> list[dict]:
-    tasks = httpx.get(f"{url}/_sandbox/tasks", headers={"Authorization": "Bearer x"}, timeout=10).json()["tasks"]
-    return [t for t in tasks if t["prompt"].startswith(f"{tag} ")]
+def _sandbox_tasks(state: SandboxState, tag: str) -> list[Task]:
+    """The trial's tasks, as the sandbox keeps them: ``raw_prompt`` is the prompt as sent, the
+    way the ledger keeps it (``prompt`` lacks the ``[[...]]`` directives)."""
+    return [t for t in state.tasks() if t.raw_prompt.startswith(f"{tag} ")]
 
 
-def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, int]:
+def crash_and_resume(
+    trial: int, sandbox: tuple[str, SandboxState], data_dir: Path, *, hung: int | None = None
+) -> dict[str, int]:
+    """Kill a sweep, resume it in a fresh process, check the ledger against the sandbox.
+
+    Args:
+        hung: the index of a run whose create the sandbox accepts and then leaves unanswered
+            (``[[accept_then_hang]]``). The process is killed once that task exists, so that
+            run's task is made but its id never reached the ledger. None: killed at a random
+            moment.
+    """
+    sandbox_url, state = sandbox
     rng = random.Random(1000 + trial)
-    tag = f"crash-{trial}-{os.getpid()}"
+    # The module's tests share one sandbox: a tag of this call's own picks its tasks out.
+    tag = f"crash-{trial}-{'random' if hung is None else 'hung'}-{os.getpid()}"
     n = 1 + trial % 2  # odd trials: two images a run, so a kill can fall between them
     db = data_dir / "ledger.sqlite3"
     child = subprocess.Popen(
-        [sys.executable, "-c", SWEEP_CHILD, TEST_KEY, sandbox_url, str(data_dir), tag, str(RUNS_PER_TRIAL), str(n)],
+        [sys.executable, "-c", SWEEP_CHILD, TEST_KEY, sandbox_url, str(data_dir), tag, str(RUNS_PER_TRIAL), str(n),
+         str(-1 if hung is None else hung)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     try:
-        # Wait for the sweep to be under way, then kill it at a random moment of its life.
         deadline = time.monotonic() + 60
-        while not _rows(db) and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 2.0))
+        if hung is None:
+            # Wait for the sweep to be under way, then kill it at a random moment of its life.
+            while not _rows(db) and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 2.0))
+        else:
+            # Wait for the task whose create answer the sandbox holds back, then kill.
+            while (
+                not any(t.fault == "accept_then_hang" for t in _sandbox_tasks(state, tag))
+                and child.poll() is None
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
         killed = child.poll() is None
         if killed:
             os.kill(child.pid, signal.SIGKILL)
@@ -129,8 +157,8 @@ def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, 
     assert all(c == 1 for c in task_ids.values()), task_ids
     assert all(r["status"] in ("completed", "failed", "unknown") for r in rows), [r["status"] for r in rows]
     by_task = {r["task_id"]: r for r in rows if r["task_id"]}
-    # The sandbox lists prompts without their [[directives]].
-    by_prompt = {re.sub(r"\s*\[\[[^\]]*\]\]", "", r["prompt"]).strip(): r for r in rows}
+    by_prompt = {r["prompt"]: r for r in rows}
+    tasks = _sandbox_tasks(state, tag)
 
     # Every run whose task id was committed before the kill is now completed, with its files.
     for task_id in committed:
@@ -138,13 +166,17 @@ def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, 
         assert row["status"] == "completed", row
     # Every task the sandbox made is a row's task, or the one task of a run marked unknown.
     orphans = 0
-    tasks = _sandbox_tasks(sandbox_url, tag)
     for t in tasks:
-        row = by_task.get(t["id"])
+        row = by_task.get(t.id)
         if row is None:
-            row = by_prompt.get(t["prompt"])
+            row = by_prompt.get(t.raw_prompt)
             assert row is not None and row["status"] == "unknown" and row["task_id"] is None, (t, row)
             assert "stopped before the service returned a task id" in row["notes"]
+            # What the service reserved for the task is counted: as what the run may have cost.
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                sql = f"SELECT {sql_may_have_cost()} FROM runs WHERE run_id = ?"
+                may_have_cost = conn.execute(sql, (row["run_id"],)).fetchone()[0]
+            assert may_have_cost == pytest.approx(t.credits_reserved), (may_have_cost, t)
             orphans += 1
             continue
         assert row["status"] == "completed", row
@@ -153,8 +185,8 @@ def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, 
         for rel in files:
             with Image.open(data_dir / rel) as im:
                 im.load()
-    assert not set(task_ids) - {t["id"] for t in tasks}, "a row names a task the sandbox never made"
-    assert sum(Counter(t["prompt"] for t in tasks).values()) == len({t["prompt"] for t in tasks})
+    assert not set(task_ids) - {t.id for t in tasks}, "a row names a task the sandbox never made"
+    assert sum(Counter(t.raw_prompt for t in tasks).values()) == len({t.raw_prompt for t in tasks})
     # Every kept file decodes; a temporary file of an interrupted write is all that may remain.
     for path in data_dir.rglob("*"):
         if path.is_file() and path.parts[-3] in ("images", "thumbs") and not path.name.startswith(".part-"):
@@ -177,7 +209,9 @@ def crash_and_resume(trial: int, sandbox_url: str, data_dir: Path) -> dict[str, 
 
 
 @pytest.mark.parametrize("trial", range(2))
-def test_crash_and_resume(trial: int, own_sandbox: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_crash_and_resume(
+    trial: int, own_sandbox: tuple[str, SandboxState], data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     counts = crash_and_resume(trial, own_sandbox, data_dir)
     with capsys.disabled():
         print(f"\n[crash trial {trial}] {counts}")
@@ -185,7 +219,22 @@ def test_crash_and_resume(trial: int, own_sandbox: str, data_dir: Path, capsys: 
 
 @pytest.mark.soak
 @pytest.mark.parametrize("trial", range(2, 12))
-def test_crash_and_resume_soak(trial: int, own_sandbox: str, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_crash_and_resume_soak(
+    trial: int, own_sandbox: tuple[str, SandboxState], data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     counts = crash_and_resume(trial, own_sandbox, data_dir)
     with capsys.disabled():
         print(f"\n[crash trial {trial}] {counts}")
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_killed_while_the_service_holds_its_answer(
+    trial: int, own_sandbox: tuple[str, SandboxState], data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The kill lands after the service created a task and before its answer arrived: the run
+    is unknown, with no task id, and the sandbox's task is that run's (matched by prompt)."""
+    counts = crash_and_resume(trial, own_sandbox, data_dir, hung=0)
+    with capsys.disabled():
+        print(f"\n[hung trial {trial}] {counts}")
+    assert counts["killed"] == 1
+    assert counts["orphans_explained"] >= 1

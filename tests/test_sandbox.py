@@ -52,6 +52,20 @@ def _wait(client: httpx.Client, task_id: str, timeout: float = 5.0) -> dict:
         time.sleep(0.01)
 
 
+class _HandClock:
+    """Unix seconds that move only when the test moves them, so a deadline is crossed at the
+    instant the test chooses, however slowly the machine runs."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -77,6 +91,15 @@ def own() -> Iterator[httpx.Client]:
         httpx.Client(base_url=url, headers=AUTH, timeout=10) as c,
     ):
         yield c
+
+
+@pytest.fixture
+def hand() -> Iterator[tuple[httpx.Client, _HandClock]]:
+    """A client on a private sandbox whose clock moves only when the test moves it."""
+    clock = _HandClock()
+    app = create_app(SandboxConfig(time_scale=0.005, seed=7), clock=clock)
+    with running_sandbox(app=app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=10) as c:
+        yield c, clock
 
 
 # -- create, poll, download ---------------------------------------------------------------
@@ -140,8 +163,9 @@ def test_default_size_is_square_and_default_quality_is_high(client: httpx.Client
 
 
 def test_status_moves_pending_processing_completed_with_monotonic_progress(
-    client: httpx.Client,
+    hand: tuple[httpx.Client, _HandClock],
 ) -> None:
+    client, clock = hand
     task = client.post("/v1/images/generations", json=_body("[[seconds:1]] slow")).json()
     assert task["task_info"]["estimated_time"] == 1
     seen: list[tuple[str, int]] = []
@@ -149,7 +173,7 @@ def test_status_moves_pending_processing_completed_with_monotonic_progress(
         body = client.get(f"/v1/tasks/{task['id']}").json()
         seen.append((body["status"], body["progress"]))
         assert len(seen) < 500
-        time.sleep(0.01)
+        clock.advance(0.02)  # each poll sees the task 0.02 s older, however long the poll took
     statuses = [s for s, _ in seen]
     order = ["pending", "processing", "completed"]
     assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == order
@@ -159,7 +183,8 @@ def test_status_moves_pending_processing_completed_with_monotonic_progress(
     assert all(p <= 99 for s, p in seen if s == "processing")
 
 
-def test_result_url_before_completion_and_bad_index_are_404(client: httpx.Client) -> None:
+def test_result_url_before_completion_and_bad_index_are_404(hand: tuple[httpx.Client, _HandClock]) -> None:
+    client, _ = hand
     task = client.post("/v1/images/generations", json=_body("[[seconds:5]] later")).json()
     base = str(client.base_url).rstrip("/")
     assert httpx.get(f"{base}/files/results/{task['id']}/0.png").status_code == 404
@@ -279,7 +304,8 @@ def test_hang_answers_normally_after_hang_seconds(own: httpx.Client) -> None:
     assert ID_RE.match(r.json()["id"])
 
 
-def test_seconds_directive_sets_the_wall_duration(client: httpx.Client) -> None:
+def test_seconds_directive_sets_the_wall_duration(hand: tuple[httpx.Client, _HandClock]) -> None:
+    client, _ = hand
     task = client.post("/v1/images/generations", json=_body("[[seconds:2.5]] x")).json()
     assert task["task_info"]["estimated_time"] == 3
     row = next(t for t in client.get("/_sandbox/tasks").json()["tasks"] if t["id"] == task["id"])
@@ -598,13 +624,15 @@ def test_missing_sandbox_reference_fails_the_task(client: httpx.Client) -> None:
 
 
 def test_result_urls_expire() -> None:
-    config = SandboxConfig(url_ttl=0.3, time_scale=0.005)
-    with running_sandbox(config) as url, httpx.Client(base_url=url, headers=AUTH) as c:
+    clock = _HandClock()
+    app = create_app(SandboxConfig(url_ttl=60.0, time_scale=0.005), clock=clock)
+    with running_sandbox(app=app) as url, httpx.Client(base_url=url, headers=AUTH) as c:
         task = c.post("/v1/images/generations", json=_body("[[seconds:0]]")).json()
         result = _wait(c, task["id"])["results"][0]
-        assert "expires=" in result
+        assert f"expires={int(clock.now + 60.0)}" in result
+        clock.advance(60.0)  # the link's last valid instant
         assert httpx.get(result).status_code == 200
-        time.sleep(0.4)
+        clock.advance(0.5)
         expired = httpx.get(result)
     assert expired.status_code == 403
     assert "expired" in expired.text

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -686,11 +687,14 @@ class _Api:
         return self._error(kind)
 
 
-def create_app(config: SandboxConfig | None = None) -> Starlette:
+def create_app(config: SandboxConfig | None = None, *, clock: Callable[[], float] = time.time) -> Starlette:
     """Build a sandbox app. Its state is `app.state.sandbox` (a SandboxState).
 
     Args:
         config: behaviour; defaults to `SandboxConfig()`.
+        clock: unix seconds now; what task statuses, link expiry, uploads and batches are
+            timed by. Tests pass a clock they move by hand, to cross a deadline without
+            waiting for it.
 
     Example:
         import httpx
@@ -699,7 +703,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
             headers={"Authorization": "Bearer sk-sandbox"})
     """
-    state = SandboxState(config or SandboxConfig())
+    state = SandboxState(config or SandboxConfig(), clock=clock)
     api = _Api(state)
     routes = [
         Route("/v1/images/generations", api.create, methods=["POST"]),
