@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus, Secret
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1177,6 +1177,12 @@ class Ledger:
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
             )
             rows = cursor.fetchall()
+        return self._rows_frame(pd, rows, data_dir)
+
+    @staticmethod
+    def _rows_frame(pd: Any, rows: Sequence[Sequence[Any]], data_dir: Path | None) -> pd.DataFrame:
+        """The DataFrame from rows of every run field (in :data:`_FIELDS` order), oldest first
+        (also for :class:`imgkit.ledger_pg.PostgresLedger`: one frame, whatever the backend)."""
         columns = dict(zip(_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {f: () for f in _FIELDS}
         frame: dict[str, Any] = {}
 
@@ -1421,26 +1427,30 @@ class LedgerBackend(Protocol):
 LEDGER_ENV = "IMGKIT_LEDGER"
 
 
-def is_database_url(target: str | Path) -> bool:
+def is_database_url(target: str | Path | Secret) -> bool:
     """True when ``target`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    return isinstance(target, str) and target.strip().lower().startswith(("postgresql://", "postgres://"))
+    text = target.reveal() if isinstance(target, Secret) else target
+    return isinstance(text, str) and text.strip().lower().startswith(("postgresql://", "postgres://"))
 
 
-def open_ledger(target: str | Path) -> LedgerBackend:
+def open_ledger(target: str | Path | Secret) -> LedgerBackend:
     """The ledger at ``target``: :class:`imgkit.ledger_pg.PostgresLedger` for a
     ``postgresql://`` (or ``postgres://``) URL, the SQLite :class:`Ledger` for a path.
 
     The password comes from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads them); it
-    is never shown back (the ledger's ``path`` is the URL without it).
+    is never shown back (the ledger's ``path`` is the URL without it). ``target`` may be a
+    :class:`~imgkit.request.Secret` holding the URL.
 
     Example:
         >>> ledger = open_ledger("postgresql://imgkit@db.internal/imgkit")
         >>> ledger.count()
     """
-    if is_database_url(target):
+    if isinstance(target, Secret) or is_database_url(target):
         from imgkit.ledger_pg import PostgresLedger
 
-        return PostgresLedger(str(target).strip())
+        url = target if isinstance(target, Secret) else Secret(str(target).strip())
+        del target  # only the Secret holds it now: a traceback's locals show it masked
+        return PostgresLedger(url)
     # claim/renew/release and the balance snapshots come to the SQLite Ledger in work of its
     # own; the cast stands until they are there.
     return cast("LedgerBackend", Ledger(Path(target).expanduser()))

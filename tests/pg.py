@@ -76,7 +76,14 @@ class Server:
         self.start()
         self.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
 
+    def is_running(self) -> bool:
+        status = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False)
+        return status.returncode == 0
+
     def start(self) -> None:
+        """Start the server (nothing to do if it runs)."""
+        if self.data.exists() and self.is_running():
+            return
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
                    "-c max_connections=200 -c fsync=off -c full_page_writes=off")
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
@@ -157,7 +164,7 @@ class Backend:
                 conn.close()
         import psycopg
 
-        with psycopg.connect(str(self.target), autocommit=True) as pg:
+        with psycopg.connect(str(self.target), password=PASSWORD, autocommit=True) as pg:
             cursor = pg.execute(sql)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description else []
 
@@ -182,7 +189,7 @@ class Backend:
             return
         import psycopg
 
-        with psycopg.connect(str(self.target)) as pg:
+        with psycopg.connect(str(self.target), password=PASSWORD) as pg:
             pg.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
             try:
                 yield
