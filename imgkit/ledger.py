@@ -602,6 +602,12 @@ def _list_column(pa: Any, pc: Any, table: Any, name: str, prefix: str | None = N
     return split.to_pylist(), lengths
 
 
+def _quality_categories(values: Iterable[Any]) -> list[str]:
+    """low < medium < high, then any other tier the runs have (``auto``: gpt-image-2-beta's
+    only one), so no run's quality is read as missing."""
+    return [*QUALITIES, *sorted({str(v) for v in values if v is not None} - set(QUALITIES))]
+
+
 def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
     import numpy as np
@@ -647,7 +653,8 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     sizes = pc.unique(table.column("size")).drop_null().to_pylist()
     size_cats = list(SIZES.values()) + sorted(set(sizes) - set(SIZES.values()))
     frame["size"] = categorical("size", size_cats)
-    frame["quality"] = categorical("quality", QUALITIES, ordered=True)
+    qualities = pc.unique(table.column("quality")).drop_null().to_pylist()
+    frame["quality"] = categorical("quality", _quality_categories(qualities), ordered=True)
     frame["n"] = ints("n")
     root = None if data_dir is None else f"{data_dir}/"
     frame["files"], counts = _list_column(pa, pc, table, "files", root)
@@ -999,27 +1006,35 @@ class Ledger:
         with self._reading() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost.
+    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost; of every
+    # run, or of one user's runs (a personal budget on a shared ledger).
     _SPENT = f"SELECT COALESCE(SUM({sql_budget()}), 0) FROM runs WHERE created_at >= ?"
+    _SPENT_BY_USER = f"{_SPENT} AND user = ?"
 
-    _SPENT_BY = _SPENT + " AND user = ?"
+    def _spent_query(self, since: float | None, user: str | None) -> tuple[str, tuple[Any, ...]]:
+        start = since or 0.0
+        return (self._SPENT, (start,)) if user is None else (self._SPENT_BY_USER, (start, user))
 
     def spent_credits(self, since: float | None = None, *, user: str | None = None) -> float:
-        """Credits the budget counts for runs created since ``since`` (by ``user`` only, when
-        given): what each run counts as spent plus what it may have cost (see
-        :mod:`imgkit.costs`: charged, else reserved, else estimated; failed runs only a
-        reported charge; unknown runs their estimate)."""
-        sql, params = (self._SPENT, (since or 0.0,)) if user is None else (self._SPENT_BY, (since or 0.0, user))
+        """Credits the budget counts for runs created since ``since``: what each run
+        counts as spent plus what it may have cost (see :mod:`imgkit.costs`: charged, else
+        reserved, else estimated; failed runs only a reported charge; unknown runs their
+        estimate). With ``user``, only that user's runs."""
+        sql, params = self._spent_query(since, user)
         with self._reading() as conn:
             return float(conn.execute(sql, params).fetchone()[0])
 
     def admit(
         self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
     ) -> float | None:
-        """Insert ``record`` only if the credits the budget counts since ``since`` (the runs
-        of ``user`` only, when given; every run in the ledger when None) plus its estimate
-        stay within ``limit``; check and insert are one write transaction (on the writer
-        thread), so concurrent runs (threads or processes) cannot both slip under the limit.
+        """Insert ``record`` only if the credits the budget counts since ``since`` plus its
+        estimate stay within ``limit``; check and insert are one write transaction (on the
+        writer thread), so concurrent runs (threads or processes) cannot both slip under the
+        limit.
+
+        Args:
+            user: count only this user's runs (a personal budget on a shared ledger); None
+                counts every run in the ledger.
 
         Returns None when admitted (and committed), else the credits already counted.
         """
@@ -1041,9 +1056,7 @@ class Ledger:
         cost = record.est_credits or 0.0
         row = self._row(record)
         upsert = self._UPSERT
-        spent_sql, params = (
-            (self._SPENT, (since or 0.0,)) if user is None else (self._SPENT_BY, (since or 0.0, user))
-        )
+        spent_sql, params = self._spent_query(since, user)
 
         def job(conn: sqlite3.Connection) -> float | None:
             spent = float(conn.execute(spent_sql, params).fetchone()[0])
@@ -1204,7 +1217,9 @@ class Ledger:
         size_values = list(columns["size"])
         size_cats = list(SIZES.values()) + sorted(set(size_values) - set(SIZES.values()))
         frame["size"] = pd.Categorical(size_values, categories=size_cats)
-        frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
+        frame["quality"] = pd.Categorical(
+            columns["quality"], categories=_quality_categories(columns["quality"]), ordered=True
+        )
         frame["n"] = pd.Series(columns["n"], dtype="Int64")
         files = _load_column(columns["files"], run_ids, "files")
         thumbs = _load_column(columns["thumbs"], run_ids, "thumbs")
@@ -1310,6 +1325,89 @@ class Ledger:
             ).fetchall()
         return _ratings_frame(rows, self._RATING_FIELDS)
 
+    # --- resumer leases ------------------------------------------------------------------------
+    #
+    # Concurrent resume() calls (threads, kernels, hosts) split the unfinished runs instead of
+    # each polling and downloading every one: a resumer claims runs, all in one write
+    # transaction, leasing them to itself for a while (renewed while it follows them) and
+    # releases them when done. A lease that expired (its resumer was killed) can be taken.
+    # The lease columns are the ledger's own: a save never writes them.
+
+    #: The runs :func:`imgkit.resume` finishes: not completed, failed or unknown; or a failed
+    #: download whose result URLs are kept; or an unknown run whose task id is known.
+    RESUMABLE_SQL: ClassVar[str] = (
+        "(status NOT IN ({terminal}) OR (status = 'failed' AND error_code = 'download_failed' "
+        "AND result_urls <> '[]') OR (status = 'unknown' AND task_id IS NOT NULL))"
+    ).format(terminal=", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)))
+
+    def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
+        """Lease the unfinished runs (:attr:`RESUMABLE_SQL`; only ``run_ids`` among them when
+        given) whose lease is free, expired or already ``owner``'s, to ``owner`` until
+        ``ttl_s`` seconds from now, in one write transaction; return them, oldest first.
+
+        Args:
+            owner: who resumes them (``host:pid:random``).
+            ttl_s: seconds the lease lasts unless renewed.
+            run_ids: only these runs.
+
+        Example:
+            >>> mine = ledger.claim("host:4242:1f2e", ttl_s=120)
+        """
+        where = f"{self.RESUMABLE_SQL} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+        ids = None if run_ids is None else json.dumps(list(run_ids))
+        if ids is not None:
+            where += " AND run_id IN (SELECT value FROM json_each(?))"
+        select = f"SELECT {_COLUMNS_SQL} FROM runs WHERE {where} ORDER BY created_at, run_id"
+
+        def job(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+            now = time.time()
+            params: list[Any] = [now, owner] + ([ids] if ids is not None else [])
+            cursor = conn.execute(select, params)
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+            if rows:
+                taken = json.dumps([row[0] for row in rows])
+                conn.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_until = ? WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (owner, now + ttl_s, taken),
+                )
+            return names, rows
+
+        names, rows = self._writer.submit(job).result()
+        claimed = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            for name in _TUPLE_FIELDS:
+                values[name] = _load_cell(values[name], values["run_id"], name)
+            claimed.append(RunRecord(**values))
+        return claimed
+
+    def renew(self, owner: str, run_ids: Sequence[str], *, ttl_s: float) -> None:
+        """Extend ``owner``'s leases on ``run_ids`` to ``ttl_s`` seconds from now (runs leased
+        to someone else meanwhile are left alone)."""
+        ids = json.dumps(list(run_ids))
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND run_id IN (SELECT value FROM json_each(?))",
+                (time.time() + ttl_s, owner, ids),
+            )
+
+        self._writer.submit(job).result()
+
+    def release(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give up ``owner``'s leases on ``run_ids`` (others' leases are left alone)."""
+        ids = json.dumps(list(run_ids))
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner = ? AND run_id IN (SELECT value FROM json_each(?))",
+                (owner, ids),
+            )
+
+        self._writer.submit(job).result()
+
 
 def _ratings_frame(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:
     """The typed ratings frame of :meth:`Ledger.ratings_frame` from rows of ``names``."""
@@ -1405,9 +1503,9 @@ class LedgerBackend(Protocol):
     def ratings_frame(self) -> pd.DataFrame: ...
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
-        """Lease to ``owner`` until now + ``ttl_s`` the unfinished runs (only ``run_ids``, when
-        given) whose lease is free or expired, in one transaction, and return them: two
-        resumers never follow the same run."""
+        """Lease to ``owner`` until now + ``ttl_s`` the runs resume() finishes (only ``run_ids``
+        among them, when given) whose lease is free, expired or already ``owner``'s, in one
+        transaction, and return them, oldest first: two resumers never follow the same run."""
         ...
 
     def renew(self, owner: str, run_ids: Sequence[str], *, ttl_s: float) -> None: ...
@@ -1451,6 +1549,6 @@ def open_ledger(target: str | Path | Secret) -> LedgerBackend:
         url = target if isinstance(target, Secret) else Secret(str(target).strip())
         del target  # only the Secret holds it now: a traceback's locals show it masked
         return PostgresLedger(url)
-    # claim/renew/release and the balance snapshots come to the SQLite Ledger in work of its
-    # own; the cast stands until they are there.
+    # The balance snapshots come to the SQLite Ledger in work of its own; the cast stands
+    # until they are there.
     return cast("LedgerBackend", Ledger(Path(target).expanduser()))

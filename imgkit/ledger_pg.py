@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.errors import ConfigError, ImgkitError, ValidationError
+from imgkit.errors import ConfigError, StorageError, ValidationError
 from imgkit.ledger import _COLUMN_TYPES, _FIELDS, _TUPLE_FIELDS, SCHEMA_VERSION, Ledger, _arrow_frame, _dump, _load_cell
 from imgkit.request import TERMINAL_STATUSES, BalanceSnapshot, RunRecord, Secret
 
@@ -67,10 +67,13 @@ log = logging.getLogger("imgkit")
 INSTALL_HINT = "pip install 'imgkit[postgres]'"
 
 
-class LedgerUnavailable(ImgkitError):
-    """The ledger's database cannot be reached or went away. The message names the database
-    (its URL without the password) and what failed; writes wait ``patience`` seconds for the
-    server before they raise it."""
+class LedgerUnavailable(StorageError):
+    """The ledger's database cannot be reached or went away (a
+    :class:`~imgkit.errors.StorageError` with ``reason`` ``"unreachable"``). The message names
+    the database (its URL without the password) and what failed; writes wait ``patience``
+    seconds for the server before they raise it. A run cut off this way ends ``unknown`` with
+    its task id in the task journal, and :func:`imgkit.resume` finishes it once the server is
+    back."""
 
 
 def _q(name: str) -> str:
@@ -442,7 +445,11 @@ class PostgresLedger:
         """The error for a database that cannot be reached: it names the database (no
         password) and what failed."""
         reason = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return LedgerUnavailable(f"the ledger database {self.path}: {what}: {reason}")
+        return LedgerUnavailable(
+            f"the ledger database {self.path}: {what}: {reason}; once the server is back, imgkit.resume() "
+            "finishes the runs",
+            path=self.path, reason="unreachable",
+        )
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         import psycopg
@@ -675,18 +682,21 @@ class PostgresLedger:
     _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
-        """Lease to ``owner``, until now + ``ttl_s`` (the database's clock), the unfinished runs
-        (only ``run_ids``, when given) whose lease is free or expired, in one transaction, and
-        return them, oldest first. Two resumers claiming together never get the same run."""
+        """Lease to ``owner``, until now + ``ttl_s`` (the database's clock, one for every
+        machine), the runs :func:`imgkit.resume` finishes
+        (:attr:`imgkit.ledger.Ledger.RESUMABLE_SQL`; only ``run_ids`` among them, when given)
+        whose lease is free, expired or already ``owner``'s, in one transaction, and return
+        them, oldest first. Two resumers claiming together never get the same run."""
         _check_ttl(ttl_s)
         only = "" if run_ids is None else " AND run_id = ANY(%(ids)s)"
         sql = (
             f"UPDATE runs SET lease_owner = %(owner)s, lease_until = {self._NOW} + %(ttl)s "
-            f"WHERE run_id IN (SELECT run_id FROM runs WHERE status <> ALL(%(terminal)s){only} "
-            f"AND (lease_until IS NULL OR lease_until < {self._NOW}) FOR UPDATE SKIP LOCKED) "
+            f"WHERE run_id IN (SELECT run_id FROM runs WHERE {Ledger.RESUMABLE_SQL}{only} "
+            f"AND (lease_until IS NULL OR lease_until < {self._NOW} OR lease_owner = %(owner)s) "
+            "FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_COLS}"
         )
-        params = {"owner": owner, "ttl": float(ttl_s), "terminal": _TERMINAL, "ids": list(run_ids or [])}
+        params = {"owner": owner, "ttl": float(ttl_s), "ids": list(run_ids or [])}
 
         def job(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()

@@ -30,6 +30,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("IMGKIT_HOME", str(home))
     monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("IMGKIT_MODEL", raising=False)  # the default model is gpt-image-1 unless a test sets it
     monkeypatch.delenv("IMGKIT_LEDGER", raising=False)  # the SQLite file in IMGKIT_HOME unless a test says
     with stamina.set_testing(True, attempts=4, cap=True):
         yield home

@@ -470,9 +470,10 @@ def banner(
     balance: Balance | None = None,
     balance_note: str = "",
     remaining: float | None = None,
+    team_budget: bool = False,
 ) -> str:
     """Sandbox or live (with the key's last characters only), model, price sheet, the
-    service's balance and the budget left."""
+    service's balance and the budget left (the whole team's, for a team budget)."""
     if sandbox:
         badge = f'<b style="background:{ORANGE};color:white;padding:1px 6px;border-radius:3px">SANDBOX</b>'
         where = "placeholder images, no key, nothing is charged"
@@ -493,7 +494,7 @@ def banner(
     elif balance_note:
         parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')
     if remaining is not None:
-        parts.append(f"budget <b>{fmt_credits(remaining)} credits</b> left")
+        parts.append(f"{'team budget' if team_budget else 'budget'} <b>{fmt_credits(remaining)} credits</b> left")
     return '<div style="padding:4px 8px;background:#f5f5f5;border-radius:4px">' + " · ".join(parts) + "</div>"
 
 

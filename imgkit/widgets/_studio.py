@@ -50,7 +50,6 @@ from imgkit.errors import ConfigError, ImgkitError, ValidationError
 from imgkit.pricing import Estimate, Sheet, get_sheet
 from imgkit.providers.base import Balance
 from imgkit.request import (
-    DEFAULT_MODEL,
     MB,
     MODELS,
     ImageRequest,
@@ -116,9 +115,9 @@ class StudioApp(Studio):
         session: Session | None = None,
         *,
         prompt: str = SAMPLE_PROMPT,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         size: str = "1:1",
-        quality: str = "medium",
+        quality: str | None = None,
         n: int = 1,
         images: Iterable[Any] = (),
         warn_credits: float = 20.0,
@@ -129,7 +128,10 @@ class StudioApp(Studio):
         local_paths: bool = True,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
-        checked = ImageRequest.build(prompt or "-", model=model, size=size, quality=quality, n=n)
+        # The session's default model (configure(model=...), $IMGKIT_MODEL) and its default tier.
+        model = model if model is not None else (session or get_session()).model
+        tier = {} if quality is None else {"quality": quality}
+        checked = ImageRequest.build(prompt or "-", model=model, size=size, n=n, **tier)
         self._session = session
         self.warn_credits = warn_credits
         self.history_limit = history
@@ -422,6 +424,7 @@ class StudioApp(Studio):
             balance=self._balance,
             balance_note=self._balance_note,
             remaining=remaining,
+            team_budget=getattr(s.budget, "scope", None) == "team",
         )
         if value != self.banner.value:
             self.banner.value = value
