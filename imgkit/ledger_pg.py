@@ -276,11 +276,16 @@ class _Writer:
         if last is not None and not last.done():
             wait([last])
 
+    #: The most seconds a write still waits for the server once the ledger is closing (at
+    #: interpreter exit, say): a process must not hang for ``patience`` on its way out.
+    CLOSING_PATIENCE = 10.0
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._patience = min(self._patience, self.CLOSING_PATIENCE)
             thread = self._thread
             if thread is not None:
                 self._queue.put(None)
@@ -322,7 +327,7 @@ class _Writer:
 
         if not live:
             return
-        deadline = time.monotonic() + self._patience
+        started = time.monotonic()
         delay = 0.05
         while True:
             try:
@@ -332,7 +337,7 @@ class _Writer:
                     self._one_by_one(live, exc)
                     return
                 self._drop()
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= started + self._patience:  # (shortened by close())
                     what = live[0][2] if len(live) == 1 else f"{len(live)} writes ({live[0][2]}, ...)"
                     error = self._unavailable(f"{what} could not be written", exc)
                     for _, future, _ in live:

@@ -455,6 +455,22 @@ def test_runs_cut_off_from_the_database_finish_after_resume(pg_server: pg.Server
         assert pg.PASSWORD not in text
 
 
+def test_closing_while_the_server_is_away_gives_up_after_a_short_wait(pg_server: pg.Server, pg_url: str) -> None:
+    """A process on its way out (close(), or interpreter exit) does not wait the whole
+    patience (five minutes) for a server that is gone: its queued writes fail, named."""
+    ledger = open_ledger(pg_url)
+    ledger.save(_record(0))
+    pg_server.stop("fast")
+    try:
+        futures = [ledger.save_nowait(_record(i)) for i in range(1, 4)]
+        ledger.close()  # (pytest's timeout would end the test long before five minutes)
+        errors = [f.exception() for f in futures]
+        assert all(isinstance(e, LedgerUnavailable) and "could not be written" in str(e) for e in errors), errors
+    finally:
+        pg_server.start()
+    assert pg.Backend("postgres", pg_url).committed() == {"run-00000"}
+
+
 # --- the password ------------------------------------------------------------------------------
 
 
