@@ -3,7 +3,8 @@ run's cost and latency.
 
 :func:`compare` reuses completed runs from the ledger where it can (when their files are
 still on disk) and generates the rest with :meth:`~imgkit.Session.sweep`, one per model
-(the total cost is stated first, and asked about above the session's threshold).
+(run at once; each states its cost, and the total is asked about once, above the session's
+threshold).
 :func:`tier_value` answers "is high worth 3.91x?" from the blind picks of :func:`imgkit.rate`.
 
 The figure is a plain :class:`matplotlib.figure.Figure` on an Agg canvas (no pyplot state,
@@ -19,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import textwrap
@@ -28,10 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgkit import analysis
+from imgkit._loop import LOOP
 from imgkit.config import resolve_model
 from imgkit.errors import ValidationError
 from imgkit.request import MODELS, check_tags
-from imgkit.results import SweepPlan
+from imgkit.results import SweepPlan, SweepResult
 from imgkit.session import Session, get_session
 from imgkit.store import images_elsewhere
 
@@ -119,9 +122,10 @@ def compare(
     Each cell is the newest completed run in the ledger with the same prompt, tier, size and
     model and at least ``n`` images (text-to-image, default resolution and background, every
     file still on disk), unless ``reuse=False``; what is missing is generated with
-    :meth:`Session.sweep`, after one statement of the total cost, which asks above the
-    session's ``sweep_threshold`` (or budget) unless ``confirm=True``. A tier a model does not
-    have (gpt-image-2-beta has only ``auto``) is an empty cell saying so.
+    :meth:`Session.sweep`, one per model, run at once; each states its cost, and the total is
+    asked about once, above the session's ``sweep_threshold`` (or budget), unless
+    ``confirm=True``. A tier a model does not have (gpt-image-2-beta has only ``auto``) is an
+    empty cell saying so.
 
     Args:
         prompts: one prompt or several.
@@ -202,11 +206,22 @@ def compare(
         )
         s._confirm(whole, confirm)  # one question for the whole grid, not one per sweep
         confirm = True
-    for (m, want), group in groups.items():
-        out = s.sweep(
-            group, quality=list(want), size=size, n=n, model=m, tags=run_tags,
-            confirm=confirm, progress=progress,
-        )
+
+    async def sweeps() -> list[SweepResult]:
+        # The models' sweeps at once, on imgkit's loop: the grid takes as long as its slowest
+        # model, not the sum of them (the cost was confirmed above, so nothing asks there).
+        return await asyncio.gather(*(
+            s.asweep(group, quality=list(want), size=size, n=n, model=m, tags=run_tags, confirm=confirm,
+                     progress=progress)
+            for (m, want), group in groups.items()
+        ))
+
+    if len(groups) > 1:
+        outs = LOOP.run(sweeps())
+    else:
+        outs = [s.sweep(group, quality=list(want), size=size, n=n, model=m, tags=run_tags, confirm=confirm,
+                        progress=progress) for (m, want), group in groups.items()]
+    for out in outs:
         for result in out.results:
             rec = result.record
             chosen[(rec.prompt, rec.model, rec.quality)] = rec.run_id
@@ -322,7 +337,7 @@ def _grid(
                     ax.set_ylabel(model, fontsize=10, fontweight="bold")
                 if tier not in MODELS[model].qualities:
                     _blank(ax)
-                    _placeholder(ax, aspect, f"{model} has no {tier} tier")
+                    _placeholder(ax, aspect, f"{model}\nhas no {tier} tier")
                     continue
                 _cell(ax, by_cell.get((prompt, model, tier)), aspect, columns, full)
     return figure

@@ -258,6 +258,9 @@ class ProviderConfig:
         allow_private_urls: let URL references that imgkit fetches itself point at loopback,
             private or link-local addresses (None: only for a sandbox or a loopback
             ``base_url``; see :class:`imgkit.providers._http.UrlGuard`).
+        batch_max_requests, batch_max_bytes: the most lines and bytes of one Batch's input
+            file (openai kind; OpenAI's limits, 50,000 and 200 MB, when None); a larger
+            ``sweep(..., batch=True)`` is sent as several batches.
     """
 
     name: str
@@ -270,10 +273,12 @@ class ProviderConfig:
     timeout: float | None = None
     sandbox: bool = False
     allow_private_urls: bool | None = None
+    batch_max_requests: int | None = None
+    batch_max_bytes: int | None = None
 
     _KEYS = frozenset(
         {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
-         "sandbox", "allow_private_urls"}
+         "sandbox", "allow_private_urls", "batch_max_requests", "batch_max_bytes"}
     )
 
     @classmethod
@@ -327,6 +332,14 @@ class ProviderConfig:
             sheet = get_sheet(str(sheet)).name  # an unknown sheet fails here, not mid-run
         models = entry.get("models")
         timeout = entry.get("timeout")
+        limits: dict[str, int] = {}
+        for limit in ("batch_max_requests", "batch_max_bytes"):
+            value = entry.get(limit)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: provider {name!r} has {limit}={value!r}; give a whole number, 1 or more")
+            limits[limit] = value
         return cls(
             name=name,
             kind=kind,
@@ -340,6 +353,7 @@ class ProviderConfig:
             allow_private_urls=(
                 bool(entry["allow_private_urls"]) if entry.get("allow_private_urls") is not None else None
             ),
+            **limits,
         )
 
 

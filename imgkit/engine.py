@@ -44,7 +44,8 @@ as a :class:`~imgkit.errors.StorageError`. So a sweep or a resume returns every 
 A request with a mask has it uploaded like a reference image and passed to the provider as
 ``mask_url``; one with ``previews`` hands the provider an ``on_preview`` callback whose
 partial images become ``processing`` events carrying the image (:attr:`JobEvent.preview`).
-:meth:`Engine.run_batch` sends many runs as one batch (task ids ``<batch id>/<run id>``);
+:meth:`Engine.run_batch` sends many runs as batches (one, or as many as the limits need; each run
+keeps its ``batch_id``, task ids ``<batch id>/<run id>``);
 :meth:`Engine.resume` looks at such a run once per call instead of polling it.
 """
 
@@ -660,10 +661,12 @@ class Engine:
         self, candidate: Candidate, records: list[RunRecord], requests: list[ImageRequest], *,
         on_event: EventHandler | None = None,
     ) -> list[RunRecord]:
-        """Send ``records`` (status created, priced at the batch rate) as one batch on
-        ``candidate``'s provider and record each run with the batch id in its task id
-        (``<batch id>/<run id>``). The batch finishes within 24 h; :meth:`resume` collects
-        it, from this process or a later one. Never raises for the service's failures.
+        """Send ``records`` (status created, priced at the batch rate) as batches on
+        ``candidate``'s provider (one, or as many as one batch's limits need:
+        :meth:`~imgkit.providers.base.BatchProvider.batch_groups`) and record each run with its
+        batch id (``batch_id``, and the task id ``<batch id>/<run id>``). A batch finishes within
+        24 h; :meth:`resume` collects it, from this process or a later one. Never raises for
+        the service's failures: a batch that could not be sent ends its own runs only.
 
         Raises:
             ConfigError: the provider cannot run batches.
@@ -671,35 +674,44 @@ class Engine:
         provider = candidate.provider
         if not isinstance(provider, BatchProvider):
             raise ConfigError(f"provider {candidate.name!r} cannot run batches (an OpenAI-kind provider can)")
-        sending = [
-            await self._step(r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1),
-                             on_event, durable=True)
-            for r in records
-        ]
-        items = [(r.run_id, q) for r, q in zip(sending, requests, strict=True)]
-        try:
-            batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
-        except (RequestError, APIError) as exc:
-            unknown = is_unknown_outcome(exc, synchronous=False)
-            status = "unknown" if unknown else "failed"
-            code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
-                exc.code if isinstance(exc, APIError) else "connection_error")
-            note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
-            return [
-                await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
-                                 on_event, note or "")
-                for r in sending
-            ]
-        now = self._clock()
-        note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
-        return [
-            await self._step(
-                r.replace(task_id=batch_task_id(batch_id, r.run_id), batch_id=batch_id, status="pending",
-                          submitted_at=now, notes=note),
-                on_event, note, durable=True,
+        # Cut before anything is marked: a request no batch can carry fails here, unsent.
+        groups = provider.batch_groups([(r.run_id, q) for r, q in zip(records, requests, strict=True)])
+        sending = {
+            r.run_id: await self._step(
+                r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1), on_event,
+                durable=True,
             )
-            for r in sending
-        ]
+            for r in records
+        }
+        done: list[RunRecord] = []
+        for index, items in enumerate(groups):
+            group = [sending[custom_id] for custom_id, _ in items]
+            try:
+                batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
+            except (RequestError, APIError) as exc:
+                unknown = is_unknown_outcome(exc, synchronous=False)
+                status = "unknown" if unknown else "failed"
+                code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
+                    exc.code if isinstance(exc, APIError) else "connection_error")
+                note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
+                done += [
+                    await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
+                                     on_event, note or "")
+                    for r in group
+                ]
+                continue
+            now = self._clock()
+            part = f", {index + 1} of {len(groups)} batches" if len(groups) > 1 else ""
+            note = f"in batch {batch_id}{part} (batch price, done within 24 h); imgkit.resume() collects it"
+            done += [
+                await self._step(
+                    r.replace(task_id=batch_task_id(batch_id, r.run_id), batch_id=batch_id, status="pending",
+                              submitted_at=now, notes=note),
+                    on_event, note, durable=True,
+                )
+                for r in group
+            ]
+        return done
 
     async def _collect(self, provider: Provider, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
         """Look once at a batch run: still running (left pending, its progress noted), or

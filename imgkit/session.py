@@ -92,6 +92,7 @@ __all__ = [
     "aresume",
     "asweep",
     "backup",
+    "batches",
     "budget",
     "configure",
     "estimate",
@@ -411,6 +412,7 @@ class Session:
                 name=config.name,
                 price_sheet=config.price_sheet,
                 allow_private_urls=config.allow_private_urls,
+                **{k: v for k in ("batch_max_requests", "batch_max_bytes") if (v := getattr(config, k)) is not None},
             )
         from imgkit.providers.gateway import GatewayProvider
 
@@ -903,6 +905,19 @@ class Session:
         """Copy this session's ledger to ``path`` while it is in use; see :func:`backup`."""
         return self.ledger.backup(path)
 
+    def batches(self, *, refresh: bool = False) -> pd.DataFrame:
+        """The batches of this session's ledger, one row each; see :func:`batches`."""
+        if refresh:
+
+            async def collect() -> None:
+                engine = self.engine
+                busy = engine.in_flight
+                todo = [r for r in self.ledger.unfinished() if r.batch_id and r.run_id not in busy]
+                await asyncio.gather(*(engine.resume(r) for r in todo))
+
+            _LOOP.run(collect())
+        return _batch_table(self.runs())
+
     def estimate(self, **options: Unpack[EstimateOptions]) -> Estimate:
         """The price a run with these settings would be recorded at: on the sheet that prices
         the model for the provider it goes to first (see :meth:`quote`).
@@ -1169,9 +1184,12 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
             any run.
         batch: send every run as one OpenAI Batch (half price, done within 24 h) on an
-            OpenAI-kind provider; text-to-image runs only. Each run is recorded ``pending``
-            with the batch id in its task id; :func:`resume` (in any later kernel) collects
-            the finished batch. ``concurrency``, ``per_minute`` and ``progress`` do not apply.
+            OpenAI-kind provider, or as several when the runs exceed one batch's limits
+            (lines, bytes: the provider's ``batch_max_requests``/``batch_max_bytes``);
+            text-to-image runs only. Each run is recorded ``pending`` with its ``batch_id``
+            (and the task id ``<batch id>/<run id>``); :func:`resume` (in any later kernel)
+            collects the finished batches, :func:`batches` lists them. ``concurrency``,
+            ``per_minute`` and ``progress`` do not apply.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
@@ -1234,6 +1252,50 @@ def backup(path: str | Path) -> Path:
         >>> imgkit.backup("ledger-2026-12-02.sqlite3")
     """
     return get_session().backup(path)
+
+
+def batches(*, refresh: bool = False) -> pd.DataFrame:
+    """The OpenAI Batches that ``sweep(..., batch=True)`` sent, from the ledger: one row per
+    batch with its provider, when it was sent, its runs by state (``pending`` counts those
+    not yet collected), its estimate at the batch price (``est_credits``) and what the
+    collected runs were charged (``charged_credits``), newest first.
+
+    Args:
+        refresh: first look at the service and collect the batches that have finished, as
+            :func:`resume` does (for batch runs only).
+
+    Example:
+        >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"], batch=True)
+        >>> imgkit.batches(refresh=True)[["batch_id", "runs", "pending", "completed", "charged_credits"]]
+    """
+    return get_session().batches(refresh=refresh)
+
+
+def _batch_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per batch id of ``df`` (imgkit.runs()), newest first (pure)."""
+    import pandas as pd
+
+    runs = df[df["batch_id"].notna().to_numpy(dtype=bool)]
+    state = runs["status"].astype(str)
+    table = pd.DataFrame({
+        "batch_id": runs["batch_id"].astype(str),
+        "provider": runs["provider"].astype(str),
+        "submitted_at": runs["submitted_at"],
+        "pending": (~state.isin(["completed", "failed", "unknown"])).astype("int64"),
+        "completed": (state == "completed").astype("int64"),
+        "failed": (state == "failed").astype("int64"),
+        "unknown": (state == "unknown").astype("int64"),
+        "images": runs["n_images"].fillna(0).astype("int64"),
+        "est_credits": runs["est_credits"].astype("float64"),
+        "charged_credits": runs["credits_charged"].astype("float64"),
+    })
+    out = table.groupby("batch_id", sort=False).agg(
+        provider=("provider", "first"), submitted_at=("submitted_at", "min"), runs=("pending", "size"),
+        pending=("pending", "sum"), completed=("completed", "sum"), failed=("failed", "sum"),
+        unknown=("unknown", "sum"), images=("images", "sum"), est_credits=("est_credits", "sum"),
+        charged_credits=("charged_credits", lambda c: c.sum(min_count=1)),
+    )
+    return out.reset_index().sort_values("submitted_at", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def providers() -> pd.DataFrame:

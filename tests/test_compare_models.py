@@ -46,6 +46,12 @@ def test_models_by_tiers_with_cost_and_latency(session: imgkit.Session, sandbox_
     assert dict(zip(df["model"].astype(str), df["price_sheet"].astype(str), strict=False)) == {
         "gpt-image-1": "evolink-table-2026-11", "gpt-image-2": "evolink-gpt-image-2-tokens-2026-12"}
     assert "1 prompt(s) x 2 model(s) x 3 tier(s): 6 runs, 0 reused" in repr(cmp)
+    # The models' sweeps ran at once: each model's first run was sent before the other's last ended.
+    # (The ledger's records: the DataFrame's times are whole seconds.)
+    ours = [r for r in session.ledger.records() if r.run_id in set(df["run_id"])]
+    for this, other in (MODELS, MODELS[::-1]):
+        first_sent = min(r.submitted_at or 0 for r in ours if r.model == this)
+        assert first_sent < max(r.completed_at or 0 for r in ours if r.model == other)
     png = tmp_path / "models.png"
     cmp.figure.savefig(png, dpi=60)
     with Image.open(png) as im:
@@ -81,7 +87,7 @@ def test_a_tier_a_model_lacks_is_a_cell_that_says_so(session: imgkit.Session, sa
     new = sandbox_tasks(sandbox_url)[count:]
     assert sorted(t["model"] for t in new) == ["gpt-image-2", "gpt-image-2-beta"]
     texts = [[t.get_text() for t in ax.texts] for ax in _cells(cmp)]
-    assert texts == [[], ["gpt-image-2 has no auto tier"], ["gpt-image-2-beta has no low tier"], []]
+    assert texts == [[], ["gpt-image-2\nhas no auto tier"], ["gpt-image-2-beta\nhas no low tier"], []]
     assert cmp.runs["model"].astype(str).tolist() == ["gpt-image-2", "gpt-image-2-beta"]
 
 

@@ -153,3 +153,7 @@ class BatchProvider(Provider, Protocol):
     async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
         """Send ``(custom id, request)`` pairs as one batch; returns the batch id."""
         ...
+
+    def batch_groups(self, items: Sequence[tuple[str, ImageRequest]]) -> list[list[tuple[str, ImageRequest]]]:
+        """``items`` cut, in order, into batches that each fit one batch's limits."""
+        ...
