@@ -422,7 +422,7 @@ class PostgresLedger:
         self._lock = threading.Lock()
         self._migrate()
         self._pool: ConnectionPool[Any] = ConnectionPool(
-            self._conninfo, kwargs={**self._login(), "autocommit": True}, min_size=1, max_size=max(1, pool_size),
+            self._conninfo, kwargs=self._pool_kwargs, min_size=1, max_size=max(1, pool_size),
             open=False, name="imgkit-ledger", check=ConnectionPool.check_connection, timeout=connect_timeout,
             reconnect_timeout=0,
         )
@@ -437,6 +437,10 @@ class PostgresLedger:
 
     def _login(self) -> dict[str, Any]:
         return {"password": self._password.reveal()} if self._password is not None else {}
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        # Asked for at each connection, so the pool keeps no copy of the password.
+        return {**self._login(), "autocommit": True}
 
     def _scrub(self, text: str) -> str:
         """``text`` with the password (the URL's or ``PGPASSWORD``) masked, should a message

@@ -501,7 +501,7 @@ def test_the_password_is_never_shown(pg_server: pg.Server, pg_url: str, own_sand
     ok = imgkit.generate("a team's run", quality="low")
     texts += [repr(ok), ok._repr_html_()]
     ledger = session.ledger
-    texts += [repr(ledger), str(vars(ledger)), repr(ledger._writer.__dict__), repr(ledger._pool)]
+    texts += [repr(ledger), str(vars(ledger)), repr(ledger._writer.__dict__), repr(ledger._pool), str(vars(ledger._pool))]
     texts += _failure(lambda: imgkit.backup(tmp_path / "b.sqlite3"))
     df = imgkit.runs()
     texts += [df.to_csv(), df.to_json(date_format="iso"), repr(df), df.to_html()]
