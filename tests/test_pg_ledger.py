@@ -291,12 +291,14 @@ def test_eight_processes_write_250_runs_each(pg_url: str, tmp_path: Path) -> Non
 
 BUDGET_CHILD = textwrap.dedent(
     """
-    import asyncio, json, os, sys, time, imgkit
-    key, url, data_dir, go, worker, runs, tag = sys.argv[1:8]
+    import asyncio, json, os, sys, time
+    key, url, data_dir, go, worker, runs, tag, scope, credits = sys.argv[1:10]
+    os.environ["IMGKIT_USER"] = f"member{worker}"  # five people
+    import imgkit
     imgkit.register_price_sheet({"name": "one-credit", "date": "2026-11-24", "source": "test",
                                  "base_credits": 1.0, "credits_per_usd": 100})
     imgkit.configure(api_key=key, base_url=url, data_dir=data_dir, price_sheet="one-credit",
-                     concurrency=50, budget=imgkit.config.Budget(10),
+                     concurrency=50, budget=imgkit.config.Budget(float(credits), scope=scope),
                      poll=imgkit.engine.PollPolicy(min_interval=0.01, max_interval=0.2))
     while not os.path.exists(go):
         time.sleep(0.001)
@@ -315,21 +317,27 @@ BUDGET_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize(("scope", "credits"), [("team", 10), ("personal", 2)])
 def test_a_team_budget_holds_across_five_processes(pg_url: str, own_sandbox: str, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Five kernels, each with its own data directory, one team ledger: 50 runs at once against
-    a budget with room for 10 one-credit runs."""
+                                                   monkeypatch: pytest.MonkeyPatch, scope: str, credits: int) -> None:
+    """Five people's kernels, each with its own data directory, one team ledger: 50 runs at
+    once against room for 10 one-credit runs, as a team budget of 10 or as five personal
+    budgets of 2."""
     monkeypatch.setenv("IMGKIT_LEDGER", pg_url)
     go = tmp_path / "go"
-    tag = f"team-{uuid.uuid4().hex[:8]}"
-    args = [[TEST_KEY, own_sandbox, str(tmp_path / f"home-{w}"), str(go), str(w), "10", tag] for w in range(5)]
+    tag = f"{scope}-{uuid.uuid4().hex[:8]}"
+    args = [[TEST_KEY, own_sandbox, str(tmp_path / f"home-{w}"), str(go), str(w), "10", tag, scope, str(credits)]
+            for w in range(5)]
     done = _race(BUDGET_CHILD, args, go, timeout=300)
     counts = [json.loads(p.stdout.strip().splitlines()[-1]) for p in done]
     assert [c["other"] for c in counts] == [[]] * 5
     assert sum(c["sent"] for c in counts) == 10
     assert sum(c["refused"] for c in counts) == 40
+    if scope == "personal":
+        assert [c["sent"] for c in counts] == [2] * 5
     assert len(_created(own_sandbox, f"{tag} ")) == 10
-    assert len(pg.Backend("postgres", pg_url).execute("SELECT run_id FROM runs")) == 10
+    users = pg.Backend("postgres", pg_url).execute('SELECT "user" FROM runs')
+    assert len(users) == 10 and {u[0] for u in users} <= {f"member{w}" for w in range(5)}
 
 
 CLAIM_CHILD = textwrap.dedent(
