@@ -403,6 +403,9 @@ class PostgresLedger:
     #: See :attr:`imgkit.ledger.Ledger.COST_KEYS` and :attr:`~imgkit.ledger.Ledger.COST_SUMS`.
     COST_KEYS: ClassVar[tuple[str, ...]] = Ledger.COST_KEYS
     COST_SUMS: ClassVar[tuple[str, ...]] = Ledger.COST_SUMS
+    #: From this many runs on, :meth:`to_dataframe` builds the frame from an Arrow table, as
+    #: :attr:`imgkit.ledger.Ledger.ARROW_FROM_ROWS` (the same frame either way).
+    ARROW_FROM_ROWS: ClassVar[int] = Ledger.ARROW_FROM_ROWS
 
     def __init__(
         self, url: str | Secret, *, patience: float = 300.0, pool_size: int = 4, connect_timeout: float = 10.0
@@ -867,7 +870,7 @@ class PostgresLedger:
         with _no_gc():
             with self._reading() as conn:
                 rows = conn.execute(f'SELECT {_COLS} FROM runs ORDER BY created_at, run_id COLLATE "C"').fetchall()
-            if len(rows) < Ledger.ARROW_FROM_ROWS:
+            if len(rows) < self.ARROW_FROM_ROWS:
                 return Ledger._rows_frame(pd, rows, data_dir)
             import pyarrow as pa
 

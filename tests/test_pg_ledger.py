@@ -122,6 +122,25 @@ def test_the_frame_sums_and_ratings_equal_sqlites(tmp_path: Path, pg_ledger: Pos
         lite.close()
 
 
+@pytest.mark.parametrize("data_dir", [None, Path("/data/imgkit")])
+def test_the_arrow_built_frame_equals_sqlites(tmp_path: Path, pg_ledger: PostgresLedger,
+                                              data_dir: Path | None) -> None:
+    """Large ledgers' frames (built from an Arrow table on both backends) are the same too."""
+    from .test_ledger_arrow import _records
+
+    records = [r.replace(user=("ana", "ben", None)[i % 3], project="p" if i % 2 else None, tokens_in=i or None)
+               for i, r in enumerate(_records())]
+    lite = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        for ledger in (lite, pg_ledger):
+            ledger.ARROW_FROM_ROWS = 0  # type: ignore[misc]
+            ledger.save_many(records)
+        pd.testing.assert_frame_equal(pg_ledger.to_dataframe(data_dir=data_dir), lite.to_dataframe(data_dir=data_dir),
+                                      check_exact=True)
+    finally:
+        lite.close()
+
+
 def test_open_ledger_picks_the_backend_by_its_target(tmp_path: Path, pg_url: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     lite = open_ledger(tmp_path / "l.sqlite3")
