@@ -72,6 +72,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _runs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=int, default=20, help="how many recent runs (default: 20)")
+    p.add_argument("--user", help='"all", "me" or a name (default: every run of a personal ledger, yours on a '
+                                  "team's)")
+    p.add_argument("--project", help="only the runs of this project")
 
 
 @command("runs", _runs_args)
@@ -79,8 +82,9 @@ def _runs(args: argparse.Namespace) -> int:
     """Print the most recent runs in the ledger."""
     import imgkit
 
-    df = imgkit.runs()
-    cols = ["created_at", "run_id", "status", "quality", "size", "n", "est_credits", "latency_s", "error_code"]
+    df = imgkit.runs(user=args.user, project=args.project)
+    cols = ["created_at", "run_id", "user", "project", "status", "quality", "size", "n", "est_credits", "latency_s",
+            "error_code"]
     print(df[cols].tail(args.tail).to_string(index=False))
     return 0
 

@@ -52,15 +52,13 @@ from concurrent.futures import Future, wait
 from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus, Secret
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, BalanceSnapshot, RunRecord, RunStatus, Secret
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from imgkit.request import BalanceSnapshot
 
 __all__ = [
     "APPLICATION_ID", "COLUMNS", "LEDGER_ENV", "SCHEMA_VERSION", "STATUSES", "Ledger", "LedgerBackend", "open_ledger",
@@ -1409,6 +1407,49 @@ class Ledger:
         self._writer.submit(job).result()
 
 
+    # --- balance snapshots -------------------------------------------------------------------
+
+    _SNAPSHOT_FIELDS = (
+        "taken_at", "provider", "remaining_credits", "key_remaining", "account_remaining", "binding", "source", "user",
+    )
+
+    def add_balance_snapshot(self, snapshot: BalanceSnapshot) -> None:
+        """Keep one reading of a provider's balance (``imgkit.reconcile`` holds the fall between
+        two readings against what the ledger counts as spent); returns once it is committed.
+
+        Example:
+            >>> ledger.add_balance_snapshot(BalanceSnapshot(time.time(), "evolink", 1095.3996))
+        """
+        values = tuple(getattr(snapshot, name) for name in self._SNAPSHOT_FIELDS)
+        sql = (f"INSERT INTO balance_snapshots ({', '.join(self._SNAPSHOT_FIELDS)}) "
+               f"VALUES ({', '.join('?' for _ in self._SNAPSHOT_FIELDS)})")
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, values)
+
+        self._writer.submit(job).result()
+
+    def balance_snapshots(
+        self, *, provider: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[BalanceSnapshot]:
+        """The balance readings kept, oldest first.
+
+        Args:
+            provider: only this provider's.
+            since, until: Unix times bounding ``taken_at`` (both inclusive).
+        """
+        where, params = [], []
+        for condition, value in (("provider = ?", provider), ("taken_at >= ?", since), ("taken_at <= ?", until)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        sql = (f"SELECT {', '.join(self._SNAPSHOT_FIELDS)} FROM balance_snapshots"
+               + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY taken_at, id")
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [BalanceSnapshot(*row) for row in rows]
+
+
 def _ratings_frame(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:
     """The typed ratings frame of :meth:`Ledger.ratings_frame` from rows of ``names``."""
     import pandas as pd
@@ -1549,6 +1590,4 @@ def open_ledger(target: str | Path | Secret) -> LedgerBackend:
         url = target if isinstance(target, Secret) else Secret(str(target).strip())
         del target  # only the Secret holds it now: a traceback's locals show it masked
         return PostgresLedger(url)
-    # The balance snapshots come to the SQLite Ledger in work of its own; the cast stands
-    # until they are there.
-    return cast("LedgerBackend", Ledger(Path(target).expanduser()))
+    return Ledger(Path(target).expanduser())

@@ -51,6 +51,7 @@ from imgkit.errors import (
     BudgetExceeded,
     ConfigError,
     ConfirmationRequired,
+    ImgkitError,
     StorageError,
     ValidationError,
     storage_error,
@@ -70,13 +71,14 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import ImageRequest, RunRecord, Secret, check_tags
+from imgkit.request import BalanceSnapshot, ImageRequest, RunRecord, Secret, check_tags
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
 from imgkit.store import Store, default_data_dir, images_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from imgkit.reconciliation import Reconciliation
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
@@ -92,6 +94,7 @@ __all__ = [
     "aresume",
     "asweep",
     "backup",
+    "balance",
     "batches",
     "budget",
     "configure",
@@ -100,6 +103,7 @@ __all__ = [
     "get_session",
     "login",
     "providers",
+    "reconcile",
     "resume",
     "runs",
     "sweep",
@@ -363,7 +367,21 @@ class Session:
         data = str(self.data_dir)
         if self._ledger_url is not None:
             data += f" (ledger {self.ledger_target})"
-        return Description(where, self.price_sheet, data, self.model)
+        return Description(where + self._last_balance(), self.price_sheet, data, self.model)
+
+    def _last_balance(self) -> str:
+        """``; balance ... credits (which limit binds, when)`` from the first provider's latest
+        balance snapshot, '' when none was taken (a description never opens the ledger or
+        asks the service)."""
+        if self._ledger is None:
+            return ""
+        taken = self._ledger.balance_snapshots(provider=self._configs[0].name)
+        if not taken or taken[-1].remaining_credits is None:
+            return ""
+        last = taken[-1]
+        binds = {"key": "the key's limit binds", "account": "the account's balance binds"}.get(last.binding or "", "")
+        when = time.strftime("%H:%M UTC", time.gmtime(last.taken_at))
+        return f"; balance {last.remaining_credits:.10g} credits ({binds + ', ' if binds else ''}at {when})"
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -693,13 +711,55 @@ class Session:
             except (sqlite3.Error, OSError) as exc:
                 log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
-    async def abalance(self) -> Balance | None:
-        """The credits balance the service reports."""
-        return await _LOOP.run_async(self.engine.provider.balance())
+    async def abalance(self, *, source: str = "balance") -> Balance | None:
+        """The credits the first provider's key can spend, as its service reports them (see
+        :func:`balance`), kept as a balance snapshot in the ledger.
 
-    def balance(self) -> Balance | None:
-        """The credits balance the service reports (waits for the answer)."""
-        return _LOOP.drive(self.abalance())
+        Args:
+            source: why it was read, kept with the snapshot (``"studio"``, ...).
+        """
+        endpoint = self.router.primary
+        return await _LOOP.run_async(self._read_balance(endpoint.name, endpoint.provider, source, quiet=False))
+
+    def balance(self, *, source: str = "balance") -> Balance | None:
+        """The credits the key can spend (waits for the answer); see :func:`balance`."""
+        return _LOOP.drive(self.abalance(source=source))
+
+    async def _read_balance(self, name: str, provider: Provider, source: str, *, quiet: bool) -> Balance | None:
+        """Ask ``provider`` for its balance and keep a snapshot of it. ``quiet``: a failure is
+        logged, not raised (a sweep goes on without its snapshot)."""
+        try:
+            balance = await provider.balance()
+        except ImgkitError as exc:
+            if not quiet:
+                raise
+            log.warning("the balance of provider %r could not be read (%s); no %s snapshot", name, exc, source)
+            return None
+        if balance is not None:
+            snapshot = BalanceSnapshot(
+                taken_at=time.time(),
+                provider=name,
+                remaining_credits=None if balance.unlimited else balance.remaining_credits,
+                key_remaining=balance.key_remaining,
+                account_remaining=balance.account_remaining,
+                binding=balance.binding,
+                source=source,
+            )
+            await asyncio.to_thread(self.ledger.add_balance_snapshot, snapshot)
+        return balance
+
+    async def _snapshot_balances(self, source: str) -> None:
+        """A balance snapshot of every provider that reports a balance (before and after a
+        sweep); a failure only skips that snapshot."""
+        await asyncio.gather(*(self._read_balance(e.name, e.provider, source, quiet=True)
+                               for e in self.router.endpoints))
+
+    def reconcile(self, since: Any = None, until: Any = None) -> Reconciliation:
+        """Hold the fall of each provider's balance against what the ledger counts as spent;
+        see :func:`reconcile`."""
+        from imgkit.reconciliation import reconcile as _reconcile
+
+        return _reconcile(self.ledger, since=since, until=until)
 
 
     # --- sweeps ------------------------------------------------------------------------
@@ -875,11 +935,14 @@ class Session:
                 if bar is not None:
                     bar.update(1)
 
+        # The balance before and after, so imgkit.reconcile() can hold its fall against the sweep.
+        await self._snapshot_balances("sweep-start")
         try:
             outcomes = await asyncio.gather(*(one(r) for r in plan.requests))
         finally:
             if bar is not None:
                 bar.close()
+            await self._snapshot_balances("sweep-end")
         results = [r for r in outcomes if r is not None]
         return SweepResult(plan, sweep_id, results, refused, self)
 
@@ -1326,6 +1389,49 @@ def resume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
 async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationResult]:
     """:func:`resume` without blocking, with the same options."""
     return await get_session().aresume(on_event=on_event)
+
+
+def balance(*, source: str = "balance") -> Balance | None:
+    """The credits the key can spend now, as the service reports them; kept in the ledger as
+    a balance snapshot (:func:`reconcile` compares snapshots with the ledger's spend).
+
+    The gateway reports the key's own remaining credits and the account's: a limited key can
+    spend the smaller of the two, an unlimited key the account's. The result says which limit
+    binds (``binding``) and keeps both figures. None when the service reports no balance (an
+    OpenAI-kind first provider).
+
+    Args:
+        source: why it was read, kept with the snapshot.
+
+    Example:
+        >>> print(imgkit.balance())
+        1095.3996 credits (the account's balance binds; the key's own limit is 99416.4429)
+    """
+    return get_session().balance(source=source)
+
+
+def reconcile(since: Any = None, until: Any = None) -> Reconciliation:
+    """Hold the fall in each provider's account balance against what the ledger counts as
+    spent over the same interval.
+
+    The interval runs from the last balance snapshot at or before ``since`` to the first at
+    or after ``until`` (snapshots are taken by :func:`balance`, when the studio opens, and
+    before and after every sweep). For each provider the result's table gives the balance at
+    both ends, what the account lost (``observed``), what the ledger counts as spent by runs
+    sent in between (``expected``), the ``drift`` (observed - expected) and what unknown runs
+    may have cost; its ``runs`` list what may explain a drift: unknown runs, images made but
+    not downloaded, and "other use of the key" for what nothing in the ledger explains.
+
+    Args:
+        since, until: a date, datetime, ISO text or Unix time (UTC when no timezone is
+            given); None for the first and the last snapshot.
+
+    Example:
+        >>> imgkit.balance(); out = imgkit.sweep(["a fox"], quality="low", confirm=True)
+        >>> imgkit.reconcile().drift
+        0.0
+    """
+    return get_session().reconcile(since=since, until=until)
 
 
 def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) -> Estimate:

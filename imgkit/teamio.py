@@ -6,7 +6,8 @@ added; one it has with the same fields is skipped as identical; one it has with 
 fields is a conflict, left as it is and reported by run id. So importing the same file
 twice changes nothing the second time. The source file is opened read-only (it may be a
 backup, or a ledger another imgkit still uses). Runs recorded before imgkit kept who ran
-them get the importing user (or the one named), so the team's bill can group them.
+them get the importing user (or the one named), so the team's bill can group them, and
+where their images went (this machine, the source's folder).
 
 Export writes the runs (optionally those created in a date range) to ``.parquet`` (list
 columns stay lists) or ``.csv`` (list columns as JSON text), atomically: a temporary file in
@@ -29,6 +30,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import sqlite3
 import tempfile
 import urllib.parse
@@ -105,7 +107,7 @@ class ExportResult:
     format: str
 
     def __str__(self) -> str:
-        return f"exported {self.runs} runs to {self.path} ({self.format})"
+        return f"exported {self.runs} run{'' if self.runs == 1 else 's'} to {self.path} ({self.format})"
 
 
 # --- import ------------------------------------------------------------------------------
@@ -154,13 +156,22 @@ def read_runs(source: str | Path) -> list[RunRecord]:
                 except ValueError:
                     raise ConfigError(f"cannot import {path}: run {values['run_id']} has a damaged {name} "
                                       f"column ({values[name]!r}); nothing was imported") from None
-        out.append(RunRecord(**values))
+        try:
+            out.append(RunRecord(**values))
+        except (TypeError, ValueError) as exc:  # a status or field this imgkit does not know
+            raise ConfigError(f"cannot import {path}: run {values['run_id']} does not read as a run ({exc}); "
+                              "nothing was imported") from None
     return out
 
 
 def import_ledger(source: str | Path, into: _Ledger, *, user: str | None = None) -> ImportResult:
     """Merge the runs of the SQLite ledger at ``source`` into ``into``, by run id: new runs
     are added, identical ones skipped, different ones reported and left as they are.
+
+    Runs from before imgkit recorded who ran them and where their files went get: ``user``
+    (else the current user), this machine's name, and the source's folder as their image
+    directory when it holds an ``images/`` folder (a ledger in its data directory). These
+    filled-in fields never make a run conflict: only what the source recorded is compared.
 
     Args:
         source: an imgkit SQLite ledger (``ledger.sqlite3``, or a backup of one).
@@ -171,19 +182,22 @@ def import_ledger(source: str | Path, into: _Ledger, *, user: str | None = None)
     if user is not None and (not isinstance(user, str) or not user.strip()):
         raise ValidationError("user", user, "a user name, or None for the current user")
     path = Path(source).expanduser()
-    owner = user.strip() if user is not None else current_user()
     if Path(str(getattr(into, "path", ""))).resolve() == path.resolve():
         raise ConfigError(f"cannot import {path} into itself: it is the current ledger")
+    fill = {
+        "user": user.strip() if user is not None else current_user(),
+        "host": socket.gethostname(),
+        "data_dir": str(path.resolve().parent) if (path.parent / "images").is_dir() else None,
+    }
     new: list[RunRecord] = []
     identical = 0
     conflicting: list[str] = []
     for record in read_runs(path):
-        if record.user is None:
-            record = record.replace(user=owner)
+        missing = {name: value for name, value in fill.items() if getattr(record, name) is None}
         have = into.get(record.run_id)
         if have is None:
-            new.append(record)
-        elif have == record:
+            new.append(record.replace(**missing))
+        elif have.replace(**dict.fromkeys(missing)) == record:
             identical += 1
         else:
             conflicting.append(record.run_id)

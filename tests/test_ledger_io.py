@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -121,6 +122,10 @@ def test_runs_recorded_without_a_user_are_attributed_to_the_importer(
         assert teamio.import_ledger(source, team).imported == 2
         assert (team.get("r1").user, team.get("r2").user) == ("ana", "ana")  # type: ignore[union-attr]
         assert teamio.import_ledger(source, team).identical == 2  # the same attribution: identical
+        # Someone else importing the same file later: the attribution is not a conflict.
+        again = teamio.import_ledger(source, team, user="carol")
+        assert (again.imported, again.identical, again.conflicting) == (0, 2, ())
+        assert team.get("r1").user == "ana"  # type: ignore[union-attr]
         other = Ledger(tmp_path / "other.sqlite3")
         try:
             teamio.import_ledger(source, other, user="carol")
@@ -150,13 +155,17 @@ def test_a_ledger_of_an_earlier_schema_imports(tmp_path: Path) -> None:
         PRAGMA user_version = 4;
     """)
     conn.close()
+    (tmp_path / "images").mkdir()  # a ledger in its data directory: its images beside it
     before = _digest(old)
-    team = Ledger(tmp_path / "team.sqlite3")
+    team = Ledger(tmp_path / "team" / "ledger.sqlite3")
     try:
         result = teamio.import_ledger(old, team, user="ana")
         assert result.imported == 1
         run = team.get("v4-run")
         assert run is not None and (run.files, run.user, run.est_credits) == (("images/ab/x.png",), "ana", 0.62899)
+        # Where its files went, which the old ledger did not record: this machine, that folder.
+        assert (run.host, run.data_dir) == (socket.gethostname(), str(tmp_path))
+        assert teamio.import_ledger(old, team).identical == 1
     finally:
         team.close()
     assert _digest(old) == before
@@ -177,6 +186,13 @@ def test_what_is_not_an_imgkit_ledger_is_refused_and_left_alone(tmp_path: Path) 
             with pytest.raises(imgkit.ConfigError, match="not an imgkit ledger"):
                 teamio.import_ledger(bad, team)
             assert _digest(bad) == before
+        odd = _ledger(tmp_path / "odd.sqlite3", [_run("r1", created=DAY), _run("r2", created=DAY + 1)])
+        conn = sqlite3.connect(odd)
+        conn.execute("UPDATE runs SET status = 'teleported' WHERE run_id = 'r2'")
+        conn.commit()
+        conn.close()
+        with pytest.raises(imgkit.ConfigError, match="run r2 does not read as a run"):
+            teamio.import_ledger(odd, team)
         with pytest.raises(imgkit.ConfigError, match="no such file"):
             teamio.import_ledger(tmp_path / "missing.sqlite3", team)
         with pytest.raises(imgkit.ConfigError, match="into itself"):

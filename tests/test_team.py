@@ -250,3 +250,39 @@ def test_the_studio_shows_what_the_team_has_left_under_a_team_budget(
     session.set_budget(10, per="month")  # personal, on a personal ledger: the same file counts
     banner = re.sub(r"<[^>]+>", "", imgkit.Studio().banner.value)
     assert f" budget {present.fmt_credits(10 - one)} credits left" in banner and "team budget" not in banner
+
+
+def test_with_imgkit_images_the_files_go_to_the_shared_directory_and_the_studio_shows_them(
+    sandbox_url: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "team-images"
+    monkeypatch.setenv("IMGKIT_IMAGES", str(shared))
+    session = _as("ana", sandbox_url, data_dir, monkeypatch)
+    assert session.images_dir == shared and session.ledger.path.parent == data_dir
+    res = imgkit.generate("a red fox", quality="low")
+    (path,) = res.paths
+    assert path.is_file() and path.is_relative_to(shared)
+    assert not (data_dir / "images").exists()
+    assert res.record.data_dir == str(shared)
+    assert imgkit.runs()["files"].iloc[0] == [str(path)]
+    s = imgkit.Studio(quality="low")
+    s.generate()
+    shown = s.results[0]
+    assert s.preview.gallery.paths == tuple(shown.paths)
+    assert s.preview.gallery.image_bytes(0) == shown.paths[0].read_bytes()
+
+
+def test_the_runs_command_filters_by_user_and_project(
+    sandbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imgkit.cli import main
+
+    _as("ana", sandbox_url, data_dir, monkeypatch, project="posters")
+    imgkit.generate("ana's fox", quality="low")
+    _as("bob", sandbox_url, data_dir, monkeypatch)
+    imgkit.generate("bob's fox", quality="low")
+    assert main(["runs", "--user", "ana", "--project", "posters"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and " ana " in lines[1] and "posters" in lines[1] and "bob" not in lines[1]
+    assert main(["runs"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # a personal ledger: everyone's

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -424,21 +424,20 @@ class SandboxState:
     @property
     def credits_used(self) -> float:
         """Credits the key has used: reserved by its tasks, less what failed tasks gave back."""
-        with self._lock:
-            self._account.settle(self.clock())
-            return self._account.key_used
+        with self._lock, self._account.synced() as account:
+            account.settle(self.clock())
+            return account.key_used
 
     @property
     def credits_remaining(self) -> float:
         """What the key may still spend: the smaller of its own limit and the account's balance."""
-        with self._lock:
-            self._account.settle(self.clock())
-            return round(self._account.available(), 5)
+        with self._lock, self._account.synced() as account:
+            account.settle(self.clock())
+            return round(account.available(), 5)
 
     def balance(self) -> dict[str, Any]:
         """The ``data`` of ``GET /v1/credits``: the key's and the account's figures."""
-        with self._lock:
-            account = self._account
+        with self._lock, self._account.synced() as account:
             account.settle(self.clock())
             limit = account.key_limit
             token: dict[str, Any] = {
@@ -531,10 +530,10 @@ class SandboxState:
     ) -> Task | None:
         """Create and charge a task; None when the balance cannot cover it."""
         cost = self.config.credits_for(quality, width, height, n, model=model)
-        with self._lock:
+        with self._lock, self._account.synced() as account:
             now = self.clock()
-            self._account.settle(now)
-            if cost > self._account.available() + 1e-9:
+            account.settle(now)
+            if cost > account.available() + 1e-9:
                 return None
             while True:
                 suffix = "".join(self._task_rng.choices(_ID_ALPHABET, k=8))
@@ -564,7 +563,7 @@ class SandboxState:
             )
             self._tasks[task_id] = task
             # A task that is going to fail gives its reservation back when it does.
-            self._account.reserve(cost, refund_at=task.finishes_at if error_code else None, task_id=task_id)
+            account.reserve(cost, refund_at=task.finishes_at if error_code else None, task_id=task_id)
             return task
 
     # -- rendered results -----------------------------------------------------------------
@@ -627,7 +626,10 @@ class _Account:
 
     A created task reserves its credits at once; one that ends failed gives them back at the
     moment it fails (:meth:`settle` applies the refunds that are due). The file holds the
-    figures and the refunds still due, so a restart keeps both. Callers hold the state's lock.
+    figures and the refunds still due, so a restart keeps both, and several processes sharing
+    one file (two kernels on one data directory) see one account: every use goes through
+    :meth:`synced`, which reads the file under a lock they all take. Callers also hold the
+    state's own lock.
     """
 
     __slots__ = ("key_limit", "key_used", "path", "pending", "remaining", "used")
@@ -644,20 +646,22 @@ class _Account:
     @classmethod
     def load(cls, config: SandboxConfig) -> _Account:
         account = cls(config)
-        if account.path is None:
-            return account
-        try:
-            with open(account.path, encoding="utf-8") as f:
-                saved = json.load(f)
-        except FileNotFoundError:
-            return account
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"state_path {account.path}: not a sandbox state file ({exc})") from None
-        account.remaining = float(saved["account"]["remaining_credits"])
-        account.used = float(saved["account"]["used_credits"])
-        account.key_used = float(saved["key"]["used_credits"])
-        account.pending = [(float(at), float(c), str(t)) for at, c, t in saved.get("refunds_due", [])]
+        account._read()
         return account
+
+    @contextlib.contextmanager
+    def synced(self) -> Iterator[_Account]:
+        """The account as the state file holds it now; written back when the block changed it
+        (and ended without an error), under a lock every process sharing the file takes."""
+        if self.path is None:
+            yield self
+            return
+        with _file_lock(self.path + ".lock"):
+            self._read()
+            before = self._state()
+            yield self
+            if self._state() != before:
+                self._write()
 
     def available(self) -> float:
         if self.key_limit is None:
@@ -670,41 +674,70 @@ class _Account:
         self.key_used += credits
         if refund_at is not None:
             self.pending.append((refund_at, credits, task_id))
-        self.save()
 
     def settle(self, now: float) -> None:
-        due = [item for item in self.pending if item[0] <= now]
-        if not due:
-            return
-        for item in due:
+        for item in [item for item in self.pending if item[0] <= now]:
             _, credits, _ = item
             self.remaining += credits
             self.used -= credits
             self.key_used -= credits
             self.pending.remove(item)
-        self.save()
 
-    def save(self) -> None:
-        if self.path is None:
-            return
-        state = {
+    def _state(self) -> dict[str, Any]:
+        return {
             "account": {"remaining_credits": round(self.remaining, 5), "used_credits": round(self.used, 5)},
             "key": {"used_credits": round(self.key_used, 5)},
             "refunds_due": [list(item) for item in self.pending],
         }
+
+    def _read(self) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                saved = json.load(f)
+            remaining = float(saved["account"]["remaining_credits"])
+            used = float(saved["account"]["used_credits"])
+            key_used = float(saved["key"]["used_credits"])
+            pending = [(float(at), float(c), str(t)) for at, c, t in saved.get("refunds_due", [])]
+        except FileNotFoundError:
+            return  # a new account: the configured starting figures
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"state_path {self.path}: not a sandbox state file ({exc})") from None
+        self.remaining, self.used, self.key_used, self.pending = remaining, used, key_used, pending
+
+    def _write(self) -> None:
+        assert self.path is not None
         # Written whole to a temporary file and renamed over the old one: a crash never
         # leaves half a file.
         folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".sandbox-state-", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f)
+                json.dump(self._state(), f)
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created with its folder), held for the block;
+    without ``fcntl`` (Windows) no lock: one process per state file there."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _pick(faults: FaultConfig, names: tuple[str, ...], r: float) -> str | None:

@@ -120,8 +120,10 @@ _LOCAL_HINTS = {
     "upload_failed": "a reference image could not be uploaded; check it and retry",
     "connection_error": "the service could not be reached; check the network and retry",
     "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
-    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
-    "result_expired": "result links expire after 24 h; generate again",
+    "download_failed": "the service made and billed the images, but they could not be fetched; "
+                       "imgkit.resume() tries again",
+    "result_expired": "the service made and billed the images; result links expire after 24 h, "
+                      "and these expired before they were fetched",
 }
 
 #: The quality buttons' tooltips, in the order of a model's qualities (low, medium, high).
@@ -655,6 +657,7 @@ def banner(
             "balance <b>unlimited</b>"
             if balance.unlimited
             else f'balance <b class="imgkit-balance">{fmt_credits(balance.remaining_credits)} credits</b>'
+            f' <span style="opacity:.7">({esc(balance.limit_note)})</span>'
         )
     elif balance_note:
         parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')

@@ -198,7 +198,7 @@ class StudioApp(Studio):
             n=checked.n,
             max_n=profile.max_n,
             history_title=present.history_title(history),
-            data_dir=lambda: self.session.data_dir,
+            data_dir=lambda: self.session.images_dir,
             reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
@@ -591,7 +591,7 @@ class StudioApp(Studio):
         loop = running_loop()
         if loop is None:
             try:
-                self._set_balance(self.session.balance(), "")
+                self._set_balance(self.session.balance(source="studio"), "")
             except ImgkitError as exc:
                 self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
             return None
@@ -601,7 +601,7 @@ class StudioApp(Studio):
 
     async def _fetch_balance(self) -> None:
         try:
-            balance = await self.session.abalance()
+            balance = await self.session.abalance(source="studio")
         except ImgkitError as exc:
             self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
         else:
@@ -1022,7 +1022,7 @@ class StudioApp(Studio):
     def _new_card(self, title: str = "") -> RunCard:
         capture = self.log.capture()
         return RunCard(
-            self.session.data_dir,
+            self.session.images_dir,
             on_show=capture(self._show),
             on_use=capture(self.use),
             on_rerun=capture(self.rerun),
