@@ -197,7 +197,15 @@ def test_without_psycopg_the_error_names_the_extra(pg_url: str) -> None:
     assert "pip install 'imgkit[postgres]'" in out.stdout
 
 
-def test_balance_snapshots_oldest_first_and_filtered(pg_ledger: PostgresLedger) -> None:
+def test_balance_snapshots_oldest_first_and_filtered(backend: pg.Backend) -> None:
+    ledger = backend.open()
+    try:
+        _snapshots(ledger)
+    finally:
+        ledger.close()
+
+
+def _snapshots(pg_ledger: LedgerBackend) -> None:
     snaps = [
         BalanceSnapshot(taken_at=30.0, provider="evolink", remaining_credits=90.0, binding="key", source="sweep-end",
                         user="ana"),
@@ -566,9 +574,12 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_ledger_satisfies_the_contract(pg_ledger: PostgresLedger) -> None:
-    """Every operation the contract names is there, with its signature, on PostgreSQL."""
+def test_a_ledger_satisfies_the_contract(backend: pg.Backend) -> None:
+    """Every operation the contract names is there, with its parameters, on both backends."""
     import inspect
+
+    pg_ledger = backend.open()
+    pg_ledger.close()
 
     for name in [n for n in dir(LedgerBackend) if not n.startswith("_")]:
         want = getattr(LedgerBackend, name)
