@@ -22,8 +22,10 @@ as the SQLite :class:`~imgkit.ledger.Ledger`, on a server several people and mac
 - **The server going away**: a write waits for the database to come back (reconnecting, for
   up to ``patience`` seconds) and then commits; past that it fails with
   :class:`LedgerUnavailable`, which names the database (never its password) and
-  what failed (an :class:`~imgkit.errors.ImgkitError`). A read fails at once with the same
-  error.
+  what failed (a :class:`~imgkit.errors.StorageError`: the run ends ``unknown``, its task id
+  in the task journal, and ``resume()`` finishes it). A read fails with the same error once
+  ``connect_timeout`` passes without a connection. A closing ledger waits at most
+  ``CLOSING_PATIENCE`` seconds.
 - **Secrets**: the password (from the URL, ``PGPASSWORD`` or ``~/.pgpass``; libpq reads the
   last two) is kept out of :attr:`PostgresLedger.path`, reprs, logs and errors.
 

@@ -506,6 +506,59 @@ def test_closing_while_the_server_is_away_gives_up_after_a_short_wait(pg_server:
     assert pg.Backend("postgres", pg_url).committed() == {"run-00000"}
 
 
+class _StopsTheServerAtTheTaskId(PostgresLedger):
+    """A team ledger whose server stops (pg_ctl stop -m fast) just before the row with the
+    run's task id is written: the real write then fails, as a server going away makes it fail."""
+
+    def __init__(self, url: str, server: pg.Server) -> None:
+        super().__init__(url, patience=1.0)
+        self.server = server
+        self.stopped = False
+
+    async def asave(self, record: RunRecord) -> None:
+        if record.task_id is not None and not self.stopped:
+            self.stopped = True
+            await asyncio.to_thread(self.server.stop, "fast")
+        await super().asave(record)
+
+
+def test_a_task_id_the_database_missed_is_kept_by_the_journal_and_resumed(
+    pg_server: pg.Server, pg_url: str, sandbox_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server goes away between the create and the ledger row with the task id: the run
+    ends unknown (a StorageError naming the database), the task journal holds its id, and once
+    the server is back resume() finishes the run with one create in all."""
+    from imgkit._loop import LOOP
+    from imgkit.engine import Engine
+    from imgkit.journal import JOURNAL_NAME, Journal
+    from imgkit.request import ImageRequest
+
+    monkeypatch.setenv("IMGKIT_LEDGER", pg_url)
+    prompt = f"journal on pg {uuid.uuid4().hex[:8]}"
+    first = imgkit.Session(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
+    ledger = _StopsTheServerAtTheTaskId(pg_url, pg_server)
+    engine = Engine(first.router, ledger, first.store, poll=FAST_POLL, journal=Journal(data_dir / JOURNAL_NAME))
+    plan = first.router.plan(ImageRequest.build(prompt, quality="low"))
+    try:
+        record = LOOP.run(engine.run(plan, engine.new_record(plan)))
+    finally:
+        pg_server.start()
+        first.close()
+        ledger.close()
+    assert ledger.stopped and record.status == "unknown" and record.error_code == "storage_error"
+    assert record.task_id is not None and safe_url(pg_url) in (record.error_message or "")
+    assert [(e.run_id, e.task_id) for e in Journal(data_dir / JOURNAL_NAME).entries()] == [
+        (record.run_id, record.task_id)]
+    row = pg.Backend("postgres", pg_url).execute(f"SELECT status, task_id FROM runs WHERE run_id = '{record.run_id}'")
+    assert row == [("submitting", None)]  # the database never heard of the task
+
+    imgkit.configure(api_key=TEST_KEY, base_url=sandbox_url, data_dir=data_dir, poll=FAST_POLL)
+    done = imgkit.resume()
+    assert [(r.run_id, r.status, r.record.task_id) for r in done] == [(record.run_id, "completed", record.task_id)]
+    assert len(_created(sandbox_url, prompt)) == 1  # one create in all
+    assert Journal(data_dir / JOURNAL_NAME).entries() == []
+
+
 # --- the password ------------------------------------------------------------------------------
 
 
