@@ -28,6 +28,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "ledger": ("benchmarks.ledger_scale", "4. ledger insert; runs() and the report at 10k, 100k and 1M runs; plot"),
     "imports": ("benchmarks.import_time", "5. import imgkit against import httpx"),
     "notebook": ("benchmarks.notebook", "6. notebook bytes per image, peak RSS of small and large sweeps"),
+    "ledger_pg": ("benchmarks.ledger_pg", "7. the ledger on PostgreSQL against SQLite: runs(), report, writers, admit"),
 }
 README = Path(__file__).resolve().parent / "README.md"
 _START, _END = "<!-- results:start -->", "<!-- results:end -->"

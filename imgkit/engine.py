@@ -441,8 +441,10 @@ class Engine:
             try:
                 await self.ledger.asave(record)
             except Exception as exc:
+                if isinstance(exc, StorageError):
+                    raise  # it already says what failed (a database that went away)
                 # The ledger raises its backend's errors (sqlite3's), or an imgkit error of its
-                # own (a database that went away): either way, this run could not be recorded.
+                # own: either way, this run could not be recorded.
                 if not _is_storage_error(exc) and not isinstance(exc, ImgkitError):
                     raise
                 raise storage_error(exc, path=_ledger_path(self.ledger), run_id=record.run_id) from exc

@@ -55,12 +55,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, BalanceSnapshot, RunRecord, RunStatus
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, BalanceSnapshot, RunRecord, RunStatus, Secret
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from imgkit.request import BalanceSnapshot
 
 __all__ = [
     "APPLICATION_ID", "COLUMNS", "LEDGER_ENV", "SCHEMA_VERSION", "STATUSES", "Ledger", "LedgerBackend", "open_ledger",
@@ -1190,6 +1188,12 @@ class Ledger:
                 f"SELECT {', '.join(_FIELDS)} FROM runs ORDER BY created_at, run_id"
             )
             rows = cursor.fetchall()
+        return self._rows_frame(pd, rows, data_dir)
+
+    @staticmethod
+    def _rows_frame(pd: Any, rows: Sequence[Sequence[Any]], data_dir: Path | None) -> pd.DataFrame:
+        """The DataFrame from rows of every run field (in :data:`_FIELDS` order), oldest first
+        (also for :class:`imgkit.ledger_pg.PostgresLedger`: one frame, whatever the backend)."""
         columns = dict(zip(_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {f: () for f in _FIELDS}
         frame: dict[str, Any] = {}
 
@@ -1537,9 +1541,9 @@ class LedgerBackend(Protocol):
     def ratings_frame(self) -> pd.DataFrame: ...
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
-        """Lease to ``owner`` until now + ``ttl_s`` the unfinished runs (only ``run_ids``, when
-        given) whose lease is free or expired, in one transaction, and return them: two
-        resumers never follow the same run."""
+        """Lease to ``owner`` until now + ``ttl_s`` the runs resume() finishes (only ``run_ids``
+        among them, when given) whose lease is free, expired or already ``owner``'s, in one
+        transaction, and return them, oldest first: two resumers never follow the same run."""
         ...
 
     def renew(self, owner: str, run_ids: Sequence[str], *, ttl_s: float) -> None: ...
@@ -1559,24 +1563,28 @@ class LedgerBackend(Protocol):
 LEDGER_ENV = "IMGKIT_LEDGER"
 
 
-def is_database_url(target: str | Path) -> bool:
+def is_database_url(target: str | Path | Secret) -> bool:
     """True when ``target`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
-    return isinstance(target, str) and target.strip().lower().startswith(("postgresql://", "postgres://"))
+    text = target.reveal() if isinstance(target, Secret) else target
+    return isinstance(text, str) and text.strip().lower().startswith(("postgresql://", "postgres://"))
 
 
-def open_ledger(target: str | Path) -> LedgerBackend:
+def open_ledger(target: str | Path | Secret) -> LedgerBackend:
     """The ledger at ``target``: :class:`imgkit.ledger_pg.PostgresLedger` for a
     ``postgresql://`` (or ``postgres://``) URL, the SQLite :class:`Ledger` for a path.
 
     The password comes from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads them); it
-    is never shown back (the ledger's ``path`` is the URL without it).
+    is never shown back (the ledger's ``path`` is the URL without it). ``target`` may be a
+    :class:`~imgkit.request.Secret` holding the URL.
 
     Example:
         >>> ledger = open_ledger("postgresql://imgkit@db.internal/imgkit")
         >>> ledger.count()
     """
-    if is_database_url(target):
+    if isinstance(target, Secret) or is_database_url(target):
         from imgkit.ledger_pg import PostgresLedger
 
-        return PostgresLedger(str(target).strip())
+        url = target if isinstance(target, Secret) else Secret(str(target).strip())
+        del target  # only the Secret holds it now: a traceback's locals show it masked
+        return PostgresLedger(url)
     return Ledger(Path(target).expanduser())

@@ -22,8 +22,10 @@ as the SQLite :class:`~imgkit.ledger.Ledger`, on a server several people and mac
 - **The server going away**: a write waits for the database to come back (reconnecting, for
   up to ``patience`` seconds) and then commits; past that it fails with
   :class:`LedgerUnavailable`, which names the database (never its password) and
-  what failed (an :class:`~imgkit.errors.ImgkitError`). A read fails at once with the same
-  error.
+  what failed (a :class:`~imgkit.errors.StorageError`: the run ends ``unknown``, its task id
+  in the task journal, and ``resume()`` finishes it). A read fails with the same error once
+  ``connect_timeout`` passes without a connection. A closing ledger waits at most
+  ``CLOSING_PATIENCE`` seconds.
 - **Secrets**: the password (from the URL, ``PGPASSWORD`` or ``~/.pgpass``; libpq reads the
   last two) is kept out of :attr:`PostgresLedger.path`, reprs, logs and errors.
 
@@ -51,9 +53,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.errors import ConfigError, ImgkitError, ValidationError
+from imgkit.errors import ConfigError, StorageError, ValidationError
 from imgkit.ledger import _COLUMN_TYPES, _FIELDS, _TUPLE_FIELDS, SCHEMA_VERSION, Ledger, _arrow_frame, _dump, _load_cell
-from imgkit.request import TERMINAL_STATUSES, BalanceSnapshot, RunRecord
+from imgkit.request import TERMINAL_STATUSES, BalanceSnapshot, RunRecord, Secret
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,10 +69,13 @@ log = logging.getLogger("imgkit")
 INSTALL_HINT = "pip install 'imgkit[postgres]'"
 
 
-class LedgerUnavailable(ImgkitError):
-    """The ledger's database cannot be reached or went away. The message names the database
-    (its URL without the password) and what failed; writes wait ``patience`` seconds for the
-    server before they raise it."""
+class LedgerUnavailable(StorageError):
+    """The ledger's database cannot be reached or went away (a
+    :class:`~imgkit.errors.StorageError` with ``reason`` ``"unreachable"``). The message names
+    the database (its URL without the password) and what failed; writes wait ``patience``
+    seconds for the server before they raise it. A run cut off this way ends ``unknown`` with
+    its task id in the task journal, and :func:`imgkit.resume` finishes it once the server is
+    back."""
 
 
 def _q(name: str) -> str:
@@ -218,13 +223,12 @@ def safe_url(url: str) -> str:
         return "<a PostgreSQL URL that does not parse>"
 
 
-def _import_psycopg() -> Any:
+def _import_psycopg() -> None:
     try:
-        import psycopg
-        import psycopg_pool  # noqa: F401 - checked here, used by the pool
+        import psycopg  # noqa: F401 - checked here, imported where used
+        import psycopg_pool  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"a ledger on PostgreSQL needs psycopg and psycopg-pool: {INSTALL_HINT}") from exc
-    return psycopg
 
 
 #: A queued write: runs on the writer's connection inside a transaction, returns its result.
@@ -274,11 +278,16 @@ class _Writer:
         if last is not None and not last.done():
             wait([last])
 
+    #: The most seconds a write still waits for the server once the ledger is closing (at
+    #: interpreter exit, say): a process must not hang for ``patience`` on its way out.
+    CLOSING_PATIENCE = 10.0
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._patience = min(self._patience, self.CLOSING_PATIENCE)
             thread = self._thread
             if thread is not None:
                 self._queue.put(None)
@@ -320,7 +329,7 @@ class _Writer:
 
         if not live:
             return
-        deadline = time.monotonic() + self._patience
+        started = time.monotonic()
         delay = 0.05
         while True:
             try:
@@ -330,7 +339,7 @@ class _Writer:
                     self._one_by_one(live, exc)
                     return
                 self._drop()
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= started + self._patience:  # (shortened by close())
                     what = live[0][2] if len(live) == 1 else f"{len(live)} writes ({live[0][2]}, ...)"
                     error = self._unavailable(f"{what} could not be written", exc)
                     for _, future, _ in live:
@@ -349,11 +358,8 @@ class _Writer:
 
     def _lost(self, exc: Exception) -> bool:
         """True when ``exc`` is the connection's failure (the server went away), not the data's."""
-        import psycopg
-
         conn = self._conn
-        return conn is None or conn.closed or conn.broken or not isinstance(exc, psycopg.errors.DatabaseError) or (
-            getattr(exc, "sqlstate", None) or "").startswith(("08", "57P"))
+        return conn is None or conn.closed or conn.broken or _connection_lost(exc)
 
     def _transaction(self, jobs: list[tuple[_Job, Future[Any], str]]) -> list[Any]:
         if self._conn is None or self._conn.closed:
@@ -399,37 +405,29 @@ class PostgresLedger:
     #: See :attr:`imgkit.ledger.Ledger.COST_KEYS` and :attr:`~imgkit.ledger.Ledger.COST_SUMS`.
     COST_KEYS: ClassVar[tuple[str, ...]] = Ledger.COST_KEYS
     COST_SUMS: ClassVar[tuple[str, ...]] = Ledger.COST_SUMS
+    #: From this many runs on, :meth:`to_dataframe` builds the frame from an Arrow table, as
+    #: :attr:`imgkit.ledger.Ledger.ARROW_FROM_ROWS` (the same frame either way).
+    ARROW_FROM_ROWS: ClassVar[int] = Ledger.ARROW_FROM_ROWS
 
     def __init__(
-        self, url: str, *, patience: float = 300.0, pool_size: int = 4, connect_timeout: float = 10.0
+        self, url: str | Secret, *, patience: float = 300.0, pool_size: int = 4, connect_timeout: float = 10.0
     ) -> None:
-        psycopg = _import_psycopg()
-        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        _import_psycopg()
         from psycopg_pool import ConnectionPool
 
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(
-                f"IMGKIT_LEDGER {safe_url(url)!r} is not a PostgreSQL URL libpq reads "
-                "(postgresql://user@host[:port]/database)"
-            ) from exc
-        password = params.pop("password", None)
-        password = str(password) if password is not None else None
-        params.setdefault("connect_timeout", max(1, round(connect_timeout)))
-        params.setdefault("application_name", "imgkit")
-        self.path: str = safe_url(url)
+        secret = url if isinstance(url, Secret) else Secret(url)
+        del url  # from here on only the Secret holds it: a traceback's locals show it masked
+        #: The database's URL without its password (what reprs, errors and reports show).
+        self.path: str = safe_url(secret.reveal())
         self.patience = patience
-        self._conninfo = make_conninfo("", **params)
-        # The password is passed beside the connection string, never inside it, so nothing
-        # that shows a connection string (psycopg's or the pool's) can show it.
-        self._secret: dict[str, Any] = {"password": password} if password else {}
-        self._secrets = [s for s in (password, os.environ.get("PGPASSWORD")) if s]
+        # The password goes beside the connection string, never inside it, so nothing that
+        # shows a connection string (psycopg's, the pool's) can show it.
+        self._conninfo, self._password = _split_password(secret, self.path, connect_timeout)
         self._closed = False
         self._lock = threading.Lock()
         self._migrate()
         self._pool: ConnectionPool[Any] = ConnectionPool(
-            self._conninfo, kwargs={**self._secret, "autocommit": True}, min_size=1, max_size=max(1, pool_size),
+            self._conninfo, kwargs=self._pool_kwargs, min_size=1, max_size=max(1, pool_size),
             open=False, name="imgkit-ledger", check=ConnectionPool.check_connection, timeout=connect_timeout,
             reconnect_timeout=0,
         )
@@ -442,30 +440,40 @@ class PostgresLedger:
 
     # --- connections and errors --------------------------------------------------------------
 
+    def _login(self) -> dict[str, Any]:
+        return {"password": self._password.reveal()} if self._password is not None else {}
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        # Asked for at each connection, so the pool keeps no copy of the password.
+        return {**self._login(), "autocommit": True}
+
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "****")
+        """``text`` with the password (the URL's or ``PGPASSWORD``) masked, should a message
+        ever quote it."""
+        for secret in (self._password.reveal() if self._password else None, os.environ.get("PGPASSWORD")):
+            if secret:
+                text = text.replace(secret, "****")
         return text
 
     def _unavailable(self, what: str, exc: BaseException) -> LedgerUnavailable:
         """The error for a database that cannot be reached: it names the database (no
         password) and what failed."""
         reason = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return LedgerUnavailable(f"the ledger database {self.path}: {what}: {reason}")
+        return LedgerUnavailable(
+            f"the ledger database {self.path}: {what}: {reason}; once the server is back, imgkit.resume() "
+            "finishes the runs",
+            path=self.path, reason="unreachable",
+        )
 
     def _connect(self, *, autocommit: bool) -> psycopg.Connection[Any]:
         import psycopg
 
-        try:
-            return psycopg.connect(self._conninfo, autocommit=autocommit, **self._secret)
-        except psycopg.OperationalError as exc:
-            raise self._unavailable("cannot connect", exc) from None
+        return psycopg.connect(self._conninfo, autocommit=autocommit, **self._login())
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:
         """A read connection, once this ledger's queued writes are committed."""
         import psycopg
-        from psycopg_pool import PoolTimeout
 
         self._writer.wait_idle()
         if self._closed:
@@ -473,8 +481,8 @@ class PostgresLedger:
         try:
             with self._pool.connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            if isinstance(exc, psycopg.errors.DatabaseError) and not (exc.sqlstate or "").startswith(("08", "57P")):
+        except psycopg.OperationalError as exc:
+            if not _connection_lost(exc):
                 raise
             raise self._unavailable("a read failed", exc) from None
 
@@ -482,9 +490,13 @@ class PostgresLedger:
         """Bring the database to :data:`~imgkit.ledger.SCHEMA_VERSION`, once: every process
         takes the same advisory lock first, so the first one migrates and the others find it
         done."""
-        from imgkit.errors import ConfigError
+        import psycopg
 
-        with self._connect(autocommit=True) as conn:
+        try:
+            connection = self._connect(autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._unavailable("cannot connect", exc) from None
+        with connection as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_KEY,))
             try:
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} (version INTEGER NOT NULL, "
@@ -684,18 +696,21 @@ class PostgresLedger:
     _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
-        """Lease to ``owner``, until now + ``ttl_s`` (the database's clock), the unfinished runs
-        (only ``run_ids``, when given) whose lease is free or expired, in one transaction, and
-        return them, oldest first. Two resumers claiming together never get the same run."""
+        """Lease to ``owner``, until now + ``ttl_s`` (the database's clock, one for every
+        machine), the runs :func:`imgkit.resume` finishes
+        (:attr:`imgkit.ledger.Ledger.RESUMABLE_SQL`; only ``run_ids`` among them, when given)
+        whose lease is free, expired or already ``owner``'s, in one transaction, and return
+        them, oldest first. Two resumers claiming together never get the same run."""
         _check_ttl(ttl_s)
         only = "" if run_ids is None else " AND run_id = ANY(%(ids)s)"
         sql = (
             f"UPDATE runs SET lease_owner = %(owner)s, lease_until = {self._NOW} + %(ttl)s "
-            f"WHERE run_id IN (SELECT run_id FROM runs WHERE status <> ALL(%(terminal)s){only} "
-            f"AND (lease_until IS NULL OR lease_until < {self._NOW}) FOR UPDATE SKIP LOCKED) "
+            f"WHERE run_id IN (SELECT run_id FROM runs WHERE {Ledger.RESUMABLE_SQL}{only} "
+            f"AND (lease_until IS NULL OR lease_until < {self._NOW} OR lease_owner = %(owner)s) "
+            "FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_COLS}"
         )
-        params = {"owner": owner, "ttl": float(ttl_s), "terminal": _TERMINAL, "ids": list(run_ids or [])}
+        params = {"owner": owner, "ttl": float(ttl_s), "ids": list(run_ids or [])}
 
         def job(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
@@ -846,18 +861,23 @@ class PostgresLedger:
     # --- the DataFrame -----------------------------------------------------------------------
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
-        """All runs as a typed DataFrame, oldest first: the same columns and types as
-        :meth:`imgkit.ledger.Ledger.to_dataframe` (built by the same code, from an Arrow table
-        of the rows)."""
+        """All runs as a typed DataFrame, oldest first: the frame
+        :meth:`imgkit.ledger.Ledger.to_dataframe` gives for the same runs (built by the same
+        code: row by row below :attr:`~imgkit.ledger.Ledger.ARROW_FROM_ROWS` runs, from an Arrow
+        table of the same column types from there on)."""
         import pandas as pd
-        import pyarrow as pa
 
         from imgkit.ledger import _no_gc
 
         with _no_gc():
             with self._reading() as conn:
                 rows = conn.execute(f'SELECT {_COLS} FROM runs ORDER BY created_at, run_id COLLATE "C"').fetchall()
-            columns = list(zip(*rows, strict=True)) if rows else [() for _ in _FIELDS]
+            if len(rows) < self.ARROW_FROM_ROWS:
+                return Ledger._rows_frame(pd, rows, data_dir)
+            import pyarrow as pa
+
+            columns = list(zip(*rows, strict=True))
+            del rows
             table = pa.table({
                 name: pa.array(values, type=getattr(pa, _COLUMN_TYPES[name])())
                 for name, values in zip(_FIELDS, columns, strict=True)
@@ -914,6 +934,35 @@ class PostgresLedger:
                 f"SELECT {', '.join(self._RATING_FIELDS)} FROM ratings ORDER BY created_at, id"
             ).fetchall()
         return _ratings_frame(rows, self._RATING_FIELDS)
+
+
+def _split_password(url: Secret, shown: str, connect_timeout: float) -> tuple[str, Secret | None]:
+    """The connection string of ``url`` without its password, and the password (if any)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(url.reveal())
+    except psycopg.ProgrammingError:
+        raise ConfigError(
+            f"IMGKIT_LEDGER {shown!r} is not a PostgreSQL URL libpq reads (postgresql://user@host[:port]/database)"
+        ) from None
+    password = params.pop("password", None)
+    params.setdefault("connect_timeout", max(1, round(connect_timeout)))
+    params.setdefault("application_name", "imgkit")
+    return make_conninfo("", **params), Secret(str(password)) if password is not None else None
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """True for psycopg's errors of a connection that failed or could not be made (no SQL
+    state: the client's own; class 08, connection exception; 57P, the server shutting down),
+    as against an error in the data or the statement."""
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
 
 
 def _check_ttl(ttl_s: float) -> None:

@@ -213,6 +213,12 @@ def _positive(name: str, value: Any, allowed: str) -> Any:
     return value
 
 
+def _shown_url(url: str | Path) -> str:
+    from imgkit.ledger_pg import safe_url
+
+    return safe_url(str(url).strip())
+
+
 # --- the session -------------------------------------------------------------------------
 
 
@@ -322,7 +328,11 @@ class Session:
         self.budget = budget
         self.sweep_threshold = sweep_threshold
         target = ledger or os.environ.get(LEDGER_ENV) or self.data_dir / "ledger.sqlite3"
-        self.ledger_target: str | Path = target if is_database_url(target) else Path(target).expanduser()
+        ledger = None
+        # A database URL is held like a key (it may carry a password); ledger_target shows it without.
+        self._ledger_url = Secret(str(target).strip()) if is_database_url(target) else None
+        self.ledger_target: str | Path = Path(target).expanduser() if self._ledger_url is None else _shown_url(target)
+        del target
         self._ledger: LedgerBackend | None = None
         self._engine: Engine | None = None
         self._router: Router | None = None
@@ -356,10 +366,8 @@ class Session:
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
         data = str(self.data_dir)
-        if is_database_url(self.ledger_target):
-            from imgkit.ledger_pg import safe_url
-
-            data += f" (ledger {safe_url(str(self.ledger_target))})"
+        if self._ledger_url is not None:
+            data += f" (ledger {self.ledger_target})"
         return Description(where + self._last_balance(), self.price_sheet, data, self.model)
 
     def _last_balance(self) -> str:
@@ -391,7 +399,7 @@ class Session:
         """The ledger (opened on first use): :func:`imgkit.ledger.open_ledger` of
         ``ledger_target``."""
         if self._ledger is None:
-            self._ledger = open_ledger(self.ledger_target)
+            self._ledger = open_ledger(self._ledger_url or self.ledger_target)
         return self._ledger
 
     @property

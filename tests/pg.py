@@ -45,9 +45,15 @@ def _free_port() -> int:
 
 
 class Server:
-    """One PostgreSQL server on 127.0.0.1:``port``."""
+    """One PostgreSQL server on 127.0.0.1:``port``.
 
-    def __init__(self) -> None:
+    Args:
+        durable: keep PostgreSQL's durability (fsync, full page writes), as a team's server
+            would (the benchmarks); the tests turn it off, a throwaway server needs none.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.bin = bin_dir()
         self.root = Path(tempfile.mkdtemp(prefix="imgkit-pg-"))
         self.data = self.root / "data"
@@ -76,9 +82,18 @@ class Server:
         self.start()
         self.admin(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'")
 
+    def is_running(self) -> bool:
+        status = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "status", check=False)
+        return status.returncode == 0
+
     def start(self) -> None:
+        """Start the server (nothing to do if it runs)."""
+        if self.data.exists() and self.is_running():
+            return
         options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
-                   "-c max_connections=200 -c fsync=off -c full_page_writes=off")
+                   "-c max_connections=200")
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")
 
@@ -114,9 +129,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running() -> Iterator[Server]:
+def running(*, durable: bool = False) -> Iterator[Server]:
     """A started server with the role, stopped and removed afterwards."""
-    server = Server()
+    server = Server(durable=durable)
     try:
         server.init()
         yield server
@@ -157,7 +172,7 @@ class Backend:
                 conn.close()
         import psycopg
 
-        with psycopg.connect(str(self.target), autocommit=True) as pg:
+        with psycopg.connect(str(self.target), password=PASSWORD, autocommit=True) as pg:
             cursor = pg.execute(sql)  # type: ignore[arg-type]
             return cursor.fetchall() if cursor.description else []
 
@@ -182,7 +197,7 @@ class Backend:
             return
         import psycopg
 
-        with psycopg.connect(str(self.target)) as pg:
+        with psycopg.connect(str(self.target), password=PASSWORD) as pg:
             pg.execute("LOCK TABLE runs IN EXCLUSIVE MODE")
             try:
                 yield

@@ -4,7 +4,8 @@ WAL and migrate it), write their runs and read the DataFrame as they go. No proc
 "database is locked", no row may be lost or doubled, and the file must stay sound.
 
 And the budget across processes: runs in several kernels against one budget send exactly
-what it allows.
+what it allows. The kernels' tests run on both ledger backends (``IMGKIT_LEDGER``: a SQLite
+file, a PostgreSQL database); tests/test_pg_ledger.py has PostgreSQL's heavier races.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 from imgkit.sandbox import SandboxConfig, running_sandbox
 
 from .conftest import TEST_KEY
+from .pg import Backend
 
 WORKERS = 4
 
@@ -133,6 +135,13 @@ def _check(done: list[subprocess.CompletedProcess[str]]) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _rows(backend: Backend) -> list[tuple]:
+    """The runs of the shared ledger (a SQLite file must also be sound, in WAL mode)."""
+    if backend.kind == "sqlite":
+        return _integrity(Path(backend.target))
+    return backend.execute("SELECT run_id, status, task_id, prompt FROM runs")
+
+
 def _integrity(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -151,13 +160,13 @@ def test_four_processes_write_500_runs_each(tmp_path: Path) -> None:
     assert len({r[2] for r in rows}) == len(rows) and len({r[3] for r in rows}) == len(rows)
 
 
-def _kernels(sandbox_url: str, tmp_path: Path, runs: int) -> None:
+def _kernels(sandbox_url: str, tmp_path: Path, runs: int, backend: Backend) -> None:
     data_dir = tmp_path / "shared-home"
     go = tmp_path / "go"
     args = [[TEST_KEY, sandbox_url, str(data_dir), str(go), str(w), str(runs)] for w in range(WORKERS)]
     done = _race(SESSION_CHILD, args, go, timeout=1800)
     _check(done)
-    rows = _integrity(data_dir / "ledger.sqlite3")
+    rows = _rows(backend)  # the kernels inherit IMGKIT_LEDGER: the backend's ledger
     assert len(rows) == WORKERS * runs
     assert {r[1] for r in rows} == {"completed"}
     assert len({r[2] for r in rows}) == len(rows)  # one task per run, none shared
@@ -167,16 +176,16 @@ def _kernels(sandbox_url: str, tmp_path: Path, runs: int) -> None:
     assert {r[2] for r in rows} <= mine
 
 
-def test_four_kernels_share_one_ledger(own_sandbox: str, tmp_path: Path) -> None:
-    _kernels(own_sandbox, tmp_path, runs=10)
+def test_four_kernels_share_one_ledger(own_sandbox: str, tmp_path: Path, backend: Backend) -> None:
+    _kernels(own_sandbox, tmp_path, runs=10, backend=backend)
 
 
 @pytest.mark.soak
-def test_four_kernels_write_500_runs_each(own_sandbox: str, tmp_path: Path) -> None:
-    _kernels(own_sandbox, tmp_path, runs=500)
+def test_four_kernels_write_500_runs_each(own_sandbox: str, tmp_path: Path, backend: Backend) -> None:
+    _kernels(own_sandbox, tmp_path, runs=500, backend=backend)
 
 
-def test_budget_holds_across_processes(own_sandbox: str, tmp_path: Path) -> None:
+def test_budget_holds_across_processes(own_sandbox: str, tmp_path: Path, backend: Backend) -> None:
     """Five kernels start 10 runs each at once against one budget of 10 one-credit runs."""
     data_dir = tmp_path / "budget-home"
     go = tmp_path / "go"
@@ -190,5 +199,5 @@ def test_budget_holds_across_processes(own_sandbox: str, tmp_path: Path) -> None
     assert sum(c["refused"] for c in counts) == 40
     tasks = httpx.get(f"{own_sandbox}/_sandbox/tasks", headers={"Authorization": "Bearer x"}, timeout=30).json()["tasks"]
     assert sum(t["prompt"].startswith(f"{tag} ") for t in tasks) == 10
-    rows = _integrity(data_dir / "ledger.sqlite3")
+    rows = _rows(backend)
     assert len(rows) == 10

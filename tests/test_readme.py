@@ -30,6 +30,16 @@ COVERED_ELSEWHERE = {
     "make soak": "tests marked soak; `make test` runs each scenario at a small size (tests/test_faults.py)",
     "make bench": "tests/test_benchmarks_smoke.py runs the same harness at tiny sizes",
     "imgkit.login()": "asks for the key at a hidden prompt: tests/test_secrets.py drives it",
+    # A team's ledger: the lines need a PostgreSQL server; this test runs them, as written, on one.
+    **dict.fromkeys(
+        [
+            "psql -c \"CREATE ROLE imgkit LOGIN PASSWORD 'choose-one'\"",
+            'psql -c "CREATE DATABASE imgkit OWNER imgkit"',
+            'echo "db.internal:5432:imgkit:imgkit:choose-one" >> ~/.pgpass && chmod 600 ~/.pgpass',
+            "export IMGKIT_LEDGER=postgresql://imgkit@db.internal/imgkit",
+        ],
+        "tests/test_pg_setup.py::test_the_readme_team_setup_runs_as_written",
+    ),
 }
 #: Serving commands that run until stopped, by prefix, with the tests that start them.
 SERVED_ELSEWHERE = {
