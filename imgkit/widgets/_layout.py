@@ -136,7 +136,9 @@ class StudioLayout:
         )
         self.quality.add_class("imgkit-quality")
         # A number field, not a slider: 12 stays 12 and is refused out loud (n_note), not clamped.
-        self.n = w.IntText(value=n, description="Images", style=narrow, layout=w.Layout(width="150px"))
+        self.n = w.IntText(
+            value=n, description="Images", style={"description_width": "80px"}, layout=w.Layout(width="160px"),
+        )
         self.n.add_class("imgkit-n")
         self.n_note = w.HTML()
         self.n_note.add_class("imgkit-n-note")
@@ -200,6 +202,8 @@ class StudioLayout:
         self.price.add_class("imgkit-price")
         self.price_warning = w.HTML()
         self.price_warning.add_class("imgkit-price-warning")
+        self.page_budget = w.HTML()
+        self.page_budget.add_class("imgkit-page-budget-box")
         self.generate_button = w.Button(
             description="Generate", button_style="primary", icon="paint-brush",
             tooltip="start a run; the kernel stays free while it runs",
@@ -273,6 +277,7 @@ class StudioLayout:
                 _section("Price"),
                 self.price,
                 self.price_warning,
+                self.page_budget,
                 w.HBox([self.generate_button, self.shortcuts], layout=w.Layout(margin="6px 0")),
                 self.message,
                 _section("Reference images (optional)"),
@@ -286,7 +291,7 @@ class StudioLayout:
                 self.code,
             ],
             # The form keeps a fixed width; the preview takes what is left, so results are large.
-            layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),
+            layout=w.Layout(flex="0 1 400px", min_width="320px", padding="0 12px 0 0"),
         )
         form.add_class("imgkit-form")
         right = w.VBox(

@@ -34,6 +34,7 @@ message rate limit, so each run renders at most ``updates_per_second`` times a s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -102,6 +103,23 @@ def _thumbnail(ref: ReferenceImage) -> bytes | None:
         return None
 
 
+def _data_uri(path: Path, pixels: int) -> str | None:
+    """A small JPEG of an image file as a ``data:`` URI (None when it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.thumbnail((pixels, pixels))
+            flat = im.convert("RGBA")
+            page = Image.new("RGB", flat.size, "white")  # a transparent image on white paper
+            page.paste(flat, mask=flat.getchannel("A"))
+            out = io.BytesIO()
+            page.save(out, "JPEG", quality=60)
+    except Exception:  # a missing thumbnail leaves a gap, not a broken snapshot
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
 class StudioApp(Studio):
     """The studio's implementation; build it with :func:`imgkit.studio` or :class:`imgkit.Studio`.
 
@@ -148,6 +166,7 @@ class StudioApp(Studio):
         self._page_spent = 0.0
         self._mask: ReferenceImage | None = None
         self._kind = "gateway"
+        self._last_sheet: Sheet | None = None
         self.filter = present.HistoryFilter()
         self._window = (0, 0)
         #: Partial images shown in the preview so far (streamed runs, ``previews``).
@@ -272,7 +291,34 @@ class StudioApp(Studio):
     # --- display -------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        # The live form, and beside it a static snapshot (HTML, no script) for where the form
+        # cannot load: a saved notebook opened without a kernel, nbconvert, a static viewer.
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle = {**bundle, "text/html": self.snapshot()}
+        return bundle
+
+    #: How many runs and images the static snapshot keeps (it is saved in the notebook).
+    SNAPSHOT_RUNS = 10
+    SNAPSHOT_IMAGES = 4
+    SNAPSHOT_PIXELS = 128
+
+    def snapshot(self) -> str:
+        """The static snapshot: the last few images (small JPEG ``data:`` URIs) and a table
+        of the last runs, as HTML. Hidden runs are left out."""
+        records = [
+            r for r in self.session.ledger.records(limit=self.SNAPSHOT_RUNS * 5, newest_first=True)
+            if present.HIDDEN_TAG not in r.tags
+        ][: self.SNAPSHOT_RUNS]
+        images: list[tuple[str, str]] = []
+        for record in records:
+            for rel in record.thumbs if record.status == "completed" else ():
+                if len(images) >= self.SNAPSHOT_IMAGES:
+                    break
+                uri = _data_uri(self.session.data_dir / rel, self.SNAPSHOT_PIXELS)
+                if uri is not None:
+                    images.append((uri, record.prompt[:60]))
+        return present.snapshot_html(records, images)
 
     def __repr__(self) -> str:
         return (
@@ -531,6 +577,22 @@ class StudioApp(Studio):
                 self.message.value = ""
         if quote:
             self._render_money()
+        self._apply_page_budget()
+
+    def _page_budget_problem(self) -> str:
+        if self.page_budget is None:
+            return ""
+        return present.page_budget_problem(self.page_budget, self._page_spent, self._credits())
+
+    def _apply_page_budget(self) -> None:
+        """Refuse, visibly, a run this page's budget cannot pay for (``imgkit app --budget-credits``)."""
+        if self.page_budget is None:
+            return
+        self.ui.page_budget.value = present.page_budget_note(self.page_budget, self._page_spent)
+        text = self._page_budget_problem()
+        if text and not self.generate_button.disabled:
+            self.generate_button.disabled = True
+            self.message.value = present.problem(text)
 
     def _render_money(self) -> None:
         """Re-render the price, its warning and the banner, from one quote."""
@@ -554,7 +616,9 @@ class StudioApp(Studio):
                 quote.credits, warn_credits=self.warn_credits, remaining=remaining, balance=self._balance
             )
         s = self.session
-        sheet = self._sheet(quote)
+        # An unpriced form keeps naming the sheet of its last price.
+        sheet = self._sheet(quote) if isinstance(quote, Estimate) or self._last_sheet is None else self._last_sheet
+        self._last_sheet = sheet
         value = present.banner(
             sandbox=s.sandbox,
             base_url=s.base_url,
@@ -849,6 +913,17 @@ class StudioApp(Studio):
             self.message.value = present.problem(present.cannot_generate(exc))
             self.generate_button.disabled = True
             return None
+        over = self._page_budget_problem()
+        if over:
+            self.message.value = present.problem(over)
+            self.generate_button.disabled = True
+            return None
+        charge = self._credits() if self.page_budget is not None else None
+        if charge is not None:
+            # Counted at the click (the estimate the run is recorded at): the page cannot
+            # overspend with runs in flight.
+            self._page_spent += charge
+            self._apply_page_budget()
         params = self.params()
         card = self._new_card(title=params["prompt"])
         self._starting.append(card)
@@ -856,7 +931,7 @@ class StudioApp(Studio):
         self._latest = card
         self.preview.starting(params["prompt"])
         self.refresh_history()
-        task = self._schedule(self._run(params, card), self._runs)
+        task = self._schedule(self._run(params, card, charge), self._runs)
         if task is not None:
             self._task_of[card] = task
             task.add_done_callback(lambda _: self._task_of.pop(card, None))
@@ -1036,7 +1111,7 @@ class StudioApp(Studio):
             self._latest.set_shown(True)
         self.preview.show(record)
 
-    async def _run(self, params: dict[str, Any], card: RunCard) -> GenerationResult | None:
+    async def _run(self, params: dict[str, Any], card: RunCard, charge: float | None = None) -> GenerationResult | None:
         throttle = self._throttle
 
         def on_event(event: JobEvent) -> None:
@@ -1053,6 +1128,9 @@ class StudioApp(Studio):
             # Refused before anything was sent (validation, budget): nothing was recorded.
             throttle.flush()
             self._live.discard(card)
+            if charge is not None:  # nothing was spent
+                self._page_spent -= charge
+                self._refresh()
             self._refused(card, exc)
             return None
         except BaseException as exc:
