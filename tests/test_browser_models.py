@@ -152,3 +152,46 @@ def test_model_controls_and_history_tools_in_jupyterlab(tmp_path: Path) -> None:
                 page.screenshot(path=str(ARTIFACTS / "studio-models-failure.png"), full_page=True)
                 print(lab.log_tail())
                 raise
+
+
+@pytest.mark.timeout(240)
+def test_a_saved_notebook_shows_the_snapshot_in_jupyterlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook executed elsewhere (as `make demo` does, widget state included) and opened
+    in JupyterLab: the live form cannot load there, so its output shows the static snapshot,
+    with the last image and the history table."""
+    import nbformat
+    from nbclient import NotebookClient
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    monkeypatch.setenv("IMGKIT_HOME", str(tmp_path / "imgkit-home"))  # the Lab's kernels use this one too
+    monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
+    with jupyterlab(tmp_path) as lab:
+        saved = write_notebook(
+            lab.root / "saved.ipynb",
+            "import imgkit\nimgkit.generate('a lighthouse, saved for later', quality='low')",
+            "imgkit.studio()",
+        )
+        nb = nbformat.read(saved, as_version=4)
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        nbformat.write(nb, saved)
+        size = saved.stat().st_size
+        assert size < 250 * 1024, size
+        with chromium(tmp_path / "chromium-profile", width=1280, height=800) as browser:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(lab.page_url("saved.ipynb"), wait_until="domcontentloaded", timeout=60_000)
+                snapshot = page.locator(".jp-OutputArea-output .imgkit-snapshot")
+                snapshot.wait_for(state="visible", timeout=60_000)
+                expect(snapshot).to_contain_text("static snapshot")
+                expect(snapshot.locator("table")).to_contain_text("a lighthouse, saved for later")
+                image = snapshot.locator("img").first
+                page.wait_for_function("img => img.naturalWidth > 0", arg=image.element_handle())
+                expect(page.locator(".imgkit-studio")).to_have_count(0)  # no live form without its kernel
+                snapshot.scroll_into_view_if_needed()
+                _shots(page, "studio-snapshot-lab")
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "studio-snapshot-failure.png"), full_page=True)
+                print(lab.log_tail())
+                raise

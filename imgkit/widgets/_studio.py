@@ -226,7 +226,7 @@ class StudioApp(Studio):
         self.model, self.size, self.quality, self.n = ui.model, ui.size, ui.quality, ui.n
         self.n_note, self.custom_size = ui.n_note, ui.custom_size
         self.resolution, self.background, self.previews = ui.resolution, ui.background, ui.previews
-        self.mask_upload, self.mask_message = ui.mask_upload, ui.mask_message
+        self.mask_message = ui.mask_message
         self.filter_text, self.starred_only, self.show_hidden = ui.filter_text, ui.starred_only, ui.show_hidden
         self.upload, self.reference_field = ui.upload, ui.reference_field
         self.reference_add, self.reference_clear = ui.reference_add, ui.reference_clear
@@ -273,7 +273,6 @@ class StudioApp(Studio):
         self.resolution.observe(capture(self._on_field), names="value")
         self.background.observe(capture(self._on_field), names="value")
         self.previews.observe(capture(self._on_field), names="value")
-        self.mask_upload.observe(capture(self._on_mask_upload), names="value")
         self.filter_text.observe(capture(lambda _: self.refresh_history()), names="value")
         self.starred_only.observe(capture(lambda _: self.refresh_history()), names="value")
         self.show_hidden.observe(capture(lambda _: self.refresh_history()), names="value")
@@ -359,6 +358,14 @@ class StudioApp(Studio):
         if self.ui.previews_row.layout.display != "none" and self.previews.value:
             out["previews"] = self.previews.value
         return out
+
+    @property
+    def mask_upload(self) -> Any:
+        """The mask's drop zone (made, and wired, the first time it is needed)."""
+        zone, made = self.ui.mask_zone()
+        if made:
+            zone.observe(self.log.capture()(self._on_mask_upload), names="value")
+        return zone
 
     @property
     def mask(self) -> ReferenceImage | None:
@@ -517,7 +524,11 @@ class StudioApp(Studio):
         self._set_choices(self.resolution, ui.resolution_row, tiers, present.resolution_tooltips(profile))
         self._set_choices(self.background, ui.background_row, present.background_options(profile, kind))
         self._set_choices(self.previews, ui.previews_row, present.preview_options(profile, kind))
-        ui.mask_row.layout.display = None if present.masks_allowed(profile, kind) and self._refs else "none"
+        if present.masks_allowed(profile, kind) and self._refs:
+            self.mask_upload  # noqa: B018 - made and wired when a mask can first be given
+            ui.mask_row.layout.display = None
+        else:
+            ui.mask_row.layout.display = "none"
         self._render_size_extras()
 
     @staticmethod
@@ -558,6 +569,8 @@ class StudioApp(Studio):
         self.reference_clear.layout.display = None if count else "none"
         self._render_size_extras()
         masks = present.masks_allowed(self.profile, self._kind) and bool(count)
+        if masks:
+            self.mask_upload  # noqa: B018 - made and wired when a mask can first be given
         self.ui.mask_row.layout.display = None if masks else "none"
         self.n_note.value = present.images_problem(self.n.value, self.ui.max_n)
         self.preview.set_frame(
@@ -770,7 +783,8 @@ class StudioApp(Studio):
         mask = self._mask
         if mask is None:
             self.ui.mask_chip.children = ()
-            self.mask_upload.label = "Add mask"
+            if self.ui.mask_upload is not None:
+                self.ui.mask_upload.label = "Add mask"
             return
         chip, remove = reference_chip(
             _thumbnail(mask), present.mask_caption(mask.name or "mask", mask.size_bytes or 0), "remove the mask"
