@@ -1118,3 +1118,14 @@ def test_a_saved_notebook_renders_the_snapshot_without_a_kernel(
     assert "a snapshot fox" in html
     assert 'src="data:image/jpeg;base64,' in html
     assert "Error displaying widget" not in html
+
+
+def test_the_models_options_can_be_given_when_the_form_is_built(session: imgkit.Session) -> None:
+    s = Studio(model="gpt-image-2", size="16:9", resolution="2k", background="transparent")
+    assert (s.resolution.value, s.background.value) == ("2K", "transparent")
+    assert s.params()["resolution"] == "2K" and s.params()["background"] == "transparent"
+    assert s.estimate() == imgkit.estimate(model="gpt-image-2", size="16:9", resolution="2K")
+    with pytest.raises(imgkit.ValidationError, match="resolution"):
+        Studio(model="gpt-image-2", size="auto", resolution="2K")  # a tier needs a ratio size
+    with pytest.raises(imgkit.ValidationError, match="page_budget"):
+        Studio(page_budget=-1)
