@@ -954,18 +954,16 @@ def test_images_out_of_range_are_refused_visibly_not_clamped(session: imgkit.Ses
     assert session.ledger.count() == 0
 
 
-def test_a_mask_for_an_edit_is_checked_before_sending(
-    session: imgkit.Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_mask_for_an_edit_is_checked_before_sending(session: imgkit.Session, data_dir: Path) -> None:
     sent: list[dict[str, Any]] = []
-    agenerate = imgkit.Session.agenerate
 
-    async def recording(self: imgkit.Session, prompt: str, **options: Any) -> Any:
-        sent.append(options)
-        return await agenerate(self, prompt, **options)
+    class Recording(imgkit.Session):
+        async def agenerate(self, prompt: str, **options: Any) -> Any:
+            sent.append(options)
+            return await super().agenerate(prompt, **options)
 
-    monkeypatch.setattr(imgkit.Session, "agenerate", recording)
-    s = Studio(model="gpt-image-2", size="1:1", quality="low")
+    recording = Recording(api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, poll=FAST_POLL)
+    s = Studio(recording, model="gpt-image-2", size="1:1", quality="low")
     assert s.ui.mask_row.layout.display == "none"  # a mask needs references
     s.add_references(_png(size=(64, 48)))
     assert s.ui.mask_row.layout.display is None
