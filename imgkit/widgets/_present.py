@@ -122,8 +122,10 @@ _LOCAL_HINTS = {
     "upload_failed": "a reference image could not be uploaded; check it and retry",
     "connection_error": "the service could not be reached; check the network and retry",
     "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
-    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
-    "result_expired": "result links expire after 24 h; generate again",
+    "download_failed": "the service made and billed the images, but they could not be fetched; "
+                       "imgkit.resume() tries again",
+    "result_expired": "the service made and billed the images; result links expire after 24 h, "
+                      "and these expired before they were fetched",
 }
 
 #: The quality buttons' tooltips, in the order of a model's qualities (low, medium, high).
@@ -662,9 +664,10 @@ def banner(
     balance: Balance | None = None,
     balance_note: str = "",
     remaining: float | None = None,
+    team_budget: bool = False,
 ) -> str:
     """Sandbox or live (with the key's last characters only), model, price sheet, the
-    service's balance and the budget left."""
+    service's balance and the budget left (the whole team's, for a team budget)."""
     if sandbox:
         badge = f'<b style="background:{ORANGE};color:white;padding:1px 6px;border-radius:3px">SANDBOX</b>'
         where = "placeholder images, no key, nothing is charged"
@@ -681,11 +684,12 @@ def banner(
             "balance <b>unlimited</b>"
             if balance.unlimited
             else f'balance <b class="imgkit-balance">{fmt_credits(balance.remaining_credits)} credits</b>'
+            f' <span style="opacity:.7">({esc(balance.limit_note)})</span>'
         )
     elif balance_note:
         parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')
     if remaining is not None:
-        parts.append(f"budget <b>{fmt_credits(remaining)} credits</b> left")
+        parts.append(f"{'team budget' if team_budget else 'budget'} <b>{fmt_credits(remaining)} credits</b> left")
     return '<div style="padding:4px 8px;background:#f5f5f5;border-radius:4px">' + " · ".join(parts) + "</div>"
 
 

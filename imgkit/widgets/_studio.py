@@ -51,7 +51,6 @@ from imgkit.errors import ConfigError, ImgkitError, ValidationError
 from imgkit.pricing import Estimate, Sheet, get_sheet
 from imgkit.providers.base import Balance
 from imgkit.request import (
-    DEFAULT_MODEL,
     MB,
     MODELS,
     ImageRequest,
@@ -135,9 +134,9 @@ class StudioApp(Studio):
         session: Session | None = None,
         *,
         prompt: str = SAMPLE_PROMPT,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         size: str = "1:1",
-        quality: str = "medium",
+        quality: str | None = None,
         n: int = 1,
         images: Iterable[Any] = (),
         warn_credits: float = 20.0,
@@ -152,9 +151,12 @@ class StudioApp(Studio):
         page_budget: float | None = None,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
+        # The session's default model (configure(model=...), $IMGKIT_MODEL) and its default tier.
+        model = model if model is not None else (session or get_session()).model
+        tier = {} if quality is None else {"quality": quality}
         checked = ImageRequest.build(
-            prompt or "-", model=model, size=size, quality=quality, n=n, resolution=resolution,
-            background=background, previews=previews or None,
+            prompt or "-", model=model, size=size, n=n, resolution=resolution,
+            background=background, previews=previews or None, **tier,
         )
         if page_budget is not None and (
             isinstance(page_budget, bool) or not isinstance(page_budget, int | float) or page_budget < 0
@@ -215,7 +217,7 @@ class StudioApp(Studio):
             n=checked.n,
             max_n=profile.max_n,
             history_title=present.history_title(history),
-            data_dir=lambda: self.session.data_dir,
+            data_dir=lambda: self.session.images_dir,
             reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
@@ -643,6 +645,7 @@ class StudioApp(Studio):
             balance=self._balance,
             balance_note=self._balance_note,
             remaining=remaining,
+            team_budget=getattr(s.budget, "scope", None) == "team",
         )
         if value != self.banner.value:
             self.banner.value = value
@@ -665,7 +668,7 @@ class StudioApp(Studio):
         loop = running_loop()
         if loop is None:
             try:
-                self._set_balance(self.session.balance(), "")
+                self._set_balance(self.session.balance(source="studio"), "")
             except ImgkitError as exc:
                 self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
             return None
@@ -675,7 +678,7 @@ class StudioApp(Studio):
 
     async def _fetch_balance(self) -> None:
         try:
-            balance = await self.session.abalance()
+            balance = await self.session.abalance(source="studio")
         except ImgkitError as exc:
             self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
         else:
@@ -1108,7 +1111,7 @@ class StudioApp(Studio):
     def _new_card(self, title: str = "") -> RunCard:
         capture = self.log.capture()
         return RunCard(
-            self.session.data_dir,
+            self.session.images_dir,
             on_show=capture(self._show),
             on_use=capture(self.use),
             on_rerun=capture(self.rerun),
