@@ -927,7 +927,7 @@ def test_gpt_image_2_shows_tier_ratio_custom_size_and_background_and_the_price_f
     shown = s.estimate()
     s.generate_button.click()
     record = s.results[-1].record
-    assert (record.status, record.size) == ("completed", "2048x1152")
+    assert (record.status, record.size, record.background) == ("completed", "2048x1152", "transparent")
     with Image.open(s.results[-1].paths[0]) as im:  # the sandbox drew it with real alpha
         assert im.mode == "RGBA" and im.getextrema()[3][0] < 255
     assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
@@ -935,7 +935,9 @@ def test_gpt_image_2_shows_tier_ratio_custom_size_and_background_and_the_price_f
     # Use puts a run's settings back, custom size included.
     s.model.value = "gpt-image-1"
     s.use(record)
-    assert (s.model.value, s.size.value, s.custom_size.value) == ("gpt-image-2", "custom", "2048x1152")
+    assert (s.model.value, s.size.value, s.custom_size.value, s.background.value) == (
+        "gpt-image-2", "custom", "2048x1152", "transparent",
+    )
 
 
 def test_images_out_of_range_are_refused_visibly_not_clamped(session: imgkit.Session) -> None:
@@ -1007,6 +1009,7 @@ def test_live_previews_when_the_first_provider_streams(data_dir: Path, sandbox_u
     s.generate_button.click()
     record = s.results[-1].record
     assert record.status == "completed"
+    assert record.partial_images == 2  # what the service streamed, as the ledger keeps it
     assert s.previews_received == 2  # each partial image reached the preview as it came
     assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
     # The final image replaces the partial one; no image bytes sit in the widget state.
