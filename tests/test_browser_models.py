@@ -10,6 +10,7 @@ filters by prompt and by star, and hides one. Screenshots at 1280x800 and 800 px
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +61,9 @@ def test_model_controls_and_history_tools_in_jupyterlab(tmp_path: Path) -> None:
             try:
                 page.goto(lab.page_url("models.ipynb"), wait_until="domcontentloaded", timeout=60_000)
                 _run_first_cell(page)
+                # The static snapshot output is there, hidden while the live form is on the page.
+                expect(page.locator(".imgkit-static")).to_have_count(1)
+                expect(page.locator(".imgkit-static")).to_be_hidden()
                 expect(page.locator(".imgkit-resolution")).to_be_hidden()  # gpt-image-1 has no tiers
                 expect(page.locator(".imgkit-aspect-frame")).to_have_attribute("data-ratio", "1024 / 1024")
 
@@ -154,11 +158,19 @@ def test_model_controls_and_history_tools_in_jupyterlab(tmp_path: Path) -> None:
                 raise
 
 
-@pytest.mark.timeout(240)
-def test_a_saved_notebook_shows_the_snapshot_in_jupyterlab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A notebook executed elsewhere (as `make demo` does, widget state included) and opened
-    in JupyterLab: the live form cannot load there, so its output shows the static snapshot,
-    with the last image and the history table."""
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
+def test_a_saved_notebook_shows_the_snapshot_in_jupyterlab(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trusted: bool
+) -> None:
+    """A notebook executed and saved without its widget state (as JupyterLab saves by
+    default), then opened in JupyterLab with no kernel running its cells: the live form
+    cannot load, so the static snapshot shows, with the last image and the history table.
+    Untrusted, JupyterLab renders the HTML outputs only; trusted (signed with this server's
+    key), it tries the widget and says "model not found", and the snapshot shows below."""
+    import subprocess
+    import sys
+
     import nbformat
     from nbclient import NotebookClient
     from playwright.sync_api import expect
@@ -173,10 +185,15 @@ def test_a_saved_notebook_shows_the_snapshot_in_jupyterlab(tmp_path: Path, monke
             "imgkit.studio()",
         )
         nb = nbformat.read(saved, as_version=4)
-        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=False).execute()
         nbformat.write(nb, saved)
         size = saved.stat().st_size
-        assert size < 250 * 1024, size
+        assert size < 100 * 1024, size
+        if trusted:
+            subprocess.run(
+                [sys.executable, "-m", "jupyter", "trust", str(saved)], check=True, capture_output=True,
+                env={**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data")},
+            )
         with chromium(tmp_path / "chromium-profile", width=1280, height=800) as browser:
             page = browser.new_page()
             page.set_default_timeout(30_000)
@@ -184,13 +201,14 @@ def test_a_saved_notebook_shows_the_snapshot_in_jupyterlab(tmp_path: Path, monke
                 page.goto(lab.page_url("saved.ipynb"), wait_until="domcontentloaded", timeout=60_000)
                 snapshot = page.locator(".jp-OutputArea-output .imgkit-snapshot")
                 snapshot.wait_for(state="visible", timeout=60_000)
+                expect(snapshot).to_have_count(1)
                 expect(snapshot).to_contain_text("static snapshot")
                 expect(snapshot.locator("table")).to_contain_text("a lighthouse, saved for later")
                 image = snapshot.locator("img").first
                 page.wait_for_function("img => img.naturalWidth > 0", arg=image.element_handle())
                 expect(page.locator(".imgkit-studio")).to_have_count(0)  # no live form without its kernel
                 snapshot.scroll_into_view_if_needed()
-                _shots(page, "studio-snapshot-lab")
+                _shots(page, f"studio-snapshot-lab-{'trusted' if trusted else 'untrusted'}")
             except Exception:
                 page.screenshot(path=str(ARTIFACTS / "studio-snapshot-failure.png"), full_page=True)
                 print(lab.log_tail())

@@ -1114,8 +1114,13 @@ def test_a_saved_notebook_renders_the_snapshot_without_a_kernel(
     saved = tmp_path / "studio.ipynb"
     nbformat.write(nb, saved)
     assert saved.stat().st_size < 60 * 1024
+    outputs = nb.cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]  # the live form...
+    assert outputs[0]["data"]["text/plain"].startswith("<imgkit.Studio ")
+    assert list(outputs[1]["data"]) == ["text/html"]  # ...and the snapshot as an output of its own
+    assert outputs[1]["data"]["text/html"].startswith('<div class="imgkit-static">')
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(saved, as_version=4))
-    assert "imgkit-snapshot" in html
+    assert html.count('class="imgkit-snapshot"') == 1
     assert "a snapshot fox" in html
     assert 'src="data:image/jpeg;base64,' in html
     assert "Error displaying widget" not in html

@@ -25,7 +25,7 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 
 # Widgets' HTML boxes use the inline-control line height (28 px), which spreads multi-line
 # text; tighten it inside the studio only. (An HTML widget's <style> applies page-wide, so
-# every rule is scoped to .imgkit-studio.)
+# every rule is scoped to .imgkit-studio, but for the one that hides the static snapshot.)
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button,
@@ -48,6 +48,8 @@ CSS = """<style>
 }
 .imgkit-studio .imgkit-generate { font-weight: 600; }
 .imgkit-studio .imgkit-problem { overflow-wrap: anywhere; }
+/* A saved notebook's static snapshot stands in for the form only where the form cannot load. */
+.imgkit-static { display: none; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).

@@ -99,6 +99,7 @@ __all__ = [
     "size_tooltips",
     "snapshot_html",
     "star_label",
+    "static_output",
     "status_badge",
     "time_left",
     "title_html",
@@ -1064,3 +1065,9 @@ def snapshot_html(
         "(run this cell again to use it)."
         f'<div style="margin-top:6px">{tiles}</div>{table}</div>'
     )
+
+
+def static_output(snapshot: str) -> str:
+    """The snapshot as an output of its own: hidden by the live studio's stylesheet (class
+    ``imgkit-static``), shown wherever the live studio does not load."""
+    return f'<div class="imgkit-static">{snapshot}</div>'

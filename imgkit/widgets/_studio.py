@@ -299,6 +299,24 @@ class StudioApp(Studio):
             bundle = {**bundle, "text/html": self.snapshot()}
         return bundle
 
+    def _ipython_display_(self) -> None:
+        """Show the form, then the static snapshot as an output of its own.
+
+        A frontend that renders the widget never falls back to a bundle's HTML, even when the
+        widget cannot load (JupyterLab on a trusted notebook saved without widget state says
+        "model not found"). So the snapshot is a second output, plain HTML, which the live
+        form's stylesheet hides while the form is on the page.
+        """
+        from IPython.display import display
+
+        show: Callable[..., None] = display  # IPython's function has no annotations
+        form = self.widget._repr_mimebundle_()
+        if isinstance(form, dict):
+            show({**form, "text/plain": repr(self)}, raw=True)
+        else:  # pragma: no cover - a widget always has a view
+            show(self.widget)
+        show({"text/html": present.static_output(self.snapshot())}, raw=True)
+
     #: How many runs and images the static snapshot keeps (it is saved in the notebook).
     SNAPSHOT_RUNS = 10
     SNAPSHOT_IMAGES = 4
