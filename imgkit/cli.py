@@ -243,6 +243,9 @@ def _app_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8866, help="port (default: 8866)")
     p.add_argument("--token", default=None, help="the token a browser must bring (default: a random one)")
     p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.add_argument("--budget-credits", type=float, default=None, metavar="N",
+                   help="the most one page (one browser session) may spend, in credits "
+                        "(default: $IMGKIT_APP_BUDGET, else no cap)")
 
 
 @command("app", _app_args)
@@ -257,11 +260,18 @@ def _app(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("voila") is None:
         print("imgkit app needs Voilà: pip install 'imgkit[app]'", file=sys.stderr)
         return 2
+    from imgkit.app import BUDGET_ENV, page_budget
+
+    env = os.environ.copy()
+    budget = page_budget(args.budget_credits) if args.budget_credits is not None else page_budget()
+    if budget is not None:
+        env[BUDGET_ENV] = repr(budget)  # the page's kernels read it
     command, token = voila_command(host=args.host, port=args.port, token=args.token, open_browser=args.open)
     query = f"?token={token}" if token else ""
-    print(f"imgkit app on http://{args.host}:{args.port}/{query}  (Ctrl-C to stop)", file=sys.stderr)
+    cap = f"; each page may spend up to {budget:g} credits" if budget is not None else ""
+    print(f"imgkit app on http://{args.host}:{args.port}/{query}  (Ctrl-C to stop){cap}", file=sys.stderr)
     try:
-        return subprocess.run(command, env=os.environ.copy(), check=False).returncode
+        return subprocess.run(command, env=env, check=False).returncode
     except FileNotFoundError:  # pragma: no cover - sys.executable always exists
         return 1
 

@@ -43,7 +43,7 @@ imgkit.app.page()
 
 
 @contextlib.contextmanager
-def voila(tmp: Path, notebook: Path) -> Iterator[tuple[str, str, Path]]:
+def voila(tmp: Path, notebook: Path, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str, Path]]:
     """Serve ``notebook`` as `imgkit app` does; yield its URL (with the token), the token and its log."""
     port = free_port()
     command, token = imgkit.app.voila_command(port=port, notebook=notebook)
@@ -58,6 +58,7 @@ def voila(tmp: Path, notebook: Path) -> Iterator[tuple[str, str, Path]]:
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     log = tmp / "voila.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -175,6 +176,48 @@ def test_the_page_runs_from_prompt_to_download_and_keeps_the_key(tmp_path: Path)
                     print("browser console errors:", *console, sep="\n  ")
                     print("voila log tail:\n", log.read_text(errors="replace")[-4000:])
                     raise
+
+
+@pytest.mark.timeout(240)
+def test_a_page_budget_refuses_the_run_that_would_pass_it_on_the_page(tmp_path: Path) -> None:
+    """`imgkit app --budget-credits 3` (here IMGKIT_APP_BUDGET=3): one medium run of 2.4192
+    credits fits, the second is refused on the page before anything is sent."""
+    from playwright.sync_api import expect
+
+    from imgkit.sandbox import SandboxConfig, running_sandbox
+
+    from .conftest import SANDBOX_ADMIN
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    with running_sandbox(SandboxConfig(seed=5, time_scale=0.02)) as sandbox_url:
+        notebook = write_notebook(root / "studio.ipynb", CELL.format(url=sandbox_url))
+        with voila(tmp_path, notebook, {imgkit.app.BUDGET_ENV: "3"}) as (url, _token, log), \
+                chromium(tmp_path / "chromium-profile", width=1280, height=800) as browser:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            try:
+                page.goto(url, wait_until="domcontentloaded", timeout=90_000)
+                page.locator(".imgkit-studio").wait_for(state="visible", timeout=90_000)
+                expect(page.locator(".imgkit-page-budget")).to_have_text("page budget: 3 of 3 credits left")
+                generate = page.locator(".imgkit-generate")
+                expect(generate).to_have_text(re.compile(r"Generate · 2\.4192 credits"))
+                generate.click()
+                expect(page.locator(".imgkit-counter")).to_have_text("0 running · 1 completed", timeout=60_000)
+                expect(page.locator(".imgkit-page-budget")).to_have_text("page budget: 0.5808 of 3 credits left")
+                expect(generate).to_be_disabled()
+                expect(page.locator(".imgkit-message")).to_contain_text(
+                    "this run costs 2.4192, more than the 0.5808 left"
+                )
+                page.locator(".imgkit-studio").evaluate("el => el.scrollIntoView()")
+                page.screenshot(path=str(ARTIFACTS / "app-page-budget-1280.png"))
+                tasks = httpx.get(f"{sandbox_url}/_sandbox/tasks", headers=SANDBOX_ADMIN, timeout=30).json()["tasks"]
+                assert len(tasks) == 1  # the refused run never reached the service
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / "app-budget-failure.png"), full_page=True)
+                print("voila log tail:\n", log.read_text(errors="replace")[-4000:])
+                raise
 
 
 def _screens(page: object, name: str) -> None:

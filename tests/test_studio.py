@@ -927,7 +927,7 @@ def test_gpt_image_2_shows_tier_ratio_custom_size_and_background_and_the_price_f
     shown = s.estimate()
     s.generate_button.click()
     record = s.results[-1].record
-    assert (record.status, record.size) == ("completed", "2048x1152")
+    assert (record.status, record.size, record.background) == ("completed", "2048x1152", "transparent")
     with Image.open(s.results[-1].paths[0]) as im:  # the sandbox drew it with real alpha
         assert im.mode == "RGBA" and im.getextrema()[3][0] < 255
     assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
@@ -935,7 +935,9 @@ def test_gpt_image_2_shows_tier_ratio_custom_size_and_background_and_the_price_f
     # Use puts a run's settings back, custom size included.
     s.model.value = "gpt-image-1"
     s.use(record)
-    assert (s.model.value, s.size.value, s.custom_size.value) == ("gpt-image-2", "custom", "2048x1152")
+    assert (s.model.value, s.size.value, s.custom_size.value, s.background.value) == (
+        "gpt-image-2", "custom", "2048x1152", "transparent",
+    )
 
 
 def test_images_out_of_range_are_refused_visibly_not_clamped(session: imgkit.Session) -> None:
@@ -954,18 +956,16 @@ def test_images_out_of_range_are_refused_visibly_not_clamped(session: imgkit.Ses
     assert session.ledger.count() == 0
 
 
-def test_a_mask_for_an_edit_is_checked_before_sending(
-    session: imgkit.Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_mask_for_an_edit_is_checked_before_sending(session: imgkit.Session, data_dir: Path) -> None:
     sent: list[dict[str, Any]] = []
-    agenerate = imgkit.Session.agenerate
 
-    async def recording(self: imgkit.Session, prompt: str, **options: Any) -> Any:
-        sent.append(options)
-        return await agenerate(self, prompt, **options)
+    class Recording(imgkit.Session):
+        async def agenerate(self, prompt: str, **options: Any) -> Any:
+            sent.append(options)
+            return await super().agenerate(prompt, **options)
 
-    monkeypatch.setattr(imgkit.Session, "agenerate", recording)
-    s = Studio(model="gpt-image-2", size="1:1", quality="low")
+    recording = Recording(api_key=TEST_KEY, base_url=session.base_url, data_dir=data_dir, poll=FAST_POLL)
+    s = Studio(recording, model="gpt-image-2", size="1:1", quality="low")
     assert s.ui.mask_row.layout.display == "none"  # a mask needs references
     s.add_references(_png(size=(64, 48)))
     assert s.ui.mask_row.layout.display is None
@@ -988,3 +988,150 @@ def test_a_mask_for_an_edit_is_checked_before_sending(
     s.model.value = "gpt-image-1"  # the gateway takes no mask for gpt-image-1
     s.add_references(_png(size=(64, 48)))
     assert s.ui.mask_row.layout.display == "none"
+
+
+def test_live_previews_when_the_first_provider_streams(data_dir: Path, sandbox_url: str) -> None:
+    imgkit.configure(data_dir=data_dir, poll=FAST_POLL, providers=[
+        {"name": "openai", "kind": "openai", "api_key": "sk-openai-sandbox-0123456789",
+         "base_url": f"{sandbox_url}/openai/v1"},
+    ])
+    s = Studio(quality="low")
+    assert s.provider_kind() == "openai"
+    assert s.ui.previews_row.layout.display is None
+    assert [v for _, v in s.previews.options] == [0, 1, 2, 3]
+    assert [v for _, v in s.background.options] == ["", "opaque", "transparent", "auto"]  # OpenAI's own auto
+    assert "previews" not in s.params()  # off by default
+    s.previews.value = 2
+    assert s.params()["previews"] == 2
+    shown = s.estimate()
+    assert shown == imgkit.estimate(quality="low")
+    assert "previews=2" in _text(s.ui.code.value)
+    s.generate_button.click()
+    record = s.results[-1].record
+    assert record.status == "completed"
+    assert record.partial_images == 2  # what the service streamed, as the ledger keeps it
+    assert s.previews_received == 2  # each partial image reached the preview as it came
+    assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
+    # The final image replaces the partial one; no image bytes sit in the widget state.
+    assert s.preview.partial.layout.display == "none"
+    assert len(s.preview.gallery.items) == 1
+    assert all(b"PNG" not in repr(v).encode() for v in s.preview.partial.get_state().values())
+
+    s.model.value = "gpt-image-2"  # this OpenAI endpoint does not serve it: nothing streams
+    assert s.ui.previews_row.layout.display == "none"
+    assert "previews" not in s.params()
+
+
+# --- history: star, hide, filter -----------------------------------------------------------
+
+
+def _card_prompts(s: StudioApp) -> list[str]:
+    return [card.record.prompt for card in s._cards.values() if card.widget in s.history.children
+            and card.record is not None]
+
+
+def test_star_hide_and_filter_the_history_and_they_survive_a_restart(session: imgkit.Session) -> None:
+    s = Studio(quality="low")
+    for prompt in ("a red fox", "an owl at night", "a fox cub"):
+        s.prompt.value = prompt
+        s.generate()
+    fox, owl, cub = (r.run_id for r in sorted(session.ledger.records(), key=lambda r: r.created_at))
+    assert len(s.history.children) == 3
+
+    # The card's star button stars the run in the ledger (a tag), and shows it.
+    card = s._cards[fox]
+    assert card.star is not None and card.star.description == "☆"
+    card.star.click()
+    assert "starred" in session.ledger.get(fox).tags
+    assert card.star.description == "★"
+    s.hide(owl)
+    assert "hidden" in session.ledger.get(owl).tags
+    assert len(s.history.children) == 2  # hidden runs leave the list...
+    assert "1 hidden" in _text(s.ui.filter_summary.value)
+    s.show_hidden.value = True
+    assert len(s.history.children) == 3  # ...and come back on request
+    assert s._cards[owl].hide is not None and s._cards[owl].hide.description == "Unhide"
+    s.show_hidden.value = False
+
+    s.filter_text.value = "FOX"
+    assert sorted(_card_prompts(s)) == ["a fox cub", "a red fox"]
+    assert "2 of 2 runs match" in _text(s.ui.filter_summary.value)
+    s.starred_only.value = True
+    assert _card_prompts(s) == ["a red fox"]
+    s.filter_text.value = ""
+    assert _card_prompts(s) == ["a red fox"]
+
+    # A new form (after a kernel restart, say) reads the same tags from the ledger.
+    again = Studio()
+    assert len(again.history.children) == 2  # the owl stays hidden
+    # The shown card (the latest run) is highlighted.
+    shown = [c for c in again._cards.values() if "imgkit-card-shown" in c.widget._dom_classes]
+    assert [c.run_id for c in shown] == [cub]
+    again.starred_only.value = True
+    assert _card_prompts(again) == ["a red fox"]
+    # Toggling twice puts the tags back; other tags are kept.
+    again.star(fox)
+    assert "starred" not in session.ledger.get(fox).tags
+    again.hide(owl, on=False)
+    assert session.ledger.get(owl).tags == ()
+
+
+def test_the_saved_output_carries_a_small_static_snapshot(session: imgkit.Session) -> None:
+    s = Studio(quality="low", size="3:2")
+    assert "No runs yet." in s._repr_mimebundle_()["text/html"]
+    for prompt in ("a red fox", "a lighthouse"):
+        s.prompt.value = prompt
+        s.generate()
+    s.hide(session.ledger.records(newest_first=True)[0].run_id)
+    bundle = Studio()._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # the live form first
+    html = bundle["text/html"]
+    assert "imgkit-snapshot" in html and "<script" not in html
+    assert html.count('src="data:image/jpeg;base64,') == 1  # the hidden run is left out
+    assert "a red fox" in html and "a lighthouse" not in html
+    assert len(html.encode()) < 20 * 1024
+
+
+def test_a_saved_notebook_renders_the_snapshot_without_a_kernel(
+    session: imgkit.Session, sandbox_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """Executed by a real kernel and saved as JupyterLab saves by default (no widget state),
+    then rendered to HTML as a static viewer would: the snapshot is there, not the form."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    imgkit.generate("a snapshot fox", quality="low")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import imgkit\n"
+            f"imgkit.configure(api_key={TEST_KEY!r}, base_url={sandbox_url!r}, data_dir={str(data_dir)!r})\n"
+            "imgkit.studio()"
+        )
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=False).execute()
+    saved = tmp_path / "studio.ipynb"
+    nbformat.write(nb, saved)
+    assert saved.stat().st_size < 60 * 1024
+    outputs = nb.cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]  # the live form...
+    assert outputs[0]["data"]["text/plain"].startswith("<imgkit.Studio ")
+    assert list(outputs[1]["data"]) == ["text/html"]  # ...and the snapshot as an output of its own
+    assert outputs[1]["data"]["text/html"].startswith('<div class="imgkit-static">')
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nbformat.read(saved, as_version=4))
+    assert html.count('class="imgkit-snapshot"') == 1
+    assert "a snapshot fox" in html
+    assert 'src="data:image/jpeg;base64,' in html
+    assert "Error displaying widget" not in html
+
+
+def test_the_models_options_can_be_given_when_the_form_is_built(session: imgkit.Session) -> None:
+    s = Studio(model="gpt-image-2", size="16:9", resolution="2k", background="transparent")
+    assert (s.resolution.value, s.background.value) == ("2K", "transparent")
+    assert s.params()["resolution"] == "2K" and s.params()["background"] == "transparent"
+    assert s.estimate() == imgkit.estimate(model="gpt-image-2", size="16:9", resolution="2K")
+    with pytest.raises(imgkit.ValidationError, match="resolution"):
+        Studio(model="gpt-image-2", size="auto", resolution="2K")  # a tier needs a ratio size
+    with pytest.raises(imgkit.ValidationError, match="page_budget"):
+        Studio(page_budget=-1)

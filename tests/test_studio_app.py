@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from PIL import Image
 
 import imgkit
@@ -69,3 +70,46 @@ def test_imgkit_app_is_a_command() -> None:
     )
     assert "--port" in out.stdout
     assert "--token" in out.stdout
+    assert "--budget-credits" in out.stdout
+
+
+def test_a_page_budget_refuses_the_run_that_would_pass_it(
+    session: imgkit.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(imgkit.app.BUDGET_ENV, "5")
+    s = imgkit.app.page(quality="medium")  # 2.4192 credits a run
+    assert s.page_budget == 5.0
+    assert "page budget: 5 of 5 credits left" in s.ui.page_budget.value
+    s.generate()
+    s.generate()
+    assert session.ledger.count() == 2
+    assert "0.1616 of 5 credits left" in s.ui.page_budget.value
+    # The third run would pass the cap: refused out loud, before anything is sent.
+    assert s.generate_button.disabled
+    assert "this run costs 2.4192, more than the 0.1616 left" in s.message.value
+    assert s.generate() is None
+    assert session.ledger.count() == 2
+    s.quality.value = "low"  # 0.62899 credits: still more than what is left
+    assert s.generate_button.disabled
+    assert "this run costs 0.62899," in s.message.value
+    # A second page (another browser session, another kernel) has its own budget.
+    other = imgkit.app.page()
+    assert not other.generate_button.disabled
+    assert "5 of 5 credits left" in other.ui.page_budget.value
+    # The ledger's own budget still counts everything (the page cap is on top of it).
+    assert imgkit.Studio().page_budget is None
+
+
+def test_the_page_budget_must_be_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert imgkit.app.page_budget() is None
+    monkeypatch.setenv(imgkit.app.BUDGET_ENV, "lots")
+    with pytest.raises(imgkit.ValidationError, match="IMGKIT_APP_BUDGET"):
+        imgkit.app.page_budget()
+    with pytest.raises(imgkit.ValidationError, match="budget_credits"):
+        imgkit.app.page_budget(-1)
+    assert imgkit.app.page_budget(0) == 0.0
+    out = subprocess.run(
+        [sys.executable, "-m", "imgkit", "app", "--budget-credits", "-3"], capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert "budget_credits" in out.stderr

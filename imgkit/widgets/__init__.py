@@ -35,14 +35,18 @@ class Studio:
     """The GPT Image 1 playground as a notebook form.
 
     A banner (sandbox or live, model, price sheet, balance), the prompt with a character
-    counter (Ctrl/Cmd+Enter generates), model, size, quality and the number of images,
+    counter (Ctrl/Cmd+Enter generates), model, size, quality and the number of images (out
+    of range refused out loud), the controls the model adds (for gpt-image-2: resolution
+    tier, ratio or custom ``WxH`` size, background, a mask for edits; previews where the
+    first provider streams),
     reference images (picker, drop, paste, URLs or local paths), a live price with its
     formula, a Generate button with the price on it that never blocks the kernel and asks
     before a second charge within ``confirm_within`` seconds, one card with a progress bar
     per run, a preview of the latest run (elapsed time, time left, Cancel; then a gallery
-    with a lightbox and downloads), the last 20 runs of the ledger and the
-    ``imgkit.generate(...)`` call equal to the form. Build as many as you like: each form
-    is independent, all share the ledger.
+    with a lightbox and downloads), the last 20 runs of the ledger (star, hide, a filter)
+    and the ``imgkit.generate(...)`` call equal to the form. A saved notebook keeps a static
+    snapshot beside the form (last images, a table of runs) for where the form cannot load.
+    Build as many as you like: each form is independent, all share the ledger.
 
     ``Studio(...)`` loads ipywidgets and returns an instance of the implementation class
     (a subclass of this one), so ``import imgkit`` stays light.
@@ -52,9 +56,13 @@ class Studio:
             at each use when None.
         prompt: the initial prompt (the seed's sample by default).
         model: a name from :data:`imgkit.request.MODELS`.
-        size: ``1:1``, ``2:3``, ``3:2`` or a pixel form.
+        size: ``1:1``, ``2:3``, ``3:2`` or a pixel form; for gpt-image-2 also ``auto``, its
+            other ratios or a custom ``WxH``.
         quality: ``low``, ``medium`` or ``high``.
         n: images per run.
+        resolution: the tier of a ratio size (``1K``, ``2K``, ``4K``; gpt-image-2).
+        background: ``opaque``, ``transparent`` (or ``auto`` on OpenAI), where the model has one.
+        previews: partial images to stream (0-3) where the first provider streams.
         images: initial reference images (URLs, paths, bytes or PIL images).
         warn_credits: a run estimated above this many credits shows a warning.
         history: how many runs the History panel shows (the ledger keeps them all).
@@ -65,6 +73,8 @@ class Studio:
         clock: a monotonic clock for that guard (injected by tests).
         local_paths: read typed local paths as references; False on a shared page
             (:func:`imgkit.app.page`), which takes uploads and http(s) URLs only.
+        page_budget: the most credits this form may start runs for, counted at their
+            estimates (None: no cap); ``imgkit app --budget-credits`` sets it per page.
 
     Example:
         >>> s = imgkit.Studio(quality="low", size="3:2")

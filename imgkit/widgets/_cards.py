@@ -215,11 +215,14 @@ class RunCard:
             setattr(self, attr, button)
             buttons.append(button)
         self.buttons = buttons
-        body = w.VBox([self.text, self.progress, self.error], layout=w.Layout(flex="1 1 auto", min_width="0"))
+        # The text keeps at least 240 px: on a narrow page the buttons wrap under it.
+        body = w.VBox([self.text, self.progress, self.error], layout=w.Layout(flex="1 1 240px", min_width="0"))
+        actions = w.HBox(buttons, layout=w.Layout(flex="0 0 auto", align_items="flex-start", flex_flow="row wrap"))
         self.widget = w.HBox(
-            [self.thumb_box, body, w.HBox(buttons, layout=w.Layout(flex="0 0 auto", align_items="flex-start"))],
+            [self.thumb_box, body, actions],
             layout=w.Layout(
-                border="1px solid #e0e0e0", padding="4px", margin="2px 0", align_items="flex-start", width="100%"
+                border="1px solid #e0e0e0", padding="4px", margin="2px 0", align_items="flex-start", width="100%",
+                flex_flow="row wrap",
             ),
         )
         self.widget.add_class("imgkit-card")

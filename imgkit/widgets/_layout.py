@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import ipywidgets as w
+from ipywidgets.widgets.widget_string import HTMLStyle
 
 from imgkit.widgets._cards import Preview
 from imgkit.widgets._common import esc
@@ -24,7 +25,7 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 
 # Widgets' HTML boxes use the inline-control line height (28 px), which spreads multi-line
 # text; tighten it inside the studio only. (An HTML widget's <style> applies page-wide, so
-# every rule is scoped to .imgkit-studio.)
+# every rule is scoped to .imgkit-studio, but for the one that hides the static snapshot.)
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button,
@@ -47,6 +48,8 @@ CSS = """<style>
 }
 .imgkit-studio .imgkit-generate { font-weight: 600; }
 .imgkit-studio .imgkit-problem { overflow-wrap: anywhere; }
+/* A saved notebook's static snapshot stands in for the form only where the form cannot load. */
+.imgkit-static { display: none; }
 </style>"""
 
 #: What the upload button accepts (the service judges by content; this only filters the picker).
@@ -55,22 +58,32 @@ UPLOAD_ACCEPT = ",".join([".jpeg", ".jpg", ".png", ".webp", "image/jpeg", "image
 Options = Sequence[tuple[str, str]]
 
 
-def _labelled(label: str, widget: w.Widget) -> w.HBox:
-    """A label of its own: ToggleButtons wraps its buttons under a description."""
-    return w.HBox(
-        [
-            w.HTML(
-                f'<div style="text-align:right;padding-right:8px">{esc(label)}</div>',
-                layout=w.Layout(width="80px", flex="0 0 auto"),
-            ),
-            widget,
-        ],
-        layout=w.Layout(align_items="center"),
-    )
+class _Shared:
+    """One Layout and one HTMLStyle for the studio's static HTML widgets, and one Layout for
+    its row labels: each widget's own would add about 1.5 KB of state to a saved notebook."""
 
+    def __init__(self) -> None:
+        self.layout = w.Layout()
+        self.style = HTMLStyle()
+        self.label_layout = w.Layout(width="80px", flex="0 0 auto")
 
-def _section(title: str) -> w.HTML:
-    return w.HTML(f'<div style="font-weight:600;margin-top:6px">{esc(title)}</div>')
+    def html(self, value: str = "", css: str | None = None) -> w.HTML:
+        """A static HTML widget (its layout is never changed)."""
+        widget = w.HTML(value, layout=self.layout, style=self.style)
+        if css:
+            widget.add_class(css)
+        return widget
+
+    def labelled(self, label: str, widget: w.Widget) -> w.HBox:
+        """A label of its own: ToggleButtons wraps its buttons under a description."""
+        text = w.HTML(
+            f'<div style="text-align:right;padding-right:8px">{esc(label)}</div>',
+            layout=self.label_layout, style=self.style,
+        )
+        return w.HBox([text, widget], layout=w.Layout(align_items="center"))
+
+    def section(self, title: str) -> w.HTML:
+        return self.html(f'<div style="font-weight:600;margin-top:6px">{esc(title)}</div>')
 
 
 class StudioLayout:
@@ -107,16 +120,15 @@ class StudioLayout:
         data_dir: Callable[[], Path],
         reference_placeholder: str = "https://example.com/image1.png  or  /path/to/local.png  (Enter to add)",
     ) -> None:
+        self._shared = shared = _Shared()
         self.log = w.Output(layout=w.Layout(max_height="160px", overflow="auto"))
         self.log.add_class("imgkit-log")
-        self.banner = w.HTML()
-        self.banner.add_class("imgkit-banner")
+        self.banner = shared.html(css="imgkit-banner")
 
         # --- the prompt and the request's settings ----------------------------------------
         self.prompt = w.Textarea(value=prompt, placeholder=placeholder, rows=4, layout=w.Layout(width="100%"))
         self.prompt.add_class("imgkit-prompt")
-        self.prompt_count = w.HTML()
-        self.prompt_count.add_class("imgkit-prompt-count")
+        self.prompt_count = shared.html(css="imgkit-prompt-count")
         narrow = {"description_width": "64px"}
         self.model = w.Dropdown(
             options=list(models), value=model, description="Model", style=narrow, layout=w.Layout(width="280px"),
@@ -136,10 +148,11 @@ class StudioLayout:
         )
         self.quality.add_class("imgkit-quality")
         # A number field, not a slider: 12 stays 12 and is refused out loud (n_note), not clamped.
-        self.n = w.IntText(value=n, description="Images", style=narrow, layout=w.Layout(width="150px"))
+        self.n = w.IntText(
+            value=n, description="Images", style={"description_width": "80px"}, layout=w.Layout(width="160px"),
+        )
         self.n.add_class("imgkit-n")
-        self.n_note = w.HTML()
-        self.n_note.add_class("imgkit-n-note")
+        self.n_note = shared.html(css="imgkit-n-note")
         self.max_n = max_n
 
         # --- what some models add: tier, custom size, background, previews, mask ----------
@@ -155,15 +168,11 @@ class StudioLayout:
         self.resolution = choices("imgkit-resolution")
         self.background = choices("imgkit-background")
         self.previews = choices("imgkit-previews")
-        self.mask_upload = DropZone(
-            accept=".png,image/png", label="Add mask", hint="a PNG with alpha: transparent pixels are redrawn",
-            layout=w.Layout(flex="1 1 auto", width="auto"),
-        )
-        self.mask_upload.add_class("imgkit-mask-drop")
+        # The mask's drop zone is made when a model first takes a mask (mask_zone()).
+        self.mask_upload: DropZone | None = None
         self.mask_chip = w.HBox()
         self.mask_chip.add_class("imgkit-mask")
-        self.mask_message = w.HTML()
-        self.mask_message.add_class("imgkit-mask-message")
+        self.mask_message = shared.html(css="imgkit-mask-message")
 
         # --- reference images -------------------------------------------------------------
         # Drop, paste or pick: the files reach the kernel as message buffers, never as
@@ -188,18 +197,14 @@ class StudioLayout:
         self.reference_clear.add_class("imgkit-ref-clear")
         self.references = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.references.add_class("imgkit-refs")
-        self.reference_message = w.HTML()
-        self.reference_message.add_class("imgkit-ref-message")
-        self.reference_note = w.HTML()
-        self.reference_note.add_class("imgkit-ref-note")
-        self.mode = w.HTML()
-        self.mode.add_class("imgkit-mode")
+        self.reference_message = shared.html(css="imgkit-ref-message")
+        self.reference_note = shared.html(css="imgkit-ref-note")
+        self.mode = shared.html(css="imgkit-mode")
 
         # --- price and the button ---------------------------------------------------------
-        self.price = w.HTML()
-        self.price.add_class("imgkit-price")
-        self.price_warning = w.HTML()
-        self.price_warning.add_class("imgkit-price-warning")
+        self.price = shared.html(css="imgkit-price")
+        self.price_warning = shared.html(css="imgkit-price-warning")
+        self.page_budget = shared.html(css="imgkit-page-budget-box")
         self.generate_button = w.Button(
             description="Generate", button_style="primary", icon="paint-brush",
             tooltip="start a run; the kernel stays free while it runs",
@@ -207,15 +212,12 @@ class StudioLayout:
         )
         self.generate_button.add_class("imgkit-generate")
         self.shortcuts = Shortcuts()
-        self.message = w.HTML()
-        self.message.add_class("imgkit-message")
-        self.code = w.HTML()
-        self.code.add_class("imgkit-show-code")
+        self.message = shared.html(css="imgkit-message")
+        self.code = shared.html(css="imgkit-show-code")
 
         # --- preview and history ----------------------------------------------------------
         self.preview = Preview(data_dir)
-        self.counter = w.HTML()
-        self.counter.add_class("imgkit-counter")
+        self.counter = shared.html(css="imgkit-counter")
         self.refresh_button = w.Button(icon="refresh", tooltip="read the ledger again", layout=w.Layout(width="36px"))
         self.refresh_button.add_class("imgkit-refresh")
         self.resume_button = w.Button(
@@ -238,44 +240,58 @@ class StudioLayout:
             description="show hidden", tooltip="also list the runs you hid", layout=w.Layout(width="auto"),
         )
         self.show_hidden.add_class("imgkit-filter-hidden")
-        self.filter_summary = w.HTML()
-        self.filter_summary.add_class("imgkit-filter-summary-box")
+        self.filter_summary = shared.html(css="imgkit-filter-summary-box")
 
         self.widget = self._arrange(history_title)
 
+    def mask_zone(self) -> tuple[DropZone, bool]:
+        """The mask's drop zone, and whether it was just made (placed in the mask row)."""
+        if self.mask_upload is not None:
+            return self.mask_upload, False
+        zone = DropZone(
+            accept=".png,image/png", label="Add mask", hint="a PNG with alpha: transparent pixels are redrawn",
+            layout=w.Layout(flex="1 1 auto", width="auto"),
+        )
+        zone.add_class("imgkit-mask-drop")
+        self.mask_upload = zone
+        head, *rest = self.mask_row.children
+        self.mask_row.children = (head, zone, *rest)
+        return zone, True
+
     def _arrange(self, history_title: str) -> w.VBox:
         hidden = w.Layout(display="none")
-        self.custom_size_row = w.HBox([w.HTML(layout=w.Layout(width="80px")), self.custom_size], layout=hidden)
-        self.resolution_row = _labelled("Resolution", self.resolution)
+        self.custom_size_row = w.HBox([w.HTML(layout=self._shared.label_layout), self.custom_size], layout=hidden)
+        self.resolution_row = self._shared.labelled("Resolution", self.resolution)
         self.resolution_row.layout.display = "none"
-        self.background_row = _labelled("Background", self.background)
+        self.background_row = self._shared.labelled("Background", self.background)
         self.background_row.layout.display = "none"
-        self.previews_row = _labelled("Previews", self.previews)
+        self.previews_row = self._shared.labelled("Previews", self.previews)
         self.previews_row.layout.display = "none"
         self.mask_row = w.VBox(
-            [_section("Mask (optional, edits only)"), self.mask_upload, self.mask_chip, self.mask_message],
+            [self._shared.section("Mask (optional, edits only)"), self.mask_chip, self.mask_message],
             layout=w.Layout(display="none", width="100%"),
         )
         form = w.VBox(
             [
-                _section("Prompt"),
+                self._shared.section("Prompt"),
                 self.prompt,
                 self.prompt_count,
                 self.model,
-                _labelled("Size", self.size),
+                self._shared.labelled("Size", self.size),
                 self.custom_size_row,
                 self.resolution_row,
-                _labelled("Quality", self.quality),
+                self._shared.labelled("Quality", self.quality),
                 self.background_row,
                 w.HBox([self.n, self.n_note], layout=w.Layout(align_items="center")),
                 self.previews_row,
                 # Price and button above the references: their chips can grow by rows.
-                _section("Price"),
+                self._shared.section("Price"),
                 self.price,
                 self.price_warning,
+                self.page_budget,
                 w.HBox([self.generate_button, self.shortcuts], layout=w.Layout(margin="6px 0")),
                 self.message,
-                _section("Reference images (optional)"),
+                self._shared.section("Reference images (optional)"),
                 w.HBox([self.upload, self.reference_clear], layout=w.Layout(width="100%", align_items="center")),
                 w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
                 self.references,
@@ -286,15 +302,15 @@ class StudioLayout:
                 self.code,
             ],
             # The form keeps a fixed width; the preview takes what is left, so results are large.
-            layout=w.Layout(flex="0 1 360px", min_width="320px", padding="0 12px 0 0"),
+            layout=w.Layout(flex="0 1 400px", min_width="320px", padding="0 12px 0 0"),
         )
         form.add_class("imgkit-form")
         right = w.VBox(
-            [_section("Preview"), self.preview.widget],
+            [self._shared.section("Preview"), self.preview.widget],
             layout=w.Layout(flex="1 1 420px", min_width="300px"),
         )
         history_head = w.HBox(
-            [w.HTML(history_title), self.counter, self.refresh_button, self.resume_button],
+            [self._shared.html(history_title), self.counter, self.refresh_button, self.resume_button],
             layout=w.Layout(align_items="center", justify_content="space-between", width="100%", margin="8px 0 2px"),
         )
         history_filter = w.HBox(

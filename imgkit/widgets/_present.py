@@ -71,6 +71,8 @@ __all__ = [
     "no_estimate",
     "not_sent",
     "over_model_limit",
+    "page_budget_note",
+    "page_budget_problem",
     "per_image",
     "preview_details",
     "preview_options",
@@ -97,6 +99,7 @@ __all__ = [
     "size_tooltips",
     "snapshot_html",
     "star_label",
+    "static_output",
     "status_badge",
     "time_left",
     "title_html",
@@ -534,6 +537,31 @@ def price_warning(
     return (
         f'<span class="imgkit-warning" style="color:{ORANGE}">⚠ This run costs '
         f"{fmt_credits(credits)} credits: {esc('; '.join(reasons))}</span>"
+    )
+
+
+def page_budget_problem(budget: float, spent: float, credits: float | None) -> str:
+    """Why this page refuses a run under its budget ('' when the run fits)."""
+    left = max(budget - spent, 0.0)
+    if credits is None:
+        return (
+            f"This page has a budget of {fmt_credits(budget)} credits and this run has no price, "
+            "so it cannot be counted; choose settings with a price"
+        )
+    if credits > left + 1e-9:
+        return (
+            f"This page's budget is {fmt_credits(budget)} credits and {fmt_credits(round(spent, 6))} are spent: "
+            f"this run costs {fmt_credits(credits)}, more than the {fmt_credits(round(left, 6))} left"
+        )
+    return ""
+
+
+def page_budget_note(budget: float, spent: float) -> str:
+    """``page budget: 3.2 of 10 credits left`` under the price (HTML)."""
+    left = max(budget - spent, 0.0)
+    return (
+        f'<span class="imgkit-page-budget" style="font-size:90%;opacity:.85">page budget: '
+        f"{fmt_credits(round(left, 6))} of {fmt_credits(budget)} credits left</span>"
     )
 
 
@@ -1037,3 +1065,9 @@ def snapshot_html(
         "(run this cell again to use it)."
         f'<div style="margin-top:6px">{tiles}</div>{table}</div>'
     )
+
+
+def static_output(snapshot: str) -> str:
+    """The snapshot as an output of its own: hidden by the live studio's stylesheet (class
+    ``imgkit-static``), shown wherever the live studio does not load."""
+    return f'<div class="imgkit-static">{snapshot}</div>'

@@ -34,6 +34,7 @@ message rate limit, so each run renders at most ``updates_per_second`` times a s
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -102,6 +103,23 @@ def _thumbnail(ref: ReferenceImage) -> bytes | None:
         return None
 
 
+def _data_uri(path: Path, pixels: int) -> str | None:
+    """A small JPEG of an image file as a ``data:`` URI (None when it cannot be read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.thumbnail((pixels, pixels))
+            flat = im.convert("RGBA")
+            page = Image.new("RGB", flat.size, "white")  # a transparent image on white paper
+            page.paste(flat, mask=flat.getchannel("A"))
+            out = io.BytesIO()
+            page.save(out, "JPEG", quality=60)
+    except Exception:  # a missing thumbnail leaves a gap, not a broken snapshot
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
 class StudioApp(Studio):
     """The studio's implementation; build it with :func:`imgkit.studio` or :class:`imgkit.Studio`.
 
@@ -151,6 +169,7 @@ class StudioApp(Studio):
         self._page_spent = 0.0
         self._mask: ReferenceImage | None = None
         self._kind = "gateway"
+        self._last_sheet: Sheet | None = None
         self.filter = present.HistoryFilter()
         self._window = (0, 0)
         #: Partial images shown in the preview so far (streamed runs, ``previews``).
@@ -210,7 +229,7 @@ class StudioApp(Studio):
         self.model, self.size, self.quality, self.n = ui.model, ui.size, ui.quality, ui.n
         self.n_note, self.custom_size = ui.n_note, ui.custom_size
         self.resolution, self.background, self.previews = ui.resolution, ui.background, ui.previews
-        self.mask_upload, self.mask_message = ui.mask_upload, ui.mask_message
+        self.mask_message = ui.mask_message
         self.filter_text, self.starred_only, self.show_hidden = ui.filter_text, ui.starred_only, ui.show_hidden
         self.upload, self.reference_field = ui.upload, ui.reference_field
         self.reference_add, self.reference_clear = ui.reference_add, ui.reference_clear
@@ -257,7 +276,6 @@ class StudioApp(Studio):
         self.resolution.observe(capture(self._on_field), names="value")
         self.background.observe(capture(self._on_field), names="value")
         self.previews.observe(capture(self._on_field), names="value")
-        self.mask_upload.observe(capture(self._on_mask_upload), names="value")
         self.filter_text.observe(capture(lambda _: self.refresh_history()), names="value")
         self.starred_only.observe(capture(lambda _: self.refresh_history()), names="value")
         self.show_hidden.observe(capture(lambda _: self.refresh_history()), names="value")
@@ -275,7 +293,52 @@ class StudioApp(Studio):
     # --- display -------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        # The live form, and beside it a static snapshot (HTML, no script) for where the form
+        # cannot load: a saved notebook opened without a kernel, nbconvert, a static viewer.
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle = {**bundle, "text/html": self.snapshot()}
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        """Show the form, then the static snapshot as an output of its own.
+
+        A frontend that renders the widget never falls back to a bundle's HTML, even when the
+        widget cannot load (JupyterLab on a trusted notebook saved without widget state says
+        "model not found"). So the snapshot is a second output, plain HTML, which the live
+        form's stylesheet hides while the form is on the page.
+        """
+        from IPython.display import display
+
+        show: Callable[..., None] = display  # IPython's function has no annotations
+        form = self.widget._repr_mimebundle_()
+        if isinstance(form, dict):
+            show({**form, "text/plain": repr(self)}, raw=True)
+        else:  # pragma: no cover - a widget always has a view
+            show(self.widget)
+        show({"text/html": present.static_output(self.snapshot())}, raw=True)
+
+    #: How many runs and images the static snapshot keeps (it is saved in the notebook).
+    SNAPSHOT_RUNS = 10
+    SNAPSHOT_IMAGES = 4
+    SNAPSHOT_PIXELS = 128
+
+    def snapshot(self) -> str:
+        """The static snapshot: the last few images (small JPEG ``data:`` URIs) and a table
+        of the last runs, as HTML. Hidden runs are left out."""
+        records = [
+            r for r in self.session.ledger.records(limit=self.SNAPSHOT_RUNS * 5, newest_first=True)
+            if present.HIDDEN_TAG not in r.tags
+        ][: self.SNAPSHOT_RUNS]
+        images: list[tuple[str, str]] = []
+        for record in records:
+            for rel in record.thumbs if record.status == "completed" else ():
+                if len(images) >= self.SNAPSHOT_IMAGES:
+                    break
+                uri = _data_uri(self.session.data_dir / rel, self.SNAPSHOT_PIXELS)
+                if uri is not None:
+                    images.append((uri, record.prompt[:60]))
+        return present.snapshot_html(records, images)
 
     def __repr__(self) -> str:
         return (
@@ -316,6 +379,14 @@ class StudioApp(Studio):
         if self.ui.previews_row.layout.display != "none" and self.previews.value:
             out["previews"] = self.previews.value
         return out
+
+    @property
+    def mask_upload(self) -> Any:
+        """The mask's drop zone (made, and wired, the first time it is needed)."""
+        zone, made = self.ui.mask_zone()
+        if made:
+            zone.observe(self.log.capture()(self._on_mask_upload), names="value")
+        return zone
 
     @property
     def mask(self) -> ReferenceImage | None:
@@ -474,7 +545,11 @@ class StudioApp(Studio):
         self._set_choices(self.resolution, ui.resolution_row, tiers, present.resolution_tooltips(profile))
         self._set_choices(self.background, ui.background_row, present.background_options(profile, kind))
         self._set_choices(self.previews, ui.previews_row, present.preview_options(profile, kind))
-        ui.mask_row.layout.display = None if present.masks_allowed(profile, kind) and self._refs else "none"
+        if present.masks_allowed(profile, kind) and self._refs:
+            self.mask_upload  # noqa: B018 - made and wired when a mask can first be given
+            ui.mask_row.layout.display = None
+        else:
+            ui.mask_row.layout.display = "none"
         self._render_size_extras()
 
     @staticmethod
@@ -515,6 +590,8 @@ class StudioApp(Studio):
         self.reference_clear.layout.display = None if count else "none"
         self._render_size_extras()
         masks = present.masks_allowed(self.profile, self._kind) and bool(count)
+        if masks:
+            self.mask_upload  # noqa: B018 - made and wired when a mask can first be given
         self.ui.mask_row.layout.display = None if masks else "none"
         self.n_note.value = present.images_problem(self.n.value, self.ui.max_n)
         self.preview.set_frame(
@@ -534,6 +611,22 @@ class StudioApp(Studio):
                 self.message.value = ""
         if quote:
             self._render_money()
+        self._apply_page_budget()
+
+    def _page_budget_problem(self) -> str:
+        if self.page_budget is None:
+            return ""
+        return present.page_budget_problem(self.page_budget, self._page_spent, self._credits())
+
+    def _apply_page_budget(self) -> None:
+        """Refuse, visibly, a run this page's budget cannot pay for (``imgkit app --budget-credits``)."""
+        if self.page_budget is None:
+            return
+        self.ui.page_budget.value = present.page_budget_note(self.page_budget, self._page_spent)
+        text = self._page_budget_problem()
+        if text and not self.generate_button.disabled:
+            self.generate_button.disabled = True
+            self.message.value = present.problem(text)
 
     def _render_money(self) -> None:
         """Re-render the price, its warning and the banner, from one quote."""
@@ -557,7 +650,9 @@ class StudioApp(Studio):
                 quote.credits, warn_credits=self.warn_credits, remaining=remaining, balance=self._balance
             )
         s = self.session
-        sheet = self._sheet(quote)
+        # An unpriced form keeps naming the sheet of its last price.
+        sheet = self._sheet(quote) if isinstance(quote, Estimate) or self._last_sheet is None else self._last_sheet
+        self._last_sheet = sheet
         value = present.banner(
             sandbox=s.sandbox,
             base_url=s.base_url,
@@ -710,7 +805,8 @@ class StudioApp(Studio):
         mask = self._mask
         if mask is None:
             self.ui.mask_chip.children = ()
-            self.mask_upload.label = "Add mask"
+            if self.ui.mask_upload is not None:
+                self.ui.mask_upload.label = "Add mask"
             return
         chip, remove = reference_chip(
             _thumbnail(mask), present.mask_caption(mask.name or "mask", mask.size_bytes or 0), "remove the mask"
@@ -853,6 +949,17 @@ class StudioApp(Studio):
             self.message.value = present.problem(present.cannot_generate(exc))
             self.generate_button.disabled = True
             return None
+        over = self._page_budget_problem()
+        if over:
+            self.message.value = present.problem(over)
+            self.generate_button.disabled = True
+            return None
+        charge = self._credits() if self.page_budget is not None else None
+        if charge is not None:
+            # Counted at the click (the estimate the run is recorded at): the page cannot
+            # overspend with runs in flight.
+            self._page_spent += charge
+            self._apply_page_budget()
         params = self.params()
         card = self._new_card(title=params["prompt"])
         self._starting.append(card)
@@ -860,7 +967,7 @@ class StudioApp(Studio):
         self._latest = card
         self.preview.starting(params["prompt"])
         self.refresh_history()
-        task = self._schedule(self._run(params, card), self._runs)
+        task = self._schedule(self._run(params, card, charge), self._runs)
         if task is not None:
             self._task_of[card] = task
             task.add_done_callback(lambda _: self._task_of.pop(card, None))
@@ -1040,7 +1147,7 @@ class StudioApp(Studio):
             self._latest.set_shown(True)
         self.preview.show(record)
 
-    async def _run(self, params: dict[str, Any], card: RunCard) -> GenerationResult | None:
+    async def _run(self, params: dict[str, Any], card: RunCard, charge: float | None = None) -> GenerationResult | None:
         throttle = self._throttle
 
         def on_event(event: JobEvent) -> None:
@@ -1057,6 +1164,9 @@ class StudioApp(Studio):
             # Refused before anything was sent (validation, budget): nothing was recorded.
             throttle.flush()
             self._live.discard(card)
+            if charge is not None:  # nothing was spent
+                self._page_spent -= charge
+                self._refresh()
             self._refused(card, exc)
             return None
         except BaseException as exc:
