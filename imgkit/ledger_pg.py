@@ -698,14 +698,14 @@ class PostgresLedger:
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
         """Lease to ``owner``, until now + ``ttl_s`` (the database's clock, one for every
         machine), the runs :func:`imgkit.resume` finishes
-        (:attr:`imgkit.ledger.Ledger.RESUMABLE_SQL`; only ``run_ids`` among them, when given)
+        (not completed, failed or unknown; only ``run_ids`` among them, when given)
         whose lease is free, expired or already ``owner``'s, in one transaction, and return
         them, oldest first. Two resumers claiming together never get the same run."""
         _check_ttl(ttl_s)
         only = "" if run_ids is None else " AND run_id = ANY(%(ids)s)"
         sql = (
             f"UPDATE runs SET lease_owner = %(owner)s, lease_until = {self._NOW} + %(ttl)s "
-            f"WHERE run_id IN (SELECT run_id FROM runs WHERE {Ledger.RESUMABLE_SQL}{only} "
+            f"WHERE run_id IN (SELECT run_id FROM runs WHERE {Ledger._UNFINISHED_SQL}{only} "
             f"AND (lease_until IS NULL OR lease_until < {self._NOW} OR lease_owner = %(owner)s) "
             "FOR UPDATE SKIP LOCKED) "
             f"RETURNING {_COLS}"
