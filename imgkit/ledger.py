@@ -1337,8 +1337,8 @@ class Ledger:
 
     def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
         """Lease the unfinished runs (not completed, failed or unknown; only ``run_ids`` among
-        them when given) whose lease is free or expired, to ``owner`` until ``ttl_s`` seconds
-        from now, in one write transaction; return them, oldest first.
+        them when given) whose lease is free, expired or already ``owner``'s, to ``owner`` until
+        ``ttl_s`` seconds from now, in one write transaction; return them, oldest first.
 
         Args:
             owner: who resumes them (``host:pid:random``).
@@ -1348,7 +1348,7 @@ class Ledger:
         Example:
             >>> mine = ledger.claim("host:4242:1f2e", ttl_s=120)
         """
-        where = f"{self._UNFINISHED_SQL} AND (lease_until IS NULL OR lease_until < ?)"
+        where = f"{self._UNFINISHED_SQL} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
         ids = None if run_ids is None else json.dumps(list(run_ids))
         if ids is not None:
             where += " AND run_id IN (SELECT value FROM json_each(?))"
@@ -1356,7 +1356,7 @@ class Ledger:
 
         def job(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
             now = time.time()
-            params: list[Any] = [now] + ([ids] if ids is not None else [])
+            params: list[Any] = [now, owner] + ([ids] if ids is not None else [])
             cursor = conn.execute(select, params)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
