@@ -37,7 +37,7 @@ from imgkit.config import KEY_ENV, LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderCon
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
 from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
 from imgkit.ledger import Ledger
-from imgkit.pricing import Estimate, get_sheet, sheet_for
+from imgkit.pricing import Estimate, fx_rate, get_sheet, set_fx, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
 from imgkit.providers.router import (
@@ -223,6 +223,9 @@ class Session:
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
         cooldown: seconds an open circuit is skipped before it is probed again.
+        fx: the CNY per USD rate for estimates and reports, ``{"CNY": 7.12}`` with optional
+            ``"date"`` and ``"source"`` (see :func:`imgkit.pricing.set_fx`; process-wide); the
+            shipped, dated ``imgkit/data/fx.json`` rate when never set.
 
     Example:
         >>> imgkit.configure(providers=[
@@ -251,6 +254,7 @@ class Session:
         providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
         failure_threshold: int | None = None,
         cooldown: float | None = None,
+        fx: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
@@ -270,6 +274,7 @@ class Session:
         )
         self.sandbox_config = sandbox_config
         self.price_sheet = get_sheet(price_sheet).name
+        self.fx = set_fx(fx) if fx is not None else fx_rate()
         self.concurrency = concurrency
         self.poll = poll
         self.retry = retry

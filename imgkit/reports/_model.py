@@ -7,12 +7,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgkit.costs import RULES_TEXT
-from imgkit.errors import ValidationError
+from imgkit.errors import ConfigError, ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
+from imgkit.pricing import fx_rate
 from imgkit.reports import _files
 from imgkit.request import QUALITIES
 
@@ -20,15 +22,24 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["EXTENSIONS", "GROUP_BY", "ROW_COLUMNS", "CostReport", "Totals", "report"]
+__all__ = ["EXTENSIONS", "GROUP_BY", "LINE_ITEM_KEYS", "ROW_COLUMNS", "CostReport", "Totals", "report"]
 
 log = logging.getLogger("imgkit")
 
 #: What a report can group by. day/week/month are UTC calendar periods (weeks start on
-#: Monday); a run with several tags counts once under each of them.
+#: Monday); a run with several tags counts once under each of them; user and project are who
+#: ran a run and for what ("(none)" for runs that did not record it). A ``group_by`` item may
+#: also combine several of these into one table: ``("user", "project")`` or ``"user+project"``.
 GROUP_BY: tuple[str, ...] = (
     "day", "week", "month", "quality", "size", "model", "status", "provider", "tag", "price_sheet",
+    "resolution", "user", "project",
 )
+#: The keys of a report's line items: one line per model, quality, size, resolution and the
+#: price sheet that priced it.
+LINE_ITEM_KEYS: tuple[str, ...] = ("model", "quality", "size", "resolution", "price_sheet")
+#: Decimal places a report shows (and rounds each line to): credits as the price sheets
+#: state them, money to the hundredth of a cent.
+PLACES: dict[str, int] = {"credits": 5, "USD": 4, "CNY": 4}
 _TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
 _NONE = "(none)"
 _UNTAGGED = "(untagged)"
@@ -37,40 +48,58 @@ _UNTAGGED = "(untagged)"
 #: are converted.
 SEMANTICS: tuple[str, ...] = (
     *RULES_TEXT,
-    "Estimated: the estimate made before submitting each run (est_credits, est_usd, est_cny), "
-    "over all runs in the period, including those that failed.",
-    "Charged and may-have-cost credits are converted to USD and CNY with each run's own price sheet; "
-    "estimated amounts are the ones stored with the run. All times are UTC.",
+    "Estimated: the estimate made before submitting each run (est_credits), over all runs in the "
+    "period, including those that failed.",
+    "Charged is what counts as spent, in three parts: reported (the charge the service reported), "
+    "reserved (what it held when it accepted the task, not yet confirmed as charged) and at estimate "
+    "(runs it reported no figure for).",
+    "Every amount in credits (estimated, charged and may have cost alike) becomes USD and CNY the same "
+    "way: with each run's own price sheet and the exchange rate stated under Price sheets. All times "
+    "are UTC.",
+    "Each line is rounded once as shown (credits to 5 places, USD and CNY to 4); totals are the exact "
+    "sums rounded once, and a table whose shown lines do not add up to its total to the last digit "
+    "has a rounding line.",
 )
 
 #: The columns of a report's rows (CSV, XLSX "Runs", HTML), in order.
 ROW_COLUMNS: tuple[str, ...] = (
-    "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "n_images",
+    "created_at", "run_id", "status", "cost_basis", "quality", "size", "resolution", "n", "n_images",
     "est_credits", "est_usd", "est_cny", "charged_credits", "charged_usd", "charged_cny",
     "credits_reserved", "credits_charged", "price_sheet", "latency_s", "provider", "model", "mode",
-    "task_id", "error_code", "error_message", "tags", "prompt", "submitted_at", "completed_at",
+    "user", "project", "task_id", "error_code", "error_message", "tags", "prompt", "submitted_at", "completed_at",
     "attempts", "notes",
 )
 #: The columns listing failed and unknown runs in documents.
 FAILED_COLUMNS: tuple[str, ...] = (
     "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "est_credits",
-    "charged_credits", "error_code", "task_id",
+    "charged_credits", "may_have_cost_credits", "error_code", "task_id",
 )
+#: The parts of what counts as spent (see :class:`Totals`).
+_PARTS = ("reported", "reserved", "at_estimate")
 
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """A report's totals. Amounts are floats; counts ints.
+    """A report's totals: exact sums (documents show them rounded once, see :data:`PLACES`).
+    Amounts are floats; counts ints.
 
     Attributes:
         runs: runs in the report.
         images: images delivered (files kept).
         completed, failed, unknown, in_progress: runs by outcome.
         est_credits, est_usd, est_cny: estimates of all the runs.
-        charged_credits, charged_usd, charged_cny: what they cost (see the report's notes).
+        charged_credits, charged_usd, charged_cny: what counts as spent (see the report's
+            notes): reported + reserved + at estimate.
         may_have_cost_credits, may_have_cost_usd, may_have_cost_cny: estimates of the runs
             whose cost is unknown (not in the charged amounts).
         may_have_cost_runs: how many runs those are.
+        reported_credits, reported_usd, reported_cny: the part of charged the service
+            reported as charged.
+        reserved_credits, reserved_usd, reserved_cny: the part it reserved on accepting the
+            tasks and has not confirmed as charged.
+        at_estimate_credits, at_estimate_usd, at_estimate_cny: the part counted at the
+            estimate (runs the service reported no figure for).
+        reported_runs, reserved_runs, at_estimate_runs: the runs of each part.
     """
 
     runs: int
@@ -89,20 +118,66 @@ class Totals:
     may_have_cost_usd: float
     may_have_cost_cny: float
     may_have_cost_runs: int
+    reported_credits: float = 0.0
+    reported_usd: float = 0.0
+    reported_cny: float = 0.0
+    reserved_credits: float = 0.0
+    reserved_usd: float = 0.0
+    reserved_cny: float = 0.0
+    at_estimate_credits: float = 0.0
+    at_estimate_usd: float = 0.0
+    at_estimate_cny: float = 0.0
+    reported_runs: int = 0
+    reserved_runs: int = 0
+    at_estimate_runs: int = 0
 
     def to_frame(self) -> pd.DataFrame:
-        """Estimated, charged and may-have-cost amounts as rows; runs, credits, USD and CNY
-        as columns."""
+        """The amounts as rows, each rounded once (:data:`PLACES`): the three parts of what
+        counts as charged, a rounding line when the shown parts do not add up to the shown
+        total, the charged total, what unknown runs may have cost, and the estimate; runs,
+        credits, USD and CNY as columns."""
         import pandas as pd
 
-        rows = [
-            ("estimated", self.runs, self.est_credits, self.est_usd, self.est_cny),
-            ("charged", self.runs - self.may_have_cost_runs, self.charged_credits, self.charged_usd,
-             self.charged_cny),
-            ("may have cost", self.may_have_cost_runs, self.may_have_cost_credits, self.may_have_cost_usd,
-             self.may_have_cost_cny),
+        units = ("credits", "usd", "cny")
+        places = [PLACES["credits"], PLACES["USD"], PLACES["CNY"]]
+        parts = [
+            ("charged, reported by the service", self.reported_runs, "reported"),
+            ("reserved, held at acceptance (not yet confirmed)", self.reserved_runs, "reserved"),
+            ("at estimate (no figure from the service)", self.at_estimate_runs, "at_estimate"),
         ]
-        return pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
+        rows: list[tuple[Any, ...]] = [
+            (label, runs, *(rounded(getattr(self, f"{part}_{u}"), n) for u, n in zip(units, places, strict=True)))
+            for label, runs, part in parts
+        ]
+        total = [rounded(getattr(self, f"charged_{u}"), n) for u, n in zip(units, places, strict=True)]
+        gap = [difference(t, [row[2 + i] for row in rows]) for i, t in enumerate(total)]
+        if any(gap):
+            rows.append(("rounding", None, *gap))
+        rows.append(("charged, total", self.reported_runs + self.reserved_runs + self.at_estimate_runs, *total))
+        rows.append(("may have cost (unknown runs)", self.may_have_cost_runs,
+                     *(rounded(getattr(self, f"may_have_cost_{u}"), n) for u, n in zip(units, places, strict=True))))
+        rows.append(("estimated before sending (all runs)", self.runs,
+                     *(rounded(getattr(self, f"est_{u}"), n) for u, n in zip(units, places, strict=True))))
+        frame = pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
+        frame["runs"] = frame["runs"].astype("Int64")
+        return frame
+
+
+def rounded(value: float, places: int) -> float:
+    """``value`` rounded half up to ``places`` decimals (NaN stays NaN), as every line of a
+    report is, once."""
+    if value is None or value != value:
+        return float("nan")
+    return float(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def difference(total: float, lines: Iterable[float]) -> float:
+    """``total`` minus the sum of ``lines``, exactly in decimal (lines already rounded; NaN
+    lines count 0): the rounding line that makes shown lines add up to a shown total."""
+    if total != total:
+        return 0.0
+    shown = sum((Decimal(repr(float(v))) for v in lines if v == v), Decimal(0))
+    return float(Decimal(repr(float(total))) - shown)
 
 
 def report(
@@ -112,7 +187,7 @@ def report(
     until: str | dt.date | dt.datetime | None = None,
     tags: str | Iterable[str] | None = None,
     quality: str | Iterable[str] | None = None,
-    group_by: str | Sequence[str] = ("day", "quality", "size"),
+    group_by: str | Sequence[str | Sequence[str]] = ("day", "quality", "size"),
     currency: str = "USD",
     title: str = "imgkit cost report",
     max_rows: int = 200,
@@ -127,7 +202,11 @@ def report(
             whole day, a datetime is an inclusive upper bound.
         tags: keep runs having any of these tags.
         quality: keep runs of these tiers (low, medium, high).
-        group_by: one grouped table per item, from :data:`GROUP_BY`.
+        group_by: one grouped table per item, from :data:`GROUP_BY`; an item that is a
+            tuple (or names joined by "+") makes one table keyed by all of them, e.g.
+            ``group_by=[("user", "project", "model")]`` for a team's bill by person, project
+            and model. Runs that did not record a user or project show as "(none)". Every
+            report also has its line items (:attr:`CostReport.line_items`).
         currency: the money column of grouped tables and charts: ``"USD"``, ``"CNY"`` or
             ``"credits"`` (totals always give all three).
         title: the report's heading.
@@ -193,9 +272,14 @@ class CostReport:
     Attributes:
         runs: the runs in the report with their cost columns (see :func:`imgkit.plots.with_costs`).
         totals: a :class:`Totals`.
-        groups: one table per ``group_by`` item, by name.
+        groups: one table per ``group_by`` item, by name (``"user+project"`` for a table of
+            several keys); each amount rounded once as shown.
+        line_items: one line per model, quality, size, resolution and price sheet: runs,
+            images (the quantity), the sheet's ``unit_price`` of one image, ``subtotal`` (the
+            images at that price), what was charged and may have been, and the currency.
+        fx: the exchange rate conversions used (:class:`imgkit.pricing.FxRate`).
         failed: the failed and unknown runs, and any other run whose cost is unknown.
-        sheets: the price sheets the runs used.
+        sheets: the price sheets the runs used, with how each converts credits (``fx``).
         period: the first and last day covered (UTC), from the filters or the runs.
         notes: how costs are counted, and anything unusual about these runs.
         source: what the runs were read from (the ledger's path, for a report built from it).
@@ -235,10 +319,15 @@ class CostReport:
         )
         self.totals = _totals(summary.fine)
         self.available = self.totals.runs if available is None else available
-        self.groups = {name: _group_table(summary.fine if name != "tag" else summary.tags, name, currency)
-                       for name in group_by}
+        self.groups = {
+            name: _group_table(summary.tags if "tag" in name.split("+") else summary.fine, name, currency)
+            for name in group_by
+        }
+        self.line_items = _line_items(summary.fine, currency)
         self.sheets = _sheets(summary.fine)
-        self.notes = list(SEMANTICS) + _remarks(summary.fine)
+        self.fx = fx_rate()
+        self.notes = [*SEMANTICS, f"Exchange rate: {self.fx}. {self.fx.source}", *_remarks(summary.fine),
+                      *_sheet_remarks(self.sheets)]
         if self.empty_reason:
             self.notes.insert(0, self.empty_reason)
 
@@ -279,7 +368,7 @@ class CostReport:
     def __repr__(self) -> str:
         t = self.totals
         return (
-            f"<CostReport {self.period_text}: {t.runs} runs, {t.charged_credits:,.3f} credits charged "
+            f"<CostReport {self.period_text}: {t.runs} runs, {t.charged_credits:,.5f} credits charged "
             f"(${t.charged_usd:,.4f}, ¥{t.charged_cny:,.4f})>"
         )
 
@@ -316,6 +405,42 @@ class CostReport:
         if path is not None:
             _files.write_text(Path(path), text)
         return text
+
+    def to_csv_tables(self, folder: str | Path) -> dict[str, Path]:
+        """Every table of the report as its own CSV in ``folder`` (created when missing), as
+        the documents show them (each amount rounded once, a rounding line where one is
+        needed, a Total row): ``totals.csv``, ``line_items.csv``, ``by_<group>.csv`` per
+        grouped table, ``failed_and_unknown.csv``, ``price_sheets.csv``, and ``runs.csv``
+        (:meth:`to_csv`). Each file is written atomically; returns their paths by table.
+
+        Example:
+            >>> imgkit.report(group_by=[("user", "project")]).to_csv_tables("bill")
+            {'totals': PosixPath('bill/totals.csv'), 'line_items': ..., 'by_user+project': ...}
+        """
+        from imgkit.reports import _text
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        for key, table in _text.csv_tables(self).items():
+            path = out / f"{key}.csv"
+            _files.write_text(path, _text.csv_text(table))
+            paths[key] = path
+        paths["runs"] = out / "runs.csv"
+        self.to_csv(paths["runs"])
+        return paths
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """The rows (one per run, :data:`ROW_COLUMNS`) as a Parquet file (pyarrow), written
+        atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        table = pa.Table.from_pandas(self.rows(), preserve_index=False)
+        with _files.atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        return path
 
     def to_xlsx(self, path: str | Path) -> Path:
         """Write an Excel workbook: Summary, one ``by_<group>`` sheet per group and Runs."""
@@ -357,13 +482,13 @@ class CostReport:
         return path
 
     def save(self, path: str | Path, *, format: str | None = None) -> Path:
-        """Export by the file's extension: .csv, .xlsx, .html, .md or .pdf. The file is
+        """Export by the file's extension: .csv, .xlsx, .html, .md, .pdf or .parquet. The file is
         written beside its final name and moved into place when complete, so an error
         (a full disk, say) leaves any earlier report at ``path`` as it was.
 
         Args:
             path: the file to write.
-            format: ``"csv"``, ``"xlsx"``, ``"html"``, ``"md"`` or ``"pdf"``; it must agree with
+            format: ``"csv"``, ``"xlsx"``, ``"html"``, ``"md"``, ``"pdf"`` or ``"parquet"``; it must agree with
                 the extension (default: from the extension).
 
         Example:
@@ -378,6 +503,7 @@ class CostReport:
                                   hint="name the file after its format, e.g. spend." + format.lower())
         writers: dict[str, Callable[[Path], object]] = {
             "csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown, "pdf": self.to_pdf,
+            "parquet": self.to_parquet,
         }
         writers[kind](path)
         return path
@@ -385,7 +511,7 @@ class CostReport:
 
 #: File extensions :meth:`CostReport.save` understands, and the format of each.
 EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx", ".html": "html", ".htm": "html", ".md": "md",
-              ".markdown": "md", ".pdf": "pdf"}
+              ".markdown": "md", ".pdf": "pdf", ".parquet": "parquet"}
 
 
 # --- arguments ---------------------------------------------------------------------------
@@ -398,15 +524,26 @@ def _currency(currency: str) -> str:
         raise ValidationError("currency", currency, " | ".join(CURRENCIES)) from None
 
 
-def _group_by(group_by: str | Sequence[str]) -> tuple[str, ...]:
-    items = [group_by] if isinstance(group_by, str) else list(group_by)
+def _group_by(group_by: str | Sequence[str | Sequence[str]]) -> tuple[str, ...]:
+    """The tables' names: one key each, or keys joined by "+" for a table of several keys
+    (given as a tuple in the list, or as "user+project")."""
+    items: list[Any] = [group_by] if isinstance(group_by, str) else list(group_by)
     out: list[str] = []
+    allowed = " | ".join(GROUP_BY) + ", or several of them together, such as ('user', 'project') or 'user+project'"
     for item in items:
-        key = str(item).strip().lower().replace("-", "_")
-        if key not in GROUP_BY:
-            raise ValidationError("group_by", item, " | ".join(GROUP_BY))
-        if key not in out:
-            out.append(key)
+        parts = item.split("+") if isinstance(item, str) else list(item) if isinstance(item, list | tuple) else [item]
+        keys: list[str] = []
+        for part in parts:
+            key = str(part).strip().lower().replace("-", "_")
+            if key not in GROUP_BY:
+                raise ValidationError("group_by", item, allowed)
+            if key not in keys:
+                keys.append(key)
+        if not keys:
+            raise ValidationError("group_by", item, allowed)
+        name = "+".join(keys)
+        if name not in out:
+            out.append(name)
     return tuple(out)
 
 
@@ -499,8 +636,13 @@ def _select(
 #: The summed columns of a report's summary frames, beside the group keys.
 _COUNTS = ("runs", "images", "completed", "failed", "unknown", "may_have_cost_runs", "estimate_runs",
            "runs_with_credits")
-_AMOUNTS = tuple(f"{kind}_{unit}" for kind in ("est", "charged", "may_have_cost") for unit in ("credits", "usd", "cny"))
-_KEYS = ("created_at", "quality", "size", "model", "status", "provider", "price_sheet")
+#: Amounts in credits a summary frame holds; each is also converted to USD and CNY.
+_CREDITS = ("est", "charged", "reported", "reserved", "at_estimate", "may_have_cost")
+_AMOUNTS = tuple(f"{kind}_{unit}" for kind in _CREDITS for unit in ("credits", "usd", "cny"))
+_KEYS = ("created_at", "quality", "size", "model", "status", "provider", "price_sheet", "resolution", "user",
+         "project")
+#: Keys that are not columns of the ledger's report index: summed in SQL only when asked for.
+_EXTRA_KEYS = ("resolution", "user", "project")
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,9 +666,11 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
 
     status = costs["status"].astype("string")
     basis = costs["cost_basis"]
+    spent = costs["spent_credits"].astype("float64")
     fine = pd.DataFrame(
         {
-            **{key: costs[key] for key in _KEYS},
+            **{key: costs[key] if key in costs.columns else pd.Series(None, index=costs.index, dtype="object")
+               for key in _KEYS},
             "tags": costs["tags"],
             "runs": 1,
             "images": costs["n_images"].astype("float64").fillna(0).astype("int64"),
@@ -536,13 +680,53 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
             "may_have_cost_runs": (basis == "may have cost").astype("int64"),
             "estimate_runs": (basis == "estimate").astype("int64"),
             "runs_with_credits": costs["charged_credits"].gt(0).astype("int64"),
-            **{column: costs[column] for column in _AMOUNTS},
+            "est_credits": costs["est_credits"].astype("float64"),
+            "charged_credits": costs["charged_credits"].astype("float64"),
+            "reported_credits": spent.where(basis == "charged", 0.0),
+            "reserved_credits": spent.where(basis == "reserved", 0.0),
+            "at_estimate_credits": spent.where(basis == "estimate", 0.0),
+            "may_have_cost_credits": costs["may_have_cost_credits"].astype("float64"),
+            "reported_runs": (basis == "charged").astype("int64"),
+            "reserved_runs": (basis == "reserved").astype("int64"),
         },
         index=costs.index,
     )
+    fallback = {f"est_{u}": costs[f"est_{u}"].astype("float64") for u in ("usd", "cny")}
+    fallback.update({f"may_have_cost_{u}": costs[f"may_have_cost_{u}"].astype("float64") for u in ("usd", "cny")})
+    _convert(fine, fallback)
     first = costs["created_at"].min() if len(costs) else None
     last = costs["created_at"].max() if len(costs) else None
     return _Summary(fine=fine, tags=fine, first=first, last=last)
+
+
+def _convert(fine: pd.DataFrame, fallback: dict[str, pd.Series]) -> None:
+    """Add the USD and CNY columns of every credits amount of ``fine``, each row with its own
+    price sheet (one conversion for all: estimated and charged alike). Rows whose sheet is
+    not registered keep the stored figures of ``fallback`` (estimates), else NaN; an amount
+    of 0 is 0 in any currency."""
+    import numpy as np
+
+    from imgkit.plots import _price_sheets
+
+    known = _price_sheets()
+    sheets = fine["price_sheet"].astype("object")
+    for kind in _CREDITS:
+        credits = fine[f"{kind}_credits"].to_numpy(dtype="float64", na_value=np.nan)
+        for unit in ("usd", "cny"):
+            out = np.full(len(fine), np.nan)
+            for name in sheets.dropna().unique():
+                sheet = known.get(str(name))
+                if sheet is None:
+                    continue
+                rows = (sheets == name).to_numpy(dtype=bool)
+                convert = sheet.to_usd if unit == "usd" else sheet.to_cny
+                out[rows] = convert(credits[rows])
+            column = f"{kind}_{unit}"
+            if column in fallback:
+                stored = fallback[column].to_numpy(dtype="float64", na_value=np.nan)
+                out = np.where(np.isnan(out), stored, out)
+            out = np.where(credits == 0, 0.0, out)
+            fine[column] = out
 
 
 def _ledger_summary(
@@ -554,7 +738,9 @@ def _ledger_summary(
     tags: tuple[str, ...],
     tiers: tuple[str, ...],
 ) -> _Summary:
-    """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`)."""
+    """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`).
+    The line items need the resolution, and a grouping by user or project those columns:
+    they are summed over too (a read of the rows rather than only the report index)."""
     import pandas as pd
 
     bounds: dict[str, Any] = {
@@ -564,10 +750,12 @@ def _ledger_summary(
         "tags": tags,
         "qualities": tiers,
     }
-    fine = _typed_sums(ledger.cost_sums(**bounds), list(ledger.COST_KEYS), ledger.COST_SUMS)
+    used = {key for name in groups for key in name.split("+")}
+    extra = [key for key in _EXTRA_KEYS if key == "resolution" or key in used]
+    fine = _typed_sums(ledger.cost_sums(extra_keys=extra, **bounds), [*ledger.COST_KEYS, *extra], ledger.COST_SUMS)
     tag_sums = (
         _typed_sums(ledger.cost_sums(by_tag=True, **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
-        if "tag" in groups else fine
+        if any("tag" in name.split("+") for name in groups) else fine
     )
     first = pd.to_datetime(fine["first_created"].min(), unit="s", utc=True) if len(fine) else None
     last = pd.to_datetime(fine["last_created"].max(), unit="s", utc=True) if len(fine) else None
@@ -577,11 +765,9 @@ def _ledger_summary(
 def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str]) -> pd.DataFrame:
     """SQL sums as a frame shaped like :func:`_frame_summary`'s: keys typed as the runs
     DataFrame types them, counts as ints, credits converted with each row's price sheet."""
-    import numpy as np
     import pandas as pd
 
     from imgkit.ledger import STATUSES
-    from imgkit.plots import _price_sheets
     from imgkit.request import SIZES
 
     raw = pd.DataFrame.from_records(rows, columns=[*keys, *sums]) if rows else pd.DataFrame(
@@ -603,32 +789,24 @@ def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str
             out[key] = values.astype("object")
         else:
             out[key] = values.astype("object").astype("category") if key != "price_sheet" else values
-    for name in _COUNTS:
+    for key in _KEYS:
+        if key not in out.columns:
+            out[key] = pd.Series(None, index=raw.index, dtype="object")
+    for name in (*_COUNTS, "reported_runs", "reserved_runs"):
         out[name] = raw[name].astype("float64").fillna(0).astype("int64")
-    for unit in ("credits", "usd", "cny"):
-        out[f"est_{unit}"] = raw[f"est_{unit}"].astype("float64")
-    out["charged_credits"] = raw["charged_credits"].astype("float64")
+    charged = raw["charged_credits"].astype("float64")
+    reported = raw["reported_credits"].astype("float64")
+    at_estimate = raw["at_estimate_credits"].astype("float64")
+    out["est_credits"] = raw["est_credits"].astype("float64")
+    out["charged_credits"] = charged
+    out["reported_credits"] = reported
+    out["at_estimate_credits"] = at_estimate
+    out["reserved_credits"] = charged - reported - at_estimate
     out["may_have_cost_credits"] = raw["may_have_cost_credits"].astype("float64")
-    known = _price_sheets()
-    sheets = raw["price_sheet"].astype("object")
-    charged_credits = raw["charged_credits"].astype("float64")
-    other = raw["may_have_cost_credits"].astype("float64") - raw["may_have_cost_at_estimate_credits"].astype("float64")
-    for unit in ("usd", "cny"):
-        charged = np.full(len(raw), np.nan)
-        maybe = np.full(len(raw), np.nan)
-        for name in sheets.dropna().unique():
-            sheet = known.get(str(name))
-            if sheet is None:
-                continue
-            rows = (sheets == name).to_numpy(dtype=bool)
-            convert = sheet.to_usd if unit == "usd" else sheet.to_cny
-            charged[rows] = convert(charged_credits.to_numpy()[rows])
-            maybe[rows] = convert(other.to_numpy()[rows])
-        # Runs that cost nothing cost nothing in any currency, with or without a sheet.
-        charged = np.where(charged_credits == 0, 0.0, charged)
-        maybe = np.where(other == 0, 0.0, maybe) + raw[f"may_have_cost_at_estimate_{unit}"].astype("float64")
-        out[f"charged_{unit}"] = charged
-        out[f"may_have_cost_{unit}"] = maybe
+    fallback = {f"est_{u}": raw[f"est_{u}"].astype("float64") for u in ("usd", "cny")}
+    fallback.update({f"may_have_cost_{u}": raw[f"may_have_cost_at_estimate_{u}"].astype("float64")
+                     for u in ("usd", "cny")})
+    _convert(out, fallback)
     out["first_created"] = raw["first_created"].astype("float64")
     out["last_created"] = raw["last_created"].astype("float64")
     return out
@@ -660,6 +838,10 @@ def _totals(fine: pd.DataFrame) -> Totals:
         may_have_cost_usd=total("may_have_cost_usd"),
         may_have_cost_cny=total("may_have_cost_cny"),
         may_have_cost_runs=count("may_have_cost_runs"),
+        **{f"{part}_{unit}": total(f"{part}_{unit}") for part in _PARTS for unit in ("credits", "usd", "cny")},
+        reported_runs=count("reported_runs"),
+        reserved_runs=count("reserved_runs"),
+        at_estimate_runs=count("estimate_runs"),
     )
 
 
@@ -680,26 +862,98 @@ def _group_keys(fine: pd.DataFrame, name: str) -> pd.Series:
     return column.cat.remove_unused_categories()
 
 
-def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
-    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
-    ``name``."""
-    import pandas as pd
-
+def money_columns(currency: str) -> list[str]:
+    """The amount columns of a grouped table in ``currency``: credits, then the currency."""
     money = ["est_credits", "charged_credits", "may_have_cost_credits"]
     if currency != "credits":
         unit = currency.lower()
         money += [cost_column(currency, estimated=True), cost_column(currency), f"may_have_cost_{unit}"]
+    return money
+
+
+def places_of(column: str) -> int | None:
+    """The decimals a money column is shown with (None: not money)."""
+    if column.endswith("_credits") or column == "credits":
+        return PLACES["credits"]
+    if column.endswith(("_usd", "_cny")) or column in ("USD", "CNY"):
+        return PLACES["USD"]
+    return None
+
+
+def _round_lines(table: pd.DataFrame) -> pd.DataFrame:
+    """Each money cell rounded once, as it is shown (:data:`PLACES`)."""
+    for column in table.columns:
+        places = places_of(str(column))
+        if places is not None:
+            table[column] = [rounded(v, places) for v in table[column].astype("float64")]
+    return table
+
+
+def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
+    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
+    ``name`` (or of each key of a combined name such as ``user+project``), each amount
+    rounded once as shown."""
+    import pandas as pd
+
+    keys = name.split("+")
+    money = money_columns(currency)
     frame = pd.DataFrame(
         {
-            name: _group_keys(fine, name),
+            **{key: _group_keys(fine, key) for key in keys},
             **{column: fine[column] for column in ("runs", "images", "failed", "unknown")},
             **{column: fine[column] for column in money},
         }
     )
-    if name == "tag" and "tag" not in fine.columns:
-        frame = frame.explode(name)
-    table = frame.groupby(name, observed=True, sort=True).sum(min_count=0)
-    return table.reset_index()
+    if "tag" in keys and "tag" not in fine.columns:
+        frame = frame.explode("tag")
+    table = frame.groupby(keys, observed=True, sort=True).sum(min_count=0)
+    return _round_lines(table.reset_index())
+
+
+def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
+    """One line per model, quality, size, resolution and price sheet: runs, images, the
+    sheet's price of one image (``unit_<currency>``), the images at that price
+    (``subtotal_<currency>``), and what was charged and may have been, in credits and
+    ``currency``; rounded once as shown. A line the sheet cannot price has no unit price."""
+    import pandas as pd
+
+    from imgkit.plots import _price_sheets
+    from imgkit.pricing import estimate
+
+    unit = currency.lower()
+    money = ["charged_credits", "may_have_cost_credits"]
+    if currency != "credits":
+        money += [f"charged_{unit}", f"may_have_cost_{unit}"]
+    frame = pd.DataFrame(
+        {
+            **{key: fine[key].astype("object").where(fine[key].notna(), _NONE) for key in LINE_ITEM_KEYS},
+            **{column: fine[column] for column in ("runs", "images")},
+            **{column: fine[column] for column in money},
+        }
+    )
+    table = frame.groupby(list(LINE_ITEM_KEYS), sort=True).sum(min_count=0).reset_index()
+    sheets = _price_sheets()
+    prices: list[float] = []
+    for model, quality, size, resolution, name in table[list(LINE_ITEM_KEYS)].itertuples(index=False):
+        sheet = sheets.get(str(name))
+        price = float("nan")
+        if sheet is not None:
+            try:
+                one = estimate(quality=str(quality), size=str(size), model=str(model), sheet=str(name),
+                               resolution=None if resolution == _NONE else str(resolution))
+            except (ValidationError, ConfigError):  # a line the sheet cannot price has no unit price
+                one = None
+            if one is not None:
+                credits = one.per_image_credits
+                price = credits if currency == "credits" else float(
+                    sheet.to_usd(credits) if currency == "USD" else sheet.to_cny(credits))
+        prices.append(rounded(price, PLACES[currency]))
+    table.insert(len(LINE_ITEM_KEYS) + 2, f"unit_{unit}", prices)
+    subtotal = [float(Decimal(repr(p)) * int(q)) if p == p else float("nan")
+                for p, q in zip(prices, table["images"], strict=True)]
+    table.insert(len(LINE_ITEM_KEYS) + 3, f"subtotal_{unit}", subtotal)
+    table["currency"] = currency
+    return _round_lines(table)
 
 
 def _failed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -711,7 +965,7 @@ def _failed(runs: pd.DataFrame) -> pd.DataFrame:
 def _sheets(fine: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
-    from imgkit.pricing import price_sheets
+    from imgkit.pricing import fx_text, price_sheets
 
     known = price_sheets()
     named = fine[fine["price_sheet"].notna()]
@@ -725,14 +979,34 @@ def _sheets(fine: pd.DataFrame) -> pd.DataFrame:
             records.append({"sheet": name, "runs": int(count), "date": "", "base_credits": None,
                             "rate": "not registered in this process", "source": ""})
             continue
-        rate = (
-            f"{sheet.credits_per_usd:g} credits per USD" if sheet.credits_per_usd is not None
-            else f"{sheet.credits_per_cny:g} credits per CNY"
-        )
-        rate += f"; {sheet.cny_per_usd:g} CNY per USD"
         records.append({"sheet": name, "runs": int(count), "date": sheet.date, "base_credits": sheet.base_credits,
-                        "rate": rate, "source": sheet.source})
+                        "rate": fx_text(sheet), "source": sheet.source})
     return pd.DataFrame(records, columns=["sheet", "runs", "date", "base_credits", "rate", "source"])
+
+
+#: The gateway's two published prices for gpt-image-1, shipped as two sheets.
+EVOLINK_SHEETS = ("evolink-table-2026-11", "evolink-formula-2026-11")
+
+
+def _sheet_remarks(sheets: pd.DataFrame) -> list[str]:
+    """The disagreement of the gateway's two shipped sheets, with how many runs used each,
+    when any run used one of them."""
+    from imgkit.pricing import estimate, price_sheets
+
+    known = price_sheets()
+    used = dict(zip(sheets["sheet"].astype(str), sheets["runs"], strict=True))
+    if not any(name in used for name in EVOLINK_SHEETS) or not all(name in known for name in EVOLINK_SHEETS):
+        return []
+    table, formula = (estimate(quality="medium", size="1:1", sheet=name) for name in EVOLINK_SHEETS)
+    gap = (table.usd - formula.usd) / table.usd
+    return [
+        f"The gateway publishes two prices for gpt-image-1 that disagree: {EVOLINK_SHEETS[0]} (its table) "
+        f"prices one medium square image at {table.credits:g} credits = ${table.usd:.4f}, {EVOLINK_SHEETS[1]} "
+        f"(its formula) at {formula.credits:g} credits = ¥{formula.cny:.4f} ≈ ${formula.usd:.4f}, {gap:.0%} less. "
+        f"Runs here: {used.get(EVOLINK_SHEETS[0], 0):,} on the table, {used.get(EVOLINK_SHEETS[1], 0):,} on the "
+        "formula (the price sheet column of the line items and of each run says which). The gateway's own "
+        "statement shows which one the account is billed at; choose it with imgkit.configure(price_sheet=...)."
+    ]
 
 
 def _remarks(fine: pd.DataFrame) -> list[str]:

@@ -1,6 +1,7 @@
-"""A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, one
-``by_<group>`` sheet per grouped table with a totals row (SUM formulas), a sheet of the failed
-and unknown runs, and a Runs sheet, with real number formats. Every sheet prints landscape,
+"""A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, the
+line items and one ``by_<group>`` sheet per grouped table, each with its rounding line where one
+is needed and a totals row (SUM formulas), a sheet of the failed and unknown runs, and a Runs
+sheet, with real number formats (credits to 5 places, money to 4). Every sheet prints landscape,
 one page wide, with its header row repeated on each page."""
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+    def plain(value: Any) -> Any:
+        # A column of a table with a rounding or Total row: dates and texts side by side.
+        if isinstance(value, pd.Timestamp):
+            return value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+        if isinstance(value, str):
+            return ILLEGAL_CHARACTERS_RE.sub("", value)
+        return value
+
     out = frame.copy()
     for name in out.columns:
         column = out[name]
@@ -51,7 +60,9 @@ def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
         elif isinstance(column.dtype, pd.CategoricalDtype):
             out[name] = column.astype("string")
-        if pd.api.types.is_string_dtype(out[name].dtype) and not _text.is_numeric(str(name)):
+        if column.dtype == object:
+            out[name] = column.map(plain)
+        elif pd.api.types.is_string_dtype(out[name].dtype) and not _text.is_numeric(str(name)):
             out[name] = out[name].astype("string").str.replace(ILLEGAL_CHARACTERS_RE, "", regex=True)
     return out
 
@@ -102,7 +113,9 @@ def _totals_row(ws: Worksheet, frame: pd.DataFrame) -> None:
         cell = ws.cell(row, index)
         cell.font, cell.border = bold, rule
         if index == 1:
-            cell.value = "Total"
+            cell.value = _text.TOTAL
+        elif str(name).startswith("unit_"):
+            continue  # a price per image has no total
         elif _text.is_numeric(str(name)) and kind in ("credits", "usd", "cny", "int"):
             letter = get_column_letter(index)
             cell.value = f"=SUM({letter}2:{letter}{last})"
@@ -207,9 +220,13 @@ def write(rep: CostReport, path: Path) -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         # An empty frame first, so that Summary is the first sheet; filled in below.
         pd.DataFrame().to_excel(writer, sheet_name="Summary", index=False)
-        for name, table in rep.groups.items():
-            _table_sheet(writer, f"by_{name}"[:31], table, totals=True)
-        _table_sheet(writer, "Failed and unknown", _text.failed_view(rep))
+        # The line items and grouped tables with their rounding lines; the totals rows are
+        # formulas, so the sheet adds up what it shows.
+        listed = _text.grouped_tables(rep, total=False)
+        _table_sheet(writer, "Line items", listed[0][1], totals=True)
+        for name, (_, table) in zip(rep.groups, listed[1:], strict=True):
+            _table_sheet(writer, f"by_{name}"[:31], table, totals="tag" not in name.split("+"))
+        _table_sheet(writer, "Failed and unknown", _text.failed_view(rep), totals=True)
         _table_sheet(writer, "Runs", rep.rows())
         _summary(writer.sheets["Summary"], rep)
         _print_setup(writer.sheets["Summary"], title_rows=None)
