@@ -287,7 +287,7 @@ def test_pdf_pages(rep: CostReport, tmp_path: Path) -> None:
     path = rep.save(tmp_path / "spend.pdf")
     assert path.read_bytes().startswith(b"%PDF")
     # title, spend over time, the other charts, line items, one page per grouped table, failed runs
-    assert _pages(path) == 3 + 1 + 4 + 1
+    assert _pages(path) == 4 + 1 + 4 + 1
 
 
 def test_pdf_splits_long_tables(tmp_path: Path) -> None:
@@ -301,9 +301,9 @@ def test_pdf_splits_long_tables(tmp_path: Path) -> None:
     long = report(df, group_by=("day", "tag"))
     path = long.to_pdf(tmp_path / "long.pdf")
     by_day = math.ceil(60 / pdf_pages.ROWS_PER_PAGE)
-    assert _pages(path) == 3 + 1 + by_day + 1  # line items; no failed runs: no page for them
+    assert _pages(path) == 4 + 1 + by_day + 1  # title, notes, charts, line items; no failed runs: no page for them
     if shutil.which("pdftoppm"):
-        subprocess.run(["pdftoppm", "-png", "-r", "30", "-f", "4", "-l", "4", str(path), str(tmp_path / "p")],
+        subprocess.run(["pdftoppm", "-png", "-r", "30", "-f", "5", "-l", "5", str(path), str(tmp_path / "p")],
                        check=True)
         assert list(tmp_path.glob("p-*.png"))
 
@@ -360,5 +360,5 @@ def test_cli_subprocess_pdf(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"%PDF")
-    assert _pages(out) == 3 + 1 + 1 + 1  # title, charts, line items, by day, failed runs
+    assert _pages(out) == 4 + 1 + 1 + 1  # title, notes, charts, line items, by day, failed runs
     assert "8 runs" in done.stderr

@@ -40,6 +40,9 @@ LINE_ITEM_KEYS: tuple[str, ...] = ("model", "quality", "size", "resolution", "pr
 #: Decimal places a report shows (and rounds each line to): credits as the price sheets
 #: state them, money to the hundredth of a cent.
 PLACES: dict[str, int] = {"credits": 5, "USD": 4, "CNY": 4}
+#: Decimal places of a price of one image in USD or CNY (a line's images x that price,
+#: rounded to :data:`PLACES`, is then the amount a sheet charges for them).
+UNIT_PLACES = 6
 _TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
 _NONE = "(none)"
 _UNTAGGED = "(untagged)"
@@ -141,9 +144,9 @@ class Totals:
         units = ("credits", "usd", "cny")
         places = [PLACES["credits"], PLACES["USD"], PLACES["CNY"]]
         parts = [
-            ("charged, reported by the service", self.reported_runs, "reported"),
-            ("reserved, held at acceptance (not yet confirmed)", self.reserved_runs, "reserved"),
-            ("at estimate (no figure from the service)", self.at_estimate_runs, "at_estimate"),
+            ("reported by the service", self.reported_runs, "reported"),
+            ("reserved (not yet confirmed)", self.reserved_runs, "reserved"),
+            ("at estimate (no figure)", self.at_estimate_runs, "at_estimate"),
         ]
         rows: list[tuple[Any, ...]] = [
             (label, runs, *(rounded(getattr(self, f"{part}_{u}"), n) for u, n in zip(units, places, strict=True)))
@@ -156,7 +159,7 @@ class Totals:
         rows.append(("charged, total", self.reported_runs + self.reserved_runs + self.at_estimate_runs, *total))
         rows.append(("may have cost (unknown runs)", self.may_have_cost_runs,
                      *(rounded(getattr(self, f"may_have_cost_{u}"), n) for u, n in zip(units, places, strict=True))))
-        rows.append(("estimated before sending (all runs)", self.runs,
+        rows.append(("estimated (all runs)", self.runs,
                      *(rounded(getattr(self, f"est_{u}"), n) for u, n in zip(units, places, strict=True))))
         frame = pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
         frame["runs"] = frame["runs"].astype("Int64")
@@ -875,6 +878,8 @@ def places_of(column: str) -> int | None:
     """The decimals a money column is shown with (None: not money)."""
     if column.endswith("_credits") or column == "credits":
         return PLACES["credits"]
+    if column.startswith("unit_"):
+        return UNIT_PLACES
     if column.endswith(("_usd", "_cny")) or column in ("USD", "CNY"):
         return PLACES["USD"]
     return None
@@ -931,7 +936,13 @@ def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
             **{column: fine[column] for column in money},
         }
     )
-    table = frame.groupby(list(LINE_ITEM_KEYS), sort=True).sum(min_count=0).reset_index()
+    table = frame.groupby(list(LINE_ITEM_KEYS), sort=False).sum(min_count=0).reset_index()
+    # Tiers in their order (low, medium, high), then the rest alphabetically.
+    tier = {name: i for i, name in enumerate(QUALITIES)}
+    table = table.sort_values(
+        ["model", "quality", "size", "resolution", "price_sheet"],
+        key=lambda c: c.map(lambda v: (tier.get(v, len(tier)), str(v))) if c.name == "quality" else c.astype(str),
+    ).reset_index(drop=True)
     sheets = _price_sheets()
     prices: list[float] = []
     for model, quality, size, resolution, name in table[list(LINE_ITEM_KEYS)].itertuples(index=False):
@@ -947,9 +958,9 @@ def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
                 credits = one.per_image_credits
                 price = credits if currency == "credits" else float(
                     sheet.to_usd(credits) if currency == "USD" else sheet.to_cny(credits))
-        prices.append(rounded(price, PLACES[currency]))
+        prices.append(rounded(price, PLACES[currency] if currency == "credits" else UNIT_PLACES))
     table.insert(len(LINE_ITEM_KEYS) + 2, f"unit_{unit}", prices)
-    subtotal = [float(Decimal(repr(p)) * int(q)) if p == p else float("nan")
+    subtotal = [rounded(float(Decimal(repr(p)) * int(q)), PLACES[currency]) if p == p else float("nan")
                 for p, q in zip(prices, table["images"], strict=True)]
     table.insert(len(LINE_ITEM_KEYS) + 3, f"subtotal_{unit}", subtotal)
     table["currency"] = currency

@@ -15,11 +15,15 @@ if TYPE_CHECKING:
     from imgkit.reports._model import CostReport
 
 #: How each column's values read: credits, usd, cny, int, seconds, time, date, month, number.
-_PARTS = ("est", "charged", "may_have_cost", "reported", "reserved", "at_estimate", "unit", "subtotal")
+_PARTS = ("est", "charged", "may_have_cost", "reported", "reserved", "at_estimate", "subtotal")
 KINDS: dict[str, str] = {
     **dict.fromkeys((*(f"{p}_credits" for p in _PARTS), "credits_reserved", "credits_charged", "credits"), "credits"),
     **dict.fromkeys((*(f"{p}_usd" for p in _PARTS), "USD"), "usd"),
     **dict.fromkeys((*(f"{p}_cny" for p in _PARTS), "CNY"), "cny"),
+    # A price of one image: to the millionth, so that images x price rounds to the amount charged.
+    "unit_credits": "credits",
+    "unit_usd": "usd_unit",
+    "unit_cny": "cny_unit",
     **dict.fromkeys(("runs", "images", "failed", "unknown", "n", "n_images", "attempts", "progress"), "int"),
     **dict.fromkeys(("created_at", "submitted_at", "completed_at"), "time"),
     **dict.fromkeys(("day", "week"), "date"),
@@ -92,6 +96,10 @@ def cell(column: str, value: Any, *, width: int | None = None) -> str:
         return f"${float(value):,.4f}"
     if kind == "cny":
         return f"¥{float(value):,.4f}"
+    if kind == "usd_unit":
+        return f"${float(value):,.6f}"
+    if kind == "cny_unit":
+        return f"¥{float(value):,.6f}"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "seconds":
@@ -266,8 +274,8 @@ def csv_text(frame: pd.DataFrame) -> str:
             kind = KINDS.get(str(column), "text")
             if value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ in _MISSING:
                 row.append("")
-            elif kind in ("credits", "usd", "cny"):
-                row.append(f"{float(value):.{5 if kind == 'credits' else 4}f}")
+            elif kind in ("credits", "usd", "cny", "usd_unit", "cny_unit"):
+                row.append(f"{float(value):.{ {'credits': 5, 'usd': 4, 'cny': 4}.get(kind, 6)}f}")
             elif kind == "int":
                 row.append(str(int(value)))
             elif kind in ("time", "date", "month") and hasattr(value, "strftime"):

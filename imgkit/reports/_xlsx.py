@@ -22,6 +22,8 @@ FORMATS: dict[str, str] = {
     "credits": "0.00000",
     "usd": "$0.0000",
     "cny": '"¥"0.0000',
+    "usd_unit": "$0.000000",
+    "cny_unit": '"¥"0.000000',
     "int": "0",
     "seconds": "0.0",
     "time": "yyyy-mm-dd hh:mm",
