@@ -204,13 +204,14 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
         row += 1
         for col, value in enumerate(values, start=1):
             ws.cell(row, col, _plain(value)).alignment = Alignment(wrap_text=True, vertical="top")
-        widths = (26, 16, 16, 16, 16, 60)
+        widths = (26, 16, 16, 16, 44, 60)
         lines = max(1 + len(str(_plain(v) or "")) // (w - 2) for v, w in zip(values, widths, strict=False))
         ws.row_dimensions[row].height = 15 * lines
 
     ws.column_dimensions["A"].width = 26
-    for letter in "BCDE":
+    for letter in "BCD":
         ws.column_dimensions[letter].width = 16
+    ws.column_dimensions["E"].width = 44  # the CNY totals, and how each price sheet converts
     ws.column_dimensions["F"].width = 60
 
 
