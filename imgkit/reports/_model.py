@@ -742,9 +742,15 @@ def _ledger_summary(
     tiers: tuple[str, ...],
 ) -> _Summary:
     """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`).
+
     The line items need the resolution, and a grouping by user or project those columns:
-    they are summed over too (a read of the rows rather than only the report index)."""
+    none is in the report index, so grouping by them reads the rows. A grouping by user or
+    project does; the resolution is read only for the models that have one (a second, smaller
+    sum that replaces those models' rows of the first).
+    """
     import pandas as pd
+
+    from imgkit.request import MODELS
 
     bounds: dict[str, Any] = {
         "since": None if start is None else start.timestamp(),
@@ -754,8 +760,17 @@ def _ledger_summary(
         "qualities": tiers,
     }
     used = {key for name in groups for key in name.split("+")}
-    extra = [key for key in _EXTRA_KEYS if key == "resolution" or key in used]
-    fine = _typed_sums(ledger.cost_sums(extra_keys=extra, **bounds), [*ledger.COST_KEYS, *extra], ledger.COST_SUMS)
+    extra = [key for key in _EXTRA_KEYS if key != "resolution" and key in used]
+    keys = [*ledger.COST_KEYS, *extra]
+    rows = ledger.cost_sums(extra_keys=extra, **bounds)
+    tiered = sorted(name for name, profile in MODELS.items() if profile.resolutions)
+    if "resolution" in used or any(row[keys.index("model")] in tiered for row in rows):
+        model = keys.index("model")
+        rows = [(*row[: len(keys)], None, *row[len(keys):]) for row in rows if row[model] not in tiered]
+        rows += ledger.cost_sums(extra_keys=[*extra, "resolution"], models=tiered, **bounds)
+    else:
+        rows = [(*row[: len(keys)], None, *row[len(keys):]) for row in rows]
+    fine = _typed_sums(rows, [*keys, "resolution"], ledger.COST_SUMS)
     tag_sums = (
         _typed_sums(ledger.cost_sums(by_tag=True, **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
         if any("tag" in name.split("+") for name in groups) else fine
