@@ -1067,6 +1067,8 @@ class Ledger:
         qualities: Sequence[str] = (),
         extra_keys: Sequence[str] = (),
         models: Sequence[str] = (),
+        users: Sequence[str] = (),
+        projects: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
         and price sheet with ``by_tag``) and ``extra_keys``; a caller adds up the rows it needs
@@ -1088,7 +1090,7 @@ class Ledger:
             tags: keep runs having any of these tags.
             qualities: keep runs of these tiers.
             extra_keys: more columns to group by, from :data:`COST_EXTRA_KEYS`.
-            models: keep runs of these models.
+            models, users, projects: keep runs of these models, people, projects.
         """
         unknown_keys = [k for k in extra_keys if k not in self.COST_EXTRA_KEYS]
         if unknown_keys:
@@ -1108,9 +1110,10 @@ class Ledger:
         if qualities:
             where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
             params.extend(qualities)
-        if models:
-            where.append(f"model IN ({', '.join('?' for _ in models)})")
-            params.extend(models)
+        for column, values in (("model", models), ('runs."user"', users), ("project", projects)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
         keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
         keys += [f'runs."{key}"' for key in extra_keys]
         join = " LEFT JOIN json_each(runs.tags) AS tag_each" if by_tag else ""

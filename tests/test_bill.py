@@ -456,3 +456,23 @@ def test_parquet_saves_every_run_atomically(bill: CostReport, tmp_path: Path,
     with pytest.raises(OSError, match="No space"):
         bill.save(path)
     assert path.read_bytes() == good and list(tmp_path.glob(".team.parquet.*")) == []
+
+
+def test_a_report_for_one_person_or_project(bill: CostReport, data_dir: Path) -> None:
+    ledger = Ledger(data_dir / "ledger.sqlite3")
+    try:
+        df = ledger.to_dataframe()
+    finally:
+        ledger.close()
+    mine = df[(df["user"] == "ana") & (df["project"] == "app")]
+    by_sql = report(user="ana", project="app", group_by=("day", "tag"))
+    by_frame = report(df, user="ana", project="app", group_by=("day", "tag"))
+    assert by_sql.totals.runs == by_frame.totals.runs == len(mine) > 0
+    assert sorted(by_sql.runs["run_id"]) == sorted(mine["run_id"])
+    assert by_sql.totals.charged_credits == pytest.approx(by_frame.totals.charged_credits)
+    pd.testing.assert_frame_equal(by_sql.groups["tag"], by_frame.groups["tag"], check_exact=False, rtol=1e-12)
+    assert "user ana; project app" in by_sql.filters
+    both = report(user=["ana", "bo"])
+    assert both.totals.runs == int(df["user"].isin(["ana", "bo"]).sum())
+    with pytest.raises(ValidationError, match="user"):
+        report(user=[3])

@@ -190,6 +190,8 @@ def report(
     until: str | dt.date | dt.datetime | None = None,
     tags: str | Iterable[str] | None = None,
     quality: str | Iterable[str] | None = None,
+    user: str | Iterable[str] | None = None,
+    project: str | Iterable[str] | None = None,
     group_by: str | Sequence[str | Sequence[str]] = ("day", "quality", "size"),
     currency: str = "USD",
     title: str = "imgkit cost report",
@@ -205,6 +207,8 @@ def report(
             whole day, a datetime is an inclusive upper bound.
         tags: keep runs having any of these tags.
         quality: keep runs of these tiers (low, medium, high).
+        user: keep runs of these people (as recorded in the run's ``user``).
+        project: keep runs of these projects.
         group_by: one grouped table per item, from :data:`GROUP_BY`; an item that is a
             tuple (or names joined by "+") makes one table keyed by all of them, e.g.
             ``group_by=[("user", "project", "model")]`` for a team's bill by person, project
@@ -236,7 +240,8 @@ def report(
     unknown = [t for t in wanted_tiers if t not in QUALITIES]
     if unknown:
         raise ValidationError("quality", ", ".join(unknown), " | ".join(QUALITIES))
-    filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
+    people = {"user": _names("user", user), "project": _names("project", project)}
+    filters = _describe_filters(since, until, wanted_tags, wanted_tiers, people)
     if df is None:
         # Over the whole ledger: the sums come from SQL; the runs load only when asked for.
         from imgkit.session import get_session
@@ -245,15 +250,16 @@ def report(
         ledger, data_dir = session.ledger, session.data_dir
 
         def load() -> pd.DataFrame:
-            rows = _select(ledger.to_dataframe(data_dir=data_dir), start, end, whole_day, wanted_tags, wanted_tiers)
+            rows = _select(ledger.to_dataframe(data_dir=data_dir), start, end, whole_day, wanted_tags, wanted_tiers,
+                           people)
             return with_costs(rows)
 
-        summary = _ledger_summary(ledger, groups, start, end, whole_day, wanted_tags, wanted_tiers)
+        summary = _ledger_summary(ledger, groups, start, end, whole_day, wanted_tags, wanted_tiers, people)
         return CostReport(
             runs=load, summary=summary, since=start, until=end, filters=filters, group_by=groups, currency=unit,
             title=title, max_rows=max_rows, source=f"the ledger {ledger.path}", available=ledger.count(),
         )
-    rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers)
+    rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers, people)
     costs = with_costs(rows)
     return CostReport(
         runs=costs, summary=_frame_summary(costs, groups), since=start, until=end, filters=filters,
@@ -590,7 +596,10 @@ def _bound(field: str, value: object) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _describe_filters(since: object, until: object, tags: tuple[str, ...], tiers: tuple[str, ...]) -> str:
+def _describe_filters(
+    since: object, until: object, tags: tuple[str, ...], tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
+) -> str:
     parts = []
     if since is not None:
         parts.append(f"since {since}")
@@ -600,6 +609,9 @@ def _describe_filters(since: object, until: object, tags: tuple[str, ...], tiers
         parts.append("tags " + ", ".join(tags))
     if tiers:
         parts.append("quality " + ", ".join(tiers))
+    for key, names in (people or {}).items():
+        if names:
+            parts.append(f"{key} " + ", ".join(names))
     return "; ".join(parts) if parts else "all runs"
 
 
@@ -613,9 +625,11 @@ def _select(
     whole_day: bool,
     tags: tuple[str, ...],
     tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
     """The runs created from ``start`` to ``end`` (through the end of that day when
-    ``whole_day``), having any of ``tags`` and one of ``tiers``."""
+    ``whole_day``), having any of ``tags``, one of ``tiers``, and (``people``) one of the
+    users and projects named."""
     import numpy as np
     import pandas as pd
 
@@ -633,6 +647,9 @@ def _select(
         keep &= np.fromiter((bool(wanted.intersection(t)) for t in df["tags"]), dtype=bool, count=len(df))
     if tiers:
         keep &= df["quality"].astype("string").isin(tiers).fillna(False).to_numpy(dtype=bool)
+    for key, names in (people or {}).items():
+        if names:
+            keep &= df[key].astype("string").isin(names).fillna(False).to_numpy(dtype=bool)
     return df.loc[keep]
 
 
@@ -740,6 +757,7 @@ def _ledger_summary(
     whole_day: bool,
     tags: tuple[str, ...],
     tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
 ) -> _Summary:
     """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`).
 
@@ -759,6 +777,9 @@ def _ledger_summary(
         "tags": tags,
         "qualities": tiers,
     }
+    if people and any(people.values()):
+        bounds["users"] = (people or {}).get("user", ())
+        bounds["projects"] = (people or {}).get("project", ())
     used = {key for name in groups for key in name.split("+")}
     extra = [key for key in _EXTRA_KEYS if key != "resolution" and key in used]
     keys = [*ledger.COST_KEYS, *extra]

@@ -311,7 +311,8 @@ def html_table(frame: pd.DataFrame, *, limit: int | None = None, css: str = "") 
     align = [f'style="text-align:{"right" if n else "left"};padding:2px 8px"' for n in numeric]
     head = "".join(f"<th {a}>{html.escape(label(c))}</th>" for c, a in zip(frame.columns, align, strict=True))
     body = "\n".join(
-        "<tr>" + "".join(f"<td {a}>{_h(v)}</td>" for v, a in zip(row, align, strict=True)) + "</tr>"
+        ('<tr style="font-weight:bold">' if row and row[0] in (TOTAL, "charged, total") else "<tr>")
+        + "".join(f"<td {a}>{_h(v)}</td>" for v, a in zip(row, align, strict=True)) + "</tr>"
         for row in cells(shown, width=120)
     )
     more = ""
