@@ -37,7 +37,7 @@ from imgkit.request import QUALITIES
 if TYPE_CHECKING:
     import pandas as pd
 
-    from imgkit.ledger import Ledger
+    from imgkit.ledger import LedgerBackend
 
 __all__ = [
     "CHOICES",
@@ -165,7 +165,7 @@ def rating_pairs(
     return pairs
 
 
-def record_pick(ledger: Ledger, pair: Pair, choice: str, *, tag: str | None = None) -> int:
+def record_pick(ledger: LedgerBackend, pair: Pair, choice: str, *, tag: str | None = None) -> int:
     """Store a rater's pick for ``pair`` in ``ledger``; returns the rating's id.
 
     Args:

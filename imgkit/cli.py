@@ -1,5 +1,5 @@
 """The ``imgkit`` command: ``imgkit sandbox``, ``imgkit demo``, ``imgkit runs``, ``imgkit resume``,
-``imgkit report``, ``imgkit ledger backup`` and ``imgkit app``.
+``imgkit report``, ``imgkit ledger backup|import|export`` and ``imgkit app``.
 
 Each subcommand is registered in :data:`COMMANDS` with a function that adds its arguments and
 one that runs it; the heavy modules behind them are imported only when they run.
@@ -72,6 +72,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _runs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tail", type=int, default=20, help="how many recent runs (default: 20)")
+    p.add_argument("--user", help='"all", "me" or a name (default: every run of a personal ledger, yours on a '
+                                  "team's)")
+    p.add_argument("--project", help="only the runs of this project")
 
 
 @command("runs", _runs_args)
@@ -79,8 +82,9 @@ def _runs(args: argparse.Namespace) -> int:
     """Print the most recent runs in the ledger."""
     import imgkit
 
-    df = imgkit.runs()
-    cols = ["created_at", "run_id", "status", "quality", "size", "n", "est_credits", "latency_s", "error_code"]
+    df = imgkit.runs(user=args.user, project=args.project)
+    cols = ["created_at", "run_id", "user", "project", "status", "quality", "size", "n", "est_credits", "latency_s",
+            "error_code"]
     print(df[cols].tail(args.tail).to_string(index=False))
     return 0
 
@@ -178,15 +182,28 @@ def _ledger_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="ledger_command", required=True)
     backup = sub.add_parser("backup", help="copy the ledger, safely while imgkit runs, into one new file")
     backup.add_argument("path", help="the file to create (an existing file is refused)")
+    merge = sub.add_parser("import", help="merge a SQLite ledger into the current one, by run id (never overwrites)")
+    merge.add_argument("path", help="an imgkit ledger.sqlite3 (or a backup of one), opened read-only")
+    merge.add_argument("--user", help="who runs recorded without a user are attributed to (default: you)")
+    export = sub.add_parser("export", help="write the runs to a Parquet or CSV file")
+    export.add_argument("--since", help="first day or time (ISO, UTC unless it says otherwise)")
+    export.add_argument("--until", help="last day (included) or time")
+    export.add_argument("-o", "--output", required=True, help="FILE.parquet or FILE.csv (replaced atomically)")
 
 
 @command("ledger", _ledger_args)
 def _ledger(args: argparse.Namespace) -> int:
-    """Look after the ledger ($IMGKIT_HOME/ledger.sqlite3): ``imgkit ledger backup PATH``.
+    """Look after the ledger: ``imgkit ledger backup PATH``, ``import PATH``, ``export -o FILE``.
 
-    Exit status: 0 backed up; 1 there is no ledger yet; 2 the backup was refused (the file
-    exists, its folder is missing, the ledger is not imgkit's).
+    ``backup`` copies $IMGKIT_HOME/ledger.sqlite3; ``import`` and ``export`` work on the
+    current ledger (the personal file, or the team's database with ``IMGKIT_LEDGER``).
+
+    Exit status: 0 done; 1 there is no ledger yet (backup), or the import left conflicting
+    runs as they were (listed); 2 refused (the backup file exists, its folder is missing, a
+    file that is not an imgkit ledger, a bad date or file type).
     """
+    if args.ledger_command in ("import", "export"):
+        return _ledger_io(args)
     from imgkit.ledger import Ledger
     from imgkit.store import default_data_dir
 
@@ -202,6 +219,24 @@ def _ledger(args: argparse.Namespace) -> int:
         ledger.close()
     print(f"imgkit ledger: backed up {source} ({runs:,} runs) to {target}", file=sys.stderr)
     return 0
+
+
+def _ledger_io(args: argparse.Namespace) -> int:
+    import imgkit
+    from imgkit import teamio
+
+    ledger = imgkit.get_session().ledger
+    if args.ledger_command == "export":
+        done = teamio.export_ledger(args.output, ledger, since=args.since, until=args.until)
+        print(f"imgkit ledger: {done}", file=sys.stderr)
+        return 0
+    merged = teamio.import_ledger(args.path, ledger, user=args.user)
+    print(f"imgkit ledger: imported {merged.imported}, identical {merged.identical}, "
+          f"conflicting {len(merged.conflicting)} (from {merged.source})", file=sys.stderr)
+    for run_id in merged.conflicting:
+        print(f"imgkit ledger: conflict: run {run_id} differs from the current ledger's; kept as it was",
+              file=sys.stderr)
+    return 1 if merged.conflicting else 0
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:

@@ -16,40 +16,52 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import ipaddress
 import logging
 import os
+import socket
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imgkit.errors import ConfigError
 from imgkit.pricing import get_sheet
-from imgkit.request import Secret
+from imgkit.request import DEFAULT_MODEL, MODELS, Secret, successor
 
 __all__ = [
+    "BUDGET_SCOPES",
     "DEFAULT_KEY_ENVS",
     "KEY_ENV",
     "LIVE_URLS",
     "LOOPBACK_PLACEHOLDER_KEY",
+    "MODEL_ENV",
     "OPENAI_KEY_ENV",
+    "PROJECT_ENV",
     "PROVIDERS_FILE",
     "SANDBOX_URL",
+    "USER_ENVS",
     "Budget",
+    "Identity",
     "ProviderConfig",
+    "check_project",
     "check_url",
+    "current_user",
     "display_url",
     "is_loopback",
     "read_providers_file",
+    "resolve_model",
     "resolve_providers",
 ]
 
 SANDBOX_URL = "http://sandbox"
 KEY_ENV = "EVOLINK_API_KEY"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
+#: The environment variable that names the default model (``configure(model=...)`` wins).
+MODEL_ENV = "IMGKIT_MODEL"
 #: The providers file in the data directory (``$IMGKIT_HOME/providers.toml``).
 PROVIDERS_FILE = "providers.toml"
 LIVE_URLS = {"gateway": "https://api.evolink.ai", "openai": "https://api.openai.com/v1"}
@@ -114,6 +126,11 @@ def display_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
 
 
+#: What a budget counts: ``personal`` (the current user's runs on a team ledger, the whole
+#: file on a personal SQLite ledger) or ``team`` (everyone's runs in the ledger).
+BUDGET_SCOPES = ("personal", "team")
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """A spending limit, checked against the ledger before every submission.
@@ -121,10 +138,12 @@ class Budget:
     Attributes:
         credits: the most credits runs may commit in one period.
         per: ``"day"`` or ``"month"`` (local calendar), or None for all time.
+        scope: ``"personal"`` (default) or ``"team"`` (see :data:`BUDGET_SCOPES`).
     """
 
     credits: float
     per: str | None = None
+    scope: str = "personal"
 
     def __post_init__(self) -> None:
         from imgkit.errors import ValidationError
@@ -133,6 +152,8 @@ class Budget:
             raise ValidationError("credits", self.credits, "a number of credits >= 0")
         if self.per not in (None, "day", "month"):
             raise ValidationError("per", self.per, '"day", "month" or None')
+        if self.scope not in BUDGET_SCOPES:
+            raise ValidationError("scope", self.scope, '"personal" (default) or "team"')
 
     def period_start(self, now: float | None = None) -> float | None:
         """Unix time at which the current period began (None: all time)."""
@@ -145,7 +166,74 @@ class Budget:
         return start.timestamp()
 
     def __str__(self) -> str:
-        return f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
+        text = f"{self.credits:g} credits" + (f" per {self.per}" if self.per else "")
+        return text + (" for the team" if self.scope == "team" else "")
+
+
+#: The environment variables that name the user, in order (then the OS user).
+USER_ENVS = ("IMGKIT_USER", "JUPYTERHUB_USER")
+#: The environment variable that names the project (``configure(project=...)`` wins).
+PROJECT_ENV = "IMGKIT_PROJECT"
+_NAME_LIMIT = 64
+
+
+def current_user(*, getuser: Callable[[], str] = getpass.getuser) -> str:
+    """Who is running imgkit: ``$IMGKIT_USER``, else JupyterHub's ``$JUPYTERHUB_USER``, else
+    the OS user (``getuser``); never fails (a process whose uid has no name gets ``uid-N``)."""
+    for env in USER_ENVS:
+        value = os.environ.get(env, "").strip()
+        if value:
+            return value
+    try:
+        return getuser()
+    except Exception:  # OSError (3.13+) or KeyError: no name for this uid, no LOGNAME/USER
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def check_project(project: object) -> str | None:
+    """``project`` stripped, or None for no project; ValidationError unless it is a text of
+    1-64 visible characters (or None)."""
+    from imgkit.errors import ValidationError
+
+    if project is None:
+        return None
+    if not isinstance(project, str) or not project.strip() or len(project.strip()) > _NAME_LIMIT \
+            or not project.strip().isprintable():
+        raise ValidationError("project", project, f"a name of 1-{_NAME_LIMIT} printable characters, or None")
+    return project.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who makes a session's runs, for what, and where their files go: what every run
+    records in the ledger's ``user``, ``project``, ``host`` and ``data_dir`` columns.
+
+    Attributes:
+        user: :func:`current_user`.
+        project: ``configure(project=...)``, else ``$IMGKIT_PROJECT``, else None.
+        host: this machine's name (``socket.gethostname()``).
+        data_dir: the directory the run's image files are written to (the session's image
+            store: ``$IMGKIT_IMAGES``, else the data directory).
+    """
+
+    user: str
+    project: str | None
+    host: str
+    data_dir: str
+
+    @classmethod
+    def current(cls, *, project: str | None, images_dir: Path) -> Identity:
+        """The identity of a session made now: ``project`` (checked) or ``$IMGKIT_PROJECT``."""
+        chosen = project if project is not None else (os.environ.get(PROJECT_ENV, "").strip() or None)
+        try:
+            host = socket.gethostname()
+        except OSError:  # pragma: no cover - gethostname does not fail on the platforms imgkit runs on
+            host = "unknown"
+        return cls(user=current_user(), project=check_project(chosen), host=host, data_dir=str(images_dir))
+
+    def fields(self) -> dict[str, str | None]:
+        """The run fields it fills: ``record.replace(**identity.fields())``."""
+        return {"user": self.user, "project": self.project, "host": self.host, "data_dir": self.data_dir}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +258,9 @@ class ProviderConfig:
         allow_private_urls: let URL references that imgkit fetches itself point at loopback,
             private or link-local addresses (None: only for a sandbox or a loopback
             ``base_url``; see :class:`imgkit.providers._http.UrlGuard`).
+        batch_max_requests, batch_max_bytes: the most lines and bytes of one Batch's input
+            file (openai kind; OpenAI's limits, 50,000 and 200 MB, when None); a larger
+            ``sweep(..., batch=True)`` is sent as several batches.
     """
 
     name: str
@@ -182,10 +273,12 @@ class ProviderConfig:
     timeout: float | None = None
     sandbox: bool = False
     allow_private_urls: bool | None = None
+    batch_max_requests: int | None = None
+    batch_max_bytes: int | None = None
 
     _KEYS = frozenset(
         {"name", "kind", "api_key", "api_key_env", "base_url", "files_url", "price_sheet", "models", "timeout",
-         "sandbox", "allow_private_urls"}
+         "sandbox", "allow_private_urls", "batch_max_requests", "batch_max_bytes"}
     )
 
     @classmethod
@@ -239,6 +332,14 @@ class ProviderConfig:
             sheet = get_sheet(str(sheet)).name  # an unknown sheet fails here, not mid-run
         models = entry.get("models")
         timeout = entry.get("timeout")
+        limits: dict[str, int] = {}
+        for limit in ("batch_max_requests", "batch_max_bytes"):
+            value = entry.get(limit)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: provider {name!r} has {limit}={value!r}; give a whole number, 1 or more")
+            limits[limit] = value
         return cls(
             name=name,
             kind=kind,
@@ -252,6 +353,7 @@ class ProviderConfig:
             allow_private_urls=(
                 bool(entry["allow_private_urls"]) if entry.get("allow_private_urls") is not None else None
             ),
+            **limits,
         )
 
 
@@ -371,6 +473,33 @@ def resolve_providers(
             )
         ]
     return tuple(configs), routing
+
+
+def resolve_model(model: object = None) -> str:
+    """The model runs use when they name none: ``model`` when given (``configure(model=...)``),
+    else ``$IMGKIT_MODEL``, else gpt-image-1.
+
+    Raises:
+        ValidationError: the model is not one imgkit knows; the message lists those it does,
+            and names the successor of a retired one.
+
+    Example:
+        >>> resolve_model("gpt-image-2")
+        'gpt-image-2'
+    """
+    from imgkit.errors import ValidationError
+
+    field, value = "model", model
+    if model is None:
+        field, value = MODEL_ENV, os.environ.get(MODEL_ENV)
+        if value is None or not value.strip():
+            return DEFAULT_MODEL
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name in MODELS:
+        return str(name)
+    later = successor(name) if isinstance(name, str) else None
+    hint = f"{name} is retired or not served; use {later}" if later else ""
+    raise ValidationError(field, value, "one of " + ", ".join(MODELS), hint=hint)
 
 
 def _secret(value: str | Secret | None) -> Secret | None:

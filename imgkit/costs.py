@@ -19,21 +19,25 @@ the run **may have cost** on top of that. The budget counts spent + may have cos
 
 The first row that matches a run applies (``basis`` names it; all amounts in credits):
 
-=============  ==================================  ==================  ==================
-basis          when                                spent               may have cost
-=============  ==================================  ==================  ==================
-charged        the service reported a charge       credits_charged     0
-no task        failed, and no task id              0                   0
-failed         failed (the service bills the       0                   0
-               images it makes and releases what
-               it reserved)
-may have cost  unknown (the task may exist and     0                   est_credits, else
-               be billed)                                              credits_reserved
-reserved       any other status, the service       credits_reserved    0
-               reserved credits
-estimate       any other status (completed, or     est_credits         0
-               still in flight)                    (0 if none)
-=============  ==================================  ==================  ==================
+==============  ==================================  ==================  ==================
+basis           when                                spent               may have cost
+==============  ==================================  ==================  ==================
+charged         the service reported a charge       credits_charged     0
+no task         failed, and no task id              0                   0
+not downloaded  failed with ``download_failed`` or  credits_reserved,   0
+                ``result_expired``: the service     else est_credits
+                made and billed the images, imgkit
+                could not keep them
+failed          failed (the service bills the       0                   0
+                images it makes and releases what
+                it reserved)
+may have cost   unknown (the task may exist and     0                   est_credits, else
+                be billed)                                              credits_reserved
+reserved        any other status, the service       credits_reserved    0
+                reserved credits
+estimate        any other status (completed, or     est_credits         0
+                still in flight)                    (0 if none)
+==============  ==================================  ==================  ==================
 
 Example:
     >>> from imgkit.costs import cost_of
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASES",
+    "NOT_DOWNLOADED_CODES",
     "RULES",
     "RULES_TEXT",
     "CostRule",
@@ -74,6 +79,7 @@ class CostRule:
     Attributes:
         basis: the rule's name, shown as a run's ``cost_basis``.
         statuses: the statuses it applies to (None: any).
+        codes: the error codes it applies to (None: any).
         present: columns that must hold a value.
         absent: columns that must be empty.
         spent: the columns whose first non-empty value counts as spent (none: 0).
@@ -83,12 +89,17 @@ class CostRule:
 
     basis: str
     statuses: frozenset[RunStatus] | None = None
+    codes: frozenset[str] | None = None
     present: tuple[str, ...] = ()
     absent: tuple[str, ...] = ()
     spent: tuple[str, ...] = ()
     may_have_cost: tuple[str, ...] = ()
     says: str = ""
 
+
+#: The error codes of a run whose task completed (the service made and billed its images) but
+#: whose results imgkit could not download: such a run is ``failed`` yet costs what was reserved.
+NOT_DOWNLOADED_CODES: frozenset[str] = frozenset({"download_failed", "result_expired"})
 
 #: The cost rules in the order they are tried (the table in this module's docstring).
 RULES: tuple[CostRule, ...] = (
@@ -99,6 +110,12 @@ RULES: tuple[CostRule, ...] = (
     CostRule(
         "no task", statuses=frozenset({RunStatus.FAILED}), absent=("task_id",),
         says="Runs that failed before reaching the service (no task id) cost nothing.",
+    ),
+    CostRule(
+        "not downloaded", statuses=frozenset({RunStatus.FAILED}), codes=NOT_DOWNLOADED_CODES,
+        spent=("credits_reserved", "est_credits"),
+        says="Runs whose images the service made and billed but imgkit could not download (failed with "
+             "download_failed or result_expired) count what the service reserved, else their estimate.",
     ),
     CostRule(
         "failed", statuses=frozenset({RunStatus.FAILED}),
@@ -132,7 +149,7 @@ RULES_TEXT: tuple[str, ...] = (
 BASES: tuple[str, ...] = tuple(rule.basis for rule in RULES)
 
 #: The run fields the rules read.
-INPUTS: tuple[str, ...] = ("status", "task_id", "credits_charged", "credits_reserved", "est_credits")
+INPUTS: tuple[str, ...] = ("status", "error_code", "task_id", "credits_charged", "credits_reserved", "est_credits")
 
 
 # --- one run -------------------------------------------------------------------------------
@@ -175,6 +192,7 @@ def _first(record: RunRecord, names: Sequence[str]) -> float:
 def _matches(rule: CostRule, record: RunRecord) -> bool:
     return (
         (rule.statuses is None or record.status in rule.statuses)
+        and (rule.codes is None or record.error_code in rule.codes)
         and all(getattr(record, name) is not None for name in rule.present)
         and all(getattr(record, name) is None for name in rule.absent)
     )
@@ -206,19 +224,24 @@ def cost_frame(df: pd.DataFrame) -> pd.DataFrame:
     ``may_have_cost_credits`` of each run in ``df``, on ``df``'s index.
 
     ``df`` needs the columns the rules read: status, task_id, credits_charged,
-    credits_reserved and est_credits.
+    credits_reserved and est_credits (and error_code; a frame without it reads as having
+    no error codes).
     """
     import numpy as np
     import pandas as pd
 
     status = df["status"].astype("string")
+    codes = df["error_code"].astype("string") if "error_code" in df.columns else pd.Series(
+        pd.NA, index=df.index, dtype="string")
     columns = {name: df[name].astype("float64") for name in INPUTS if name.startswith(("credits", "est"))}
-    filled = {name: df[name].notna().to_numpy(dtype=bool) for name in INPUTS if name != "status"}
+    filled = {name: df[name].notna().to_numpy(dtype=bool) for name in INPUTS if name not in ("status", "error_code")}
     conditions = []
     for rule in RULES:
         keep = np.ones(len(df), dtype=bool)
         if rule.statuses is not None:
             keep &= status.isin([s.value for s in rule.statuses]).fillna(False).to_numpy(dtype=bool)
+        if rule.codes is not None:
+            keep &= codes.isin(sorted(rule.codes)).fillna(False).to_numpy(dtype=bool)
         for name in rule.present:
             keep &= filled[name]
         for name in rule.absent:
@@ -253,6 +276,8 @@ def _sql_when(rule: CostRule) -> str:
     parts = []
     if rule.statuses is not None:
         parts.append("status IN (" + ", ".join(f"'{s.value}'" for s in sorted(rule.statuses)) + ")")
+    if rule.codes is not None:
+        parts.append("error_code IN (" + ", ".join(f"'{c}'" for c in sorted(rule.codes)) + ")")
     parts += [f"{name} IS NOT NULL" for name in rule.present]
     parts += [f"{name} IS NULL" for name in rule.absent]
     return " AND ".join(parts) or "1"

@@ -10,8 +10,10 @@ A run's life, and what the ledger holds at each step::
                    |                   failed (code)  |  unknown (reason)
                    +-> failed (nothing was created)   +-> unknown (may have been created)
 
-The task id is committed to the ledger before anything else happens after the submit, so
-:meth:`Engine.resume` can finish the run from another process. Every ledger write goes
+The task id is appended to the task journal (:mod:`imgkit.journal`, fsync'd) the moment the
+service returns it, then committed to the ledger before anything else happens, so
+:meth:`Engine.resume` can finish the run from another process, even when that ledger write
+failed (:meth:`Engine.restore_journal` puts the id back first). Every ledger write goes
 through :meth:`Engine._save`; ``durable`` marks the rows that must be on disk before the run
 goes on (the row before the first create, the task id, terminal states).
 
@@ -33,10 +35,17 @@ a task that ended with an outage code, ...) the run goes to the next, and
 ``providers_tried`` keeps who was tried and why. The rules are in
 :mod:`imgkit.providers.router`; an outcome that may hide an accepted task is never resent.
 
+A file that cannot be written (the ledger, an image: a full disk, a read-only or locked
+ledger) ends the run, not the caller: the run is returned ``failed`` (nothing was sent) or
+``unknown`` (its task exists; the journal keeps its id) with ``error_code="storage_error"``
+and a message naming the run, the file and what to do; :func:`raise_for_record` raises it
+as a :class:`~imgkit.errors.StorageError`. So a sweep or a resume returns every run's outcome.
+
 A request with a mask has it uploaded like a reference image and passed to the provider as
 ``mask_url``; one with ``previews`` hands the provider an ``on_preview`` callback whose
 partial images become ``processing`` events carrying the image (:attr:`JobEvent.preview`).
-:meth:`Engine.run_batch` sends many runs as one batch (task ids ``<batch id>/<run id>``);
+:meth:`Engine.run_batch` sends many runs as batches (one, or as many as the limits need; each run
+keeps its ``batch_id``, task ids ``<batch id>/<run id>``);
 :meth:`Engine.resume` looks at such a run once per call instead of polling it.
 """
 
@@ -48,6 +57,7 @@ import contextlib
 import functools
 import logging
 import random
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
@@ -55,16 +65,20 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from imgkit.costs import NOT_DOWNLOADED_CODES
 from imgkit.errors import (
     APIError,
     ConfigError,
     DownloadError,
     ImgkitError,
     RequestError,
+    StorageError,
     TaskFailed,
     UnknownOutcome,
+    storage_error,
 )
-from imgkit.ledger import Ledger
+from imgkit.journal import Journal
+from imgkit.ledger import LedgerBackend
 from imgkit.providers.base import (
     BatchProvider,
     Preview,
@@ -101,12 +115,26 @@ __all__ = [
     "RetryPolicy",
     "Slot",
     "next_poll_delay",
+    "result_url_deadline",
     "retry_read",
     "retry_submit",
     "retry_submit_sync",
 ]
 
 log = logging.getLogger("imgkit")
+
+
+#: errno values of an OSError that is about a file, not the network (ENOSPC, EDQUOT, EROFS,
+#: EFBIG, EACCES, EPERM, EIO).
+_STORAGE_ERRNOS = frozenset({28, 122, 30, 27, 13, 1, 5})
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a foreign error about a file imgkit keeps (SQLite's, or an OSError
+    naming a file or with a disk errno), which the run turns into a StorageError."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    return isinstance(exc, OSError) and (exc.filename is not None or exc.errno in _STORAGE_ERRNOS)
 
 
 def _log_failed_write(run_id: str, done: concurrent.futures.Future[None]) -> None:
@@ -118,6 +146,9 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 #: Result URLs expire after 24 h; past that, resume() does not try to download them.
 RESULT_URL_TTL = 24 * 3600.0
+#: What a result link answers while it cannot be fetched (not there yet, refused, gone):
+#: retried within the link's lifetime, "expired" after it.
+GONE_STATUSES = frozenset({403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,12 +331,13 @@ class Engine:
             (the last candidate gets ``retry.attempts``).
         clock: wall-clock seconds (the ledger's times, poll schedules, deadlines).
         sleep: how to wait between polls (injected with the clock in tests).
+        journal: where task ids go before the ledger (None: the ledger alone).
     """
 
     def __init__(
         self,
         provider: Provider | Router,
-        ledger: Ledger,
+        ledger: LedgerBackend,
         store: Store,
         *,
         concurrency: int = 8,
@@ -316,6 +348,7 @@ class Engine:
         failover_attempts: int = 2,
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        journal: Journal | None = None,
     ) -> None:
         self.router = provider if isinstance(provider, Router) else single(provider)
         self.failover_attempts = failover_attempts
@@ -330,6 +363,9 @@ class Engine:
         self._rng = random.Random(seed)
         self._slots: asyncio.Semaphore | None = None
         self._active: set[str] = set()
+        self.journal = journal
+        # The last record of each run this engine is working on (what a storage error leaves).
+        self._latest: dict[str, RunRecord] = {}
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -395,7 +431,12 @@ class Engine:
         disk flush; a durable row is awaited (the loop serves other runs meanwhile).
         """
         if durable:
-            await self.ledger.asave(record)
+            try:
+                await self.ledger.asave(record)
+            except Exception as exc:
+                if not _is_storage_error(exc):
+                    raise
+                raise storage_error(exc, path=_ledger_path(self.ledger), run_id=record.run_id) from exc
             return
         # Queued writes commit in order, so the run's next durable row also waits for this one;
         # a failure here (a full disk) is logged and surfaces again at that durable write.
@@ -405,6 +446,8 @@ class Engine:
         self, record: RunRecord, on_event: EventHandler | None, message: str = "", *, durable: bool = False
     ) -> RunRecord:
         """Record ``record`` and tell ``on_event``; terminal records are always durable."""
+        if record.run_id in self._latest:
+            self._latest[record.run_id] = record
         await self._save(record, durable=durable or record.terminal)
         if on_event is not None:
             event = JobEvent(record.run_id, record.status, record.progress, message, record)
@@ -435,6 +478,9 @@ class Engine:
             est_cny=est.cny if est else None,
             price_sheet=est.sheet if est else None,
             tags=tuple(tags),
+            resolution=request.resolution,
+            background=request.background,
+            output_format=request.output_format,
         )
 
     async def run(
@@ -456,15 +502,46 @@ class Engine:
                 run gives it back once the service is done. Without one, the run takes a
                 place under the engine's own limit.
         """
-        record = await self._step(record, on_event)
         self._active.add(record.run_id)
+        self._latest[record.run_id] = record
         try:
+            record = await self._step(record, on_event)
             if slot is not None:
                 return await self._route(plan, record, on_event, slot)
             async with Slot(self.slots) as own:
                 return await self._route(plan, record, on_event, own)
+        except Exception as exc:
+            if not isinstance(exc, StorageError) and not _is_storage_error(exc):
+                raise
+            return await self._unrecorded(record.run_id, exc, on_event)
         finally:
             self._active.discard(record.run_id)
+            self._latest.pop(record.run_id, None)
+
+    async def _unrecorded(self, run_id: str, exc: Exception, on_event: EventHandler | None) -> RunRecord:
+        """The run's end when a file could not be written: ``failed`` if nothing was sent,
+        else ``unknown`` with the task id the journal keeps (resume() finishes it). The row is
+        written if the ledger takes it now; the error is logged either way."""
+        error = exc if isinstance(exc, StorageError) else storage_error(exc, path=None, run_id=run_id)
+        latest = self._latest[run_id]
+        if latest.task_id is None and latest.status in ("created", "submitting"):
+            record = latest.replace(status="failed", error_code="storage_error", error_message=str(error),
+                                    notes="nothing was sent: the run could not be recorded first")
+            log.error("%s", error)
+        else:
+            kept = f"the task journal {self.journal.path} keeps its task id" if self.journal else "note its task id"
+            note = f"task {latest.task_id} may still run or be done at the service; {kept}; imgkit.resume() finishes it"
+            record = latest.replace(status="unknown", error_code="storage_error", error_message=str(error), notes=note)
+            log.error("%s. Task %s (provider %s): %s", error, latest.task_id, latest.provider, note)
+        try:
+            await self.ledger.asave(record)
+        except Exception as again:
+            if not _is_storage_error(again):
+                raise
+        if on_event is not None:
+            with contextlib.suppress(Exception):  # a broken progress bar must not hide the error
+                on_event(JobEvent(record.run_id, record.status, record.progress, str(error), record))
+        return record
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -479,6 +556,17 @@ class Engine:
         they are marked unknown with that reason. A run whose provider is not configured in
         this session is left as it is (configure it and resume again).
         """
+        self._latest[record.run_id] = record
+        try:
+            return await self._resume_one(record, on_event)
+        except Exception as exc:
+            if not isinstance(exc, StorageError) and not _is_storage_error(exc):
+                raise
+            return await self._unrecorded(record.run_id, exc, on_event)
+        finally:
+            self._latest.pop(record.run_id, None)
+
+    async def _resume_one(self, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
         if record.task_id is None:
             note = "the process stopped before the service returned a task id; it may have been created"
             return await self._step(record.replace(status="unknown", notes=note), on_event)
@@ -498,16 +586,87 @@ class Engine:
         finally:
             self._active.discard(record.run_id)
 
+    # --- the task journal --------------------------------------------------------------
+
+    async def _keep_task_id(self, run_id: str, task_id: str, provider: str) -> None:
+        """Append a task id the service just returned to the journal, before the ledger. If
+        that fails, the id goes to the log at ERROR (the ledger write comes next anyway)."""
+        if self.journal is None:
+            return
+        try:
+            # Shielded: a cancelled run still finishes writing the line it started.
+            await asyncio.shield(asyncio.to_thread(self.journal.append, run_id, task_id, provider))
+        except OSError as exc:
+            log.error("run %s: task %s (provider %s) could not be written to the task journal %s (%s); "
+                      "if the ledger cannot record it either, this log line is where its task id is kept",
+                      run_id, task_id, provider, self.journal.path, exc)
+
+    def _holds(self, task_id: str, record: RunRecord | None) -> bool:
+        return record is not None and (
+            record.task_id == task_id or any(t.get("task_id") == task_id for t in record.providers_tried)
+        )
+
+    def restore_journal(self) -> list[RunRecord]:
+        """Put the task ids the ledger missed (its write failed after the create) back from
+        the journal, so :meth:`resume` finishes those runs without a second create; then drop
+        the entries the ledger holds. Returns the runs restored (now ``pending``).
+
+        Raises:
+            StorageError: the ledger could not be read or written.
+        """
+        journal = self.journal
+        if journal is None:
+            return []
+        restored: list[RunRecord] = []
+        try:
+            for entry in journal.entries():
+                row = self.ledger.get(entry.run_id)
+                if row is None:
+                    log.error("run %s (task %s on provider %s) is in the task journal %s but not in the ledger "
+                              "%s; it cannot be resumed from there", entry.run_id, entry.task_id, entry.provider,
+                              journal.path, _ledger_path(self.ledger))
+                    continue
+                if self._holds(entry.task_id, row):
+                    continue
+                if row.task_id is not None or row.status not in ("created", "submitting", "unknown"):
+                    log.warning("run %s: the task journal names task %s, but the ledger says %s (task %s); "
+                                "left as the ledger says", row.run_id, entry.task_id, row.status, row.task_id)
+                    continue
+                record = row.replace(
+                    task_id=entry.task_id, provider=entry.provider, status="pending", submitted_at=entry.time,
+                    error_code=None, error_message=None,
+                    notes=f"task id restored from the task journal {journal.path}",
+                )
+                self.ledger.save(record)
+                log.info("run %s: task %s restored from the task journal", record.run_id, record.task_id)
+                restored.append(record)
+            self.compact_journal()
+        except Exception as exc:
+            if not _is_storage_error(exc):
+                raise
+            raise storage_error(exc, path=_ledger_path(self.ledger), doing="restoring task ids into") from exc
+        return restored
+
+    def compact_journal(self) -> int:
+        """Drop the journal's entries whose task ids the ledger holds; returns how many are left."""
+        if self.journal is None:
+            return 0
+        return self.journal.compact(
+            lambda entries: [e for e in entries if self._holds(e.task_id, self.ledger.get(e.run_id))]
+        )
+
     # --- batches -----------------------------------------------------------------------
 
     async def run_batch(
         self, candidate: Candidate, records: list[RunRecord], requests: list[ImageRequest], *,
         on_event: EventHandler | None = None,
     ) -> list[RunRecord]:
-        """Send ``records`` (status created, priced at the batch rate) as one batch on
-        ``candidate``'s provider and record each run with the batch id in its task id
-        (``<batch id>/<run id>``). The batch finishes within 24 h; :meth:`resume` collects
-        it, from this process or a later one. Never raises for the service's failures.
+        """Send ``records`` (status created, priced at the batch rate) as batches on
+        ``candidate``'s provider (one, or as many as one batch's limits need:
+        :meth:`~imgkit.providers.base.BatchProvider.batch_groups`) and record each run with its
+        batch id (``batch_id``, and the task id ``<batch id>/<run id>``). A batch finishes within
+        24 h; :meth:`resume` collects it, from this process or a later one. Never raises for
+        the service's failures: a batch that could not be sent ends its own runs only.
 
         Raises:
             ConfigError: the provider cannot run batches.
@@ -515,34 +674,44 @@ class Engine:
         provider = candidate.provider
         if not isinstance(provider, BatchProvider):
             raise ConfigError(f"provider {candidate.name!r} cannot run batches (an OpenAI-kind provider can)")
-        sending = [
-            await self._step(r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1),
-                             on_event, durable=True)
-            for r in records
-        ]
-        items = [(r.run_id, q) for r, q in zip(sending, requests, strict=True)]
-        try:
-            batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
-        except (RequestError, APIError) as exc:
-            unknown = is_unknown_outcome(exc, synchronous=False)
-            status = "unknown" if unknown else "failed"
-            code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
-                exc.code if isinstance(exc, APIError) else "connection_error")
-            note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
-            return [
-                await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
-                                 on_event, note or "")
-                for r in sending
-            ]
-        now = self._clock()
-        note = f"in batch {batch_id} (batch price, done within 24 h); imgkit.resume() collects it"
-        return [
-            await self._step(
-                r.replace(task_id=batch_task_id(batch_id, r.run_id), status="pending", submitted_at=now, notes=note),
-                on_event, note, durable=True,
+        # Cut before anything is marked: a request no batch can carry fails here, unsent.
+        groups = provider.batch_groups([(r.run_id, q) for r, q in zip(records, requests, strict=True)])
+        sending = {
+            r.run_id: await self._step(
+                r.replace(status="submitting", provider=candidate.name, attempts=r.attempts + 1), on_event,
+                durable=True,
             )
-            for r in sending
-        ]
+            for r in records
+        }
+        done: list[RunRecord] = []
+        for index, items in enumerate(groups):
+            group = [sending[custom_id] for custom_id, _ in items]
+            try:
+                batch_id = await self._retrying(retry_submit)(provider.submit_batch, items)
+            except (RequestError, APIError) as exc:
+                unknown = is_unknown_outcome(exc, synchronous=False)
+                status = "unknown" if unknown else "failed"
+                code = "unknown_outcome" if isinstance(exc, RequestError) and unknown else (
+                    exc.code if isinstance(exc, APIError) else "connection_error")
+                note = "the batch may have been created; not resent to avoid paying twice" if unknown else None
+                done += [
+                    await self._step(r.replace(status=status, error_code=code, error_message=str(exc), notes=note),
+                                     on_event, note or "")
+                    for r in group
+                ]
+                continue
+            now = self._clock()
+            part = f", {index + 1} of {len(groups)} batches" if len(groups) > 1 else ""
+            note = f"in batch {batch_id}{part} (batch price, done within 24 h); imgkit.resume() collects it"
+            done += [
+                await self._step(
+                    r.replace(task_id=batch_task_id(batch_id, r.run_id), batch_id=batch_id, status="pending",
+                              submitted_at=now, notes=note),
+                    on_event, note, durable=True,
+                )
+                for r in group
+            ]
+        return done
 
     async def _collect(self, provider: Provider, record: RunRecord, on_event: EventHandler | None) -> RunRecord:
         """Look once at a batch run: still running (left pending, its progress noted), or
@@ -797,6 +966,8 @@ class Engine:
                 on_event,
             ), outcome
         assert snapshot is not None  # the loop ends only once a create succeeded
+        # On disk before anything else can fail: a paid task's id is never lost.
+        await self._keep_task_id(record.run_id, snapshot.task_id, cand.name)
         now = self._clock()
         record = record.replace(
             task_id=snapshot.task_id,
@@ -890,7 +1061,7 @@ class Engine:
         now = self._clock()
         charged = snapshot.credits_charged if snapshot.credits_charged is not None else record.credits_charged
         reserved = snapshot.credits_reserved if snapshot.credits_reserved is not None else record.credits_reserved
-        record = record.replace(credits_charged=charged, credits_reserved=reserved)
+        record = record.replace(credits_charged=charged, credits_reserved=reserved, **_reported(snapshot, record))
         if isinstance(snapshot.status, Failed):
             failure = TaskFailed(snapshot.status.code, snapshot.status.message, task_id=record.task_id or "")
             return await self._step(
@@ -918,19 +1089,46 @@ class Engine:
     async def _download(
         self, provider: Provider, record: RunRecord, urls: Iterable[str], on_event: EventHandler | None
     ) -> RunRecord:
+        """Fetch and keep the results of a completed task.
+
+        The service made and billed these images, so a run whose results cannot be kept ends
+        ``failed`` with ``download_failed`` (retried by :meth:`resume` while the links last)
+        or ``result_expired`` (their lifetime is over), and counts what the service reserved
+        (:mod:`imgkit.costs`). A link that answers 403/404/410 within its lifetime is retried
+        with backoff like a 5xx: a CDN may not have the file yet, or refuse it for a moment.
+        """
         urls = tuple(urls)
-        if record.completed_at and self._clock() - record.completed_at > RESULT_URL_TTL:
+        if not urls:
             return await self._step(
-                record.replace(status="failed", error_code="result_expired",
-                               error_message="the result URLs expired (24 h) before they were downloaded"),
+                record.replace(status="failed", error_code="generation_failed_no_content",
+                               error_message="the task completed without results"),
                 on_event,
+            )
+        deadline = result_url_deadline(record.completed_at, urls)
+        if deadline is not None and self._clock() >= deadline:
+            return await self._not_downloaded(
+                record, urls, "result_expired", f"the result links expired at {_utc(deadline)}", on_event
             )
 
         async def fetch(url: str) -> StoredImage:
             data = await provider.download(url, self.max_download_bytes)
             return await asyncio.to_thread(self.store.save, data)
 
-        fetch_and_keep = self._retrying(retry_read)
+        def expired(exc: Exception) -> bool:
+            # The provider itself says the result is gone for good (OpenAI's inline results
+            # of an earlier process), or the links' lifetime is over.
+            if not isinstance(exc, APIError):
+                return False
+            if exc.code == "result_expired":
+                return True
+            return exc.status in GONE_STATUSES and deadline is not None and self._clock() >= deadline
+
+        def retry_download(exc: Exception) -> bool | float:
+            if isinstance(exc, APIError) and (exc.status in GONE_STATUSES or exc.code == "result_expired"):
+                return not expired(exc)
+            return retry_read(exc)
+
+        fetch_and_keep = self._retrying(retry_download)
         files, thumbs = list(record.files), list(record.thumbs)
         for index, url in enumerate(urls):
             if index < len(files):
@@ -938,34 +1136,109 @@ class Engine:
             try:
                 stored = await fetch_and_keep(fetch, url)
             except ImgkitError as exc:
-                expired = isinstance(exc, APIError) and exc.status in (403, 404, 410)
-                code = "result_expired" if expired else "download_failed"
-                return await self._step(
-                    record.replace(status="failed", files=tuple(files), thumbs=tuple(thumbs), error_code=code,
-                                   error_message=f"result {index + 1}/{len(urls)}: {exc}"),
-                    on_event,
-                )
+                record = record.replace(files=tuple(files), thumbs=tuple(thumbs))
+                code = "result_expired" if expired(exc) else "download_failed"
+                return await self._not_downloaded(record, urls, code, f"result {index + 1}/{len(urls)}: {exc}",
+                                                  on_event, deadline=deadline)
             files.append(stored.path)
             thumbs.append(stored.thumb)
-        if not urls:
-            return await self._step(
-                record.replace(status="failed", error_code="generation_failed_no_content",
-                               error_message="the task completed without results"),
-                on_event,
-            )
         return await self._step(
             record.replace(status="completed", files=tuple(files), thumbs=tuple(thumbs), error_code=None,
                            error_message=None),
             on_event,
         )
 
+    async def _not_downloaded(
+        self,
+        record: RunRecord,
+        urls: tuple[str, ...],
+        code: str,
+        reason: str,
+        on_event: EventHandler | None,
+        *,
+        deadline: float | None = None,
+    ) -> RunRecord:
+        """End ``record`` as made and billed but not (all) kept, saying so."""
+        made = len(urls)
+        kept = len(record.files)
+        images = f"{made} image{'s' if made != 1 else ''}"
+        which = "they" if kept == 0 else f"{made - kept} of them"
+        message = f"the service made and billed {images}; {which} could not be downloaded: {reason}"
+        if code == "download_failed":
+            until = f" (until {_utc(deadline)})" if deadline is not None else ""
+            message += f"; imgkit.resume() tries again while the links last{until}"
+        return await self._step(
+            record.replace(status="failed", error_code=code, error_message=message), on_event, message
+        )
+
+
+def result_url_deadline(completed_at: float | None, urls: Iterable[str]) -> float | None:
+    """When a task's result links stop working (pure): :data:`RESULT_URL_TTL` after the task
+    completed, or earlier when a link states its own expiry (an ``expires`` query parameter in
+    Unix seconds, as signed links carry). None when neither is known.
+
+    Example:
+        >>> result_url_deadline(1000.0, ["https://cdn.example/0.png?expires=5000"])
+        5000.0
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    bounds = [completed_at + RESULT_URL_TTL] if completed_at is not None else []
+    for url in urls:
+        try:
+            query = parse_qsl(urlsplit(url).query)
+        except ValueError:
+            continue
+        for name, value in query:
+            if name.lower() == "expires" and value.isdigit():
+                bounds.append(float(value))
+    return min(bounds) if bounds else None
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _reported(snapshot: TaskSnapshot, record: RunRecord) -> dict[str, Any]:
+    """What the service's answer adds to a run's record (pure): the token usage it reported
+    (``usage.input_tokens``/``output_tokens``: OpenAI's, or a gateway's when it reports them),
+    the partial images a stream sent, and the file format and background it says it made
+    when the request left them to it. Only what the answer holds: nothing is guessed."""
+    raw = snapshot.raw if isinstance(snapshot.raw, dict) else {}
+    usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
+    counts = {"tokens_in": usage.get("input_tokens"), "tokens_out": usage.get("output_tokens"),
+              "partial_images": raw.get("partial_images")}
+    found: dict[str, Any] = {name: _count(v) for name, v in counts.items() if _count(v) is not None}
+    if record.output_format is None and raw.get("output_format") in ("png", "jpeg", "webp"):
+        found["output_format"] = raw["output_format"]
+    if record.background is None and raw.get("background") in ("opaque", "transparent"):
+        found["background"] = raw["background"]
+    return found
+
 
 def raise_for_record(record: RunRecord) -> None:
-    """Raise the imgkit error that a failed or unknown record stands for."""
+    """Raise the imgkit error that a failed or unknown record stands for: a run whose images
+    were made and billed but not downloaded raises :class:`~imgkit.errors.DownloadError`
+    (its message says so), not :class:`~imgkit.errors.TaskFailed`."""
     if record.status == "completed":
         return
+    if record.error_code == "storage_error":
+        raise StorageError(record.error_message or f"run {record.run_id} could not be recorded",
+                           run_id=record.run_id)
     if record.status == "unknown":
         raise UnknownOutcome(f"run {record.run_id}: {record.notes or record.error_message}")
+    if record.status == "failed" and record.error_code in NOT_DOWNLOADED_CODES:
+        raise DownloadError(f"run {record.run_id} (task {record.task_id}): {record.error_message}")
     if record.status == "failed":
         raise TaskFailed(record.error_code or "unknown_error", record.error_message or "", task_id=record.task_id or "")
     raise ImgkitError(f"run {record.run_id} is still {record.status}")
+
+
+def _ledger_path(ledger: object) -> str | None:
+    """Where a ledger lives, to name it in an error (None for one without a file)."""
+    path = getattr(ledger, "path", None)
+    return None if path is None else str(path)

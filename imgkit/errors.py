@@ -11,7 +11,8 @@
     ├── APIError                             an HTTP error from the service, with its parsed body
     ├── TaskFailed                           the task ended ``failed`` with a business code
     ├── UnknownOutcome                       a submit whose result cannot be known (not resent)
-    └── DownloadError                        a result that could not be fetched or is no image
+    ├── DownloadError                        a result that could not be fetched or is no image
+    └── StorageError                         the ledger, an image or the journal could not be written
 
 Foreign errors (httpx, Pillow, sqlite3) are translated at the boundary with ``raise ... from``.
 No message ever contains an API key: messages are built from parsed fields, never from a
@@ -34,6 +35,7 @@ __all__ = [
     "DownloadError",
     "ImgkitError",
     "RequestError",
+    "StorageError",
     "TaskFailed",
     "UnknownOutcome",
     "ValidationError",
@@ -234,6 +236,99 @@ class DownloadError(ImgkitError):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         self.retryable = retryable
         super().__init__(message)
+
+
+class StorageError(ImgkitError):
+    """A file imgkit keeps (the ledger, an image, the task journal) could not be written or
+    read: a full disk, a read-only or locked ledger, a folder imgkit may not write. The
+    message names the run, the file or folder and what to do; build one with
+    :func:`storage_error`.
+
+    Attributes:
+        path: the file or folder concerned (None when unknown).
+        run_id: the run that was being recorded (None outside a run).
+        reason: ``"disk_full"``, ``"read_only"``, ``"locked"``, ``"damaged"``, ``"too_large"``
+            or ``"io"``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, run_id: str | None = None,
+                 reason: str = "io") -> None:
+        self.path = path
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(message)
+
+
+#: errno values by what they mean to a user (ENOSPC, EDQUOT; EROFS, EACCES, EPERM; EFBIG).
+_DISK_FULL_ERRNOS = frozenset({28, 122})
+_READ_ONLY_ERRNOS = frozenset({30, 13, 1})
+_TOO_LARGE_ERRNOS = frozenset({27})
+
+#: What to do, by reason.
+STORAGE_ADVICE: dict[str, str] = {
+    "disk_full": "free space on that disk (or point IMGKIT_HOME at a folder on a disk with room), "
+                 "then call imgkit.resume() to finish the runs",
+    "too_large": "a file size limit (ulimit -f) stopped the write; raise it, or point IMGKIT_HOME at "
+                 "another folder, then call imgkit.resume()",
+    "read_only": "make the file and its folder writable, or point IMGKIT_HOME at a writable folder, "
+                 "then call imgkit.resume()",
+    "locked": "another process kept the ledger locked; wait for it to finish (or close it) and call "
+              "imgkit.resume()",
+    "damaged": "the ledger file is damaged; keep a copy with `imgkit ledger backup PATH` if it still "
+               "opens, restore an earlier backup, or point IMGKIT_HOME at a new folder",
+    "io": "check the disk and the folder's permissions (IMGKIT_HOME), then call imgkit.resume()",
+}
+
+
+def storage_reason(exc: BaseException) -> str:
+    """What a foreign storage error means (pure): see :attr:`StorageError.reason`.
+    Knows ``OSError`` by its errno and SQLite's errors (any driver) by their text."""
+    errno = getattr(exc, "errno", None)
+    if isinstance(exc, OSError) and errno is not None:
+        if errno in _DISK_FULL_ERRNOS:
+            return "disk_full"
+        if errno in _READ_ONLY_ERRNOS:
+            return "read_only"
+        if errno in _TOO_LARGE_ERRNOS:
+            return "too_large"
+        return "io"
+    text = str(exc).lower()
+    for needle, reason in (
+        ("full", "disk_full"),
+        ("readonly", "read_only"),
+        ("read-only", "read_only"),
+        ("locked", "locked"),
+        ("busy", "locked"),
+        ("malformed", "damaged"),
+        ("not a database", "damaged"),
+        ("corrupt", "damaged"),
+    ):
+        if needle in text:
+            return reason
+    return "io"
+
+
+_WHAT = {"disk_full": "the disk is full", "read_only": "it is read-only", "locked": "it is locked",
+         "damaged": "it is damaged", "too_large": "the file size limit was reached", "io": "an I/O error"}
+
+
+def storage_error(
+    exc: BaseException, *, path: str | None, run_id: str | None = None, doing: str = "writing"
+) -> StorageError:
+    """The :class:`StorageError` for a foreign error ``exc`` (an ``OSError``, a SQLite error)
+    raised while ``doing`` ``path`` for run ``run_id`` (pure).
+
+    Example:
+        >>> storage_error(OSError(28, "No space left on device"), path="/data/ledger.sqlite3",
+        ...               run_id="run-1").reason
+        'disk_full'
+    """
+    reason = storage_reason(exc)
+    where = path or getattr(exc, "filename", None) or "a file in the data directory"
+    who = f"run {run_id}: " if run_id else ""
+    detail = redact(str(exc)) or type(exc).__name__
+    message = f"{who}{doing} {where} failed: {_WHAT[reason]} ({detail}); {STORAGE_ADVICE[reason]}"
+    return StorageError(message, path=str(where), run_id=run_id, reason=reason)
 
 
 #: Plain-language advice per documented task error code (spec §3).

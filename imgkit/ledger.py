@@ -52,15 +52,19 @@ from concurrent.futures import Future, wait
 from contextlib import contextmanager, suppress
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
-from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, RunRecord, RunStatus
+from imgkit.costs import RULES, sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
+from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, BalanceSnapshot, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["APPLICATION_ID", "COLUMNS", "SCHEMA_VERSION", "STATUSES", "Ledger"]
+    from imgkit.request import BalanceSnapshot
+
+__all__ = [
+    "APPLICATION_ID", "COLUMNS", "LEDGER_ENV", "SCHEMA_VERSION", "STATUSES", "Ledger", "LedgerBackend", "open_ledger",
+]
 
 log = logging.getLogger("imgkit")
 
@@ -598,6 +602,12 @@ def _list_column(pa: Any, pc: Any, table: Any, name: str, prefix: str | None = N
     return split.to_pylist(), lengths
 
 
+def _quality_categories(values: Iterable[Any]) -> list[str]:
+    """low < medium < high, then any other tier the runs have (``auto``: gpt-image-2-beta's
+    only one), so no run's quality is read as missing."""
+    return [*QUALITIES, *sorted({str(v) for v in values if v is not None} - set(QUALITIES))]
+
+
 def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
     import numpy as np
@@ -643,7 +653,8 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     sizes = pc.unique(table.column("size")).drop_null().to_pylist()
     size_cats = list(SIZES.values()) + sorted(set(sizes) - set(SIZES.values()))
     frame["size"] = categorical("size", size_cats)
-    frame["quality"] = categorical("quality", QUALITIES, ordered=True)
+    qualities = pc.unique(table.column("quality")).drop_null().to_pylist()
+    frame["quality"] = categorical("quality", _quality_categories(qualities), ordered=True)
     frame["n"] = ints("n")
     root = None if data_dir is None else f"{data_dir}/"
     frame["files"], counts = _list_column(pa, pc, table, "files", root)
@@ -995,43 +1006,60 @@ class Ledger:
         with self._reading() as conn:
             return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
-    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost.
+    # What the budget counts, by the rules of imgkit.costs: spent plus may have cost; of every
+    # run, or of one user's runs (a personal budget on a shared ledger).
     _SPENT = f"SELECT COALESCE(SUM({sql_budget()}), 0) FROM runs WHERE created_at >= ?"
+    _SPENT_BY_USER = f"{_SPENT} AND user = ?"
 
-    def spent_credits(self, since: float | None = None) -> float:
+    def _spent_query(self, since: float | None, user: str | None) -> tuple[str, tuple[Any, ...]]:
+        start = since or 0.0
+        return (self._SPENT, (start,)) if user is None else (self._SPENT_BY_USER, (start, user))
+
+    def spent_credits(self, since: float | None = None, *, user: str | None = None) -> float:
         """Credits the budget counts for runs created since ``since``: what each run
         counts as spent plus what it may have cost (see :mod:`imgkit.costs`: charged, else
         reserved, else estimated; failed runs only a reported charge; unknown runs their
-        estimate)."""
+        estimate). With ``user``, only that user's runs."""
+        sql, params = self._spent_query(since, user)
         with self._reading() as conn:
-            return float(conn.execute(self._SPENT, (since or 0.0,)).fetchone()[0])
+            return float(conn.execute(sql, params).fetchone()[0])
 
-    def admit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+    def admit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None:
         """Insert ``record`` only if the credits the budget counts since ``since`` plus its
         estimate stay within ``limit``; check and insert are one write transaction (on the
         writer thread), so concurrent runs (threads or processes) cannot both slip under the
         limit.
 
+        Args:
+            user: count only this user's runs (a personal budget on a shared ledger); None
+                counts every run in the ledger.
+
         Returns None when admitted (and committed), else the credits already counted.
         """
-        result: float | None = self._admit_nowait(record, limit=limit, since=since).result()
+        result: float | None = self._admit_nowait(record, limit=limit, since=since, user=user).result()
         return result
 
-    async def aadmit(self, record: RunRecord, *, limit: float, since: float | None) -> float | None:
+    async def aadmit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None:
         """:meth:`admit` for an event loop: the check and insert run on the writer thread
         while the loop goes on."""
-        future = self._admit_nowait(record, limit=limit, since=since)
+        future = self._admit_nowait(record, limit=limit, since=since, user=user)
         result: float | None = await asyncio.shield(asyncio.wrap_future(future))
         return result
 
-    def _admit_nowait(self, record: RunRecord, *, limit: float, since: float | None) -> Future[float | None]:
+    def _admit_nowait(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> Future[float | None]:
         cost = record.est_credits or 0.0
         row = self._row(record)
-        spent_sql, upsert = self._SPENT, self._UPSERT
-        start = since or 0.0
+        upsert = self._UPSERT
+        spent_sql, params = self._spent_query(since, user)
 
         def job(conn: sqlite3.Connection) -> float | None:
-            spent = float(conn.execute(spent_sql, (start,)).fetchone()[0])
+            spent = float(conn.execute(spent_sql, params).fetchone()[0])
             if spent + cost > limit + 1e-9:
                 return spent
             conn.execute(upsert, row)
@@ -1050,6 +1078,13 @@ class Ledger:
         "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
         "runs_with_credits", "first_created", "last_created", "reported_credits", "at_estimate_credits",
         "reported_runs", "reserved_runs",
+    )
+
+    #: The cost bases whose runs :meth:`cost_sums` counts as ``reserved_runs``, as an SQL list:
+    #: the rules that count something other than a reported charge or the estimate (what the
+    #: service held for the run).
+    HELD_SQL: ClassVar[str] = ", ".join(
+        f"'{rule.basis}'" for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate")
     )
 
     #: Run columns :meth:`cost_sums` can group by beyond :data:`COST_KEYS` (``extra_keys``);
@@ -1130,7 +1165,7 @@ class Ledger:
             f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
             f"MIN(created_at), MAX(created_at), TOTAL(credits_charged), "
             f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({sql_basis()} = 'charged'), "
-            f"TOTAL({sql_basis()} = 'reserved') FROM {source} GROUP BY {group}"
+            f"TOTAL({sql_basis()} IN ({self.HELD_SQL})) FROM {source} GROUP BY {group}"
         )
         possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
         maybe = (
@@ -1206,7 +1241,9 @@ class Ledger:
         size_values = list(columns["size"])
         size_cats = list(SIZES.values()) + sorted(set(size_values) - set(SIZES.values()))
         frame["size"] = pd.Categorical(size_values, categories=size_cats)
-        frame["quality"] = pd.Categorical(columns["quality"], categories=QUALITIES, ordered=True)
+        frame["quality"] = pd.Categorical(
+            columns["quality"], categories=_quality_categories(columns["quality"]), ordered=True
+        )
         frame["n"] = pd.Series(columns["n"], dtype="Int64")
         files = _load_column(columns["files"], run_ids, "files")
         thumbs = _load_column(columns["thumbs"], run_ids, "thumbs")
@@ -1306,24 +1343,277 @@ class Ledger:
         ``created_at`` is a UTC datetime; the tier columns are ordered categoricals like the
         runs' ``quality``; ``winner_quality`` is empty for ``"same"``.
         """
-        import pandas as pd
-
         with self._reading() as conn:
             rows = conn.execute(
                 f"SELECT {', '.join(self._RATING_FIELDS)} FROM ratings ORDER BY created_at, id"
             ).fetchall()
-        columns = dict(zip(self._RATING_FIELDS, zip(*rows, strict=True), strict=True)) if rows else {
-            f: () for f in self._RATING_FIELDS
-        }
-        frame: dict[str, Any] = {
-            "id": pd.Series(columns["id"], dtype="Int64"),
-            "created_at": pd.to_datetime(pd.Series(columns["created_at"], dtype="float64"), unit="s", utc=True),
-        }
-        for name in ("prompt", "left_run_id", "right_run_id", "tag"):
-            frame[name] = pd.Series(columns[name], dtype="string")
-        for name in ("left_image", "right_image"):
-            frame[name] = pd.Series(columns[name], dtype="Int64")
-        for name in ("left_quality", "right_quality", "winner_quality"):
-            frame[name] = pd.Categorical(columns[name], categories=QUALITIES, ordered=True)
-        frame["choice"] = pd.Categorical(columns["choice"], categories=("left", "right", "same"))
-        return pd.DataFrame({name: frame[name] for name in self._RATING_FIELDS})
+        return _ratings_frame(rows, self._RATING_FIELDS)
+
+    # --- resumer leases ------------------------------------------------------------------------
+    #
+    # Concurrent resume() calls (threads, kernels, hosts) split the unfinished runs instead of
+    # each polling and downloading every one: a resumer claims runs, all in one write
+    # transaction, leasing them to itself for a while (renewed while it follows them) and
+    # releases them when done. A lease that expired (its resumer was killed) can be taken.
+    # The lease columns are the ledger's own: a save never writes them.
+
+    #: The runs :func:`imgkit.resume` finishes: not completed, failed or unknown; or a failed
+    #: download whose result URLs are kept; or an unknown run whose task id is known.
+    RESUMABLE_SQL: ClassVar[str] = (
+        "(status NOT IN ({terminal}) OR (status = 'failed' AND error_code = 'download_failed' "
+        "AND result_urls <> '[]') OR (status = 'unknown' AND task_id IS NOT NULL))"
+    ).format(terminal=", ".join(f"'{status.value}'" for status in sorted(TERMINAL_STATUSES)))
+
+    def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
+        """Lease the unfinished runs (:attr:`RESUMABLE_SQL`; only ``run_ids`` among them when
+        given) whose lease is free, expired or already ``owner``'s, to ``owner`` until
+        ``ttl_s`` seconds from now, in one write transaction; return them, oldest first.
+
+        Args:
+            owner: who resumes them (``host:pid:random``).
+            ttl_s: seconds the lease lasts unless renewed.
+            run_ids: only these runs.
+
+        Example:
+            >>> mine = ledger.claim("host:4242:1f2e", ttl_s=120)
+        """
+        where = f"{self.RESUMABLE_SQL} AND (lease_until IS NULL OR lease_until < ? OR lease_owner = ?)"
+        ids = None if run_ids is None else json.dumps(list(run_ids))
+        if ids is not None:
+            where += " AND run_id IN (SELECT value FROM json_each(?))"
+        select = f"SELECT {_COLUMNS_SQL} FROM runs WHERE {where} ORDER BY created_at, run_id"
+
+        def job(conn: sqlite3.Connection) -> tuple[list[str], list[tuple[Any, ...]]]:
+            now = time.time()
+            params: list[Any] = [now, owner] + ([ids] if ids is not None else [])
+            cursor = conn.execute(select, params)
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+            if rows:
+                taken = json.dumps([row[0] for row in rows])
+                conn.execute(
+                    "UPDATE runs SET lease_owner = ?, lease_until = ? WHERE run_id IN (SELECT value FROM json_each(?))",
+                    (owner, now + ttl_s, taken),
+                )
+            return names, rows
+
+        names, rows = self._writer.submit(job).result()
+        claimed = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            for name in _TUPLE_FIELDS:
+                values[name] = _load_cell(values[name], values["run_id"], name)
+            claimed.append(RunRecord(**values))
+        return claimed
+
+    def renew(self, owner: str, run_ids: Sequence[str], *, ttl_s: float) -> None:
+        """Extend ``owner``'s leases on ``run_ids`` to ``ttl_s`` seconds from now (runs leased
+        to someone else meanwhile are left alone)."""
+        ids = json.dumps(list(run_ids))
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE runs SET lease_until = ? WHERE lease_owner = ? AND run_id IN (SELECT value FROM json_each(?))",
+                (time.time() + ttl_s, owner, ids),
+            )
+
+        self._writer.submit(job).result()
+
+    def release(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give up ``owner``'s leases on ``run_ids`` (others' leases are left alone)."""
+        ids = json.dumps(list(run_ids))
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE runs SET lease_owner = NULL, lease_until = NULL "
+                "WHERE lease_owner = ? AND run_id IN (SELECT value FROM json_each(?))",
+                (owner, ids),
+            )
+
+        self._writer.submit(job).result()
+
+
+    # --- balance snapshots -------------------------------------------------------------------
+
+    _SNAPSHOT_FIELDS = (
+        "taken_at", "provider", "remaining_credits", "key_remaining", "account_remaining", "binding", "source", "user",
+    )
+
+    def add_balance_snapshot(self, snapshot: BalanceSnapshot) -> None:
+        """Keep one reading of a provider's balance (``imgkit.reconcile`` holds the fall between
+        two readings against what the ledger counts as spent); returns once it is committed.
+
+        Example:
+            >>> ledger.add_balance_snapshot(BalanceSnapshot(time.time(), "evolink", 1095.3996))
+        """
+        values = tuple(getattr(snapshot, name) for name in self._SNAPSHOT_FIELDS)
+        sql = (f"INSERT INTO balance_snapshots ({', '.join(self._SNAPSHOT_FIELDS)}) "
+               f"VALUES ({', '.join('?' for _ in self._SNAPSHOT_FIELDS)})")
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, values)
+
+        self._writer.submit(job).result()
+
+    def balance_snapshots(
+        self, *, provider: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[BalanceSnapshot]:
+        """The balance readings kept, oldest first.
+
+        Args:
+            provider: only this provider's.
+            since, until: Unix times bounding ``taken_at`` (both inclusive).
+        """
+        where, params = [], []
+        for condition, value in (("provider = ?", provider), ("taken_at >= ?", since), ("taken_at <= ?", until)):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        sql = (f"SELECT {', '.join(self._SNAPSHOT_FIELDS)} FROM balance_snapshots"
+               + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY taken_at, id")
+        with self._reading() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [BalanceSnapshot(*row) for row in rows]
+
+
+def _ratings_frame(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pd.DataFrame:
+    """The typed ratings frame of :meth:`Ledger.ratings_frame` from rows of ``names``."""
+    import pandas as pd
+
+    columns = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {f: () for f in names}
+    frame: dict[str, Any] = {
+        "id": pd.Series(columns["id"], dtype="Int64"),
+        "created_at": pd.to_datetime(pd.Series(columns["created_at"], dtype="float64"), unit="s", utc=True),
+    }
+    for name in ("prompt", "left_run_id", "right_run_id", "tag"):
+        frame[name] = pd.Series(columns[name], dtype="string")
+    for name in ("left_image", "right_image"):
+        frame[name] = pd.Series(columns[name], dtype="Int64")
+    for name in ("left_quality", "right_quality", "winner_quality"):
+        frame[name] = pd.Categorical(columns[name], categories=QUALITIES, ordered=True)
+    frame["choice"] = pd.Categorical(columns["choice"], categories=("left", "right", "same"))
+    return pd.DataFrame({name: frame[name] for name in names})
+
+
+# --- one contract, two backends --------------------------------------------------------------
+
+
+class LedgerBackend(Protocol):
+    """What the session, the engine, reports and widgets ask of a ledger: :class:`Ledger`
+    (SQLite, one person's file) and :class:`imgkit.ledger_pg.PostgresLedger` (a team's
+    database) both provide it, with the same results. :func:`open_ledger` picks one.
+
+    Writes go through one writer per ledger and commit in groups; reads wait for the writes
+    this ledger has queued. Costs follow :mod:`imgkit.costs` on both.
+    """
+
+    #: The keys and sums of :meth:`cost_sums`' rows (see :attr:`Ledger.COST_KEYS`).
+    COST_KEYS: ClassVar[tuple[str, ...]]
+    COST_SUMS: ClassVar[tuple[str, ...]]
+
+    @property
+    def path(self) -> Path | str:
+        """Where the runs are: the SQLite file, or the database URL without its password."""
+        ...
+
+    def save_nowait(self, record: RunRecord) -> Future[None]: ...
+    def save(self, record: RunRecord) -> None: ...
+    async def asave(self, record: RunRecord) -> None: ...
+    def save_many(self, records: Iterable[RunRecord]) -> int: ...
+    def get(self, run_id: str) -> RunRecord | None: ...
+    def by_task(self, task_id: str) -> RunRecord | None: ...
+    def unfinished(self) -> list[RunRecord]: ...
+    def records(self, *, limit: int | None = None, newest_first: bool = False) -> list[RunRecord]: ...
+    def count(self) -> int: ...
+    def spent_credits(self, since: float | None = None, *, user: str | None = None) -> float: ...
+
+    def admit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None:
+        """Record ``record`` only if the budget (the runs of ``user``, or every run when None)
+        leaves room for its estimate, check and insert in one transaction; None when admitted,
+        else the credits already counted."""
+        ...
+
+    async def aadmit(
+        self, record: RunRecord, *, limit: float, since: float | None, user: str | None = None
+    ) -> float | None: ...
+
+    def cost_sums(
+        self,
+        *,
+        by_tag: bool = False,
+        since: float | None = None,
+        until: float | None = None,
+        until_inclusive: bool = True,
+        tags: Sequence[str] = (),
+        qualities: Sequence[str] = (),
+        extra_keys: Sequence[str] = (),
+        models: Sequence[str] = (),
+        users: Sequence[str] = (),
+        projects: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]: ...
+
+    def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame: ...
+
+    def add_rating(
+        self,
+        *,
+        prompt: str,
+        left_run_id: str,
+        right_run_id: str,
+        left_quality: str,
+        right_quality: str,
+        choice: str,
+        left_image: int = 0,
+        right_image: int = 0,
+        tag: str | None = None,
+        created_at: float | None = None,
+    ) -> int: ...
+
+    def ratings_frame(self) -> pd.DataFrame: ...
+
+    def claim(self, owner: str, *, ttl_s: float, run_ids: Sequence[str] | None = None) -> list[RunRecord]:
+        """Lease to ``owner`` until now + ``ttl_s`` the unfinished runs (only ``run_ids``, when
+        given) whose lease is free or expired, in one transaction, and return them: two
+        resumers never follow the same run."""
+        ...
+
+    def renew(self, owner: str, run_ids: Sequence[str], *, ttl_s: float) -> None: ...
+    def release(self, owner: str, run_ids: Sequence[str]) -> None: ...
+    def add_balance_snapshot(self, snapshot: BalanceSnapshot) -> None: ...
+
+    def balance_snapshots(
+        self, *, provider: str | None = None, since: float | None = None, until: float | None = None
+    ) -> list[BalanceSnapshot]: ...
+
+    def backup(self, path: Path | str) -> Path: ...
+    def close(self) -> None: ...
+
+
+#: The environment variable that chooses the ledger: a ``postgresql://`` URL (a team's
+#: database) or a SQLite file's path. Unset: ``ledger.sqlite3`` in the data directory.
+LEDGER_ENV = "IMGKIT_LEDGER"
+
+
+def is_database_url(target: str | Path) -> bool:
+    """True when ``target`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return isinstance(target, str) and target.strip().lower().startswith(("postgresql://", "postgres://"))
+
+
+def open_ledger(target: str | Path) -> LedgerBackend:
+    """The ledger at ``target``: :class:`imgkit.ledger_pg.PostgresLedger` for a
+    ``postgresql://`` (or ``postgres://``) URL, the SQLite :class:`Ledger` for a path.
+
+    The password comes from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads them); it
+    is never shown back (the ledger's ``path`` is the URL without it).
+
+    Example:
+        >>> ledger = open_ledger("postgresql://imgkit@db.internal/imgkit")
+        >>> ledger.count()
+    """
+    if is_database_url(target):
+        from imgkit.ledger_pg import PostgresLedger
+
+        return PostgresLedger(str(target).strip())
+    return Ledger(Path(target).expanduser())

@@ -265,14 +265,17 @@ class Description(str):
     where: str
     price_sheet: str
     data_dir: str
+    model: str | None
 
-    def __new__(cls, where: str, price_sheet: str, data_dir: str) -> Description:
-        self = super().__new__(cls, f"{where}; price sheet {price_sheet}; data {data_dir}")
-        self.where, self.price_sheet, self.data_dir = where, price_sheet, data_dir
+    def __new__(cls, where: str, price_sheet: str, data_dir: str, model: str | None = None) -> Description:
+        # The model is named only when it is not gpt-image-1, the default of runs naming none.
+        shown = f"; model {model}" if model not in (None, "gpt-image-1") else ""
+        self = super().__new__(cls, f"{where}{shown}; price sheet {price_sheet}; data {data_dir}")
+        self.where, self.price_sheet, self.data_dir, self.model = where, price_sheet, data_dir, model
         return self
 
-    def __getnewargs__(self) -> tuple[str, str, str]:  # type: ignore[override]
-        return self.where, self.price_sheet, self.data_dir
+    def __getnewargs__(self) -> tuple[str, str, str, str | None]:  # type: ignore[override]
+        return self.where, self.price_sheet, self.data_dir, self.model
 
     def __repr__(self) -> str:
         return str(self)
@@ -282,7 +285,8 @@ class Description(str):
         printer.text(str(self))  # type: ignore[attr-defined]
 
     def _repr_html_(self) -> str:
-        rows = (("connected to", self.where), ("price sheet", self.price_sheet), ("data", self.data_dir))
+        rows = (("connected to", self.where), ("model", self.model or "gpt-image-1"),
+                ("price sheet", self.price_sheet), ("data", self.data_dir))
         cells = "".join(
             f'<tr><th style="text-align:left">{name}</th><td style="text-align:left">{html.escape(value)}</td></tr>'
             for name, value in rows

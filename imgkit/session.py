@@ -22,6 +22,9 @@ import contextlib
 import itertools
 import logging
 import math
+import os
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -33,10 +36,28 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from imgkit._loop import LOOP as _LOOP
 from imgkit._loop import call_on as _call_on
 from imgkit._loop import running_loop as _running_loop
-from imgkit.config import KEY_ENV, LOOPBACK_PLACEHOLDER_KEY, Budget, ProviderConfig, display_url, resolve_providers
+from imgkit.config import (
+    KEY_ENV,
+    LOOPBACK_PLACEHOLDER_KEY,
+    Budget,
+    Identity,
+    ProviderConfig,
+    display_url,
+    resolve_model,
+    resolve_providers,
+)
 from imgkit.engine import Engine, EventHandler, PollPolicy, RetryPolicy, Slot, raise_for_record
-from imgkit.errors import BudgetExceeded, ConfigError, ConfirmationRequired, ValidationError
-from imgkit.ledger import Ledger
+from imgkit.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ConfirmationRequired,
+    ImgkitError,
+    StorageError,
+    ValidationError,
+    storage_error,
+)
+from imgkit.journal import JOURNAL_NAME, Journal
+from imgkit.ledger import LEDGER_ENV, Ledger, LedgerBackend, is_database_url, open_ledger
 from imgkit.pricing import Estimate, fx_rate, get_sheet, set_fx, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
@@ -50,13 +71,14 @@ from imgkit.providers.router import (
     Router,
     RunPlan,
 )
-from imgkit.request import ImageRequest, RunRecord, Secret, check_tags
+from imgkit.request import BalanceSnapshot, ImageRequest, RunRecord, Secret, check_tags
 from imgkit.results import Description, GenerationResult, SweepPlan, SweepResult
-from imgkit.store import Store, default_data_dir
+from imgkit.store import Store, default_data_dir, images_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from imgkit.reconciliation import Reconciliation
     from imgkit.sandbox import SandboxConfig
 
 __all__ = [
@@ -72,6 +94,8 @@ __all__ = [
     "aresume",
     "asweep",
     "backup",
+    "balance",
+    "batches",
     "budget",
     "configure",
     "estimate",
@@ -79,6 +103,7 @@ __all__ = [
     "get_session",
     "login",
     "providers",
+    "reconcile",
     "resume",
     "runs",
     "sweep",
@@ -223,6 +248,17 @@ class Session:
             gateway (or sandbox) of before.
         failure_threshold: consecutive failures that open a provider's circuit.
         cooldown: seconds an open circuit is skipped before it is probed again.
+        model: the model of runs that name none (``generate``, ``sweep``, ``estimate``,
+            ``compare``, the studio's first choice); ``$IMGKIT_MODEL`` when None, else
+            gpt-image-1. An unknown name is a ValidationError listing the models.
+        project: the project every run is recorded for (``$IMGKIT_PROJECT`` by default; a
+            name of 1-64 characters). Runs also record who ran them (``$IMGKIT_USER``, else
+            ``$JUPYTERHUB_USER``, else the OS user), the machine and the image directory
+            (``$IMGKIT_IMAGES``, else ``data_dir``): :attr:`identity`.
+        ledger: where runs are kept: a ``postgresql://user@host/database`` URL (a team's
+            ledger; the password from ``PGPASSWORD`` or ``~/.pgpass``, never shown back) or a
+            SQLite file; ``$IMGKIT_LEDGER`` by default, else ``ledger.sqlite3`` in the data
+            directory.
         fx: the CNY per USD rate for estimates and reports, ``{"CNY": 7.12}`` with optional
             ``"date"`` and ``"source"`` (see :func:`imgkit.pricing.set_fx`; process-wide); the
             shipped, dated ``imgkit/data/fx.json`` rate when never set.
@@ -254,11 +290,20 @@ class Session:
         providers: Iterable[Mapping[str, Any] | ProviderConfig] | str | Path | None = None,
         failure_threshold: int | None = None,
         cooldown: float | None = None,
+        model: str | None = None,
+        project: str | None = None,
+        ledger: str | Path | None = None,
         fx: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
+        #: The model of runs that name none.
+        self.model = resolve_model(model)
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        #: Where this session's image files go (``$IMGKIT_IMAGES``, else ``data_dir``).
+        self.images_dir = images_dir(self.data_dir)
+        #: Who runs, for which project, where: recorded with every run.
+        self.identity = Identity.current(project=project, images_dir=self.images_dir)
         self._configs, routing = resolve_providers(
             api_key=api_key, base_url=base_url, files_url=files_url, sandbox=sandbox, providers=providers,
             data_dir=self.data_dir,
@@ -281,7 +326,9 @@ class Session:
         self.timeout = timeout
         self.budget = budget
         self.sweep_threshold = sweep_threshold
-        self._ledger: Ledger | None = None
+        target = ledger or os.environ.get(LEDGER_ENV) or self.data_dir / "ledger.sqlite3"
+        self.ledger_target: str | Path = target if is_database_url(target) else Path(target).expanduser()
+        self._ledger: LedgerBackend | None = None
         self._engine: Engine | None = None
         self._router: Router | None = None
         self._sandbox_app: Any = None
@@ -312,7 +359,26 @@ class Session:
             where = f"sandbox at {display_url(self.base_url)} (no key)"
         else:
             where = f"live {display_url(self.base_url)} (key ...{self._key.hint or '****'})"
-        return Description(where, self.price_sheet, str(self.data_dir))
+        data = str(self.data_dir)
+        if is_database_url(self.ledger_target):
+            from imgkit.ledger_pg import safe_url
+
+            data += f" (ledger {safe_url(str(self.ledger_target))})"
+        return Description(where + self._last_balance(), self.price_sheet, data, self.model)
+
+    def _last_balance(self) -> str:
+        """``; balance ... credits (which limit binds, when)`` from the first provider's latest
+        balance snapshot, '' when none was taken (a description never opens the ledger or
+        asks the service)."""
+        if self._ledger is None:
+            return ""
+        taken = self._ledger.balance_snapshots(provider=self._configs[0].name)
+        if not taken or taken[-1].remaining_credits is None:
+            return ""
+        last = taken[-1]
+        binds = {"key": "the key's limit binds", "account": "the account's balance binds"}.get(last.binding or "", "")
+        when = time.strftime("%H:%M UTC", time.gmtime(last.taken_at))
+        return f"; balance {last.remaining_credits:.10g} credits ({binds + ', ' if binds else ''}at {when})"
 
     @property
     def provider_configs(self) -> tuple[ProviderConfig, ...]:
@@ -325,14 +391,16 @@ class Session:
         return None if self.sandbox else self._key.hint
 
     @property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> LedgerBackend:
+        """The ledger (opened on first use): :func:`imgkit.ledger.open_ledger` of
+        ``ledger_target``."""
         if self._ledger is None:
-            self._ledger = Ledger(self.data_dir / "ledger.sqlite3")
+            self._ledger = open_ledger(self.ledger_target)
         return self._ledger
 
     @property
     def store(self) -> Store:
-        return Store(self.data_dir)
+        return Store(self.images_dir)
 
     def _provider(self, config: ProviderConfig) -> Provider:
         transport = None
@@ -342,7 +410,11 @@ class Session:
             if self._sandbox_app is None:
                 from imgkit.sandbox import SandboxConfig, create_app
 
-                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(time_scale=0.3))
+                # Its account balance lives beside the ledger, so it survives a restart as the
+                # ledger's runs do (and imgkit.reconcile() holds one against the other).
+                self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(
+                    time_scale=0.3, state_path=str(self.data_dir / "sandbox-state.json")
+                ))
             transport = httpx.ASGITransport(app=self._sandbox_app)
         if config.kind == "openai":
             from imgkit.providers.openai import OpenAIProvider
@@ -355,6 +427,7 @@ class Session:
                 name=config.name,
                 price_sheet=config.price_sheet,
                 allow_private_urls=config.allow_private_urls,
+                **{k: v for k in ("batch_max_requests", "batch_max_bytes") if (v := getattr(config, k)) is not None},
             )
         from imgkit.providers.gateway import GatewayProvider
 
@@ -402,6 +475,7 @@ class Session:
                 concurrency=self.concurrency,
                 poll=self.poll,
                 retry=self.retry,
+                journal=Journal(self.data_dir / JOURNAL_NAME),
             )
         return self._engine
 
@@ -411,6 +485,8 @@ class Session:
         """Generate images without blocking; see :func:`generate` for the options."""
         _check_options(options, GenerateOptions)
         fields: dict[str, Any] = {k: v for k, v in options.items() if k in _FIELDS or k in ("size", "quality")}
+        if fields.get("model") is None:
+            fields["model"] = self.model
         request = ImageRequest.build(prompt, **fields)
         tags = check_tags(options.get("tags"))
         on_event = _call_on(_running_loop(), options.get("on_event"))
@@ -430,12 +506,43 @@ class Session:
     ) -> GenerationResult:
         plan = self._plan(request, running=True)
         engine = self.engine
-        record = engine.new_record(plan, tags=tags)
-        await self._admit(record)
+        record = self._new_record(plan, tags=tags)
+        try:
+            await self._admit(record)
+        except StorageError as exc:
+            if raise_on_error:
+                raise
+            # Not recorded and not sent: the run's outcome is this error.
+            failed = record.replace(status="failed", error_code="storage_error", error_message=str(exc))
+            return GenerationResult(failed, self.images_dir)
         record = await engine.run(plan, record, on_event=on_event, slot=slot)
         if raise_on_error:
             raise_for_record(record)
-        return GenerationResult(record, self.data_dir)
+        return GenerationResult(record, self.images_dir)
+
+    def _new_record(self, plan: RunPlan, *, tags: tuple[str, ...]) -> RunRecord:
+        """A new run of ``plan``, recorded with this session's :attr:`identity` (who, which
+        project, which machine and image directory)."""
+        return self.engine.new_record(plan, tags=tags).replace(**self.identity.fields())
+
+    @property
+    def team_ledger(self) -> bool:
+        """True when the ledger is shared (a server database), False for the personal SQLite
+        file: it decides what :meth:`runs` shows by default and what a personal budget counts."""
+        return not isinstance(self.ledger, Ledger)
+
+    def _budget_user(self, budget: Budget) -> str | None:
+        """Whose runs ``budget`` counts: None for everyone's (a team budget, or any budget on
+        a personal SQLite ledger, which is one person's), else the current user."""
+        return self.identity.user if budget.scope == "personal" and self.team_ledger else None
+
+    def _budget_scope(self, budget: Budget) -> str:
+        """What ``budget`` counts, in words, for its messages."""
+        if budget.scope == "team":
+            return "team budget: everyone's runs in the ledger count"
+        if self._budget_user(budget) is not None:
+            return f"personal budget: {self.identity.user}'s runs in the team ledger count"
+        return "personal budget: every run in this ledger counts"
 
     async def _admit(self, record: RunRecord) -> None:
         """Record the run if the budget allows it; otherwise refuse it before it is sent. The
@@ -453,11 +560,17 @@ class Session:
                 "(imgkit.pricing.register_price_sheet({...}) and the provider's price_sheet), or remove "
                 "the budget with imgkit.budget(None)"
             )
-        spent = await self.ledger.aadmit(record, limit=budget.credits, since=budget.period_start())
+        try:
+            spent = await self.ledger.aadmit(
+                record, limit=budget.credits, since=budget.period_start(), user=self._budget_user(budget)
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(self.ledger.path), run_id=record.run_id) from exc
         if spent is not None:
             raise BudgetExceeded(
                 f"this run (~{record.est_credits:.10g} credits) would exceed the budget of {budget}: "
-                f"{spent:.10g} credits already committed this period (what the service charged or reserved, "
+                f"{spent:.10g} credits already committed this period ({self._budget_scope(budget)}; "
+                "what the service charged or reserved, "
                 "and the estimates of runs whose outcome is unknown, which may have cost); nothing was sent"
             )
 
@@ -465,16 +578,19 @@ class Session:
         endpoint = self.router.get(provider)
         return endpoint.sheet if endpoint is not None else None
 
-    def set_budget(self, credits: float | None, per: str | None = None) -> Budget | None:
+    def set_budget(self, credits: float | None, per: str | None = None, scope: str = "personal") -> Budget | None:
         """Set (or with None, remove) the spending limit; see :func:`budget`."""
-        self.budget = None if credits is None else Budget(credits, per)
+        self.budget = None if credits is None else Budget(credits, per, scope)
         return self.budget
 
     def remaining_budget(self) -> float | None:
-        """Credits left under the budget in the current period (None: no budget)."""
+        """Credits left under the budget in the current period (None: no budget); under a
+        team budget, what the whole team has left."""
         if self.budget is None:
             return None
-        spent = self.ledger.spent_credits(self.budget.period_start())
+        user = self._budget_user(self.budget)
+        since = self.budget.period_start()
+        spent = self.ledger.spent_credits(since) if user is None else self.ledger.spent_credits(since, user=user)
         return max(0.0, self.budget.credits - spent)
 
     def _plan(self, request: ImageRequest, *, running: bool = False) -> RunPlan:
@@ -523,32 +639,124 @@ class Session:
         """Finish every run an earlier process left unfinished, and wait; see :func:`resume`."""
         return _LOOP.drive(self.aresume(on_event=on_event))
 
+    #: Seconds a resumer's lease on a run lasts; renewed every third of it while the run is
+    #: followed, so a killed resumer's runs can be taken over that long after it died.
+    LEASE_TTL: float = 120.0
+
     async def _resume(self, on_event: EventHandler | None) -> list[GenerationResult]:
-        engine = self.engine
+        """Restore task ids from the journal, claim the runs no other resumer holds (unfinished
+        ones, failed downloads with result URLs, unknown runs with a task id: their notes
+        promise that resume() checks again), follow them, release them."""
+        engine, ledger = self.engine, self.ledger
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        ttl = self.LEASE_TTL
+        try:
+            await asyncio.to_thread(engine.restore_journal)
+            claimed = await asyncio.to_thread(ledger.claim, owner, ttl_s=ttl)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(exc, path=str(ledger.path), doing="claiming runs to resume in") from exc
         # Runs this process is still working on are not unfinished, only busy: following them
         # a second time would poll the service twice.
         busy = engine.in_flight
-        pending = [r for r in [*self.ledger.unfinished(), *self._retryable_downloads()] if r.run_id not in busy]
-        records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in pending))
-        return [GenerationResult(r, self.data_dir) for r in records]
+        mine = [r for r in claimed if r.run_id not in busy]
+        # Runs on a provider this session has no key for stay for a colleague who has it.
+        mine = self._resumable(mine)
+        ids = [r.run_id for r in mine]
+        kept = set(ids)
+        if len(mine) < len(claimed):
+            await asyncio.to_thread(ledger.release, owner, [r.run_id for r in claimed if r.run_id not in kept])
+        renewer = asyncio.create_task(self._renew_leases(owner, ids, ttl))
+        try:
+            records = await asyncio.gather(*(engine.resume(r, on_event=on_event) for r in mine))
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            try:
+                await asyncio.to_thread(ledger.release, owner, ids)
+            except (sqlite3.Error, OSError) as exc:  # the leases expire on their own
+                log.warning("could not release the resumed runs' leases in %s (%s); they expire in %.0f s",
+                            ledger.path, exc, ttl)
+        return [GenerationResult(r, self.images_dir) for r in records]
 
-    def _retryable_downloads(self) -> list[RunRecord]:
-        # Also unknown runs whose task id is known (polling lost contact, the deadline passed):
-        # their notes promise that resume() checks again.
-        return [
-            r
-            for r in self.ledger.records()
-            if (r.status == "failed" and r.error_code == "download_failed" and r.result_urls)
-            or (r.status == "unknown" and r.task_id is not None)
-        ]
+    def _resumable(self, records: list[RunRecord]) -> list[RunRecord]:
+        """The runs this session can finish: those whose provider it has (with a key). A run
+        started elsewhere on a provider configured differently here is left alone, with a
+        warning naming who started it, where, and the provider whose key it needs. A run
+        whose images are still to be fetched is written to this machine's image directory."""
+        mine: list[RunRecord] = []
+        others: list[RunRecord] = []
+        for record in records:
+            (mine if self.router.get(record.provider) is not None else others).append(record)
+        for record in others:
+            who = f" by {record.user}" if record.user else ""
+            where = f" on host {record.host}" if record.host else ""
+            log.warning(
+                "run %s (task %s) was started%s%s on provider %r, which is not configured here (no key for it); "
+                "left as it is for someone who has that provider's key (or configure it and resume again)",
+                record.run_id, record.task_id, who, where, record.provider,
+            )
+        here = self.identity
+        return [r if r.files else r.replace(host=here.host, data_dir=here.data_dir) for r in mine]
 
-    async def abalance(self) -> Balance | None:
-        """The credits balance the service reports."""
-        return await _LOOP.run_async(self.engine.provider.balance())
+    async def _renew_leases(self, owner: str, run_ids: list[str], ttl: float) -> None:
+        """Keep ``owner``'s leases alive while its runs are followed (long runs outlast one)."""
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await asyncio.to_thread(self.ledger.renew, owner, run_ids, ttl_s=ttl)
+            except (sqlite3.Error, OSError) as exc:
+                log.warning("could not renew the leases of the runs being resumed (%s); retrying", exc)
 
-    def balance(self) -> Balance | None:
-        """The credits balance the service reports (waits for the answer)."""
-        return _LOOP.drive(self.abalance())
+    async def abalance(self, *, source: str = "balance") -> Balance | None:
+        """The credits the first provider's key can spend, as its service reports them (see
+        :func:`balance`), kept as a balance snapshot in the ledger.
+
+        Args:
+            source: why it was read, kept with the snapshot (``"studio"``, ...).
+        """
+        endpoint = self.router.primary
+        return await _LOOP.run_async(self._read_balance(endpoint.name, endpoint.provider, source, quiet=False))
+
+    def balance(self, *, source: str = "balance") -> Balance | None:
+        """The credits the key can spend (waits for the answer); see :func:`balance`."""
+        return _LOOP.drive(self.abalance(source=source))
+
+    async def _read_balance(self, name: str, provider: Provider, source: str, *, quiet: bool) -> Balance | None:
+        """Ask ``provider`` for its balance and keep a snapshot of it. ``quiet``: a failure is
+        logged, not raised (a sweep goes on without its snapshot)."""
+        try:
+            balance = await provider.balance()
+        except ImgkitError as exc:
+            if not quiet:
+                raise
+            log.warning("the balance of provider %r could not be read (%s); no %s snapshot", name, exc, source)
+            return None
+        if balance is not None:
+            snapshot = BalanceSnapshot(
+                taken_at=time.time(),
+                provider=name,
+                remaining_credits=None if balance.unlimited else balance.remaining_credits,
+                key_remaining=balance.key_remaining,
+                account_remaining=balance.account_remaining,
+                binding=balance.binding,
+                source=source,
+            )
+            await asyncio.to_thread(self.ledger.add_balance_snapshot, snapshot)
+        return balance
+
+    async def _snapshot_balances(self, source: str) -> None:
+        """A balance snapshot of every provider that reports a balance (before and after a
+        sweep); a failure only skips that snapshot."""
+        await asyncio.gather(*(self._read_balance(e.name, e.provider, source, quiet=True)
+                               for e in self.router.endpoints))
+
+    def reconcile(self, since: Any = None, until: Any = None) -> Reconciliation:
+        """Hold the fall of each provider's balance against what the ledger counts as spent;
+        see :func:`reconcile`."""
+        from imgkit.reconciliation import reconcile as _reconcile
+
+        return _reconcile(self.ledger, since=since, until=until)
 
 
     # --- sweeps ------------------------------------------------------------------------
@@ -558,6 +766,8 @@ class Session:
         see :func:`sweep` for the options."""
         _check_options(grid, SweepGrid)
         fixed: dict[str, Any] = {k: v for k, v in grid.items() if k in _FIELDS}
+        if fixed.get("model") is None:
+            fixed["model"] = self.model
         if fixed.get("images") is not None:
             fixed["images"] = list(fixed["images"])  # one iterable, read once for every run
         qualities = _as_tuple(grid.get("quality", SWEEP_QUALITIES))
@@ -665,7 +875,7 @@ class Session:
         requests: list[ImageRequest] = []
         for request, est in zip(plan.requests, plan.estimates, strict=True):
             run_plan = RunPlan(request, (Candidate(candidate.endpoint, est),))
-            record = engine.new_record(run_plan, tags=(*tags, sweep_id, "batch"))
+            record = self._new_record(run_plan, tags=(*tags, sweep_id, "batch"))
             try:
                 await self._admit(record)
             except BudgetExceeded as exc:
@@ -674,7 +884,7 @@ class Session:
             records.append(record)
             requests.append(request)
         sent = await engine.run_batch(candidate, records, requests, on_event=on_event) if records else []
-        return SweepResult(plan, sweep_id, [GenerationResult(r, self.data_dir) for r in sent], refused, self)
+        return SweepResult(plan, sweep_id, [GenerationResult(r, self.images_dir) for r in sent], refused, self)
 
     def sweep(self, prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> SweepResult:
         """Run a sweep and wait for it; see :func:`sweep`."""
@@ -722,23 +932,51 @@ class Session:
                 if bar is not None:
                     bar.update(1)
 
+        # The balance before and after, so imgkit.reconcile() can hold its fall against the sweep.
+        await self._snapshot_balances("sweep-start")
         try:
             outcomes = await asyncio.gather(*(one(r) for r in plan.requests))
         finally:
             if bar is not None:
                 bar.close()
+            await self._snapshot_balances("sweep-end")
         results = [r for r in outcomes if r is not None]
         return SweepResult(plan, sweep_id, results, refused, self)
 
     # --- the ledger, prices and closing ------------------------------------------------
 
-    def runs(self) -> pd.DataFrame:
-        """Every run in this session's ledger as a typed DataFrame."""
-        return self.ledger.to_dataframe(data_dir=self.data_dir)
+    def runs(self, *, user: str | None = None, project: str | None = None) -> pd.DataFrame:
+        """The runs in this session's ledger as a typed DataFrame; see :func:`runs`."""
+        df = self.ledger.to_dataframe(data_dir=self.images_dir)
+        if user is None:
+            user = "me" if self.team_ledger else "all"
+        if not isinstance(user, str) or not user.strip():
+            raise ValidationError("user", user, '"all", "me" or a user name')
+        if user != "all":
+            name = self.identity.user if user == "me" else user.strip()
+            df = df[(df["user"].astype("string") == name).fillna(False).to_numpy(dtype=bool)]
+        if project is not None:
+            if not isinstance(project, str):
+                raise ValidationError("project", project, "a project name")
+            df = df[(df["project"].astype("string") == project.strip()).fillna(False).to_numpy(dtype=bool)]
+        return _files_where_written(df, self.images_dir).reset_index(drop=True)
 
     def backup(self, path: str | Path) -> Path:
         """Copy this session's ledger to ``path`` while it is in use; see :func:`backup`."""
         return self.ledger.backup(path)
+
+    def batches(self, *, refresh: bool = False) -> pd.DataFrame:
+        """The batches of this session's ledger, one row each; see :func:`batches`."""
+        if refresh:
+
+            async def collect() -> None:
+                engine = self.engine
+                busy = engine.in_flight
+                todo = [r for r in self.ledger.unfinished() if r.batch_id and r.run_id not in busy]
+                await asyncio.gather(*(engine.resume(r) for r in todo))
+
+            _LOOP.run(collect())
+        return _batch_table(self.runs())
 
     def estimate(self, **options: Unpack[EstimateOptions]) -> Estimate:
         """The price a run with these settings would be recorded at: on the sheet that prices
@@ -755,7 +993,7 @@ class Session:
             ConfigError: that provider's price sheet does not price the request.
         """
         _check_options(options, EstimateOptions)
-        request = _priced_request(options)
+        request = _priced_request(options, self.model)
         images, batch = options.get("images", 0), options.get("batch", False)
         plan = self._plan(request)
         chosen = plan.chosen
@@ -780,7 +1018,13 @@ class Session:
         return self._plan(request).estimate
 
     def close(self) -> None:
-        """Close connections and the ledger."""
+        """Close connections and the ledger (dropping the journal's entries it holds)."""
+        engine = self._engine
+        if engine is not None:
+            try:
+                engine.compact_journal()
+            except (sqlite3.Error, OSError) as exc:  # the journal keeps them; resume() tries again
+                log.debug("task journal not compacted at close: %s", exc)
         router, self._router, self._engine = self._router, None, None
         if router is not None:
             with contextlib.suppress(RuntimeError):  # called from imgkit's own loop
@@ -788,6 +1032,27 @@ class Session:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+def _files_where_written(df: pd.DataFrame, local: Path) -> pd.DataFrame:
+    """``df`` with the ``files``/``thumbs`` of runs written to another image directory
+    (another machine's, or another ``$IMGKIT_IMAGES``) under that directory rather than
+    ``local``. Only those rows are touched; a personal ledger has none."""
+    if not len(df):
+        return df
+    dirs = df["data_dir"].astype("string")
+    other = (dirs.notna() & (dirs != str(local))).fillna(False).to_numpy(dtype=bool)
+    if not other.any():
+        return df
+    df = df.copy()
+    cut = len(f"{local}/")
+    for column in ("files", "thumbs"):
+        values = list(df[column])
+        for i in other.nonzero()[0]:
+            root = Path(str(dirs.iloc[i]))
+            values[i] = [str(root / p[cut:]) if p.startswith(f"{local}/") else p for p in values[i]]
+        df[column] = values
+    return df
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -852,6 +1117,7 @@ def configure(**settings: Any) -> Session:
 
     Example:
         >>> imgkit.configure(api_key=os.environ["MY_KEY"], price_sheet="evolink-formula-2026-11")
+        >>> imgkit.configure(model="gpt-image-2")   # the model of runs that name none
     """
     global _DEFAULT
     _check_settings(settings)
@@ -917,7 +1183,8 @@ def generate(prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResul
         n: images in this run, 1-10 (default 1).
         images: 1-16 reference images (URLs, local paths, bytes or PIL images) for
             image-to-image or editing; local ones are uploaded through the file API.
-        model: ``gpt-image-1`` (default) or a sibling from :data:`imgkit.request.MODELS`.
+        model: a name from :data:`imgkit.request.MODELS`; the session's default when left
+            out (``configure(model=...)`` or ``$IMGKIT_MODEL``, else ``gpt-image-1``).
         resolution: ``1K``, ``2K`` or ``4K`` with a ratio size (gpt-image-2).
         background: ``opaque``, ``transparent`` (the stored file keeps its alpha) or ``auto``.
         mask: a PNG with alpha, the first reference image's size (an edit): uploaded as
@@ -965,7 +1232,7 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         quality: tiers to try (default ``("low", "medium", "high")``).
         size: sizes to try, either form (default ``("1:1",)``).
         n: images per run.
-        model: the model for every run.
+        model: the model for every run (the session's default when left out).
         images: reference images for every run.
         tags: labels for every run (one text, or up to 32 texts of at most 64 characters);
             the sweep's id is added.
@@ -977,9 +1244,12 @@ def sweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) -> Swee
         on_event: called with a :class:`~imgkit.request.JobEvent` at each status change of
             any run.
         batch: send every run as one OpenAI Batch (half price, done within 24 h) on an
-            OpenAI-kind provider; text-to-image runs only. Each run is recorded ``pending``
-            with the batch id in its task id; :func:`resume` (in any later kernel) collects
-            the finished batch. ``concurrency``, ``per_minute`` and ``progress`` do not apply.
+            OpenAI-kind provider, or as several when the runs exceed one batch's limits
+            (lines, bytes: the provider's ``batch_max_requests``/``batch_max_bytes``);
+            text-to-image runs only. Each run is recorded ``pending`` with its ``batch_id``
+            (and the task id ``<batch id>/<run id>``); :func:`resume` (in any later kernel)
+            collects the finished batches, :func:`batches` lists them. ``concurrency``,
+            ``per_minute`` and ``progress`` do not apply.
 
     Example:
         >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"],
@@ -998,22 +1268,39 @@ async def asweep(prompts: str | Iterable[str], **options: Unpack[SweepOptions]) 
     return await get_session().asweep(prompts, **options)
 
 
-def budget(credits: float | None = None, per: str | None = None) -> Budget | None:
+def budget(credits: float | None = None, per: str | None = None, scope: str = "personal") -> Budget | None:
     """Set a spending limit for the default session, checked before every submission.
 
     Args:
         credits: the limit; None removes it.
         per: ``"day"``, ``"month"`` or None (all time).
+        scope: ``"personal"`` (default): on a team ledger, the current user's runs count;
+            on the personal SQLite ledger, every run in it. ``"team"``: everyone's runs in
+            the ledger count (checked and recorded in one transaction, so a team's kernels
+            cannot overspend together).
 
     Example:
         >>> imgkit.budget(credits=100, per="day")
+        >>> imgkit.budget(credits=5000, per="month", scope="team")
     """
-    return get_session().set_budget(credits, per)
+    return get_session().set_budget(credits, per, scope)
 
 
-def runs() -> pd.DataFrame:
-    """Every run in the ledger, as a typed pandas DataFrame (one row per run)."""
-    return get_session().runs()
+def runs(*, user: str | None = None, project: str | None = None) -> pd.DataFrame:
+    """The runs in the ledger, as a typed pandas DataFrame (one row per run), with who ran
+    each (``user``), for which ``project``, on which ``host`` and where its files are.
+
+    Args:
+        user: ``"all"`` (everyone's runs), ``"me"`` (the current user's: ``$IMGKIT_USER``,
+            else ``$JUPYTERHUB_USER``, else the OS user) or a user's name. By default every
+            run of a personal SQLite ledger, and the current user's runs on a team ledger
+            (``IMGKIT_LEDGER=postgresql://...``).
+        project: only runs recorded for this project (``configure(project=...)``).
+
+    Example:
+        >>> imgkit.runs(user="all").groupby(["user", "project"], observed=True)["est_credits"].sum()
+    """
+    return get_session().runs(user=user, project=project)
 
 
 def backup(path: str | Path) -> Path:
@@ -1025,6 +1312,50 @@ def backup(path: str | Path) -> Path:
         >>> imgkit.backup("ledger-2026-12-02.sqlite3")
     """
     return get_session().backup(path)
+
+
+def batches(*, refresh: bool = False) -> pd.DataFrame:
+    """The OpenAI Batches that ``sweep(..., batch=True)`` sent, from the ledger: one row per
+    batch with its provider, when it was sent, its runs by state (``pending`` counts those
+    not yet collected), its estimate at the batch price (``est_credits``) and what the
+    collected runs were charged (``charged_credits``), newest first.
+
+    Args:
+        refresh: first look at the service and collect the batches that have finished, as
+            :func:`resume` does (for batch runs only).
+
+    Example:
+        >>> out = imgkit.sweep(["a red fox", "a lighthouse"], quality=["low", "high"], batch=True)
+        >>> imgkit.batches(refresh=True)[["batch_id", "runs", "pending", "completed", "charged_credits"]]
+    """
+    return get_session().batches(refresh=refresh)
+
+
+def _batch_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per batch id of ``df`` (imgkit.runs()), newest first (pure)."""
+    import pandas as pd
+
+    runs = df[df["batch_id"].notna().to_numpy(dtype=bool)]
+    state = runs["status"].astype(str)
+    table = pd.DataFrame({
+        "batch_id": runs["batch_id"].astype(str),
+        "provider": runs["provider"].astype(str),
+        "submitted_at": runs["submitted_at"],
+        "pending": (~state.isin(["completed", "failed", "unknown"])).astype("int64"),
+        "completed": (state == "completed").astype("int64"),
+        "failed": (state == "failed").astype("int64"),
+        "unknown": (state == "unknown").astype("int64"),
+        "images": runs["n_images"].fillna(0).astype("int64"),
+        "est_credits": runs["est_credits"].astype("float64"),
+        "charged_credits": runs["credits_charged"].astype("float64"),
+    })
+    out = table.groupby("batch_id", sort=False).agg(
+        provider=("provider", "first"), submitted_at=("submitted_at", "min"), runs=("pending", "size"),
+        pending=("pending", "sum"), completed=("completed", "sum"), failed=("failed", "sum"),
+        unknown=("unknown", "sum"), images=("images", "sum"), est_credits=("est_credits", "sum"),
+        charged_credits=("charged_credits", lambda c: c.sum(min_count=1)),
+    )
+    return out.reset_index().sort_values("submitted_at", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def providers() -> pd.DataFrame:
@@ -1057,11 +1388,54 @@ async def aresume(*, on_event: EventHandler | None = None) -> list[GenerationRes
     return await get_session().aresume(on_event=on_event)
 
 
+def balance(*, source: str = "balance") -> Balance | None:
+    """The credits the key can spend now, as the service reports them; kept in the ledger as
+    a balance snapshot (:func:`reconcile` compares snapshots with the ledger's spend).
+
+    The gateway reports the key's own remaining credits and the account's: a limited key can
+    spend the smaller of the two, an unlimited key the account's. The result says which limit
+    binds (``binding``) and keeps both figures. None when the service reports no balance (an
+    OpenAI-kind first provider).
+
+    Args:
+        source: why it was read, kept with the snapshot.
+
+    Example:
+        >>> print(imgkit.balance())
+        1095.3996 credits (the account's balance binds; the key's own limit is 99416.4429)
+    """
+    return get_session().balance(source=source)
+
+
+def reconcile(since: Any = None, until: Any = None) -> Reconciliation:
+    """Hold the fall in each provider's account balance against what the ledger counts as
+    spent over the same interval.
+
+    The interval runs from the last balance snapshot at or before ``since`` to the first at
+    or after ``until`` (snapshots are taken by :func:`balance`, when the studio opens, and
+    before and after every sweep). For each provider the result's table gives the balance at
+    both ends, what the account lost (``observed``), what the ledger counts as spent by runs
+    sent in between (``expected``), the ``drift`` (observed - expected) and what unknown runs
+    may have cost; its ``runs`` list what may explain a drift: unknown runs, images made but
+    not downloaded, and "other use of the key" for what nothing in the ledger explains.
+
+    Args:
+        since, until: a date, datetime, ISO text or Unix time (UTC when no timezone is
+            given); None for the first and the last snapshot.
+
+    Example:
+        >>> imgkit.balance(); out = imgkit.sweep(["a fox"], quality="low", confirm=True)
+        >>> imgkit.reconcile().drift
+        0.0
+    """
+    return get_session().reconcile(since=since, until=until)
+
+
 def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) -> Estimate:
     """Estimated credits, USD and CNY of a request, naming the price sheet used.
 
-    Without ``sheet``, the default session's price (:meth:`Session.estimate`), or the
-    default sheet's when no session exists yet; with it, the sheet that prices the model for
+    Without ``sheet``, the default session's price and model (:meth:`Session.estimate`), or
+    the default sheet's and ``$IMGKIT_MODEL``'s when no session exists yet; with it, the sheet that prices the model for
     that sheet's provider (:func:`~imgkit.pricing.sheet_for`). Either way the model's
     resolution tier and the reference images count.
 
@@ -1081,15 +1455,17 @@ def estimate(*, sheet: str | None = None, **options: Unpack[EstimateOptions]) ->
     if sheet is None and _DEFAULT is not None:  # one price per session
         return _DEFAULT.estimate(**options)
     _check_options(options, EstimateOptions)
-    request = _priced_request(options)
+    request = _priced_request(options, resolve_model())
     return _estimate(quality=request.quality, size=request.size, n=request.n, model=request.model,
                      sheet=sheet_for(request.model, sheet), resolution=request.resolution,
                      images=options.get("images", 0), batch=options.get("batch", False))
 
 
-def _priced_request(options: EstimateOptions) -> ImageRequest:
+def _priced_request(options: EstimateOptions, model: str) -> ImageRequest:
     """The request an estimate prices, validated as a run would be (a square image unless a
-    size is given; the model's own default tier when ``quality`` is None)."""
+    size is given; ``model`` unless one is given; the model's own default tier when
+    ``quality`` is None)."""
     fields: dict[str, Any] = {k: v for k, v in options.items() if k not in ("images", "batch") and v is not None}
     fields.setdefault("size", "1:1")
+    fields.setdefault("model", model)
     return ImageRequest.build("estimate", **fields)

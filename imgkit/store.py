@@ -6,6 +6,11 @@ Layout under the data directory::
     thumbs/<first two hex digits>/<sha256>.jpg              a small JPEG for notebooks
 
 Every download is decoded with Pillow before it is kept, so a stored file always opens.
+
+The data directory holds the images unless ``$IMGKIT_IMAGES`` names another directory (a
+shared one, for a team): :func:`images_dir`. Each run records the machine and the directory
+its files were written to, so a run whose files are not here can say where they are
+(:func:`images_elsewhere`) instead of failing.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +30,17 @@ from imgkit.errors import DownloadError
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_PIXELS", "THUMB_SIZE", "Store", "StoredImage", "default_data_dir"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGES_ENV",
+    "THUMB_SIZE",
+    "Store",
+    "StoredImage",
+    "default_data_dir",
+    "images_dir",
+    "images_elsewhere",
+]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: Far above any documented output (gpt-image-2 tops out at 8.3 M pixels), far below a bomb.
@@ -41,6 +57,46 @@ def default_data_dir() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("imgkit", appauthor=False))
+
+
+#: The environment variable that points the image store at another (shared) directory.
+IMAGES_ENV = "IMGKIT_IMAGES"
+
+
+def images_dir(data_dir: Path) -> Path:
+    """Where a session with ``data_dir`` keeps its images: ``$IMGKIT_IMAGES``, else
+    ``data_dir`` (files are ``images/..`` and ``thumbs/..`` under it)."""
+    env = os.environ.get(IMAGES_ENV, "").strip()
+    return Path(env).expanduser() if env else data_dir
+
+
+def images_elsewhere(
+    files: Sequence[str], *, host: str | None, data_dir: str | None, here: str | None = None
+) -> str | None:
+    """Why a run's image ``files`` (absolute paths) cannot be shown on this machine, or None
+    when they are all here (or the run has none).
+
+    A run made on another machine, or under another image directory, says where
+    (``made on host X in DIR; not on this machine``); otherwise the files were deleted.
+
+    Args:
+        files: the run's image paths as :func:`imgkit.runs` gives them.
+        host, data_dir: the machine and directory the run recorded (None for old runs).
+        here: this machine's name (``socket.gethostname()`` by default).
+    """
+    missing = [f for f in files if not Path(f).is_file()]
+    if not missing:
+        return None
+    if here is None:
+        import socket
+
+        here = socket.gethostname()
+    place = f" in {data_dir}" if data_dir else ""
+    if host and host != here:
+        return f"made on host {host}{place}; not on this machine ({len(missing)} of {len(files)} images missing)"
+    if data_dir and not Path(data_dir).is_dir():
+        return f"made in {data_dir}, which is not on this machine ({len(missing)} of {len(files)} images missing)"
+    return f"{len(missing)} of {len(files)} images are no longer on disk{place} (deleted or moved)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,8 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     monkeypatch.setenv("IMGKIT_HOME", str(home))
     monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("IMGKIT_MODEL", raising=False)  # the default model is gpt-image-1 unless a test sets it
+    monkeypatch.delenv("IMGKIT_LEDGER", raising=False)  # the SQLite file in IMGKIT_HOME unless a test says
     with stamina.set_testing(True, attempts=4, cap=True):
         yield home
     if _session._DEFAULT is not None:
@@ -89,3 +92,43 @@ def session(sandbox_url: str, data_dir: Path) -> imgkit.Session:
 
 def pytest_report_header() -> str:
     return f"imgkit {imgkit.__version__}; IMGKIT_HOME isolated per test; pid {os.getpid()}"
+
+
+# --- PostgreSQL: a throwaway server for the session, a fresh database per test ---------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL server of the test session's own (tests/pg.py); it FAILS, never skips,
+    when the binaries are missing."""
+    from . import pg
+
+    try:
+        pg.bin_dir()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    with pg.running() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database's URL (no password in it: libpq reads PGPASSWORD, as a team sets it)."""
+    from . import pg
+
+    monkeypatch.setenv("PGPASSWORD", pg.PASSWORD)
+    return str(pg_server.new_database())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ledger contract's two backends: a SQLite file, or a fresh PostgreSQL database.
+    ``IMGKIT_LEDGER`` points at it, so the session's ledger is that one too."""
+    from . import pg
+
+    if request.param == "sqlite":
+        target: str | Path = tmp_path / "ledger.sqlite3"
+    else:
+        target = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("IMGKIT_LEDGER", str(target))
+    return pg.Backend(request.param, target)

@@ -114,7 +114,8 @@ def _listing(root: Path, skip: Path) -> set[str]:
 
 
 def _check_files(data_dir: Path) -> int:
-    """Every file under the data directory is the ledger or an image Pillow decodes."""
+    """Every file under the data directory is the ledger, the task journal, the sandbox's
+    account or an image Pillow decodes."""
     count = 0
     for path in sorted(data_dir.rglob("*")):
         if path.is_dir():
@@ -126,7 +127,9 @@ def _check_files(data_dir: Path) -> int:
                 im.load()
             count += 1
         else:
-            assert rel.name.startswith("ledger.sqlite3"), f"unexpected file in the data directory: {rel}"
+            assert rel.name.startswith(("ledger.sqlite3", "journal.jsonl", "sandbox-state.json")), (
+                f"unexpected file in the data directory: {rel}"
+            )
     return count
 
 

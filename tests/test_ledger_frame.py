@@ -1,5 +1,6 @@
 """Ledger.to_dataframe's bulk decoding (benchmarks scenario 4): one json.loads per column, the
-garbage collector paused meanwhile, and the same frame as decoding cell by cell."""
+garbage collector paused meanwhile, and the same frame as decoding cell by cell; lists, paths
+and times on both ledger backends (a SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imgkit.ledger import Ledger, _load, _load_column
+from imgkit.ledger import _load, _load_column
 from imgkit.request import RunRecord
+
+from .pg import Backend
 
 
 @pytest.mark.parametrize(
@@ -40,8 +43,8 @@ def test_load_column_gives_each_row_its_own_list() -> None:
     assert rows[1] == []
 
 
-def test_frame_lists_and_paths(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+def test_frame_lists_and_paths(tmp_path: Path, backend: Backend) -> None:
+    ledger = backend.open()
     done = RunRecord(run_id="r1", provider="sandbox", model="gpt-image-1", prompt="p", size="1024x1024",
                      quality="low", n=2, status="completed", files=("images/ab/x.png", "images/cd/y.png"),
                      thumbs=("thumbs/ab/x.jpg", "thumbs/cd/y.jpg"), tags=("t1", "t2"), created_at=1.0)
@@ -60,8 +63,8 @@ def test_frame_lists_and_paths(tmp_path: Path) -> None:
     ledger.close()
 
 
-def test_times_show_to_the_second(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite3")
+def test_times_show_to_the_second(backend: Backend) -> None:
+    ledger = backend.open()
     ledger.save(RunRecord(run_id="r", provider="sandbox", model="gpt-image-1", prompt="p", size="1024x1024",
                           quality="low", n=1, created_at=1764686530.123456, submitted_at=1764686530.5,
                           completed_at=1764686532.25))

@@ -1,6 +1,7 @@
 """A report over the ledger (sums grouped in SQL) equals the same report over the runs
 DataFrame (sums in pandas): totals, every grouped table, price sheets, notes and period, with
-each filter; and it reads the runs only when asked for them."""
+each filter; and it reads the runs only when asked for them. On both ledger backends (a SQLite
+file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pandas as pd
 import pytest
 
 import imgkit
-from imgkit.ledger import Ledger
 from imgkit.reports import GROUP_BY, report
 
+from .pg import Backend
 from .test_plots import sample_runs
 
 
-def _seed(home: Path) -> pd.DataFrame:
+def _seed(home: Path, backend: Backend) -> pd.DataFrame:
     extra = [
         sample_runs()[0].replace(run_id="u0", status="unknown", task_id=None, credits_reserved=None),
         sample_runs()[2].replace(run_id="u1", status="unknown", task_id="task-u1", credits_charged=2.5),
@@ -26,7 +27,7 @@ def _seed(home: Path) -> pd.DataFrame:
         sample_runs()[4].replace(run_id="x0", task_id="task-x0", price_sheet="my-old-contract", credits_charged=1.0,
                                  tags=("z",)),
     ]
-    ledger = Ledger(home / "ledger.sqlite3")
+    ledger = backend.open()
     try:
         ledger.save_many([*sample_runs(), *extra])
         return ledger.to_dataframe(data_dir=home)
@@ -46,9 +47,9 @@ FILTERS = [
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "all")
 @pytest.mark.parametrize("currency", ["USD", "credits"])
 def test_ledger_report_equals_frame_report(
-    data_dir: Path, filters: dict[str, object], currency: str
+    data_dir: Path, backend: Backend, filters: dict[str, object], currency: str
 ) -> None:
-    df = _seed(data_dir)
+    df = _seed(data_dir, backend)
     by_frame = report(df, group_by=GROUP_BY, currency=currency, **filters)  # type: ignore[arg-type]
     by_sql = report(group_by=GROUP_BY, currency=currency, **filters)  # type: ignore[arg-type]
     assert by_sql._runs is not by_frame._runs and callable(by_sql._runs)  # nothing loaded yet
@@ -72,7 +73,7 @@ def test_ledger_report_equals_frame_report(
     pd.testing.assert_frame_equal(by_sql.failed, by_frame.failed)
 
 
-@pytest.mark.usefixtures("data_dir")
+@pytest.mark.usefixtures("data_dir", "backend")
 def test_an_empty_ledger_report() -> None:
     rep = imgkit.report(group_by=GROUP_BY)
     assert rep.totals.runs == 0 and rep.period == (None, None)

@@ -229,7 +229,6 @@ def test_validation_messages_and_the_counter(session: imgkit.Session) -> None:
 def test_fields_adapt_to_the_model(session: imgkit.Session) -> None:
     s = Studio(n=4, size="3:2")
     s.model.value = "gpt-image-1.5"
-    assert s.n.max == 1
     assert s.n.value == 1
     assert s.n.disabled
     assert s.size.value == "1536x1024"
@@ -240,8 +239,9 @@ def test_fields_adapt_to_the_model(session: imgkit.Session) -> None:
     assert values[0] == "auto"
     assert "16:9" in values
     assert s.size.value == "3:2"  # the same shape, in the model's own terms
-    assert s.n.max == profile.max_n
     assert not s.n.disabled
+    s.n.value = profile.max_n
+    assert s.n_note.value == ""
     s.prompt.value = "y" * 5000
     assert not s.generate_button.disabled  # 32000 characters for gpt-image-2
     assert "5000 / 32000" in _text(s.prompt_count.value)
@@ -871,3 +871,120 @@ def test_show_code_executed_makes_the_same_run(session: imgkit.Session, tmp_path
         form.prompt, form.model, form.size, form.quality, form.n, form.mode,
     )
     assert len(record.reference_images) == 1
+
+
+# --- the studio adapts to the model (issue 15, item 8) -----------------------------------
+
+
+def _rgba(size: tuple[int, int], alpha: bool = True) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA" if alpha else "RGB", size, (0, 0, 0, 0) if alpha else (0, 0, 0)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_gpt_image_2_shows_tier_ratio_custom_size_and_background_and_the_price_follows(
+    session: imgkit.Session,
+) -> None:
+    s = Studio(quality="low")
+    assert s.ui.resolution_row.layout.display == "none"  # gpt-image-1 has no tiers
+    assert s.ui.background_row.layout.display == "none"  # nor a background on the gateway
+    s.model.value = "gpt-image-2"
+    assert s.ui.resolution_row.layout.display is None
+    assert [v for _, v in s.resolution.options] == ["1K", "2K", "4K"]
+    assert [v for _, v in s.background.options] == ["", "opaque", "transparent"]  # auto is OpenAI's only
+    assert s.ui.previews_row.layout.display == "none"  # the gateway does not stream
+    s.size.value = "16:9"
+    prices = set()
+    for tier in ("1K", "2K", "4K"):
+        s.resolution.value = tier
+        est = imgkit.estimate(model="gpt-image-2", size="16:9", resolution=tier, quality="low")
+        assert s.estimate() == est
+        assert f"{est.credits:.10g} credits" in _text(s.price.value)
+        assert s.generate_button.description == f"Generate · {est.credits:.10g} credits"
+        pixels = MODELS["gpt-image-2"].pixel_table[tier]["16:9"]
+        assert pixels.replace("x", "×") in _text(s.preview.frame.value)  # the empty preview's frame
+        assert f"{pixels.replace('x', '×')} at {tier}" in dict(zip([v for _, v in s.size.options], s.size.tooltips,
+                                                                    strict=True))["16:9"]
+        prices.add(est.credits)
+    assert len(prices) == 3  # each tier has its own price
+    s.background.value = "transparent"
+    assert s.params()["background"] == "transparent"
+    assert "background='transparent'" in _text(s.ui.code.value)
+
+    # A custom WxH: the tier buttons step aside (the tier is inferred for billing).
+    s.size.value = "custom"
+    assert s.ui.custom_size_row.layout.display is None
+    assert s.resolution.disabled
+    s.custom_size.value = "2000x1000"  # 1000 is not a multiple of 16
+    assert s.generate_button.disabled
+    assert "size" in _text(s.message.value).lower()
+    assert s.generate() is None
+    s.custom_size.value = "2048 × 1152"
+    assert not s.generate_button.disabled
+    assert s.params()["size"] == "2048x1152" and "resolution" not in s.params()
+    assert s.estimate() == imgkit.estimate(model="gpt-image-2", size="2048x1152", quality="low")
+    assert "2048×1152" in _text(s.preview.frame.value)
+    shown = s.estimate()
+    s.generate_button.click()
+    record = s.results[-1].record
+    assert (record.status, record.size) == ("completed", "2048x1152")
+    with Image.open(s.results[-1].paths[0]) as im:  # the sandbox drew it with real alpha
+        assert im.mode == "RGBA" and im.getextrema()[3][0] < 255
+    assert (record.est_credits, record.price_sheet) == (shown.credits, shown.sheet)
+
+    # Use puts a run's settings back, custom size included.
+    s.model.value = "gpt-image-1"
+    s.use(record)
+    assert (s.model.value, s.size.value, s.custom_size.value) == ("gpt-image-2", "custom", "2048x1152")
+
+
+def test_images_out_of_range_are_refused_visibly_not_clamped(session: imgkit.Session) -> None:
+    s = Studio()
+    s.n.value = 12
+    assert s.n.value == 12  # what was typed stays
+    assert "1 to 10 images" in _text(s.n_note.value)
+    assert s.generate_button.disabled
+    assert "number of images" in _text(s.message.value)
+    assert s.generate() is None
+    s.n.value = 0
+    assert "1 to 10 images" in _text(s.n_note.value)
+    s.n.value = 10
+    assert s.n_note.value == ""
+    assert not s.generate_button.disabled
+    assert session.ledger.count() == 0
+
+
+def test_a_mask_for_an_edit_is_checked_before_sending(
+    session: imgkit.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[dict[str, Any]] = []
+    agenerate = imgkit.Session.agenerate
+
+    async def recording(self: imgkit.Session, prompt: str, **options: Any) -> Any:
+        sent.append(options)
+        return await agenerate(self, prompt, **options)
+
+    monkeypatch.setattr(imgkit.Session, "agenerate", recording)
+    s = Studio(model="gpt-image-2", size="1:1", quality="low")
+    assert s.ui.mask_row.layout.display == "none"  # a mask needs references
+    s.add_references(_png(size=(64, 48)))
+    assert s.ui.mask_row.layout.display is None
+    refused = s.set_mask(_rgba((64, 48), alpha=False))
+    assert "alpha channel" in refused and "alpha channel" in _text(s.mask_message.value)
+    assert s.mask is None
+    refused = s.set_mask(_rgba((32, 32)))
+    assert "64x48" in refused
+    s.mask_upload.receive({"name": "sky-mask.png", "type": "image/png", "content": _rgba((64, 48))})
+    assert s.mask is not None and s.mask_message.value == ""
+    assert "sky-mask.png" in _text(s.ui.mask_chip.children[0].children[1].value)
+    assert "mask" in s.params()
+    s.generate_button.click()
+    assert s.results[-1].status == "completed"
+    assert sent[-1]["mask"] is s.mask  # the checked mask went with the run
+    # Removing the references drops the mask from the request (an edit needs them).
+    s.clear_references()
+    assert s.ui.mask_row.layout.display == "none"
+    assert "mask" not in s.params()
+    s.model.value = "gpt-image-1"  # the gateway takes no mask for gpt-image-1
+    s.add_references(_png(size=(64, 48)))
+    assert s.ui.mask_row.layout.display == "none"

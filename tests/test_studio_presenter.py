@@ -65,9 +65,69 @@ def test_size_options_per_model() -> None:
     ]
     ratios = present.size_options(MODELS["gpt-image-2"])
     assert ratios[0] == ("auto", "auto")
-    assert ("Landscape 16:9", "16:9") in ratios
-    assert ("Square 1:1", "1:1") in ratios
-    assert ("Portrait 2:3", "2:3") in ratios
+    # Fifteen short ratio buttons (shape and pixels on hover), then the custom WxH field.
+    assert [v for _, v in ratios[1:-1]] == list(MODELS["gpt-image-2"].ratios)
+    assert ("16:9", "16:9") in ratios
+    assert ratios[-1] == ("Custom W×H", present.CUSTOM_SIZE)
+    beta = present.size_options(MODELS["gpt-image-2-beta"])
+    assert present.CUSTOM_SIZE not in [v for _, v in beta]  # the beta takes no WxH
+
+
+def test_size_tooltips_give_the_pixels_of_the_chosen_tier() -> None:
+    profile = MODELS["gpt-image-2"]
+    values = [v for _, v in present.size_options(profile)]
+    for tier in ("1K", "2K", "4K"):
+        tips = dict(zip(values, present.size_tooltips(profile, tier), strict=True))
+        pixels = profile.pixel_table[tier]["16:9"].replace("x", "×")
+        assert tips["16:9"] == f"Landscape · {pixels} at {tier}"
+        assert tips["9:16"].startswith("Portrait · ")
+        assert tips["1:1"].startswith("Square · ")
+    assert "multiples of 16" in dict(zip(values, present.size_tooltips(profile), strict=True))["custom"]
+
+
+def test_model_controls_follow_the_profile_and_the_first_provider() -> None:
+    two, beta, one = MODELS["gpt-image-2"], MODELS["gpt-image-2-beta"], MODELS["gpt-image-1"]
+    assert present.resolution_options(two) == [("1K", "1K"), ("2K", "2K"), ("4K", "4K")]
+    assert present.resolution_options(beta) == [("1K", "1K")]
+    assert present.resolution_options(one) == []
+    # The gateway carries opaque and transparent for gpt-image-2; auto is OpenAI's only.
+    assert present.background_options(two, "gateway") == [
+        ("default", ""), ("opaque", "opaque"), ("transparent", "transparent"),
+    ]
+    assert [v for _, v in present.background_options(two, "openai")] == ["", "opaque", "transparent", "auto"]
+    assert present.background_options(one, "gateway") == []  # not a gateway field for gpt-image-1
+    assert present.background_options(beta, "gateway") == []
+    # Previews stream on OpenAI-kind providers only, 0-3.
+    assert present.preview_options(two, "openai") == [("off", 0), ("1", 1), ("2", 2), ("3", 3)]
+    assert present.preview_options(two, "gateway") == []
+    assert present.preview_options(beta, "openai") == []
+    assert present.masks_allowed(two, "gateway") and present.masks_allowed(one, "openai")
+    assert not present.masks_allowed(one, "gateway") and not present.masks_allowed(beta, "gateway")
+
+
+@pytest.mark.parametrize(("n", "max_n", "text"), [
+    (12, 10, "1 to 10 images"), (0, 10, "1 to 10 images"), (-3, 10, "1 to 10 images"),
+    (2, 1, "1 image only for this model"), (10, 10, ""), (1, 1, ""),
+])
+def test_images_out_of_range_are_named_not_clamped(n: int, max_n: int, text: str) -> None:
+    shown = present.images_problem(n, max_n)
+    assert (text in shown) if text else shown == ""
+    if text:
+        assert "imgkit-problem" in shown
+
+
+def test_the_aspect_frame_has_the_shape_of_the_size() -> None:
+    two = MODELS["gpt-image-2"]
+    assert present.frame_size(two, "16:9", "2K") == tuple(map(int, two.pixel_table["2K"]["16:9"].split("x")))
+    assert present.frame_size(two, "9:16", None) == tuple(map(int, two.pixel_table["1K"]["9:16"].split("x")))
+    assert present.frame_size(two, "2048x1152") == (2048, 1152)
+    assert present.frame_size(two, "auto") is None
+    assert present.frame_size(two, "nonsense") is None
+    assert present.frame_size(MODELS["gpt-image-1"], "1536x1024") == (1536, 1024)
+    frame = present.aspect_frame("1536x1024", (1536, 1024))
+    assert 'data-ratio="1536 / 1024"' in frame and "aspect-ratio:1536 / 1024" in frame
+    assert "1536×1024" in frame
+    assert "auto" in present.aspect_frame("auto", None)
 
 
 def test_quality_options_name_the_multiplier_on_a_per_image_sheet_only() -> None:
@@ -458,3 +518,67 @@ def test_show_code_writes_a_call_ready_to_paste() -> None:
     block = present.code_block("x < y")
     assert "<summary" in block
     assert "x &lt; y" in block
+
+
+def test_show_code_carries_the_models_options_and_the_mask() -> None:
+    from pathlib import Path
+
+    from imgkit.request import ReferenceImage
+
+    mask = ReferenceImage(path=Path("/tmp/mask.png"), name="mask.png", format="png", size_bytes=10)
+    code = present.generate_code(
+        "a fox", model="gpt-image-2", size="16:9", quality="high", n=2,
+        references=[ReferenceImage(url="https://example.com/a.png", name="a.png")],
+        options={"resolution": "2K", "background": "transparent", "previews": None}, mask=mask,
+    )
+    assert "    resolution='2K',\n    background='transparent',\n" in code
+    assert "previews" not in code
+    assert "    mask='/tmp/mask.png'," in code
+    uploaded = present.generate_code(
+        "a fox", model="gpt-image-2", size="1:1", quality="low", n=1,
+        mask=ReferenceImage(data=b"x", name="sky.png", format="png", size_bytes=1),
+    )
+    assert "sky.png (the mask)" in uploaded and "mask=" not in uploaded
+
+
+def test_the_history_filter() -> None:
+    fox = _record(prompt="A red Fox in snow", tags=("starred",))
+    owl = _record(prompt="an owl", tags=())
+    gone = _record(prompt="a fox, hidden", tags=("hidden",))
+    everything = present.HistoryFilter()
+    assert [everything.keep(r) for r in (fox, owl, gone)] == [True, True, False]
+    assert not everything.active
+    words = present.HistoryFilter(text="fox RED")
+    assert [words.keep(r) for r in (fox, owl, gone)] == [True, False, False]
+    assert words.active
+    starred = present.HistoryFilter(starred_only=True, show_hidden=True)
+    assert [starred.keep(r) for r in (fox, owl, gone)] == [True, False, False]
+    assert [present.HistoryFilter(text="fox", show_hidden=True).keep(r) for r in (fox, owl, gone)] == [
+        True, False, True,
+    ]
+    assert present.toggled_tags(("a", "starred", "b"), "starred", False) == ("a", "b")
+    assert present.toggled_tags(("a",), "starred", True) == ("a", "starred")
+    assert present.toggled_tags(("starred", "a"), "starred", True) == ("a", "starred")
+    assert "2 of 5 runs match" in present.filter_summary(2, 5, words, 0)
+    assert "3 hidden" in present.filter_summary(4, 4, everything, 3)
+    assert present.filter_summary(4, 4, everything, 0) == ""
+    assert present.star_label(True) == "★" and present.star_label(False) == "☆"
+
+
+def test_the_static_snapshot_is_plain_html_with_images_and_a_history_table() -> None:
+    import datetime as dt
+
+    records = [
+        _record(run_id="run-0123456789abcdef", prompt="a <b>fox</b>", tags=("starred",), created_at=0.0,
+                est_credits=1.5),
+        _record(status="failed", run_id="run-failed-xyz", created_at=60.0),
+    ]
+    html = present.snapshot_html(records, [("data:image/jpeg;base64,AAAA", "a fox")], tz=dt.UTC)
+    assert "static snapshot" in html
+    assert '<img class="imgkit-snapshot-image" src="data:image/jpeg;base64,AAAA"' in html
+    assert html.count("<tr>") == 3  # the head and two runs
+    assert "00:00:00" in html and "00:01:00" in html
+    assert "89abcdef" in html and "★ a &lt;b&gt;fox&lt;/b&gt;" in html  # escaped
+    assert "1.5 credits" in html and "failed" in html
+    assert "<script" not in html
+    assert "No runs yet." in present.snapshot_html([], [])

@@ -67,11 +67,52 @@ PreviewHandler = Callable[[Preview], None]
 
 @dataclass(frozen=True, slots=True)
 class Balance:
-    """Credits left, as the service reports them."""
+    """The credits that can be spent, as the service reports them.
+
+    The gateway reports two figures: the API key's own remaining credits (unless the key is
+    unlimited) and the account's. What can be spent is the smaller of the two when the key is
+    limited, the account's when it is not; ``binding`` says which limit that is.
+
+    Attributes:
+        remaining_credits: the credits that can be spent (``math.inf`` when nothing limits).
+        used_credits: the credits used, as reported for the binding limit.
+        unlimited: no limit is known at all (an unlimited key, no account figure).
+        key_remaining: the key's own remaining credits (None when unlimited or not reported).
+        account_remaining: the account's remaining credits (None when not reported).
+        binding: ``"key"`` or ``"account"``: whose limit ``remaining_credits`` is (None when
+            unlimited).
+        key_unlimited: the key has no limit of its own.
+
+    Example:
+        >>> str(imgkit.balance())
+        '1095.3996 credits (the account's balance binds; the key's own limit is 99416.4429)'
+    """
 
     remaining_credits: float
     used_credits: float | None = None
     unlimited: bool = False
+    key_remaining: float | None = None
+    account_remaining: float | None = None
+    binding: str | None = None
+    key_unlimited: bool = False
+
+    @property
+    def limit_note(self) -> str:
+        """Which limit binds, in words (for banners and descriptions)."""
+        if self.unlimited:
+            return "no limit reported"
+        key = "the key is unlimited" if self.key_unlimited else (
+            f"the key's own limit is {self.key_remaining:.10g}" if self.key_remaining is not None else "")
+        if self.binding == "key":
+            account = (f"; the account holds {self.account_remaining:.10g}"
+                       if self.account_remaining is not None else "")
+            return f"the key's limit binds{account}"
+        return "the account's balance binds" + (f"; {key}" if key else "")
+
+    def __str__(self) -> str:
+        if self.unlimited:
+            return "unlimited (no limit reported)"
+        return f"{self.remaining_credits:.10g} credits ({self.limit_note})"
 
 
 @runtime_checkable
@@ -152,4 +193,8 @@ class BatchProvider(Provider, Protocol):
 
     async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
         """Send ``(custom id, request)`` pairs as one batch; returns the batch id."""
+        ...
+
+    def batch_groups(self, items: Sequence[tuple[str, ImageRequest]]) -> list[list[tuple[str, ImageRequest]]]:
+        """``items`` cut, in order, into batches that each fit one batch's limits."""
         ...

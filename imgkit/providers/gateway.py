@@ -30,7 +30,7 @@ from imgkit.request import (
     TaskStatus,
 )
 
-__all__ = ["GatewayProvider", "parse_task", "parse_upload"]
+__all__ = ["GatewayProvider", "parse_balance", "parse_task", "parse_upload"]
 
 log = logging.getLogger("imgkit")
 
@@ -106,6 +106,41 @@ def parse_task(body: Any) -> TaskSnapshot:
         credits_charged=charged,
         raw=body,
     )
+
+
+def parse_balance(body: Any) -> Balance | None:
+    """The spendable balance from a ``GET /v1/credits`` body (pure), or None when it names no
+    figure.
+
+    The body carries the key's (``token``) and the account's (``user``) remaining credits.
+    A limited key can spend the smaller of the two; an unlimited key (``unlimited_credits``)
+    the account's, whatever its own ``remaining_credits`` says.
+
+    Example:
+        >>> parse_balance({"data": {"token": {"remaining_credits": 99416.4429, "unlimited_credits": False},
+        ...                         "user": {"remaining_credits": 1095.3996}}}).remaining_credits
+        1095.3996
+    """
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return None
+    token = _object(data.get("token"))
+    user = _object(data.get("user"))
+    key_unlimited = token.get("unlimited_credits") is True
+    key = None if key_unlimited else _number(token.get("remaining_credits"))
+    account = _number(user.get("remaining_credits"))
+    binding: tuple[float, dict[str, Any], str] | None = None
+    if key is not None and (account is None or key < account):
+        binding = (key, token, "key")
+    elif account is not None:
+        binding = (account, user, "account")
+    if binding is not None:
+        remaining, source, name = binding
+        return Balance(remaining, _number(source.get("used_credits")), key_remaining=key, account_remaining=account,
+                       binding=name, key_unlimited=key_unlimited)
+    if key_unlimited:
+        return Balance(remaining_credits=math.inf, unlimited=True, key_unlimited=True)
+    return None
 
 
 def parse_upload(body: Any) -> str:
@@ -259,18 +294,4 @@ class GatewayProvider:
 
     async def balance(self) -> Balance | None:
         response = await self._send("GET", f"{self.base_url}/v1/credits")
-        body = self._json(response)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            return None
-        token = _object(data.get("token"))
-        user = _object(data.get("user"))
-        source = token if not token.get("unlimited_credits") and "remaining_credits" in token else user
-        remaining = _number(source.get("remaining_credits"))
-        if remaining is None:
-            return None
-        return Balance(
-            remaining_credits=remaining,
-            used_credits=_number(source.get("used_credits")),
-            unlimited=bool(token.get("unlimited_credits")),
-        )
+        return parse_balance(self._json(response))

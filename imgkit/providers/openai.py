@@ -95,6 +95,7 @@ __all__ = [
     "parse_batch_file",
     "parse_error",
     "parse_images_response",
+    "split_batch",
 ]
 
 log = logging.getLogger("imgkit")
@@ -105,8 +106,9 @@ RESULT_SCHEME = "openai://"
 _MB = 1024 * 1024
 _MAX_REFERENCE_BYTES = 50 * _MB
 _MIME = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-#: The most requests one batch's input file may hold [addendum D, D1].
+#: The most requests one batch's input file may hold, and its largest size [addendum D, D1].
 MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 200 * _MB
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
@@ -304,6 +306,36 @@ def batch_lines(items: Iterable[tuple[str, ImageRequest]]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def split_batch(
+    items: Sequence[tuple[str, ImageRequest]],
+    *,
+    max_requests: int = MAX_BATCH_REQUESTS,
+    max_bytes: int = MAX_BATCH_BYTES,
+) -> list[list[tuple[str, ImageRequest]]]:
+    """``items`` cut, in order, into as few batches as fit one batch's limits: at most
+    ``max_requests`` lines and ``max_bytes`` of JSONL each (pure). A line alone over
+    ``max_bytes`` (it cannot be under OpenAI's 200 MB: a prompt is at most 32,000 characters)
+    goes in a batch of its own, which the service then refuses.
+
+    Raises:
+        ValidationError: a request a batch cannot carry (see :func:`batch_lines`).
+
+    Example:
+        >>> [len(b) for b in split_batch(items, max_requests=2)]   # five items
+        [2, 2, 1]
+    """
+    groups: list[list[tuple[str, ImageRequest]]] = []
+    size = 0
+    for item in items:
+        line = len(batch_lines([item]))
+        if not groups or len(groups[-1]) >= max_requests or size + line > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(item)
+        size += line
+    return groups
+
+
 def parse_batch(body: Any) -> tuple[TaskStatus, str | None, str | None, str | None]:
     """Read a batch object: its status (a finished batch is ``Completed`` with no results:
     its runs are read from its files), input, output and error file ids (pure)."""
@@ -396,6 +428,8 @@ class OpenAIProvider:
             None: allowed only when ``base_url`` itself is on loopback (a local sandbox) or
             ``transport`` is an ``httpx.ASGITransport`` (the in-process sandbox).
         download_deadline: seconds one result download or reference fetch may take in all.
+        batch_max_requests, batch_max_bytes: one batch's limits (OpenAI's: 50,000 lines and
+            200 MB); a larger batch sweep is split into several batches.
 
     Example:
         >>> provider = OpenAIProvider(os.environ["OPENAI_API_KEY"])
@@ -420,8 +454,12 @@ class OpenAIProvider:
         max_connections: int = 16,
         allow_private_urls: bool | None = None,
         download_deadline: float = DOWNLOAD_DEADLINE,
+        batch_max_requests: int = MAX_BATCH_REQUESTS,
+        batch_max_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.name = name
+        self.batch_max_requests = batch_max_requests
+        self.batch_max_bytes = batch_max_bytes
         self.base_url = base_url.rstrip("/")
         if allow_private_urls is None:
             # A local sandbox serves its reference files from loopback, and an in-process one
@@ -589,17 +627,28 @@ class OpenAIProvider:
 
     # --- batches -----------------------------------------------------------------------------
 
+    def batch_groups(self, items: Sequence[tuple[str, ImageRequest]]) -> list[list[tuple[str, ImageRequest]]]:
+        """``items`` as the batches :meth:`submit_batch` takes, each within this provider's
+        limits (:func:`split_batch`)."""
+        return split_batch(items, max_requests=self.batch_max_requests, max_bytes=self.batch_max_bytes)
+
     async def submit_batch(self, items: Sequence[tuple[str, ImageRequest]]) -> str:
         """Send ``(custom id, request)`` pairs as one Batch at half price: upload the JSONL
         input file (purpose ``batch``), create the batch (24 h window); returns its id.
 
         Raises:
-            ValidationError: more than one batch's worth of requests, or a request a batch
-                cannot carry (see :func:`batch_lines`).
+            ValidationError: more than one batch's worth of requests (split them with
+                :meth:`batch_groups` first), or a request a batch cannot carry (see
+                :func:`batch_lines`).
         """
-        if len(items) > MAX_BATCH_REQUESTS:
-            raise ValidationError("batch", len(items), f"at most {MAX_BATCH_REQUESTS} requests in one batch")
+        if len(items) > self.batch_max_requests:
+            raise ValidationError("batch", len(items), f"at most {self.batch_max_requests} requests in one batch",
+                                  hint="split them with batch_groups()")
         content = batch_lines(items)
+        if len(content) > self.batch_max_bytes and len(items) > 1:
+            raise ValidationError("batch", f"<{len(content):,} bytes>",
+                                  f"at most {self.batch_max_bytes:,} bytes of JSONL in one batch",
+                                  hint="split them with batch_groups()")
         response = await self._send(
             "POST", f"{self.base_url}/files", data={"purpose": "batch"},
             files={"file": ("imgkit-batch.jsonl", content, "application/jsonl")},

@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgkit.costs import RULES_TEXT
+from imgkit.costs import RULES, RULES_TEXT
 from imgkit.errors import ConfigError, ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
 from imgkit.pricing import fx_rate
@@ -79,6 +79,9 @@ FAILED_COLUMNS: tuple[str, ...] = (
 )
 #: The parts of what counts as spent (see :class:`Totals`).
 _PARTS = ("reported", "reserved", "at_estimate")
+#: The cost bases counted at what the service held (reserved) for the run: the rules of
+#: :mod:`imgkit.costs` that count something, other than a reported charge or the estimate.
+_HELD = tuple(rule.basis for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +101,9 @@ class Totals:
         may_have_cost_runs: how many runs those are.
         reported_credits, reported_usd, reported_cny: the part of charged the service
             reported as charged.
-        reserved_credits, reserved_usd, reserved_cny: the part it reserved on accepting the
-            tasks and has not confirmed as charged.
+        reserved_credits, reserved_usd, reserved_cny: the part counted at what it reserved on
+            accepting the tasks and has not confirmed as charged (runs whose images could not
+            be downloaded among them).
         at_estimate_credits, at_estimate_usd, at_estimate_cny: the part counted at the
             estimate (runs the service reported no figure for).
         reported_runs, reserved_runs, at_estimate_runs: the runs of each part.
@@ -703,11 +707,11 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
             "est_credits": costs["est_credits"].astype("float64"),
             "charged_credits": costs["charged_credits"].astype("float64"),
             "reported_credits": spent.where(basis == "charged", 0.0),
-            "reserved_credits": spent.where(basis == "reserved", 0.0),
+            "reserved_credits": spent.where(basis.isin(_HELD), 0.0),
             "at_estimate_credits": spent.where(basis == "estimate", 0.0),
             "may_have_cost_credits": costs["may_have_cost_credits"].astype("float64"),
             "reported_runs": (basis == "charged").astype("int64"),
-            "reserved_runs": (basis == "reserved").astype("int64"),
+            "reserved_runs": basis.isin(_HELD).astype("int64"),
         },
         index=costs.index,
     )

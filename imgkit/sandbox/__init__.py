@@ -29,7 +29,13 @@ Prompt directives (removed before rendering) make outcomes deterministic:
 - `[[seconds:<float>]]`: the task takes exactly that many wall seconds (time_scale ignored).
 
 Endpoints beyond the gateway's: `GET /_sandbox/health`, `GET /_sandbox/tasks` (every task
-ever created, with its status now and `completed_at`), `GET|POST /_sandbox/faults`.
+ever created, with its status now and `completed_at`), `GET|POST /_sandbox/faults` (rates of
+`FaultConfig`; `download_403/404/410` refuse result links, `result_fail_first` makes each
+link fail its first N requests).
+
+Credits: `GET /v1/credits` reports the key (limited by `SandboxConfig.key_credits`, or
+unlimited) and the account. The account falls by what each task reserves and rises again when
+a task fails; with `SandboxConfig.state_path` it is kept in a JSON file and survives a restart.
 
 Models: the gateway side takes gpt-image-1, gpt-image-1.5, gpt-image-2 (sizes from the
 documented ratio x resolution table, `background=transparent` drawn with real alpha, a

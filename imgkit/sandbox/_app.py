@@ -49,6 +49,12 @@ _log = logging.getLogger("imgkit.sandbox")
 _FILES_TZ = timezone(timedelta(hours=8))
 _MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
 _UPLOAD_RE = re.compile(r"/files/uploads/(?P<file_id>file_[0-9a-f]+)/(?P<name>[^/]+)")
+#: The download faults that refuse a result link, as the CDN answers them.
+_GONE: dict[str, tuple[int, str, str]] = {
+    "download_403": (403, "AccessDenied", "Access Denied"),
+    "download_404": (404, "NoSuchKey", "The specified key does not exist."),
+    "download_410": (410, "Gone", "The requested object is no longer available."),
+}
 _RESULT_RE = re.compile(r"/files/results/(?P<task_id>task-unified-[^/]+)/(?P<index>\d+)\.png")
 
 
@@ -373,22 +379,7 @@ class _Api:
     async def credits(self, request: Request) -> Response:
         if not self._authorized(request):
             return self._error("unauthorized")
-        used = round(self.state.credits_used, 5)
-        remaining = self.state.credits_remaining
-        return JSONResponse(
-            {
-                "success": True,
-                "message": "",
-                "data": {
-                    "token": {
-                        "remaining_credits": remaining,
-                        "unlimited_credits": False,
-                        "used_credits": used,
-                    },
-                    "user": {"remaining_credits": remaining, "used_credits": used},
-                },
-            }
-        )
+        return JSONResponse({"success": True, "message": "", "data": self.state.balance()})
 
     # -- result files (the CDN; no auth, like signed URLs) -----------------------------------
 
@@ -407,7 +398,13 @@ class _Api:
                 Expires=_http_date(expires),
                 ServerTime=_http_date(now),
             )
+        if self.state.result_not_there_yet(task.id, index):
+            _log.info("injected fault result_fail_first on %s/%d", task.id, index)
+            return _cdn_error(404, "NoSuchKey", "The specified key does not exist.")
         fault, rng = self.state.draw_download_fault()
+        if fault in _GONE:
+            _log.info("injected fault %s on %s/%d", fault, task.id, index)
+            return _cdn_error(*_GONE[fault])
         if fault == "download_500":
             _log.info("injected fault download_500 on %s/%d", task.id, index)
             return _cdn_error(500, "InternalError", "We encountered an internal error.")

@@ -13,13 +13,17 @@ task, and turning a fault on does not reshuffle the ids of the tasks that follow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import os
 import random
+import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -95,6 +99,10 @@ TASK_ERROR_MESSAGES: dict[str, str] = {
 }
 
 
+#: The fault settings that are not probabilities.
+_NOT_PROBABILITIES = frozenset({"hang_seconds", "result_fail_first"})
+
+
 def _probability(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
         raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -123,8 +131,13 @@ class FaultConfig:
             error codes.
         download_500: a result-file GET answers 500.
         download_corrupt: a result-file GET answers 200 with truncated or garbage bytes.
+        download_403: a result-file GET answers 403 `AccessDenied` (a signed link refused).
+        download_404: a result-file GET answers 404 `NoSuchKey` (the file not there yet).
+        download_410: a result-file GET answers 410 `Gone`.
         upload_500: a file-API upload answers 500 and stores nothing.
         hang_seconds: how long `create_accept_then_hang` holds the response.
+        result_fail_first: each result link answers 404 to its first this many GETs, then
+            serves the image (a CDN that has not got the file yet): a count, not a probability.
     """
 
     create_500: float = 0.0
@@ -140,13 +153,23 @@ class FaultConfig:
     download_corrupt: float = 0.0
     upload_500: float = 0.0
     hang_seconds: float = 30.0
+    # Appended after the fields above: the cumulative order of the download faults is
+    # download_500, download_corrupt, then these.
+    download_403: float = 0.0
+    download_404: float = 0.0
+    download_410: float = 0.0
+    result_fail_first: int = 0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if f.name != "hang_seconds":
+            if f.name not in _NOT_PROBABILITIES:
                 _probability(f.name, getattr(self, f.name))
         if not (isinstance(self.hang_seconds, int | float) and self.hang_seconds >= 0):
             raise ValueError(f"hang_seconds must be >= 0, got {self.hang_seconds!r}")
+        count = self.result_fail_first
+        if isinstance(count, bool) or not isinstance(count, int | float) or count < 0 or count != int(count):
+            raise ValueError(f"result_fail_first must be a whole number >= 0, got {count!r}")
+        object.__setattr__(self, "result_fail_first", int(count))
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> FaultConfig:
@@ -158,14 +181,15 @@ class FaultConfig:
         for key, value in data.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{key} must be a number, got {value!r}")
-        return cls(**{k: float(v) for k, v in data.items()})
+        values: dict[str, Any] = {k: float(v) for k, v in data.items()}
+        return cls(**values)
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
 
 
 FAULT_NAMES: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(FaultConfig) if f.name != "hang_seconds"
+    f.name for f in dataclasses.fields(FaultConfig) if f.name not in _NOT_PROBABILITIES
 )
 
 
@@ -180,8 +204,16 @@ class SandboxConfig:
         time_scale: multiplies every drawn duration (tests use 0.005-0.02). A `[[seconds:x]]`
             prompt directive is a wall duration and is not scaled.
         url_ttl: seconds a result URL stays valid after the task completed (service: 24 h).
-        credits: starting balance reported by /v1/credits; each created task reserves
-            `usage.credits_reserved` from it, and a task that does not fit gets 402.
+        credits: the account's starting balance reported by /v1/credits (``user``); each
+            created task reserves `usage.credits_reserved` from it, a task that ends failed
+            gives it back, and a task that does not fit gets 402.
+        key_credits: the API key's own limit (``token``), None for the account's starting
+            balance; ignored with ``key_unlimited``.
+        key_unlimited: the key has no limit of its own (``unlimited_credits: true``): only
+            the account's balance limits it.
+        state_path: a JSON file that keeps the account's balance (and the key's use) across
+            restarts: read at start-up when it exists, written on every change. None keeps
+            them in memory only.
         credits_per_image: credits for one medium-quality square image; multiplied by the
             quality multiplier (low 0.26, medium 1.0, high 3.91), 1.47 for non-square, and n.
         api_key: None accepts any non-empty Bearer token; otherwise the token must match.
@@ -212,6 +244,9 @@ class SandboxConfig:
     openai_models: tuple[str, ...] = ("gpt-image-1",)
     stream_done: bool = False
     batch_seconds: float = 60.0
+    key_credits: float | None = None
+    key_unlimited: bool = False
+    state_path: str | None = None
 
     def __post_init__(self) -> None:
         missing = sorted(set(_DEFAULT_LATENCY) - set(self.latency))
@@ -233,6 +268,8 @@ class SandboxConfig:
             raise ValueError(f"openai_models: the sandbox cannot serve {unknown}")
         if self.batch_seconds < 0:
             raise ValueError("batch_seconds must be >= 0")
+        if self.key_credits is not None and self.key_credits < 0:
+            raise ValueError("key_credits must be None or >= 0")
 
     def credits_for(self, quality: str, width: int, height: int, n: int, *, model: str = "gpt-image-1") -> float:
         """What `usage.credits_reserved` reports for one request: gpt-image-2 and its beta
@@ -354,10 +391,11 @@ class SandboxState:
     def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.faults = config.faults
-        self.credits_used = 0.0
+        self._faults = config.faults
         self.closing = threading.Event()
         self._lock = threading.Lock()
+        self._result_gets: dict[tuple[str, int], int] = {}
+        self._account = _Account.load(config)
         self._tasks: dict[str, Task] = {}
         self._uploads: dict[str, Upload] = {}
         self._renders: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -369,11 +407,50 @@ class SandboxState:
         self._download_fault_rng = random.Random(master.getrandbits(64))
         self._upload_rng = random.Random(master.getrandbits(64))
 
+    # -- faults ---------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self._faults
+
+    @faults.setter
+    def faults(self, value: FaultConfig) -> None:
+        with self._lock:
+            self._faults = value
+            self._result_gets.clear()  # result_fail_first counts from when it is set
+
     # -- credits --------------------------------------------------------------------------
 
     @property
+    def credits_used(self) -> float:
+        """Credits the key has used: reserved by its tasks, less what failed tasks gave back."""
+        with self._lock, self._account.synced() as account:
+            account.settle(self.clock())
+            return account.key_used
+
+    @property
     def credits_remaining(self) -> float:
-        return round(self.config.credits - self.credits_used, 5)
+        """What the key may still spend: the smaller of its own limit and the account's balance."""
+        with self._lock, self._account.synced() as account:
+            account.settle(self.clock())
+            return round(account.available(), 5)
+
+    def balance(self) -> dict[str, Any]:
+        """The ``data`` of ``GET /v1/credits``: the key's and the account's figures."""
+        with self._lock, self._account.synced() as account:
+            account.settle(self.clock())
+            limit = account.key_limit
+            token: dict[str, Any] = {
+                "remaining_credits": None if limit is None else round(limit - account.key_used, 5),
+                "unlimited_credits": account.key_limit is None,
+                "used_credits": round(account.key_used, 5),
+            }
+            if account.key_limit is None:
+                # An unlimited key's own figure limits nothing; 0 makes a client that reads it
+                # as the balance visibly wrong.
+                token["remaining_credits"] = 0.0
+            user = {"remaining_credits": round(account.remaining, 5), "used_credits": round(account.used, 5)}
+            return {"token": token, "user": user}
 
     # -- tasks ----------------------------------------------------------------------------
 
@@ -417,7 +494,17 @@ class SandboxState:
         with self._lock:
             r = self._download_fault_rng.random()
             sub = random.Random(self._download_fault_rng.getrandbits(64))
-            return _pick(self.faults, ("download_500", "download_corrupt"), r), sub
+            names = ("download_500", "download_corrupt", "download_403", "download_404", "download_410")
+            return _pick(self.faults, names, r), sub
+
+    def result_not_there_yet(self, task_id: str, index: int) -> bool:
+        """Count one GET of a result link; True while it is among the link's first
+        ``faults.result_fail_first`` GETs (counted from when the fault was set)."""
+        with self._lock:
+            key = (task_id, index)
+            seen = self._result_gets.get(key, 0) + 1
+            self._result_gets[key] = seen
+            return seen <= self.faults.result_fail_first
 
     def draw_upload_fault(self) -> str | None:
         with self._lock:
@@ -443,10 +530,11 @@ class SandboxState:
     ) -> Task | None:
         """Create and charge a task; None when the balance cannot cover it."""
         cost = self.config.credits_for(quality, width, height, n, model=model)
-        with self._lock:
-            if cost > self.config.credits - self.credits_used + 1e-9:
-                return None
+        with self._lock, self._account.synced() as account:
             now = self.clock()
+            account.settle(now)
+            if cost > account.available() + 1e-9:
+                return None
             while True:
                 suffix = "".join(self._task_rng.choices(_ID_ALPHABET, k=8))
                 task_id = f"task-unified-{int(now)}-{suffix}"
@@ -474,7 +562,8 @@ class SandboxState:
                 mask=mask,
             )
             self._tasks[task_id] = task
-            self.credits_used += cost
+            # A task that is going to fail gives its reservation back when it does.
+            account.reserve(cost, refund_at=task.finishes_at if error_code else None, task_id=task_id)
             return task
 
     # -- rendered results -----------------------------------------------------------------
@@ -530,6 +619,125 @@ class SandboxState:
 
     def _active_uploads_locked(self, now: float) -> int:
         return sum(1 for u in self._uploads.values() if u.expires > now)
+
+
+class _Account:
+    """The account's balance and the key's use, kept in ``config.state_path`` when set.
+
+    A created task reserves its credits at once; one that ends failed gives them back at the
+    moment it fails (:meth:`settle` applies the refunds that are due). The file holds the
+    figures and the refunds still due, so a restart keeps both, and several processes sharing
+    one file (two kernels on one data directory) see one account: every use goes through
+    :meth:`synced`, which reads the file under a lock they all take. Callers also hold the
+    state's own lock.
+    """
+
+    __slots__ = ("key_limit", "key_used", "path", "pending", "remaining", "used")
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.path = config.state_path
+        self.remaining = float(config.credits)
+        self.used = 0.0
+        self.key_used = 0.0
+        limit = config.credits if config.key_credits is None else config.key_credits
+        self.key_limit: float | None = None if config.key_unlimited else float(limit)
+        self.pending: list[tuple[float, float, str]] = []  # (refund at, credits, task id)
+
+    @classmethod
+    def load(cls, config: SandboxConfig) -> _Account:
+        account = cls(config)
+        account._read()
+        return account
+
+    @contextlib.contextmanager
+    def synced(self) -> Iterator[_Account]:
+        """The account as the state file holds it now; written back when the block changed it
+        (and ended without an error), under a lock every process sharing the file takes."""
+        if self.path is None:
+            yield self
+            return
+        with _file_lock(self.path + ".lock"):
+            self._read()
+            before = self._state()
+            yield self
+            if self._state() != before:
+                self._write()
+
+    def available(self) -> float:
+        if self.key_limit is None:
+            return self.remaining
+        return min(self.remaining, self.key_limit - self.key_used)
+
+    def reserve(self, credits: float, *, refund_at: float | None, task_id: str) -> None:
+        self.remaining -= credits
+        self.used += credits
+        self.key_used += credits
+        if refund_at is not None:
+            self.pending.append((refund_at, credits, task_id))
+
+    def settle(self, now: float) -> None:
+        for item in [item for item in self.pending if item[0] <= now]:
+            _, credits, _ = item
+            self.remaining += credits
+            self.used -= credits
+            self.key_used -= credits
+            self.pending.remove(item)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "account": {"remaining_credits": round(self.remaining, 5), "used_credits": round(self.used, 5)},
+            "key": {"used_credits": round(self.key_used, 5)},
+            "refunds_due": [list(item) for item in self.pending],
+        }
+
+    def _read(self) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                saved = json.load(f)
+            remaining = float(saved["account"]["remaining_credits"])
+            used = float(saved["account"]["used_credits"])
+            key_used = float(saved["key"]["used_credits"])
+            pending = [(float(at), float(c), str(t)) for at, c, t in saved.get("refunds_due", [])]
+        except FileNotFoundError:
+            return  # a new account: the configured starting figures
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"state_path {self.path}: not a sandbox state file ({exc})") from None
+        self.remaining, self.used, self.key_used, self.pending = remaining, used, key_used, pending
+
+    def _write(self) -> None:
+        assert self.path is not None
+        # Written whole to a temporary file and renamed over the old one: a crash never
+        # leaves half a file.
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=".sandbox-state-", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._state(), f)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created with its folder), held for the block;
+    without ``fcntl`` (Windows) no lock: one process per state file there."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _pick(faults: FaultConfig, names: tuple[str, ...], r: float) -> str | None:

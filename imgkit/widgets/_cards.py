@@ -26,13 +26,17 @@ from imgkit.widgets._gallery import Gallery
 from imgkit.widgets._kernel_image import KernelImage
 from imgkit.widgets._present import (
     CANCELLED_NOTE,
+    HIDDEN_TAG,
     INTERRUPTED_NOTE,
+    STARRED_TAG,
     card_details,
     describe_error,
+    hide_label,
     is_cancelled,
     preview_details,
     progress_line,
     run_meta,
+    star_label,
     status_badge,
     title_html,
     when,
@@ -142,6 +146,8 @@ class RunCard:
     Args:
         data_dir: the session's data directory (files and thumbnails are relative to it).
         on_show, on_use, on_rerun: called with the card's record by its buttons.
+        on_star, on_hide: called with the card's record by the star and hide buttons (they
+            toggle the run's ``starred`` and ``hidden`` tags).
         title: what to show before the run has a record (a prompt).
     """
 
@@ -152,6 +158,8 @@ class RunCard:
         on_show: RecordAction | None = None,
         on_use: RecordAction | None = None,
         on_rerun: RecordAction | None = None,
+        on_star: RecordAction | None = None,
+        on_hide: RecordAction | None = None,
         title: str = "",
     ) -> None:
         self.data_dir = data_dir
@@ -189,6 +197,22 @@ class RunCard:
             button.add_class(cls)
             button.on_click(self._bind(action))
             button.disabled = True
+            buttons.append(button)
+        self.star: w.Button | None = None
+        self.hide: w.Button | None = None
+        for attr, action, tip, cls, label in (
+            ("star", on_star, "star this run (a tag in the ledger: it stays after a restart)", "imgkit-card-star",
+             star_label(False)),
+            ("hide", on_hide, "hide this run from the list (a tag; 'show hidden' lists it again)", "imgkit-card-hide",
+             hide_label(False)),
+        ):
+            if action is None:
+                continue
+            button = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto", height="26px"))
+            button.add_class(cls)
+            button.on_click(self._bind(action))
+            button.disabled = True
+            setattr(self, attr, button)
             buttons.append(button)
         self.buttons = buttons
         body = w.VBox([self.text, self.progress, self.error], layout=w.Layout(flex="1 1 auto", min_width="0"))
@@ -248,6 +272,12 @@ class RunCard:
             self.error.layout.display = "none"
         for button in self.buttons:
             button.disabled = False
+        if self.star is not None:
+            starred = STARRED_TAG in record.tags
+            self.star.description = star_label(starred)
+            self.star.button_style = "warning" if starred else ""
+        if self.hide is not None:
+            self.hide.description = hide_label(HIDDEN_TAG in record.tags)
         self._update_thumb(record)
 
     def _update_thumb(self, record: RunRecord) -> None:
@@ -286,8 +316,17 @@ class Preview:
     def __init__(self, data_dir: Callable[[], Path]) -> None:
         self._data_dir = data_dir
         self.record: RunRecord | None = None
-        self.header = w.HTML('<span style="opacity:.7">Click Generate to see preview</span>')
+        self.header = w.HTML()
         self.header.add_class("imgkit-preview-header")
+        # The empty preview: a frame in the shape of the chosen size (the controller sets it).
+        self.frame = w.HTML('<span style="opacity:.7">Click Generate to see preview</span>')
+        self.frame.add_class("imgkit-preview-frame")
+        # The latest partial image of a streamed run, fetched from the kernel like the gallery's.
+        self.partial = KernelImage(
+            img_class="imgkit-preview-partial", img_style="max-width:100%;max-height:512px;border-radius:4px",
+            layout=w.Layout(display="none"),
+        )
+        self.partials = 0
         self.progress = w.IntProgress(
             value=0, min=0, max=100, bar_style="info", layout=w.Layout(width="96%", display="none")
         )
@@ -307,14 +346,34 @@ class Preview:
         self.gallery.add_class("imgkit-preview-gallery")
         running = w.HBox([self.timing, self.cancel], layout=w.Layout(align_items="center", width="100%"))
         self.widget = w.VBox(
-            [self.header, self.progress, running, self.error, self.gallery], layout=w.Layout(width="100%")
+            [self.header, self.frame, self.progress, running, self.error, self.partial, self.gallery],
+            layout=w.Layout(width="100%"),
         )
         self.widget.add_class("imgkit-preview")
         self._shown_files: tuple[str, ...] | None = None
 
+    def set_frame(self, html: str) -> None:
+        """The empty preview's content (an aspect frame); shown until a run is shown."""
+        if html != self.frame.value:
+            self.frame.value = html
+
+    def show_partial(self, data: bytes, key: str) -> None:
+        """A partial image of the shown run, as the provider streamed it."""
+        self.partials += 1
+        self.partial.show_bytes(data, key)
+        self.partial.layout.display = None
+
+    def _hide_partial(self) -> None:
+        if self.partial.layout.display != "none":
+            self.partial.show_bytes(None, "")
+            self.partial.layout.display = "none"
+        self.partials = 0
+
     def starting(self, prompt: str) -> None:
         """A run was asked for and has no record yet."""
         self.record = None
+        self.frame.layout.display = "none"
+        self._hide_partial()
         self._started = time.time()
         self.header.value = title_html(prompt, status_badge("starting"))
         self.progress.value = 0
@@ -342,7 +401,10 @@ class Preview:
         """Render ``record``: progress while it runs, then its images or its error."""
         if record == self.record:
             return
+        if self.record is None or self.record.run_id != record.run_id or record.terminal:
+            self._hide_partial()
         self.record = record
+        self.frame.layout.display = "none"
         details = preview_details(record)
         status = "cancelled" if is_cancelled(record) else record.status
         self.header.value = title_html(record.prompt, status_badge(status, record.progress), details)

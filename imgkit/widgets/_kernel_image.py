@@ -66,15 +66,31 @@ class KernelImage(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path: Path | None = None
+        self.data: bytes | None = None
         self.on_msg(self._on_message)
 
     def show(self, path: Path | None, key: str = "") -> None:
         """Show the file at ``path`` (None: nothing), named ``key`` (its path by default)."""
         self.path = path
+        self.data = None
         self.key = (key or str(path)) if path is not None else ""
 
+    def show_bytes(self, data: bytes | None, key: str) -> None:
+        """Show an encoded image held in the kernel's memory (a streamed partial image)."""
+        self.path = None
+        self.data = data
+        self.key = key if data is not None else ""
+
     def _on_message(self, _: object, content: Any, buffers: list[Any]) -> None:
-        if not isinstance(content, dict) or content.get("kind") != "get" or self.path is None:
+        if not isinstance(content, dict) or content.get("kind") != "get":
+            return
+        if self.data is not None:
+            mime = "image/png" if self.data.startswith(b"\x89PNG") else "image/jpeg"
+            if self.data[8:12] == b"WEBP":
+                mime = "image/webp"
+            self.send({"req": content.get("req"), "mime": mime}, [self.data])
+            return
+        if self.path is None:
             return
         try:
             data = self.path.read_bytes()

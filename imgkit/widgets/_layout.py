@@ -28,12 +28,21 @@ __all__ = ["CSS", "StudioLayout", "reference_chip"]
 CSS = """<style>
 .imgkit-studio .widget-html-content { line-height: 1.45; }
 .imgkit-studio .imgkit-quality .widget-toggle-button,
-.imgkit-studio .imgkit-size .widget-toggle-button {
+.imgkit-studio .imgkit-size .widget-toggle-button,
+.imgkit-studio .imgkit-resolution .widget-toggle-button,
+.imgkit-studio .imgkit-background .widget-toggle-button,
+.imgkit-studio .imgkit-previews .widget-toggle-button {
   width: auto; min-width: 88px; padding: 0 10px; margin: 2px 4px 2px 0;
 }
+.imgkit-studio .imgkit-size.imgkit-ratios .widget-toggle-button,
+.imgkit-studio .imgkit-resolution .widget-toggle-button,
+.imgkit-studio .imgkit-previews .widget-toggle-button { min-width: 44px; padding: 0 6px; }
 .imgkit-studio .imgkit-ref-remove { padding: 0; min-width: 0; }
 .imgkit-studio .imgkit-quality .widget-toggle-button.mod-active,
-.imgkit-studio .imgkit-size .widget-toggle-button.mod-active {
+.imgkit-studio .imgkit-size .widget-toggle-button.mod-active,
+.imgkit-studio .imgkit-resolution .widget-toggle-button.mod-active,
+.imgkit-studio .imgkit-background .widget-toggle-button.mod-active,
+.imgkit-studio .imgkit-previews .widget-toggle-button.mod-active {
   background: #1976d2; color: #fff; font-weight: 600; box-shadow: none;
 }
 .imgkit-studio .imgkit-generate { font-weight: 600; }
@@ -52,7 +61,7 @@ def _labelled(label: str, widget: w.Widget) -> w.HBox:
         [
             w.HTML(
                 f'<div style="text-align:right;padding-right:8px">{esc(label)}</div>',
-                layout=w.Layout(width="72px", flex="0 0 auto"),
+                layout=w.Layout(width="80px", flex="0 0 auto"),
             ),
             widget,
         ],
@@ -126,10 +135,35 @@ class StudioLayout:
             layout=w.Layout(width="auto"),
         )
         self.quality.add_class("imgkit-quality")
-        self.n = w.IntSlider(
-            value=n, min=1, max=max(max_n, 1), description="Images", style=narrow, layout=w.Layout(width="320px"),
-        )
+        # A number field, not a slider: 12 stays 12 and is refused out loud (n_note), not clamped.
+        self.n = w.IntText(value=n, description="Images", style=narrow, layout=w.Layout(width="150px"))
         self.n.add_class("imgkit-n")
+        self.n_note = w.HTML()
+        self.n_note.add_class("imgkit-n-note")
+        self.max_n = max_n
+
+        # --- what some models add: tier, custom size, background, previews, mask ----------
+        def choices(css: str) -> w.ToggleButtons:
+            toggles = w.ToggleButtons(options=[], style={"button_width": "auto"}, layout=w.Layout(width="auto"))
+            toggles.add_class(css)
+            return toggles
+
+        self.custom_size = w.Text(
+            placeholder="width x height, e.g. 2048x1152", continuous_update=False, layout=w.Layout(width="220px"),
+        )
+        self.custom_size.add_class("imgkit-custom-size")
+        self.resolution = choices("imgkit-resolution")
+        self.background = choices("imgkit-background")
+        self.previews = choices("imgkit-previews")
+        self.mask_upload = DropZone(
+            accept=".png,image/png", label="Add mask", hint="a PNG with alpha: transparent pixels are redrawn",
+            layout=w.Layout(flex="1 1 auto", width="auto"),
+        )
+        self.mask_upload.add_class("imgkit-mask-drop")
+        self.mask_chip = w.HBox()
+        self.mask_chip.add_class("imgkit-mask")
+        self.mask_message = w.HTML()
+        self.mask_message.add_class("imgkit-mask-message")
 
         # --- reference images -------------------------------------------------------------
         # Drop, paste or pick: the files reach the kernel as message buffers, never as
@@ -192,10 +226,36 @@ class StudioLayout:
         self.resume_button.add_class("imgkit-resume")
         self.history = w.VBox(layout=w.Layout(width="100%"))
         self.history.add_class("imgkit-history")
+        self.filter_text = w.Text(
+            placeholder="filter by prompt", continuous_update=True, layout=w.Layout(width="220px"),
+        )
+        self.filter_text.add_class("imgkit-filter-text")
+        self.starred_only = w.ToggleButton(
+            description="★ starred", tooltip="list starred runs only", layout=w.Layout(width="auto"),
+        )
+        self.starred_only.add_class("imgkit-filter-starred")
+        self.show_hidden = w.ToggleButton(
+            description="show hidden", tooltip="also list the runs you hid", layout=w.Layout(width="auto"),
+        )
+        self.show_hidden.add_class("imgkit-filter-hidden")
+        self.filter_summary = w.HTML()
+        self.filter_summary.add_class("imgkit-filter-summary-box")
 
         self.widget = self._arrange(history_title)
 
     def _arrange(self, history_title: str) -> w.VBox:
+        hidden = w.Layout(display="none")
+        self.custom_size_row = w.HBox([w.HTML(layout=w.Layout(width="80px")), self.custom_size], layout=hidden)
+        self.resolution_row = _labelled("Resolution", self.resolution)
+        self.resolution_row.layout.display = "none"
+        self.background_row = _labelled("Background", self.background)
+        self.background_row.layout.display = "none"
+        self.previews_row = _labelled("Previews", self.previews)
+        self.previews_row.layout.display = "none"
+        self.mask_row = w.VBox(
+            [_section("Mask (optional, edits only)"), self.mask_upload, self.mask_chip, self.mask_message],
+            layout=w.Layout(display="none", width="100%"),
+        )
         form = w.VBox(
             [
                 _section("Prompt"),
@@ -203,8 +263,12 @@ class StudioLayout:
                 self.prompt_count,
                 self.model,
                 _labelled("Size", self.size),
+                self.custom_size_row,
+                self.resolution_row,
                 _labelled("Quality", self.quality),
-                self.n,
+                self.background_row,
+                w.HBox([self.n, self.n_note], layout=w.Layout(align_items="center")),
+                self.previews_row,
                 # Price and button above the references: their chips can grow by rows.
                 _section("Price"),
                 self.price,
@@ -216,6 +280,7 @@ class StudioLayout:
                 w.HBox([self.reference_field, self.reference_add], layout=w.Layout(width="100%")),
                 self.references,
                 self.reference_message,
+                self.mask_row,
                 self.reference_note,
                 self.mode,
                 self.code,
@@ -232,12 +297,17 @@ class StudioLayout:
             [w.HTML(history_title), self.counter, self.refresh_button, self.resume_button],
             layout=w.Layout(align_items="center", justify_content="space-between", width="100%", margin="8px 0 2px"),
         )
+        history_filter = w.HBox(
+            [self.filter_text, self.starred_only, self.show_hidden, self.filter_summary],
+            layout=w.Layout(align_items="center", flex_flow="row wrap", width="100%"),
+        )
         widget = w.VBox(
             [
                 w.HTML(CSS, layout=w.Layout(height="0px", overflow="hidden", margin="0")),
                 self.banner,
                 w.HBox([form, right], layout=w.Layout(flex_flow="row wrap", width="100%")),
                 history_head,
+                history_filter,
                 self.history,
                 self.log,
             ],

@@ -14,25 +14,32 @@ Strings that end up in an HTML widget are HTML, with every value from outside es
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from imgkit.errors import TASK_ERROR_HINTS, ValidationError
 from imgkit.pricing import Estimate
 from imgkit.providers.base import Balance
-from imgkit.request import MB, SIZE_LABELS, ModelProfile, ReferenceImage, RunRecord
+from imgkit.request import MB, SIZE_LABELS, ImageRequest, ModelProfile, ReferenceImage, RunRecord, pixel_size
 from imgkit.widgets._common import ORANGE, RED, esc
 
 __all__ = [
     "CANCELLED_NOTE",
     "CANCELLED_TAG",
+    "CUSTOM_SIZE",
     "DROP_HINT",
+    "HIDDEN_TAG",
     "INTERRUPTED_NOTE",
     "NO_SERVER_PATHS",
     "PRICE_UNAVAILABLE",
     "QUALITY_NAMES",
     "QUALITY_TOOLTIPS",
+    "STARRED_TAG",
+    "HistoryFilter",
     "Tally",
+    "aspect_frame",
+    "background_options",
     "banner",
     "cancel_done",
     "cannot_generate",
@@ -44,15 +51,21 @@ __all__ = [
     "cost_text",
     "counter",
     "describe_error",
+    "filter_summary",
     "fmt_credits",
+    "frame_size",
     "generate_code",
     "generate_label",
+    "hide_label",
     "history_title",
     "human_size",
+    "images_problem",
     "invalid_reference",
     "is_cancelled",
     "is_interrupted",
     "lost_upload_note",
+    "mask_caption",
+    "masks_allowed",
     "mode_text",
     "never_uploaded",
     "no_estimate",
@@ -60,6 +73,7 @@ __all__ = [
     "over_model_limit",
     "per_image",
     "preview_details",
+    "preview_options",
     "price",
     "price_warning",
     "problem",
@@ -74,13 +88,19 @@ __all__ = [
     "reference_problem",
     "refusal",
     "refused_references",
+    "resolution_options",
+    "resolution_tooltips",
     "run_meta",
     "short_id",
     "size_label",
     "size_options",
+    "size_tooltips",
+    "snapshot_html",
+    "star_label",
     "status_badge",
     "time_left",
     "title_html",
+    "toggled_tags",
     "too_many_references",
     "upload_label",
     "upload_tooltip",
@@ -100,8 +120,10 @@ _LOCAL_HINTS = {
     "upload_failed": "a reference image could not be uploaded; check it and retry",
     "connection_error": "the service could not be reached; check the network and retry",
     "unknown_outcome": "the service may have accepted it; imgkit.resume() checks again",
-    "download_failed": "the images could not be fetched; imgkit.resume() tries again",
-    "result_expired": "result links expire after 24 h; generate again",
+    "download_failed": "the service made and billed the images, but they could not be fetched; "
+                       "imgkit.resume() tries again",
+    "result_expired": "the service made and billed the images; result links expire after 24 h, "
+                      "and these expired before they were fetched",
 }
 
 #: The quality buttons' tooltips, in the order of a model's qualities (low, medium, high).
@@ -139,20 +161,147 @@ def human_size(size: int) -> str:
 # --- the form's choices ------------------------------------------------------------------
 
 
+#: The size choice that opens the custom ``WxH`` field (models with free sizes).
+CUSTOM_SIZE = "custom"
+
+
+def _shape(ratio: str) -> str:
+    a, _, b = ratio.partition(":")
+    if not (a.isdigit() and b.isdigit()):
+        return ratio
+    return "Square" if a == b else ("Portrait" if int(a) < int(b) else "Landscape")
+
+
 def size_options(profile: ModelProfile) -> list[tuple[str, str]]:
-    """The size dropdown's (label, value) pairs for a model: its pixel sizes by shape, or
-    its ratios (``Square 1:1``) when it names sizes by ratio."""
+    """The size buttons' (label, value) pairs for a model: its pixel sizes by shape
+    (``Square 1:1 · 1024x1024``); for a model that names sizes by ratio, the ratios as they
+    are (``16:9``; the shape and pixels are the tooltip, :func:`size_tooltips`), and
+    ``Custom WxH`` when it takes free sizes."""
     if profile.ratio_sizes:
         return [(size_label(pixels), pixels) for pixels in profile.ratio_sizes.values()]
-    options = []
-    for size in profile.sizes:
-        a, _, b = size.partition(":")
-        if a.isdigit() and b.isdigit():
-            shape = "Square" if a == b else ("Portrait" if int(a) < int(b) else "Landscape")
-            options.append((f"{shape} {size}", size))
-        else:
-            options.append((size, size))
+    options = [(size, size) for size in profile.sizes]
+    if profile.free_sizes:
+        options.append(("Custom W×H", CUSTOM_SIZE))
     return options
+
+
+def size_tooltips(profile: ModelProfile, resolution: str | None = None) -> list[str]:
+    """The size buttons' tooltips, in :func:`size_options`' order: the shape and the pixels
+    each choice gives at ``resolution`` (``Landscape · 2048x1152 at 2K``)."""
+    tips = []
+    for _, value in size_options(profile):
+        if value == "auto":
+            tips.append("the service picks the size for the prompt")
+        elif value == CUSTOM_SIZE:
+            tips.append(
+                f"your own width × height: multiples of {profile.wxh_multiple}, edges up to "
+                f"{profile.wxh_max_edge} px, at most {profile.wxh_max_aspect:g}:1"
+            )
+        elif ":" in value and not profile.ratio_sizes:
+            tier = (resolution or (profile.resolutions[0] if profile.resolutions else "1K")).upper()
+            pixels = pixel_size(profile.name, value, tier)
+            shown = f" · {pixels.replace('x', '×')} at {tier}" if pixels else f" at {tier}"
+            tips.append(f"{_shape(value)}{shown}")
+        else:
+            tips.append(size_label(value))
+    return tips
+
+
+#: A tier's rough picture size, for its tooltip.
+_TIER_WORDS = {"1K": "about 1 megapixel", "2K": "about 4 megapixels", "4K": "about 8 megapixels"}
+
+
+def resolution_options(profile: ModelProfile) -> list[tuple[str, str]]:
+    """The resolution tier buttons' (label, value) pairs (empty: the model has no tiers)."""
+    return [(tier, tier) for tier in profile.resolutions]
+
+
+def resolution_tooltips(profile: ModelProfile) -> list[str]:
+    """The tier buttons' tooltips: how large a picture each tier draws."""
+    return [f"{_TIER_WORDS.get(tier, tier)}; applies to ratio sizes" for tier in profile.resolutions]
+
+
+def _carried(profile: ModelProfile, kind: str, **option: Any) -> bool:
+    """Whether a provider of ``kind`` carries ``option`` for the model (the core's rule)."""
+    size = "1:1" if "1:1" in profile.sizes else profile.sizes[0]
+    try:
+        request = ImageRequest.build("-", model=profile.name, size=size, **option)
+    except ValidationError:
+        return False
+    return not request.unsupported_on(kind)
+
+
+def background_options(profile: ModelProfile, kind: str) -> list[tuple[str, str]]:
+    """The background buttons' (label, value) pairs where the model and the first provider
+    allow a background: ``default`` (not sent, value ``""``) and each value it carries;
+    empty when there is none to choose."""
+    carried = [b for b in profile.backgrounds if _carried(profile, kind, background=b)]
+    if not carried:
+        return []
+    order = {"opaque": 0, "transparent": 1, "auto": 2}
+    return [("default", ""), *((b, b) for b in sorted(carried, key=lambda b: order.get(b, 9)))]
+
+
+def preview_options(profile: ModelProfile, kind: str) -> list[tuple[str, int]]:
+    """The live-preview buttons' (label, value) pairs, when the first provider streams the
+    model's images (OpenAI-kind): ``off``, ``1``, ... up to the model's most; else empty."""
+    if profile.max_previews <= 0 or not _carried(profile, kind, previews=1):
+        return []
+    return [("off", 0), *((str(count), count) for count in range(1, profile.max_previews + 1))]
+
+
+def masks_allowed(profile: ModelProfile, kind: str) -> bool:
+    """Whether a mask can be sent for the model to a provider of ``kind``."""
+    if not profile.masks:
+        return False
+    if kind == "openai":
+        return profile.openai
+    return "mask" in profile.gateway_fields
+
+
+def mask_caption(name: str, size: int) -> str:
+    """The mask chip's caption: its name and size, and what a mask does."""
+    return (
+        f'<div style="font-size:85%;line-height:1.3"><b>{esc(name)}</b> · {human_size(size)}<br>'
+        '<span style="opacity:.75">transparent pixels are redrawn; the rest is kept</span></div>'
+    )
+
+
+def images_problem(n: object, max_n: int) -> str:
+    """What the images field says about its number ('' when it is allowed): ``1 to 10 images``."""
+    if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= max_n:
+        return ""
+    allowed = "1 image only for this model" if max_n <= 1 else f"1 to {max_n} images"
+    return problem(allowed)
+
+
+def frame_size(profile: ModelProfile, size: str, resolution: str | None = None) -> tuple[int, int] | None:
+    """The pixel width and height a size gives (None for ``auto`` or a size not understood)."""
+    if size == "auto":
+        return None
+    pixels = pixel_size(profile.name, size, resolution) if ":" in size else size
+    if pixels is None:
+        return None
+    w, _, h = pixels.lower().partition("x")
+    return (int(w), int(h)) if w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0 else None
+
+
+def aspect_frame(size: str, pixels: tuple[int, int] | None) -> str:
+    """The empty preview: a dashed frame in the shape of the chosen size (HTML)."""
+    if pixels is None:
+        ratio, text = "1 / 1", "auto · the service picks the size"
+    else:
+        w, h = pixels
+        ratio = f"{w} / {h}"
+        text = f"{esc(size) + ' · ' if ':' in size else ''}{w}×{h}"
+    # Wide frames fill the column; tall ones are capped so the frame stays in view.
+    return (
+        f'<div class="imgkit-aspect-frame" data-ratio="{ratio}" style="aspect-ratio:{ratio};'
+        "width:100%;max-width:min(100%, calc(420px * " + ratio.replace(" / ", "/") + "));"
+        'border:2px dashed #b0bec5;border-radius:6px;display:flex;align-items:center;'
+        'justify-content:center;color:#78909c;box-sizing:border-box;margin:6px 0">'
+        f'<span style="font-size:90%">{text}<br>Click Generate to see the preview</span></div>'
+    )
 
 
 #: Each quality in words for people; the price multiplier is the detail (the tooltip).
@@ -419,12 +568,22 @@ def confirm_again(seconds: float, credits: float | None, window: float) -> str:
 
 
 def generate_code(
-    prompt: str, *, model: str, size: str, quality: str, n: int, references: Iterable[ReferenceImage] = ()
+    prompt: str,
+    *,
+    model: str,
+    size: str,
+    quality: str,
+    n: int,
+    references: Iterable[ReferenceImage] = (),
+    options: Mapping[str, Any] | None = None,
+    mask: ReferenceImage | None = None,
 ) -> str:
     """The ``imgkit.generate(...)`` call equal to the form, ready to paste into a cell.
 
     A reference is written as its URL or local path; an uploaded one (bytes only in this
-    kernel) is named in a comment, since its bytes cannot be pasted.
+    kernel) is named in a comment, since its bytes cannot be pasted. ``options`` are the
+    model's further fields the form sets (``resolution``, ``background``, ``previews``), and
+    ``mask`` the mask, written the same way as a reference.
     """
     sources: list[str] = []
     uploaded: list[str] = []
@@ -437,8 +596,16 @@ def generate_code(
             uploaded.append(ref.name or "image")
     lines = ["import imgkit", "", "result = imgkit.generate(", f"    {prompt!r},", f"    model={model!r},"]
     lines += [f"    size={size!r},", f"    quality={quality!r},", f"    n={n!r},"]
+    for name, value in (options or {}).items():
+        if value is not None:
+            lines.append(f"    {name}={value!r},")
     if sources:
         lines.append("    images=[" + ", ".join(repr(src) for src in sources) + "],")
+    if mask is not None:
+        if mask.url is not None or mask.path is not None:
+            lines.append(f"    mask={(mask.url or str(mask.path))!r},")
+        else:
+            uploaded.append(f"{mask.name or 'mask'} (the mask)")
     if uploaded:
         names = ", ".join(uploaded)
         lines.append(f"    # uploaded in the studio, not in this call (save them and add their paths): {names}")
@@ -470,9 +637,10 @@ def banner(
     balance: Balance | None = None,
     balance_note: str = "",
     remaining: float | None = None,
+    team_budget: bool = False,
 ) -> str:
     """Sandbox or live (with the key's last characters only), model, price sheet, the
-    service's balance and the budget left."""
+    service's balance and the budget left (the whole team's, for a team budget)."""
     if sandbox:
         badge = f'<b style="background:{ORANGE};color:white;padding:1px 6px;border-radius:3px">SANDBOX</b>'
         where = "placeholder images, no key, nothing is charged"
@@ -489,11 +657,12 @@ def banner(
             "balance <b>unlimited</b>"
             if balance.unlimited
             else f'balance <b class="imgkit-balance">{fmt_credits(balance.remaining_credits)} credits</b>'
+            f' <span style="opacity:.7">({esc(balance.limit_note)})</span>'
         )
     elif balance_note:
         parts.append(f'<span style="opacity:.7">{esc(balance_note)}</span>')
     if remaining is not None:
-        parts.append(f"budget <b>{fmt_credits(remaining)} credits</b> left")
+        parts.append(f"{'team budget' if team_budget else 'budget'} <b>{fmt_credits(remaining)} credits</b> left")
     return '<div style="padding:4px 8px;background:#f5f5f5;border-radius:4px">' + " · ".join(parts) + "</div>"
 
 
@@ -558,6 +727,65 @@ class Tally:
 def counter(tally: Tally) -> str:
     """The History panel's tally, as HTML."""
     return f'<span class="imgkit-counts" style="font-weight:600">{tally.text}</span>'
+
+
+#: The tags the History panel's star and hide buttons set (kept in the ledger with the run).
+STARRED_TAG = "starred"
+HIDDEN_TAG = "hidden"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """Which runs the History panel lists.
+
+    Attributes:
+        text: words that must all appear in the prompt (case-insensitive; '' lists all).
+        starred_only: only runs tagged :data:`STARRED_TAG`.
+        show_hidden: also runs tagged :data:`HIDDEN_TAG` (left out by default).
+    """
+
+    text: str = ""
+    starred_only: bool = False
+    show_hidden: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether it leaves anything out besides hidden runs."""
+        return bool(self.text.strip()) or self.starred_only
+
+    def keep(self, record: RunRecord) -> bool:
+        """Whether ``record`` is listed."""
+        if HIDDEN_TAG in record.tags and not self.show_hidden:
+            return False
+        if self.starred_only and STARRED_TAG not in record.tags:
+            return False
+        prompt = record.prompt.casefold()
+        return all(word in prompt for word in self.text.casefold().split())
+
+
+def toggled_tags(tags: Iterable[str], tag: str, on: bool) -> tuple[str, ...]:
+    """``tags`` with ``tag`` added (``on``) or removed, keeping their order."""
+    kept = tuple(t for t in tags if t != tag)
+    return (*kept, tag) if on else kept
+
+
+def star_label(starred: bool) -> str:
+    """The star button's text: a filled star on a starred run."""
+    return "★" if starred else "☆"
+
+
+def hide_label(hidden: bool) -> str:
+    return "Unhide" if hidden else "Hide"
+
+
+def filter_summary(shown: int, total: int, flt: HistoryFilter, hidden: int) -> str:
+    """``3 of 12 runs match`` under an active filter; what hiding left out otherwise ('' when nothing)."""
+    parts = []
+    if flt.active:
+        parts.append(f"{shown} of {total} run{'s' if total != 1 else ''} match")
+    if hidden and not flt.show_hidden:
+        parts.append(f"{hidden} hidden")
+    return f'<span class="imgkit-filter-summary" style="opacity:.75">{" · ".join(parts)}</span>' if parts else ""
 
 
 def history_title(limit: int) -> str:
@@ -761,3 +989,51 @@ def preview_details(record: RunRecord) -> str:
     if latency:
         details += f" · latency {latency}"
     return details + "<br>"
+
+
+# --- the static snapshot -----------------------------------------------------------------
+
+
+def snapshot_html(
+    records: Sequence[RunRecord], images: Sequence[tuple[str, str]], *, tz: dt.tzinfo | None = None
+) -> str:
+    """What a saved notebook shows where the live studio cannot load (no kernel, a static
+    viewer): the last images and a table of the last runs (HTML, no script).
+
+    Args:
+        records: the runs for the table, newest first.
+        images: (``data:`` URI of a small JPEG, caption) of the last images, newest first.
+        tz: the time zone of the table's times (local when None; tests inject one).
+    """
+    tiles = "".join(
+        f'<figure style="margin:0 8px 8px 0;display:inline-block;vertical-align:top">'
+        f'<img class="imgkit-snapshot-image" src="{esc(uri)}" alt="{esc(caption)}" '
+        'style="max-width:160px;max-height:160px;border-radius:4px;display:block">'
+        f'<figcaption style="font-size:80%;opacity:.75;max-width:160px;overflow:hidden;'
+        f'text-overflow:ellipsis;white-space:nowrap">{esc(caption)}</figcaption></figure>'
+        for uri, caption in images
+    )
+    cell = 'style="padding:2px 8px;text-align:left;border-bottom:1px solid #e0e0e0"'
+    head = "".join(f"<th {cell}>{name}</th>" for name in ("time", "run", "prompt", "settings", "status", "cost"))
+    rows = []
+    for record in records:
+        prompt = record.prompt if len(record.prompt) <= 80 else record.prompt[:77] + "…"
+        star = "★ " if STARRED_TAG in record.tags else ""
+        settings = f"{record.model} · {record.quality} · {size_label(record.size)} · n={record.n}"
+        values = (
+            clock_time(record.created_at, tz=tz), f"<code>{esc(short_id(record.run_id))}</code>",
+            star + esc(prompt), esc(settings), esc(record.status), esc(cost_text(record)),
+        )
+        rows.append("<tr>" + "".join(f"<td {cell}>{v}</td>" for v in values) + "</tr>")
+    table = (
+        f'<table class="imgkit-snapshot-history" style="border-collapse:collapse;font-size:85%">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<p style="opacity:.7">No runs yet.</p>'
+    )
+    return (
+        '<div class="imgkit-snapshot" style="border:1px solid #e0e0e0;border-radius:6px;padding:8px">'
+        "<b>imgkit studio</b> · static snapshot: the live form needs a running kernel "
+        "(run this cell again to use it)."
+        f'<div style="margin-top:6px">{tiles}</div>{table}</div>'
+    )

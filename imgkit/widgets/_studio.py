@@ -50,7 +50,6 @@ from imgkit.errors import ConfigError, ImgkitError, ValidationError
 from imgkit.pricing import Estimate, Sheet, get_sheet
 from imgkit.providers.base import Balance
 from imgkit.request import (
-    DEFAULT_MODEL,
     MB,
     MODELS,
     ImageRequest,
@@ -58,6 +57,7 @@ from imgkit.request import (
     ModelProfile,
     ReferenceImage,
     RunRecord,
+    check_tags,
     normalize_size,
 )
 from imgkit.results import GenerationResult
@@ -116,9 +116,9 @@ class StudioApp(Studio):
         session: Session | None = None,
         *,
         prompt: str = SAMPLE_PROMPT,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         size: str = "1:1",
-        quality: str = "medium",
+        quality: str | None = None,
         n: int = 1,
         images: Iterable[Any] = (),
         warn_credits: float = 20.0,
@@ -127,10 +127,33 @@ class StudioApp(Studio):
         confirm_within: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
         local_paths: bool = True,
+        resolution: str | None = None,
+        background: str | None = None,
+        previews: int = 0,
+        page_budget: float | None = None,
     ) -> None:
         # Bad arguments fail here, with the core's message, not as a half-drawn form.
-        checked = ImageRequest.build(prompt or "-", model=model, size=size, quality=quality, n=n)
+        # The session's default model (configure(model=...), $IMGKIT_MODEL) and its default tier.
+        model = model if model is not None else (session or get_session()).model
+        tier = {} if quality is None else {"quality": quality}
+        checked = ImageRequest.build(
+            prompt or "-", model=model, size=size, n=n, resolution=resolution,
+            background=background, previews=previews or None, **tier,
+        )
+        if page_budget is not None and (
+            isinstance(page_budget, bool) or not isinstance(page_budget, int | float) or page_budget < 0
+        ):
+            raise ValidationError("page_budget", page_budget, "a number of credits >= 0, or None for no cap")
         self._session = session
+        # What this form (one page, one kernel) may spend, counted at each run's estimate.
+        self.page_budget = None if page_budget is None else float(page_budget)
+        self._page_spent = 0.0
+        self._mask: ReferenceImage | None = None
+        self._kind = "gateway"
+        self.filter = present.HistoryFilter()
+        self._window = (0, 0)
+        #: Partial images shown in the preview so far (streamed runs, ``previews``).
+        self.previews_received = 0
         self.warn_credits = warn_credits
         self.history_limit = history
         self.updates_per_second = updates_per_second
@@ -175,7 +198,7 @@ class StudioApp(Studio):
             n=checked.n,
             max_n=profile.max_n,
             history_title=present.history_title(history),
-            data_dir=lambda: self.session.data_dir,
+            data_dir=lambda: self.session.images_dir,
             reference_placeholder=present.reference_placeholder(local_paths),
         )
         # The widgets a user or a test drives, by their names on the form.
@@ -184,6 +207,10 @@ class StudioApp(Studio):
         self.banner = ui.banner
         self.prompt, self.prompt_count = ui.prompt, ui.prompt_count
         self.model, self.size, self.quality, self.n = ui.model, ui.size, ui.quality, ui.n
+        self.n_note, self.custom_size = ui.n_note, ui.custom_size
+        self.resolution, self.background, self.previews = ui.resolution, ui.background, ui.previews
+        self.mask_upload, self.mask_message = ui.mask_upload, ui.mask_message
+        self.filter_text, self.starred_only, self.show_hidden = ui.filter_text, ui.starred_only, ui.show_hidden
         self.upload, self.reference_field = ui.upload, ui.reference_field
         self.reference_add, self.reference_clear = ui.reference_add, ui.reference_clear
         self.references, self.reference_message = ui.references, ui.reference_message
@@ -196,6 +223,13 @@ class StudioApp(Studio):
 
         # "Use as reference" on a result: the store's file, by its path in the kernel.
         self.preview.gallery.on_use = self.log.capture()(lambda path: self.add_references(path))
+        self._render_model_controls(profile)
+        if ":" in checked.size and checked.resolution is not None:
+            self.resolution.value = checked.resolution
+        if checked.background is not None and checked.background in [v for _, v in self.background.options]:
+            self.background.value = checked.background
+        if checked.previews and checked.previews in [v for _, v in self.previews.options]:
+            self.previews.value = checked.previews
         self._wire()
         self._render_reference_note()
         if images:
@@ -218,6 +252,14 @@ class StudioApp(Studio):
         self.size.observe(capture(self._on_field), names="value")
         self.quality.observe(capture(self._on_field), names="value")
         self.n.observe(capture(self._on_field), names="value")
+        self.custom_size.observe(capture(self._on_field), names="value")
+        self.resolution.observe(capture(self._on_field), names="value")
+        self.background.observe(capture(self._on_field), names="value")
+        self.previews.observe(capture(self._on_field), names="value")
+        self.mask_upload.observe(capture(self._on_mask_upload), names="value")
+        self.filter_text.observe(capture(lambda _: self.refresh_history()), names="value")
+        self.starred_only.observe(capture(lambda _: self.refresh_history()), names="value")
+        self.show_hidden.observe(capture(lambda _: self.refresh_history()), names="value")
         self.model.observe(capture(self._on_model), names="value")
         self.upload.observe(capture(self._on_upload), names="value")
         self.reference_field.observe(capture(self._on_reference_field), names="value")
@@ -255,22 +297,51 @@ class StudioApp(Studio):
     def reference_images(self) -> tuple[ReferenceImage, ...]:
         return tuple(self._refs)
 
+    @property
+    def size_value(self) -> str:
+        """The size the form asks for: the chosen button, or the custom ``WxH`` typed."""
+        if self.size.value == present.CUSTOM_SIZE:
+            return str(self.custom_size.value).strip().lower().replace("×", "x").replace(" ", "")
+        return str(self.size.value)
+
+    def options(self) -> dict[str, Any]:
+        """The model's further fields the form sets (``resolution`` for a ratio size,
+        ``background``, ``previews``), only those the form shows and sets."""
+        out: dict[str, Any] = {}
+        if self.ui.resolution_row.layout.display != "none" and ":" in self.size_value and self.resolution.value:
+            out["resolution"] = self.resolution.value
+        if self.ui.background_row.layout.display != "none" and self.background.value:
+            out["background"] = self.background.value
+        if self.ui.previews_row.layout.display != "none" and self.previews.value:
+            out["previews"] = self.previews.value
+        return out
+
+    @property
+    def mask(self) -> ReferenceImage | None:
+        """The mask the form sends (only with references, where the model takes one)."""
+        return self._mask if self._refs and self.ui.mask_row.layout.display != "none" else None
+
     def params(self) -> dict[str, Any]:
         """The form as :meth:`Session.agenerate` keyword arguments (plus ``prompt``)."""
-        return {
+        params: dict[str, Any] = {
             "prompt": self.prompt.value,
             "model": self.model.value,
-            "size": self.size.value,
+            "size": self.size_value,
             "quality": self.quality.value,
             "n": self.n.value,
             "images": tuple(self._refs),
+            **self.options(),
         }
+        if self.mask is not None:
+            params["mask"] = self.mask
+        return params
 
     def code(self) -> str:
         """The ``imgkit.generate(...)`` call equal to the form (what **Show code** shows)."""
         p = self.params()
         return present.generate_code(
-            p["prompt"], model=p["model"], size=p["size"], quality=p["quality"], n=p["n"], references=p["images"]
+            p["prompt"], model=p["model"], size=p["size"], quality=p["quality"], n=p["n"], references=p["images"],
+            options=self.options(), mask=p.get("mask"),
         )
 
     def request(self) -> ImageRequest:
@@ -297,6 +368,11 @@ class StudioApp(Studio):
         except ValidationError:
             p = self.params()
             del p["prompt"]
+            if p.get("mask") is not None:
+                try:  # a mask that does not fit does not change the price either
+                    return ImageRequest.build("-", **p)
+                except ValidationError:
+                    del p["mask"]
             return ImageRequest.build("-", **p)
 
     def _quote(self, request: ImageRequest) -> Estimate | ImgkitError:
@@ -359,12 +435,73 @@ class StudioApp(Studio):
                 break
             self.size.options = options
             values = [v for _, v in options]
+            if wanted not in values and wanted is not None and "x" in wanted and present.CUSTOM_SIZE in values:
+                self.custom_size.value, wanted = wanted, present.CUSTOM_SIZE
             self.size.value = wanted if wanted in values else values[0]
-            self.n.max = max(profile.max_n, 1)
+            self.ui.max_n = max(profile.max_n, 1)
+            if profile.max_n <= 1:
+                self.n.value = 1
             self.n.disabled = profile.max_n <= 1
+            self._render_model_controls(profile)
             if len(self._refs) > profile.max_images:
                 self.reference_message.value = present.problem(present.over_model_limit(profile, len(self._refs)))
             self._render_reference_note()
+
+    def provider_kind(self) -> str:
+        """The kind of provider (``gateway`` or ``openai``) a plain run of the form's model
+        goes to first: what decides the background values, previews and masks offered."""
+        try:
+            request = ImageRequest.build("-", model=self.model.value, size=self._plain_size())
+            chosen = self.session.router.plan(request).chosen
+        except ImgkitError:
+            return "gateway"
+        return str(chosen.endpoint.kind) if chosen is not None else "gateway"
+
+    def _plain_size(self) -> str:
+        sizes = self.profile.sizes
+        return "1:1" if "1:1" in sizes else sizes[0]
+
+    def _render_model_controls(self, profile: ModelProfile) -> None:
+        """Show the controls the model (on the first provider) has, with their choices."""
+        kind = self._kind = self.provider_kind()
+        ui = self.ui
+        if profile.ratio_sizes:
+            self.size.remove_class("imgkit-ratios")
+        else:
+            self.size.add_class("imgkit-ratios")
+        tiers = present.resolution_options(profile)
+        self._set_choices(self.resolution, ui.resolution_row, tiers, present.resolution_tooltips(profile))
+        self._set_choices(self.background, ui.background_row, present.background_options(profile, kind))
+        self._set_choices(self.previews, ui.previews_row, present.preview_options(profile, kind))
+        ui.mask_row.layout.display = None if present.masks_allowed(profile, kind) and self._refs else "none"
+        self._render_size_extras()
+
+    @staticmethod
+    def _set_choices(
+        toggles: Any, row: Any, options: list[tuple[str, Any]], tooltips: list[str] | None = None
+    ) -> None:
+        """New choices for a row of buttons, keeping the value where it still exists; the row
+        is hidden when there is nothing to choose."""
+        current = toggles.value
+        if list(toggles.options) != options:
+            values = [v for _, v in options]
+            toggles.options = options
+            if options:
+                toggles.value = current if current in values else values[0]
+        if tooltips is not None:
+            toggles.tooltips = tooltips
+        row.layout.display = None if options else "none"
+
+    def _render_size_extras(self) -> None:
+        """The custom size field, the tier buttons (ratio sizes only) and the size tooltips."""
+        custom = self.size.value == present.CUSTOM_SIZE
+        self.ui.custom_size_row.layout.display = None if custom else "none"
+        ratio = ":" in self.size_value
+        self.resolution.disabled = not ratio
+        tier = self.resolution.value if ratio and self.resolution.options else None
+        tips = present.size_tooltips(self.profile, tier)
+        if list(self.size.tooltips) != tips:
+            self.size.tooltips = tips
 
     def _refresh(self, *, quote: bool = True) -> None:
         """Re-render what depends on the fields: counter, mode, validation, and (with
@@ -375,6 +512,15 @@ class StudioApp(Studio):
         count = len(self._refs)
         self.mode.value = present.mode_text(ImageRequest(prompt="", images=tuple(self._refs)).mode, count)
         self.reference_clear.layout.display = None if count else "none"
+        self._render_size_extras()
+        masks = present.masks_allowed(self.profile, self._kind) and bool(count)
+        self.ui.mask_row.layout.display = None if masks else "none"
+        self.n_note.value = present.images_problem(self.n.value, self.ui.max_n)
+        self.preview.set_frame(
+            present.aspect_frame(
+                self.size_value, present.frame_size(self.profile, self.size_value, self.options().get("resolution"))
+            )
+        )
         self.ui.code.value = present.code_block(self.code())
         try:
             self.request()
@@ -422,6 +568,7 @@ class StudioApp(Studio):
             balance=self._balance,
             balance_note=self._balance_note,
             remaining=remaining,
+            team_budget=getattr(s.budget, "scope", None) == "team",
         )
         if value != self.banner.value:
             self.banner.value = value
@@ -444,7 +591,7 @@ class StudioApp(Studio):
         loop = running_loop()
         if loop is None:
             try:
-                self._set_balance(self.session.balance(), "")
+                self._set_balance(self.session.balance(source="studio"), "")
             except ImgkitError as exc:
                 self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
             return None
@@ -454,7 +601,7 @@ class StudioApp(Studio):
 
     async def _fetch_balance(self) -> None:
         try:
-            balance = await self.session.abalance()
+            balance = await self.session.abalance(source="studio")
         except ImgkitError as exc:
             self._set_balance(None, f"balance unavailable ({type(exc).__name__})")
         else:
@@ -521,6 +668,63 @@ class StudioApp(Studio):
         self.reference_message.value = ""
         self._render_references()
         self._refresh()
+
+    # --- the mask ----------------------------------------------------------------------
+
+    def set_mask(self, value: Any, name: str | None = None) -> str:
+        """Use ``value`` (a path, URL, bytes or PIL image) as the edit's mask.
+
+        It is checked as the run will be (a PNG with an alpha channel, the first reference
+        image's pixel size; only with references), and refused in :attr:`mask_message`.
+
+        Returns:
+            Why it was refused ('' when it is set).
+        """
+        if isinstance(value, bytearray | memoryview):
+            value = bytes(value)
+        try:
+            checked = ImageRequest.build(
+                "-", model=self.model.value, size=self._plain_size(), images=tuple(self._refs), mask=value
+            ).mask
+        except ValidationError as exc:
+            text = present.cannot_generate(exc)
+            self.mask_message.value = present.problem(text)
+            return text
+        assert checked is not None
+        mask = dataclasses.replace(checked, name=name) if name else checked
+        self._mask = mask
+        self.mask_message.value = ""
+        self._render_mask()
+        self._refresh()
+        return ""
+
+    def clear_mask(self) -> None:
+        """Send no mask."""
+        self._mask = None
+        self.mask_message.value = ""
+        self._render_mask()
+        self._refresh()
+
+    def _render_mask(self) -> None:
+        mask = self._mask
+        if mask is None:
+            self.ui.mask_chip.children = ()
+            self.mask_upload.label = "Add mask"
+            return
+        chip, remove = reference_chip(
+            _thumbnail(mask), present.mask_caption(mask.name or "mask", mask.size_bytes or 0), "remove the mask"
+        )
+        remove.on_click(self.log.capture()(lambda _: self.clear_mask()))
+        self.ui.mask_chip.children = (chip,)
+        self.mask_upload.label = "Replace mask"
+
+    def _on_mask_upload(self, change: dict[str, Any]) -> None:
+        files = change["new"]
+        if not files:
+            return
+        first = files[0]
+        self.set_mask(first["content"], name=first["name"])
+        self.mask_upload.value = ()
 
     def _render_references(self) -> None:
         chips = []
@@ -752,12 +956,21 @@ class StudioApp(Studio):
             if record.model in MODELS:
                 self.model.value = record.model
             values = [v for _, v in self.size.options]
-            if record.size not in values:
+            if record.size in values:
+                self.size.value = record.size
+            elif "x" in record.size and present.CUSTOM_SIZE in values:
+                self.custom_size.value = record.size
+                self.size.value = present.CUSTOM_SIZE
+            else:
                 self.size.options = [*self.size.options, (present.size_label(record.size), record.size)]
-            self.size.value = record.size
+                self.size.value = record.size
             if record.quality in self.profile.qualities:
                 self.quality.value = record.quality
-            self.n.value = min(record.n, self.n.max)
+            self.n.value = min(record.n, self.ui.max_n)
+            for toggles, value in ((self.resolution, record.resolution), (self.background, record.background or "")):
+                if value in [v for _, v in toggles.options]:
+                    toggles.value = value
+            self.clear_mask()
             self.prompt.value = record.prompt
             self._refs.clear()
             urls = [r for r in record.reference_images if r.lower().startswith(("http://", "https://"))]
@@ -809,10 +1022,12 @@ class StudioApp(Studio):
     def _new_card(self, title: str = "") -> RunCard:
         capture = self.log.capture()
         return RunCard(
-            self.session.data_dir,
+            self.session.images_dir,
             on_show=capture(self._show),
             on_use=capture(self.use),
             on_rerun=capture(self.rerun),
+            on_star=capture(lambda record: self.star(record.run_id)),
+            on_hide=capture(lambda record: self.hide(record.run_id)),
             title=title,
         )
 
@@ -828,6 +1043,9 @@ class StudioApp(Studio):
         throttle = self._throttle
 
         def on_event(event: JobEvent) -> None:
+            if event.preview is not None:
+                # At most a few per image: each partial image is shown as it comes.
+                self.log.capture()(self._on_partial)(card, event)
             throttle(event, lambda e: self._on_event(card, e))
 
         prompt = params.pop("prompt")
@@ -877,6 +1095,15 @@ class StudioApp(Studio):
             # A budget counts a run from its admission: what is left changed.
             self._render_money()
 
+    def _on_partial(self, card: RunCard, event: JobEvent) -> None:
+        """A streamed run's partial image: into the preview while it shows that run."""
+        if card is not self._latest or event.preview is None:
+            return
+        if event.record is not None and card.run_id is None:
+            self._on_event(card, event)
+        self.previews_received += 1
+        self.preview.show_partial(event.preview, f"{event.run_id}-partial-{self.previews_received}")
+
     def _finished(self, card: RunCard, record: RunRecord) -> None:
         if card.run_id is None:
             self._on_event(card, JobEvent(record.run_id, record.status, record.progress, "", record))
@@ -904,9 +1131,48 @@ class StudioApp(Studio):
         return self.session.engine.in_flight | own
 
     def history_records(self) -> list[RunRecord]:
-        """The runs the History panel shows: the ledger's newest, at most ``history``."""
+        """The runs the History panel shows: the ledger's newest that pass the filter (text
+        over the prompt, starred only, hidden ones left out unless shown), at most ``history``.
+        The filter looks ten panels' worth back (at least 200 runs); the ledger keeps them all."""
         room = max(0, self.history_limit - len(self._starting))
-        return self.session.ledger.records(limit=room, newest_first=True) if room else []
+        flt = self._current_filter()
+        window = self.session.ledger.records(limit=max(self.history_limit * 10, 200), newest_first=True)
+        hidden = sum(present.HIDDEN_TAG in r.tags for r in window)
+        self._window = (len(window) - (0 if flt.show_hidden else hidden), hidden)
+        return [r for r in window if flt.keep(r)][:room] if room else []
+
+    def _current_filter(self) -> present.HistoryFilter:
+        self.filter = present.HistoryFilter(
+            text=self.filter_text.value, starred_only=self.starred_only.value, show_hidden=self.show_hidden.value
+        )
+        return self.filter
+
+    def _tag(self, run_id: str, tag: str, on: bool | None) -> RunRecord:
+        """Add or remove (``on``; None toggles) a tag on a finished run, in the ledger."""
+        record = self.session.ledger.get(run_id)
+        if record is None:
+            raise ValueError(f"no run {run_id!r} in the ledger")
+        if run_id in self._in_flight():
+            # The engine writes this run's record as it goes, and would drop the tag.
+            self.message.value = present.problem("Wait until the run finishes to star or hide it")
+            return record
+        wanted = (tag not in record.tags) if on is None else on
+        tags = check_tags(present.toggled_tags(record.tags, tag, wanted))
+        if tags != record.tags:
+            record = record.replace(tags=tags)
+            self.session.ledger.save(record)
+        self.refresh_history()
+        return record
+
+    def star(self, run_id: str, on: bool | None = None) -> RunRecord:
+        """Star a run (``on=False`` un-stars; None toggles): the tag ``starred`` in the
+        ledger, so it survives a restart and ``imgkit.runs()`` sees it."""
+        return self._tag(run_id, present.STARRED_TAG, on)
+
+    def hide(self, run_id: str, on: bool | None = None) -> RunRecord:
+        """Hide a run from the History panel (``on=False`` shows it again; None toggles):
+        the tag ``hidden`` in the ledger. The run stays in the ledger and its reports."""
+        return self._tag(run_id, present.HIDDEN_TAG, on)
 
     def counts(self) -> dict[str, int]:
         """Counts of the History panel's entries by state (running, completed, failed, ...)."""
@@ -939,11 +1205,18 @@ class StudioApp(Studio):
             each.set_shown(each is self._latest)
         tally = self._tally(records, in_flight)
         self.counter.value = present.counter(tally)
+        self._render_filter_summary(len(records))
         following_here = any(not t.done() for t in self._runs)
         self.resume_button.description = f"Resume {tally.interrupted}"
         self.resume_button.layout.display = None if tally.interrupted else "none"
         # aresume() follows every unfinished run; not while ours are in flight (no double polling).
         self.resume_button.disabled = following_here
+
+    def _render_filter_summary(self, shown: int) -> None:
+        total, hidden = self._window
+        value = present.filter_summary(shown, total, self.filter, hidden)
+        if value != self.ui.filter_summary.value:
+            self.ui.filter_summary.value = value
 
     def resume(self) -> asyncio.Task[list[GenerationResult]] | None:
         """Finish the runs an earlier kernel left unfinished (``imgkit.resume()`` with cards).
