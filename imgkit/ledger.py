@@ -1087,6 +1087,12 @@ class Ledger:
         f"'{rule.basis}'" for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate")
     )
 
+    #: The condition of the first cost rule (a charge the service reported), which needs no
+    #: CASE over the others: the runs :meth:`cost_sums` counts as ``reported_runs``.
+    REPORTED_SQL: ClassVar[str] = " AND ".join(f"{name} IS NOT NULL" for name in RULES[0].present)
+    #: What that rule counts (summed as ``reported_credits``).
+    REPORTED_AMOUNT_SQL: ClassVar[str] = RULES[0].spent[0]
+
     #: Run columns :meth:`cost_sums` can group by beyond :data:`COST_KEYS` (``extra_keys``);
     #: they are not in the report index, so a sum over them reads the rows.
     COST_EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("resolution", "user", "project")
@@ -1163,8 +1169,8 @@ class Ledger:
             f"SELECT {group}, COUNT(*), TOTAL(n_images), TOTAL(status = 'completed'), TOTAL(status = 'failed'), "
             f"TOTAL(status = 'unknown'), TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), "
             f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
-            f"MIN(created_at), MAX(created_at), TOTAL(credits_charged), "
-            f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({sql_basis()} = 'charged'), "
+            f"MIN(created_at), MAX(created_at), TOTAL({self.REPORTED_AMOUNT_SQL}), "
+            f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({self.REPORTED_SQL}), "
             f"TOTAL({sql_basis()} IN ({self.HELD_SQL})) FROM {source} GROUP BY {group}"
         )
         possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()

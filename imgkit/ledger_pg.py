@@ -827,8 +827,8 @@ class PostgresLedger:
             "COUNT(*)", total("n_images"), total(flag("status = 'completed'")), total(flag("status = 'failed'")),
             total(flag("status = 'unknown'")), total("est_credits"), total("est_usd"), total("est_cny"),
             total(spent), total(flag(f"{basis} = 'estimate'")), total(flag(f"{spent} > 0")),
-            "MIN(created_at)", "MAX(created_at)", total("credits_charged"),
-            total(f"CASE WHEN {basis} = 'estimate' THEN est_credits END"), total(flag(f"{basis} = 'charged'")),
+            "MIN(created_at)", "MAX(created_at)", total(Ledger.REPORTED_AMOUNT_SQL),
+            total(f"CASE WHEN {basis} = 'estimate' THEN est_credits END"), total(flag(Ledger.REPORTED_SQL)),
             total(flag(f"{basis} IN ({Ledger.HELD_SQL})")),
         ]
         main = f"SELECT {group}, {', '.join(sums)} FROM {source} GROUP BY {group}"

@@ -476,3 +476,15 @@ def test_a_report_for_one_person_or_project(bill: CostReport, data_dir: Path) ->
     assert both.totals.runs == int(df["user"].isin(["ana", "bo"]).sum())
     with pytest.raises(ValidationError, match="user"):
         report(user=[3])
+
+
+def test_the_ledger_sums_the_parts_by_the_cost_rules() -> None:
+    """The ledger counts reported charges by the first cost rule alone (no CASE over the
+    others) and held amounts by the rules that count what the service reserved: true only
+    while the first rule is the unconditional 'charged' one."""
+    from imgkit.costs import RULES
+
+    first = RULES[0]
+    assert (first.basis, first.statuses, first.absent) == ("charged", None, ())
+    assert Ledger.REPORTED_SQL == "credits_charged IS NOT NULL" and Ledger.REPORTED_AMOUNT_SQL == "credits_charged"
+    assert "'reserved'" in Ledger.HELD_SQL and "'estimate'" not in Ledger.HELD_SQL
