@@ -924,11 +924,17 @@ def fx_text(sheet: Sheet) -> str:
 
     Example:
         >>> fx_text(get_sheet("evolink-formula-2026-11"))
-        '10 credits per CNY (the sheet's own); USD at 7.1 CNY per USD (approximate; ...)'
+        "10 credits per CNY (the sheet's own); USD at 7.1 CNY per USD (approximate, shipped rate of 2026-11-24)"
     """
     own = sheet_currency(sheet)
     per = sheet.credits_per_cny if own == "CNY" else sheet.credits_per_usd
     other = "USD" if own == "CNY" else "CNY"
     own_rate = sheet.cny_per_usd
-    cross = str(fx_rate()) if own_rate is None else f"{own_rate:g} CNY per USD (the sheet's own)"
+    if own_rate is None:
+        rate = fx_rate()
+        whose = "approximate" if rate.approximate else "as given"
+        origin = "set" if rate.user_set else "shipped"
+        cross = f"{rate.cny_per_usd:g} CNY per USD ({whose}, {origin} rate of {rate.date})"
+    else:
+        cross = f"{own_rate:g} CNY per USD (the sheet's own)"
     return f"{per:g} credits per {own} (the sheet's own); {other} at {cross}"

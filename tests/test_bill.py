@@ -318,6 +318,7 @@ def test_every_report_states_the_rate_its_date_and_whose_it_is(bill: CostReport)
     rates = dict(zip(bill.sheets["sheet"], bill.sheets["rate"], strict=True))
     assert rates[FORMULA].startswith("10 credits per CNY (the sheet's own); USD at 7.1 CNY per USD (approximate")
     assert rates[TABLE].startswith("72 credits per USD (the sheet's own); CNY at 7.1 CNY per USD (approximate")
+    assert rates[TABLE].endswith("(approximate, shipped rate of 2026-11-24)")
     assert "dated 2026-11-24" in bill.to_markdown() and "the sheet's own" in bill.to_markdown()
     assert "dated 2026-11-24" in bill.to_html() and "the sheet&#x27;s own" in bill.to_html()
 
@@ -348,6 +349,8 @@ def test_configure_fx_changes_every_conversion_and_is_stated(data_dir: Path) -> 
     note = next(n for n in after.notes if n.startswith("Exchange rate"))
     assert "7.25 CNY per USD (as given; set with imgkit.configure(fx=...), dated 2026-12-01)" in note
     assert "the bank's rate of the day" in note
+    rates = dict(zip(after.sheets["sheet"], after.sheets["rate"], strict=True))
+    assert rates[TABLE].endswith("CNY at 7.25 CNY per USD (as given, set rate of 2026-12-01)")
     # estimates follow the same rate
     assert estimate(quality="medium", size="1:1").cny == pytest.approx(round(0.0336 * 7.25, 4))
 
