@@ -27,6 +27,7 @@ from imgkit.pricing import estimate, fx_rate, get_sheet, register_price_sheet, s
 from imgkit.reports import CostReport, _pdf, _text, report
 from imgkit.request import RunRecord
 
+from .pg import Backend
 from .test_plots import FORMULA, TABLE, _run, ledger_frame, sample_runs
 
 GPT2 = "evolink-gpt-image-2-tokens-2026-12"
@@ -65,13 +66,22 @@ def _bill_runs() -> list[RunRecord]:
 
 
 @pytest.fixture
-def bill(data_dir: Path) -> CostReport:
-    ledger = Ledger(data_dir / "ledger.sqlite3")
+def bill(data_dir: Path, backend: Backend) -> CostReport:
+    """The report over the ledger of 48 runs: a SQLite file, or a team's PostgreSQL database."""
+    ledger = backend.open()
     try:
         ledger.save_many(_bill_runs())
     finally:
         ledger.close()
     return report(group_by=("day", "quality", ("user", "project", "model")), currency="USD")
+
+
+def _runs_of(backend: Backend) -> pd.DataFrame:
+    ledger = backend.open()
+    try:
+        return ledger.to_dataframe()  # type: ignore[attr-defined, no-any-return]
+    finally:
+        ledger.close()  # type: ignore[attr-defined]
 
 
 # --- reading numbers back ------------------------------------------------------------------
@@ -414,7 +424,7 @@ def test_line_items_in_credits_and_every_format(bill: CostReport, tmp_path: Path
 # --- team reports ----------------------------------------------------------------------------------
 
 
-def test_a_team_bill_by_user_project_and_model(bill: CostReport, data_dir: Path) -> None:
+def test_a_team_bill_by_user_project_and_model(bill: CostReport, backend: Backend) -> None:
     table = bill.groups["user+project+model"]
     assert list(table.columns[:3]) == ["user", "project", "model"]
     keys = set(zip(table["user"], table["project"], table["model"], strict=True))
@@ -422,11 +432,7 @@ def test_a_team_bill_by_user_project_and_model(bill: CostReport, data_dir: Path)
     assert any(p == "(none)" for _, p, _ in keys)
     assert table["runs"].sum() == bill.totals.runs
     # the same over the loaded runs (sums in pandas) as over the ledger (sums in SQL)
-    frame = Ledger(data_dir / "ledger.sqlite3")
-    try:
-        df = frame.to_dataframe()
-    finally:
-        frame.close()
+    df = _runs_of(backend)
     by_frame = report(df, group_by=("user", "project", ("user", "project", "model")))
     by_sql = report(group_by=("user", "project", ("user", "project", "model")))
     for name in ("user", "project", "user+project+model"):
@@ -461,12 +467,8 @@ def test_parquet_saves_every_run_atomically(bill: CostReport, tmp_path: Path,
     assert path.read_bytes() == good and list(tmp_path.glob(".team.parquet.*")) == []
 
 
-def test_a_report_for_one_person_or_project(bill: CostReport, data_dir: Path) -> None:
-    ledger = Ledger(data_dir / "ledger.sqlite3")
-    try:
-        df = ledger.to_dataframe()
-    finally:
-        ledger.close()
+def test_a_report_for_one_person_or_project(bill: CostReport, backend: Backend) -> None:
+    df = _runs_of(backend)
     mine = df[(df["user"] == "ana") & (df["project"] == "app")]
     by_sql = report(user="ana", project="app", group_by=("day", "tag"))
     by_frame = report(df, user="ana", project="app", group_by=("day", "tag"))
