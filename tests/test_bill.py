@@ -493,3 +493,16 @@ def test_the_ledger_sums_the_parts_by_the_cost_rules() -> None:
     assert (first.basis, first.statuses, first.absent) == ("charged", None, ())
     assert Ledger.REPORTED_SQL == "credits_charged IS NOT NULL" and Ledger.REPORTED_AMOUNT_SQL == "credits_charged"
     assert "'reserved'" in Ledger.HELD_SQL and "'estimate'" not in Ledger.HELD_SQL
+
+
+def test_the_command_saves_parquet_and_groups_by_combined_keys(bill: CostReport, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from imgkit import cli
+
+    out = tmp_path / "team.parquet"
+    assert cli.main(["report", "--group-by", "user+project+model,day", "-o", str(out)]) == 0
+    assert len(pq.read_table(out)) == bill.totals.runs
+    assert cli.main(["report", "--format", "parquet"]) == 2  # binary: needs -o
+    assert "needs -o" in capsys.readouterr().err
+    assert cli.main(["report", "--group-by", "user+project", "--format", "md"]) == 0
+    assert "## By user, project" in capsys.readouterr().out
