@@ -183,6 +183,8 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
             kind = _text.KINDS.get(str(name))
             if kind in FORMATS:
                 cell.number_format = FORMATS[kind]
+            if values[0] == "charged, total":
+                cell.font = bold
 
     row += 2
     ws.cell(row, 1, "How costs are counted").font = Font(bold=True, size=12)
