@@ -101,7 +101,7 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
-_REPORT_FORMATS = ("csv", "html", "md", "pdf", "xlsx")
+_REPORT_FORMATS = ("csv", "html", "md", "parquet", "pdf", "xlsx")
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
@@ -111,7 +111,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", help="comma-separated tiers: low,medium,high")
     p.add_argument("--group-by", default="day,quality,size",
                    help="comma-separated tables: day, week, month, quality, size, model, status, provider, tag, "
-                        "price_sheet (default: day,quality,size)")
+                        "price_sheet, resolution, user, project; join keys with + for one table of several, "
+                        "e.g. user+project+model (default: day,quality,size)")
     p.add_argument("--currency", default="USD", type=_currency_name, choices=["USD", "CNY", "credits"],
                    help="money column of the tables and charts: USD, CNY or credits, in any case (default: USD)")
     p.add_argument("--format", choices=_REPORT_FORMATS, help="default: from -o's extension, else md")
@@ -150,7 +151,7 @@ def _report(args: argparse.Namespace) -> int:
             return 2
         kind = kind or implied
     kind = kind or "md"
-    if args.output is None and kind in ("xlsx", "pdf"):
+    if args.output is None and kind in ("xlsx", "pdf", "parquet"):
         print(f"imgkit report: --format {kind} needs -o PATH", file=sys.stderr)
         return 2
     rep = build(

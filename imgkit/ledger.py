@@ -54,7 +54,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
+from imgkit.costs import RULES, sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
 from imgkit.request import QUALITIES, SIZES, TERMINAL_STATUSES, BalanceSnapshot, RunRecord, RunStatus, Secret
 
 if TYPE_CHECKING:
@@ -1074,8 +1074,26 @@ class Ledger:
         "runs", "images", "completed", "failed", "unknown", "est_credits", "est_usd", "est_cny",
         "charged_credits", "may_have_cost_credits", "may_have_cost_at_estimate_credits",
         "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
-        "runs_with_credits", "first_created", "last_created",
+        "runs_with_credits", "first_created", "last_created", "reported_credits", "at_estimate_credits",
+        "reported_runs", "reserved_runs",
     )
+
+    #: The cost bases whose runs :meth:`cost_sums` counts as ``reserved_runs``, as an SQL list:
+    #: the rules that count something other than a reported charge or the estimate (what the
+    #: service held for the run).
+    HELD_SQL: ClassVar[str] = ", ".join(
+        f"'{rule.basis}'" for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate")
+    )
+
+    #: The condition of the first cost rule (a charge the service reported), which needs no
+    #: CASE over the others: the runs :meth:`cost_sums` counts as ``reported_runs``.
+    REPORTED_SQL: ClassVar[str] = " AND ".join(f"{name} IS NOT NULL" for name in RULES[0].present)
+    #: What that rule counts (summed as ``reported_credits``).
+    REPORTED_AMOUNT_SQL: ClassVar[str] = RULES[0].spent[0]
+
+    #: Run columns :meth:`cost_sums` can group by beyond :data:`COST_KEYS` (``extra_keys``);
+    #: they are not in the report index, so a sum over them reads the rows.
+    COST_EXTRA_KEYS: ClassVar[tuple[str, ...]] = ("resolution", "user", "project")
 
     def cost_sums(
         self,
@@ -1086,13 +1104,19 @@ class Ledger:
         until_inclusive: bool = True,
         tags: Sequence[str] = (),
         qualities: Sequence[str] = (),
+        extra_keys: Sequence[str] = (),
+        models: Sequence[str] = (),
+        users: Sequence[str] = (),
+        projects: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
-        and price sheet with ``by_tag``); a caller adds up the rows it needs and converts
-        credits with each row's price sheet.
+        and price sheet with ``by_tag``) and ``extra_keys``; a caller adds up the rows it needs
+        and converts credits with each row's price sheet.
 
-        Each row holds the keys, then :data:`COST_SUMS`. Spent and may-have-cost amounts
-        follow :mod:`imgkit.costs`; ``charged_credits`` is what counts as spent;
+        Each row holds the keys, then ``extra_keys``, then :data:`COST_SUMS`. Spent and
+        may-have-cost amounts follow :mod:`imgkit.costs`; ``charged_credits`` is what counts as
+        spent, of which ``reported_credits`` the service reported as charged and
+        ``at_estimate_credits`` counts at the estimate (the rest it reserved);
         ``may_have_cost_at_estimate_*`` sum the stored estimates of the runs that may have
         cost their estimate. With ``by_tag`` a run counts once under each of its tags
         (``None`` for untagged runs). The keys are those of the ``runs_report`` index, in its
@@ -1104,7 +1128,12 @@ class Ledger:
                 ``until_inclusive`` is False).
             tags: keep runs having any of these tags.
             qualities: keep runs of these tiers.
+            extra_keys: more columns to group by, from :data:`COST_EXTRA_KEYS`.
+            models, users, projects: keep runs of these models, people, projects.
         """
+        unknown_keys = [k for k in extra_keys if k not in self.COST_EXTRA_KEYS]
+        if unknown_keys:
+            raise ValueError(f"extra_keys: {unknown_keys[0]!r} is not one of {', '.join(self.COST_EXTRA_KEYS)}")
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
@@ -1120,7 +1149,12 @@ class Ledger:
         if qualities:
             where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
             params.extend(qualities)
+        for column, values in (("model", models), ('runs."user"', users), ("project", projects)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
         keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
+        keys += [f'runs."{key}"' for key in extra_keys]
         join = " LEFT JOIN json_each(runs.tags) AS tag_each" if by_tag else ""
         group = ", ".join(keys)
         named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
@@ -1133,7 +1167,9 @@ class Ledger:
             f"SELECT {group}, COUNT(*), TOTAL(n_images), TOTAL(status = 'completed'), TOTAL(status = 'failed'), "
             f"TOTAL(status = 'unknown'), TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), "
             f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
-            f"MIN(created_at), MAX(created_at) FROM {source} GROUP BY {group}"
+            f"MIN(created_at), MAX(created_at), TOTAL({self.REPORTED_AMOUNT_SQL}), "
+            f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({self.REPORTED_SQL}), "
+            f"TOTAL({sql_basis()} IN ({self.HELD_SQL})) FROM {source} GROUP BY {group}"
         )
         possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
         maybe = (
@@ -1152,10 +1188,10 @@ class Ledger:
             key = tuple(row[: len(keys)])
             may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
             (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
-             with_credits, first, last) = row[len(keys):]
+             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs) = row[len(keys):]
             out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
                         may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
-                        first, last))
+                        first, last, reported, at_estimate, reported_runs, reserved_runs))
         return out
 
     #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;
@@ -1519,6 +1555,10 @@ class LedgerBackend(Protocol):
         until_inclusive: bool = True,
         tags: Sequence[str] = (),
         qualities: Sequence[str] = (),
+        extra_keys: Sequence[str] = (),
+        models: Sequence[str] = (),
+        users: Sequence[str] = (),
+        projects: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]: ...
 
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame: ...

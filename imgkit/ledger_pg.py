@@ -792,9 +792,17 @@ class PostgresLedger:
         until_inclusive: bool = True,
         tags: Sequence[str] = (),
         qualities: Sequence[str] = (),
+        extra_keys: Sequence[str] = (),
+        models: Sequence[str] = (),
+        users: Sequence[str] = (),
+        projects: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
-        and price sheet with ``by_tag``): the rows of :meth:`imgkit.ledger.Ledger.cost_sums`."""
+        and price sheet with ``by_tag``) and ``extra_keys``: the rows of
+        :meth:`imgkit.ledger.Ledger.cost_sums`, with its arguments."""
+        unknown_keys = [k for k in extra_keys if k not in Ledger.COST_EXTRA_KEYS]
+        if unknown_keys:
+            raise ValueError(f"extra_keys: {unknown_keys[0]!r} is not one of {', '.join(Ledger.COST_EXTRA_KEYS)}")
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
@@ -810,7 +818,12 @@ class PostgresLedger:
         if qualities:
             where.append("quality = ANY(%s)")
             params.append(list(qualities))
+        for column, values in (("model", models), ('runs."user"', users), ("project", projects)):
+            if values:
+                where.append(f"{column} = ANY(%s)")
+                params.append(list(values))
         keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
+        keys += [f'runs."{key}"' for key in extra_keys]
         join = (" LEFT JOIN LATERAL jsonb_array_elements_text(runs.tags::jsonb) AS tag_each(value) ON TRUE"
                 if by_tag else "")
         group = ", ".join(keys)
@@ -829,7 +842,9 @@ class PostgresLedger:
             "COUNT(*)", total("n_images"), total(flag("status = 'completed'")), total(flag("status = 'failed'")),
             total(flag("status = 'unknown'")), total("est_credits"), total("est_usd"), total("est_cny"),
             total(spent), total(flag(f"{basis} = 'estimate'")), total(flag(f"{spent} > 0")),
-            "MIN(created_at)", "MAX(created_at)",
+            "MIN(created_at)", "MAX(created_at)", total(Ledger.REPORTED_AMOUNT_SQL),
+            total(f"CASE WHEN {basis} = 'estimate' THEN est_credits END"), total(flag(Ledger.REPORTED_SQL)),
+            total(flag(f"{basis} IN ({Ledger.HELD_SQL})")),
         ]
         main = f"SELECT {group}, {', '.join(sums)} FROM {source} GROUP BY {group}"
         possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
@@ -852,10 +867,10 @@ class PostgresLedger:
             key = tuple(row[: len(keys)])
             may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
             (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
-             with_credits, first, last) = row[len(keys):]
+             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs) = row[len(keys):]
             out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
                         may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
-                        first, last))
+                        first, last, reported, at_estimate, reported_runs, reserved_runs))
         return out
 
     # --- the DataFrame -----------------------------------------------------------------------

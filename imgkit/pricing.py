@@ -36,6 +36,13 @@ quality and size, or by resolution tier (gpt-image-2-beta's per-call billing, gp
 
     total = price of (quality, size or tier) x factor x n
 
+Exchange rates are data too: a sheet prices in its own currency (USD through
+``credits_per_usd``, or CNY through ``credits_per_cny`` on the gateway's formula sheet), and the
+other currency comes from the dated rate in ``imgkit/data/fx.json`` (an approximation, and
+labelled so), or the rate set with ``imgkit.configure(fx={"CNY": 7.12})`` (:func:`set_fx`), or a
+``cny_per_usd`` the sheet itself states (a contract's rate). :func:`fx_text` says which, for
+reports.
+
 Each shipped sheet names its ``provider`` (``evolink``, ``openai``); :func:`sheet_for` finds,
 for a provider's sheet, the sheet of the same provider that prices another model.
 """
@@ -57,15 +64,21 @@ from imgkit.errors import ConfigError, ValidationError
 __all__ = [
     "DEFAULT_SHEET",
     "Estimate",
+    "FxRate",
     "PriceSheet",
     "Sheet",
     "TablePriceSheet",
     "TokenCost",
     "TokenPriceSheet",
+    "cny_per_usd",
     "estimate",
+    "fx_rate",
+    "fx_text",
     "get_sheet",
     "price_sheets",
     "register_price_sheet",
+    "set_fx",
+    "sheet_currency",
     "sheet_for",
 ]
 
@@ -77,7 +90,8 @@ class PriceSheet:
     """A named, dated price list for per-image billing.
 
     Give exactly one of ``credits_per_usd`` and ``credits_per_cny``; the other currency is
-    derived through ``cny_per_usd``.
+    derived through ``cny_per_usd`` (the sheet's own rate when it states one, else
+    :func:`fx_rate`'s).
 
     Attributes:
         name: how estimates and reports refer to the sheet.
@@ -98,7 +112,7 @@ class PriceSheet:
     base_credits: float
     credits_per_usd: float | None = None
     credits_per_cny: float | None = None
-    cny_per_usd: float = 7.1
+    cny_per_usd: float | None = None
     quality: Mapping[str, float] = field(
         default_factory=lambda: {"low": 0.26, "medium": 1.0, "high": 3.91}
     )
@@ -136,13 +150,13 @@ class PriceSheet:
         if self.credits_per_usd is not None:
             return credits / self.credits_per_usd
         assert self.credits_per_cny is not None
-        return credits / self.credits_per_cny / self.cny_per_usd
+        return credits / self.credits_per_cny / cny_per_usd(self)
 
     def to_cny(self, credits: float) -> float:
         if self.credits_per_cny is not None:
             return credits / self.credits_per_cny
         assert self.credits_per_usd is not None
-        return credits / self.credits_per_usd * self.cny_per_usd
+        return credits / self.credits_per_usd * cny_per_usd(self)
 
 
 #: Token categories a :class:`TokenPriceSheet` prices, USD per million tokens.
@@ -215,7 +229,7 @@ class _UsdSheet:
     __slots__ = ()
     _LABEL = "price sheet"
     credits_per_usd: float
-    cny_per_usd: float
+    cny_per_usd: float | None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -236,7 +250,7 @@ class _UsdSheet:
         return credits / self.credits_per_usd
 
     def to_cny(self, credits: Any) -> Any:
-        return credits / self.credits_per_usd * self.cny_per_usd
+        return credits / self.credits_per_usd * cny_per_usd(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +271,7 @@ class TokenPriceSheet(_UsdSheet):
         usd_per_million: USD per million tokens for each of :data:`TOKEN_RATES`.
         output_tokens: output image tokens of one image, by quality and then pixel size.
         credits_per_usd: credits per USD (the default gateway sheet's 72).
-        cny_per_usd: for the CNY column.
+        cny_per_usd: the sheet's own CNY per USD rate (None: :func:`fx_rate`'s).
         models: the models the sheet prices.
         provider: the provider kind whose prices these are.
         pixel_table: the shipped pixel table ratio sizes go through (None: gpt-image-1's
@@ -281,7 +295,7 @@ class TokenPriceSheet(_UsdSheet):
     usd_per_million: Mapping[str, float]
     output_tokens: Mapping[str, Mapping[str, int]]
     credits_per_usd: float = 72.0
-    cny_per_usd: float = 7.1
+    cny_per_usd: float | None = None
     models: tuple[str, ...] = ("gpt-image-1",)
     kind: str = "tokens"
     fx_note: str = ""
@@ -413,7 +427,7 @@ class TablePriceSheet(_UsdSheet):
         factor: applied to every listed price (a derived sheet, e.g. 0.9 for a reseller's
             discount); the source says why.
         credits_per_usd: credits per USD.
-        cny_per_usd: for the CNY column.
+        cny_per_usd: the sheet's own CNY per USD rate (None: :func:`fx_rate`'s).
         models: the models the sheet prices.
         provider: the provider kind whose prices these are.
         pixel_table: the shipped pixel table that gives tier limits and ratio pixels.
@@ -431,7 +445,7 @@ class TablePriceSheet(_UsdSheet):
     by: str = "size"
     factor: float = 1.0
     credits_per_usd: float = 72.0
-    cny_per_usd: float = 7.1
+    cny_per_usd: float | None = None
     models: tuple[str, ...] = ()
     kind: str = "table"
     provider: str = ""
@@ -713,11 +727,11 @@ def estimate(
     total = per_image * n
     if chosen.credits_per_usd is not None:
         usd = total / Decimal(str(chosen.credits_per_usd))
-        cny = usd * Decimal(str(chosen.cny_per_usd))
+        cny = usd * Decimal(str(cny_per_usd(chosen)))
     else:
         assert chosen.credits_per_cny is not None
         cny = total / Decimal(str(chosen.credits_per_cny))
-        usd = cny / Decimal(str(chosen.cny_per_usd))
+        usd = cny / Decimal(str(cny_per_usd(chosen)))
     formula = (
         f"{chosen.base_credits:g} base x {q:g} ({quality}) x {s:g} "
         f"({'square' if square else 'non-square'}){_share_text(share)} x {n} = "
@@ -747,7 +761,7 @@ def _estimate_tokens(
     usd = per_image_usd * n
     per_rate = Decimal(str(sheet.credits_per_usd))
     credits = usd * per_rate
-    cny = usd * Decimal(str(sheet.cny_per_usd))
+    cny = usd * Decimal(str(cny_per_usd(sheet)))
     pixels = sheet.pixels(size, resolution)
     shown = size if pixels == _key(size) else f"{size} = {pixels}"
     formula = (
@@ -778,7 +792,7 @@ def _estimate_table(
     per_image_credits = listed * share if sheet.unit == "credits" else listed * per_rate * share
     credits = per_image_credits * n
     usd = credits / per_rate
-    cny = usd * Decimal(str(sheet.cny_per_usd))
+    cny = usd * Decimal(str(cny_per_usd(sheet)))
     key = sheet.key(size, resolution)
     factor = "" if sheet.factor == 1 else f" x {sheet.factor:g}"
     formula = (
@@ -795,3 +809,132 @@ def _estimate_table(
         note=sheet.estimate_note,
         batch=share != 1,
     )
+
+
+# --- exchange rates -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FxRate:
+    """The CNY per USD rate that converts between a sheet's own currency and the other one.
+
+    Attributes:
+        cny_per_usd: yuan per US dollar.
+        date: the day the rate is for (ISO date).
+        source: where it comes from.
+        approximate: True for the shipped rate (a round figure, not a quote).
+        user_set: True when set with :func:`set_fx` (``imgkit.configure(fx=...)``).
+    """
+
+    cny_per_usd: float
+    date: str
+    source: str
+    approximate: bool = True
+    user_set: bool = False
+
+    def __str__(self) -> str:
+        origin = "set with imgkit.configure(fx=...)" if self.user_set else "imgkit/data/fx.json"
+        kind = "approximate" if self.approximate else "as given"
+        return f"{self.cny_per_usd:g} CNY per USD ({kind}; {origin}, dated {self.date})"
+
+
+_FX: dict[str, FxRate] = {}
+
+
+def _shipped_fx() -> FxRate:
+    if "shipped" not in _FX:
+        data = json.loads((resources.files("imgkit") / "data" / "fx.json").read_text("utf-8"))
+        _FX["shipped"] = FxRate(
+            cny_per_usd=float(data["cny_per_usd"]), date=str(data["date"]), source=str(data["source"]),
+            approximate=bool(data.get("approximate", True)),
+        )
+    return _FX["shipped"]
+
+
+def fx_rate() -> FxRate:
+    """The CNY per USD rate in use: the one set with :func:`set_fx`, else the shipped one.
+
+    Example:
+        >>> str(fx_rate())
+        '7.1 CNY per USD (approximate; imgkit/data/fx.json, dated 2026-11-24)'
+    """
+    return _FX.get("user") or _shipped_fx()
+
+
+_FX_ALLOWED = "a mapping like {'CNY': 7.12} (CNY per USD, a number above 0), with optional 'date' (ISO) and 'source'"
+
+
+def set_fx(fx: Mapping[str, Any] | FxRate | None) -> FxRate:
+    """Set the CNY per USD rate estimates and reports use (process-wide, like a registered
+    price sheet); None goes back to the shipped rate. ``imgkit.configure(fx=...)`` calls it.
+
+    Args:
+        fx: ``{"CNY": 7.12}``, optionally with ``"date"`` (the day of the rate, ISO; today
+            when left out) and ``"source"`` (where it comes from); or an :class:`FxRate`.
+
+    Example:
+        >>> set_fx({"CNY": 7.12, "date": "2026-12-01", "source": "our bank's rate"}).cny_per_usd
+        7.12
+    """
+    import datetime as dt
+    import math
+
+    if fx is None:
+        _FX.pop("user", None)
+        return fx_rate()
+    if isinstance(fx, FxRate):
+        rate = dataclasses.replace(fx, user_set=True)
+    else:
+        if not isinstance(fx, Mapping) or "CNY" not in fx:
+            raise ValidationError("fx", fx, _FX_ALLOWED)
+        unknown = sorted(set(fx) - {"CNY", "date", "source"})
+        if unknown:
+            raise ValidationError("fx", fx, _FX_ALLOWED, hint=f"unknown key {unknown[0]!r}")
+        value = fx["CNY"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            raise ValidationError("fx['CNY']", value, "CNY per USD, a number above 0, such as 7.12")
+        date = fx.get("date") or dt.datetime.now(dt.UTC).date().isoformat()
+        try:
+            dt.date.fromisoformat(str(date))
+        except ValueError:
+            raise ValidationError("fx['date']", date, "an ISO date such as 2026-12-01") from None
+        rate = FxRate(
+            cny_per_usd=float(value), date=str(date), source=str(fx.get("source") or "set by the user"),
+            approximate=False, user_set=True,
+        )
+    _FX["user"] = rate
+    return rate
+
+
+def cny_per_usd(sheet: Sheet | _UsdSheet) -> float:
+    """The CNY per USD rate ``sheet``'s conversions use: its own when it states one, else
+    :func:`fx_rate`'s."""
+    own = sheet.cny_per_usd
+    return float(own) if own is not None else fx_rate().cny_per_usd
+
+
+def sheet_currency(sheet: Sheet) -> str:
+    """The currency ``sheet`` prices in (``"USD"`` or ``"CNY"``); the other is converted."""
+    return "CNY" if sheet.credits_per_cny is not None else "USD"
+
+
+def fx_text(sheet: Sheet) -> str:
+    """How ``sheet``'s credits become USD and CNY, in words, for reports: its own rate, and
+    the exchange rate for the other currency with its date and whether it is approximate.
+
+    Example:
+        >>> fx_text(get_sheet("evolink-formula-2026-11"))
+        "10 credits per CNY (the sheet's own); USD at 7.1 CNY per USD (approximate, shipped rate of 2026-11-24)"
+    """
+    own = sheet_currency(sheet)
+    per = sheet.credits_per_cny if own == "CNY" else sheet.credits_per_usd
+    other = "USD" if own == "CNY" else "CNY"
+    own_rate = sheet.cny_per_usd
+    if own_rate is None:
+        rate = fx_rate()
+        whose = "approximate" if rate.approximate else "as given"
+        origin = "set" if rate.user_set else "shipped"
+        cross = f"{rate.cny_per_usd:g} CNY per USD ({whose}, {origin} rate of {rate.date})"
+    else:
+        cross = f"{own_rate:g} CNY per USD (the sheet's own)"
+    return f"{per:g} credits per {own} (the sheet's own); {other} at {cross}"

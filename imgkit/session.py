@@ -58,7 +58,7 @@ from imgkit.errors import (
 )
 from imgkit.journal import JOURNAL_NAME, Journal
 from imgkit.ledger import LEDGER_ENV, Ledger, LedgerBackend, is_database_url, open_ledger
-from imgkit.pricing import Estimate, get_sheet, sheet_for
+from imgkit.pricing import Estimate, fx_rate, get_sheet, set_fx, sheet_for
 from imgkit.pricing import estimate as _estimate
 from imgkit.providers.base import Balance, Provider
 from imgkit.providers.router import (
@@ -265,6 +265,9 @@ class Session:
             ledger; the password from ``PGPASSWORD`` or ``~/.pgpass``, never shown back) or a
             SQLite file; ``$IMGKIT_LEDGER`` by default, else ``ledger.sqlite3`` in the data
             directory.
+        fx: the CNY per USD rate for estimates and reports, ``{"CNY": 7.12}`` with optional
+            ``"date"`` and ``"source"`` (see :func:`imgkit.pricing.set_fx`; process-wide); the
+            shipped, dated ``imgkit/data/fx.json`` rate when never set.
 
     Example:
         >>> imgkit.configure(providers=[
@@ -296,6 +299,7 @@ class Session:
         model: str | None = None,
         project: str | None = None,
         ledger: str | Path | None = None,
+        fx: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency={concurrency!r} is not allowed: a whole number of tasks, 1 or more")
@@ -321,6 +325,7 @@ class Session:
         )
         self.sandbox_config = sandbox_config
         self.price_sheet = get_sheet(price_sheet).name
+        self.fx = set_fx(fx) if fx is not None else fx_rate()
         self.concurrency = concurrency
         self.poll = poll
         self.retry = retry

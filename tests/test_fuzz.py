@@ -389,7 +389,8 @@ def test_cli_demo_accepts_good_arguments(case: tuple[list[str], set[str]], fuzz_
     assert proxy.requests_of("create") == before + 1
 
 
-_GROUPS = ["day", "week", "month", "quality", "size", "model", "status", "provider", "tag", "price_sheet"]
+_GROUPS = ["day", "week", "month", "quality", "size", "model", "status", "provider", "tag", "price_sheet", "user",
+           "project", "resolution"]
 
 
 @st.composite
@@ -408,7 +409,7 @@ def report_args(draw: st.DrawFn, out_dir: Path) -> tuple[list[str], set[str]]:
     if draw(st.booleans()):
         groups = draw(st.lists(st.sampled_from(_GROUPS), min_size=1, max_size=3))
         if draw(st.booleans()):
-            groups.append(draw(st.sampled_from(["colour", "hour", "user"])))
+            groups.append(draw(st.sampled_from(["colour", "hour", "person"])))
             bad.add("group_by")
         argv += ["--group-by", ",".join(groups)]
     if draw(st.booleans()):

@@ -72,8 +72,9 @@ def test_a_download_that_keeps_failing_is_charged_and_resume_recovers_it(
     assert df["charged_credits"].sum() == pytest.approx(reserved)
     assert df["charged_usd"].sum() > 0
     totals = imgkit.report().totals
-    # (A report may show what was held at acceptance apart from what was charged.)
-    assert totals.charged_credits + getattr(totals, "reserved_credits", 0.0) == pytest.approx(reserved)
+    # Charged in full, all of it what the service held (reserved) for the run.
+    assert totals.charged_credits == pytest.approx(reserved) == pytest.approx(totals.reserved_credits)
+    assert totals.reserved_runs == 1
 
     tasks_before = len(sandbox_tasks(own_sandbox))
     _faults(own_sandbox)  # the links work again

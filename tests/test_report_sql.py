@@ -59,6 +59,7 @@ def test_ledger_report_equals_frame_report(
     assert by_sql.totals.runs > 0
     for name in GROUP_BY:
         pd.testing.assert_frame_equal(by_sql.groups[name], by_frame.groups[name], check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(by_sql.line_items, by_frame.line_items, check_exact=False, rtol=1e-12)
     pd.testing.assert_frame_equal(by_sql.sheets, by_frame.sheets)
     assert by_sql.notes == by_frame.notes
     assert by_sql.period == by_frame.period

@@ -83,13 +83,29 @@ def test_totals_equal_hand_computed_sums(rep: CostReport) -> None:
     assert t.charged_credits == pytest.approx(sum(EXPECTED_CREDITS.values()))
     assert t.charged_usd == pytest.approx(sum(expected_usd(r) for r in EXPECTED_CREDITS))
     assert t.charged_cny == pytest.approx(sum(expected_cny(r) for r in EXPECTED_CREDITS))
-    for unit in ("credits", "usd", "cny"):
-        assert getattr(t, f"est_{unit}") == pytest.approx(_est(ALL, f"est_{unit}"))
-        assert getattr(t, f"may_have_cost_{unit}") == pytest.approx(_est(["r6"], f"est_{unit}"))
+    # Estimates become money as charges do: each run's estimated credits through its sheet.
+    assert t.est_credits == pytest.approx(_est(ALL, "est_credits"))
+    assert t.est_usd == pytest.approx(sum(_convert(r, "est_credits", "usd") for r in ALL))
+    assert t.est_cny == pytest.approx(sum(_convert(r, "est_credits", "cny") for r in ALL))
+    assert t.may_have_cost_credits == pytest.approx(_est(["r6"], "est_credits"))
+    assert t.may_have_cost_usd == pytest.approx(_convert("r6", "est_credits", "usd"))
     assert t.may_have_cost_runs == 1
+    # Charged in its three parts: r2 reported; r1, r3, r7 reserved; r8 at its estimate.
+    assert (t.reported_runs, t.reserved_runs, t.at_estimate_runs) == (1, 3, 1)
+    assert t.reported_credits == pytest.approx(3.5)
+    assert t.reserved_credits == pytest.approx(1.25798 + 9.45907 + 1.96)
+    assert t.at_estimate_credits == pytest.approx(0.92462)
     frame = t.to_frame().set_index("amount")
-    assert frame.loc["charged", "credits"] == pytest.approx(t.charged_credits)
-    assert frame.loc["may have cost", "runs"] == 1
+    assert frame.loc["charged, total", "credits"] == pytest.approx(t.charged_credits)
+    assert frame.loc["may have cost (unknown runs)", "runs"] == 1
+
+
+def _convert(run_id: str, column: str, unit: str) -> float:
+    run = {r.run_id: r for r in sample_runs()}[run_id]
+    credits = getattr(run, column)
+    if run.price_sheet == FORMULA:
+        return credits / 10 / 7.1 if unit == "usd" else credits / 10
+    return credits / 72 if unit == "usd" else credits / 72 * 7.1
 
 
 def test_grouped_tables(rep: CostReport) -> None:
@@ -128,7 +144,10 @@ def test_group_keys(runs: pd.DataFrame, group: str, keys: list[str]) -> None:
              for k in table[group]]
     assert shown == keys
     assert table["runs"].sum() == 8
-    assert table["charged_cny"].sum() == pytest.approx(sum(expected_cny(r) for r in EXPECTED_CREDITS))
+    # Lines are rounded once to the yuan's 4 places: their sum is within half a unit per line.
+    exact = sum(expected_cny(r) for r in EXPECTED_CREDITS)
+    assert table["charged_cny"].sum() == pytest.approx(exact, abs=0.00005 * len(table) + 1e-12)
+    assert all(round(v, 4) == v for v in table["charged_cny"])
 
 
 def test_failed_and_unknown_runs_are_listed_with_their_basis(rep: CostReport) -> None:
@@ -209,7 +228,9 @@ def test_csv_has_every_run_and_its_cost(rep: CostReport, tmp_path: Path) -> None
 def test_xlsx_sheets_number_formats_and_frozen_headers(rep: CostReport, tmp_path: Path) -> None:
     path = rep.save(tmp_path / "spend.xlsx")
     book = openpyxl.load_workbook(path)
-    assert book.sheetnames == ["Summary", "by_day", "by_quality", "by_size", "by_tag", "Failed and unknown", "Runs"]
+    assert book.sheetnames == [
+        "Summary", "Line items", "by_day", "by_quality", "by_size", "by_tag", "Failed and unknown", "Runs",
+    ]
     runs = book["Runs"]
     header = [c.value for c in runs[1]]
     column = {name: i + 1 for i, name in enumerate(header)}
@@ -226,8 +247,8 @@ def test_xlsx_sheets_number_formats_and_frozen_headers(rep: CostReport, tmp_path
     assert day["A2"].number_format == "yyyy-mm-dd" and isinstance(day["A2"].value, dt.datetime)
     summary = book["Summary"]
     values = [c.value for row in summary.iter_rows() for c in row if c.value is not None]
-    assert "imgkit cost report" in values and "charged" in values
-    charged_row = next(row for row in summary.iter_rows() if row[0].value == "charged")
+    assert "imgkit cost report" in values and "charged, total" in values
+    charged_row = next(row for row in summary.iter_rows() if row[0].value == "charged, total")
     assert charged_row[2].value == pytest.approx(sum(EXPECTED_CREDITS.values()))
     assert charged_row[3].number_format == "$0.0000"
     assert any("cost nothing" in str(v) for v in values)  # the rules travel with the numbers
@@ -254,9 +275,9 @@ def test_markdown_tables(rep: CostReport, tmp_path: Path) -> None:
     assert lines[0] == "# imgkit cost report"
     rule = lines.index("| amount | runs | credits | USD | CNY |") + 1
     assert lines[rule] == "|:---|---:|---:|---:|---:|"
-    charged = next(line for line in lines if line.startswith("| charged |"))
-    assert f"{sum(EXPECTED_CREDITS.values()):,.3f}" in charged and "\\$" in charged  # "$" escaped
-    for title in ("## By day", "## By quality", "## By size", "## By tag", "## Failed and unknown runs"):
+    charged = next(line for line in lines if line.startswith("| charged, total |"))
+    assert f"{sum(EXPECTED_CREDITS.values()):,.5f}" in charged and "\\$" in charged  # "$" escaped
+    for title in ("## Line items", "## By day", "## By quality", "## By size", "## By tag", "## Failed and unknown runs"):
         after = lines[lines.index(title) + 1 :]
         table = after[next(i for i, line in enumerate(after) if line.startswith("| ")) :]
         assert table[0].startswith("| ") and re.fullmatch(r"\|(:---|---:)(\|(:---|---:))*\|", table[1])
@@ -265,8 +286,8 @@ def test_markdown_tables(rep: CostReport, tmp_path: Path) -> None:
 def test_pdf_pages(rep: CostReport, tmp_path: Path) -> None:
     path = rep.save(tmp_path / "spend.pdf")
     assert path.read_bytes().startswith(b"%PDF")
-    # title, spend over time, the other charts, one page per grouped table, failed runs
-    assert _pages(path) == 3 + 4 + 1
+    # title, spend over time, the other charts, line items, one page per grouped table, failed runs
+    assert _pages(path) == 4 + 1 + 4 + 1
 
 
 def test_pdf_splits_long_tables(tmp_path: Path) -> None:
@@ -280,9 +301,9 @@ def test_pdf_splits_long_tables(tmp_path: Path) -> None:
     long = report(df, group_by=("day", "tag"))
     path = long.to_pdf(tmp_path / "long.pdf")
     by_day = math.ceil(60 / pdf_pages.ROWS_PER_PAGE)
-    assert _pages(path) == 3 + by_day + 1  # no failed runs: no page for them
+    assert _pages(path) == 4 + 1 + by_day + 1  # title, notes, charts, line items; no failed runs: no page for them
     if shutil.which("pdftoppm"):
-        subprocess.run(["pdftoppm", "-png", "-r", "30", "-f", "4", "-l", "4", str(path), str(tmp_path / "p")],
+        subprocess.run(["pdftoppm", "-png", "-r", "30", "-f", "5", "-l", "5", str(path), str(tmp_path / "p")],
                        check=True)
         assert list(tmp_path.glob("p-*.png"))
 
@@ -302,7 +323,7 @@ def test_save_refuses_unknown_extensions(rep: CostReport, tmp_path: Path) -> Non
 
 def test_notebook_display_is_compact(rep: CostReport) -> None:
     html = rep._repr_html_()
-    assert html.count("<table") == 1 + len(rep.groups)
+    assert html.count("<table") == 1 + 1 + len(rep.groups)  # totals, line items, grouped tables
     assert "data:image" not in html and "<style" not in html  # no global CSS leaking into the notebook
     assert "<span>$</span>" in html  # "$" kept away from MathJax
     assert "8 runs" in repr(rep) and "credits charged" in repr(rep)
@@ -314,8 +335,9 @@ def test_notebook_display_is_compact(rep: CostReport) -> None:
 def test_cli_main_writes_each_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _seed_home(sample_runs())
     assert cli.main(["report", "--group-by", "day,quality", "--currency", "CNY", "-o", str(tmp_path / "r.xlsx")]) == 0
-    assert openpyxl.load_workbook(tmp_path / "r.xlsx").sheetnames == ["Summary", "by_day", "by_quality", "Failed and unknown",
-                                                                      "Runs"]
+    assert openpyxl.load_workbook(tmp_path / "r.xlsx").sheetnames == [
+        "Summary", "Line items", "by_day", "by_quality", "Failed and unknown", "Runs",
+    ]
     assert cli.main(["report", "--tags", "alpha,gamma", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert sorted(r["run_id"] for r in rows) == ["r1", "r2", "r7"]
@@ -338,5 +360,5 @@ def test_cli_subprocess_pdf(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert out.read_bytes().startswith(b"%PDF")
-    assert _pages(out) == 3 + 1 + 1
+    assert _pages(out) == 4 + 1 + 1 + 1  # title, notes, charts, line items, by day, failed runs
     assert "8 runs" in done.stderr

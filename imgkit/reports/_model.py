@@ -7,12 +7,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imgkit.costs import RULES_TEXT
-from imgkit.errors import ValidationError
+from imgkit.costs import RULES, RULES_TEXT
+from imgkit.errors import ConfigError, ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
+from imgkit.pricing import fx_rate
 from imgkit.reports import _files
 from imgkit.request import QUALITIES
 
@@ -20,15 +22,27 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["EXTENSIONS", "GROUP_BY", "ROW_COLUMNS", "CostReport", "Totals", "report"]
+__all__ = ["EXTENSIONS", "GROUP_BY", "LINE_ITEM_KEYS", "ROW_COLUMNS", "CostReport", "Totals", "report"]
 
 log = logging.getLogger("imgkit")
 
 #: What a report can group by. day/week/month are UTC calendar periods (weeks start on
-#: Monday); a run with several tags counts once under each of them.
+#: Monday); a run with several tags counts once under each of them; user and project are who
+#: ran a run and for what ("(none)" for runs that did not record it). A ``group_by`` item may
+#: also combine several of these into one table: ``("user", "project")`` or ``"user+project"``.
 GROUP_BY: tuple[str, ...] = (
     "day", "week", "month", "quality", "size", "model", "status", "provider", "tag", "price_sheet",
+    "resolution", "user", "project",
 )
+#: The keys of a report's line items: one line per model, quality, size, resolution and the
+#: price sheet that priced it.
+LINE_ITEM_KEYS: tuple[str, ...] = ("model", "quality", "size", "resolution", "price_sheet")
+#: Decimal places a report shows (and rounds each line to): credits as the price sheets
+#: state them, money to the hundredth of a cent.
+PLACES: dict[str, int] = {"credits": 5, "USD": 4, "CNY": 4}
+#: Decimal places of a price of one image in USD or CNY (a line's images x that price,
+#: rounded to :data:`PLACES`, is then the amount a sheet charges for them).
+UNIT_PLACES = 6
 _TIME_GROUPS = {"day": "D", "week": "W", "month": "M"}
 _NONE = "(none)"
 _UNTAGGED = "(untagged)"
@@ -37,40 +51,62 @@ _UNTAGGED = "(untagged)"
 #: are converted.
 SEMANTICS: tuple[str, ...] = (
     *RULES_TEXT,
-    "Estimated: the estimate made before submitting each run (est_credits, est_usd, est_cny), "
-    "over all runs in the period, including those that failed.",
-    "Charged and may-have-cost credits are converted to USD and CNY with each run's own price sheet; "
-    "estimated amounts are the ones stored with the run. All times are UTC.",
+    "Estimated: the estimate made before submitting each run (est_credits), over all runs in the "
+    "period, including those that failed.",
+    "Charged is what counts as spent, in three parts: reported (the charge the service reported), "
+    "reserved (what it held when it accepted the task, not yet confirmed as charged) and at estimate "
+    "(runs it reported no figure for).",
+    "Every amount in credits (estimated, charged and may have cost alike) becomes USD and CNY the same "
+    "way: with each run's own price sheet and the exchange rate stated under Price sheets. All times "
+    "are UTC.",
+    "Each line is rounded once as shown (credits to 5 places, USD and CNY to 4); totals are the exact "
+    "sums rounded once, and a table whose shown lines do not add up to its total to the last digit "
+    "has a rounding line.",
 )
 
 #: The columns of a report's rows (CSV, XLSX "Runs", HTML), in order.
 ROW_COLUMNS: tuple[str, ...] = (
-    "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "n_images",
+    "created_at", "run_id", "status", "cost_basis", "quality", "size", "resolution", "n", "n_images",
     "est_credits", "est_usd", "est_cny", "charged_credits", "charged_usd", "charged_cny",
     "credits_reserved", "credits_charged", "price_sheet", "latency_s", "provider", "model", "mode",
-    "task_id", "error_code", "error_message", "tags", "prompt", "submitted_at", "completed_at",
+    "user", "project", "task_id", "error_code", "error_message", "tags", "prompt", "submitted_at", "completed_at",
     "attempts", "notes",
 )
 #: The columns listing failed and unknown runs in documents.
 FAILED_COLUMNS: tuple[str, ...] = (
     "created_at", "run_id", "status", "cost_basis", "quality", "size", "n", "est_credits",
-    "charged_credits", "error_code", "task_id",
+    "charged_credits", "may_have_cost_credits", "error_code", "task_id",
 )
+#: The parts of what counts as spent (see :class:`Totals`).
+_PARTS = ("reported", "reserved", "at_estimate")
+#: The cost bases counted at what the service held (reserved) for the run: the rules of
+#: :mod:`imgkit.costs` that count something, other than a reported charge or the estimate.
+_HELD = tuple(rule.basis for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate"))
 
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """A report's totals. Amounts are floats; counts ints.
+    """A report's totals: exact sums (documents show them rounded once, see :data:`PLACES`).
+    Amounts are floats; counts ints.
 
     Attributes:
         runs: runs in the report.
         images: images delivered (files kept).
         completed, failed, unknown, in_progress: runs by outcome.
         est_credits, est_usd, est_cny: estimates of all the runs.
-        charged_credits, charged_usd, charged_cny: what they cost (see the report's notes).
+        charged_credits, charged_usd, charged_cny: what counts as spent (see the report's
+            notes): reported + reserved + at estimate.
         may_have_cost_credits, may_have_cost_usd, may_have_cost_cny: estimates of the runs
             whose cost is unknown (not in the charged amounts).
         may_have_cost_runs: how many runs those are.
+        reported_credits, reported_usd, reported_cny: the part of charged the service
+            reported as charged.
+        reserved_credits, reserved_usd, reserved_cny: the part counted at what it reserved on
+            accepting the tasks and has not confirmed as charged (runs whose images could not
+            be downloaded among them).
+        at_estimate_credits, at_estimate_usd, at_estimate_cny: the part counted at the
+            estimate (runs the service reported no figure for).
+        reported_runs, reserved_runs, at_estimate_runs: the runs of each part.
     """
 
     runs: int
@@ -89,20 +125,66 @@ class Totals:
     may_have_cost_usd: float
     may_have_cost_cny: float
     may_have_cost_runs: int
+    reported_credits: float = 0.0
+    reported_usd: float = 0.0
+    reported_cny: float = 0.0
+    reserved_credits: float = 0.0
+    reserved_usd: float = 0.0
+    reserved_cny: float = 0.0
+    at_estimate_credits: float = 0.0
+    at_estimate_usd: float = 0.0
+    at_estimate_cny: float = 0.0
+    reported_runs: int = 0
+    reserved_runs: int = 0
+    at_estimate_runs: int = 0
 
     def to_frame(self) -> pd.DataFrame:
-        """Estimated, charged and may-have-cost amounts as rows; runs, credits, USD and CNY
-        as columns."""
+        """The amounts as rows, each rounded once (:data:`PLACES`): the three parts of what
+        counts as charged, a rounding line when the shown parts do not add up to the shown
+        total, the charged total, what unknown runs may have cost, and the estimate; runs,
+        credits, USD and CNY as columns."""
         import pandas as pd
 
-        rows = [
-            ("estimated", self.runs, self.est_credits, self.est_usd, self.est_cny),
-            ("charged", self.runs - self.may_have_cost_runs, self.charged_credits, self.charged_usd,
-             self.charged_cny),
-            ("may have cost", self.may_have_cost_runs, self.may_have_cost_credits, self.may_have_cost_usd,
-             self.may_have_cost_cny),
+        units = ("credits", "usd", "cny")
+        places = [PLACES["credits"], PLACES["USD"], PLACES["CNY"]]
+        parts = [
+            ("reported by the service", self.reported_runs, "reported"),
+            ("reserved (not yet confirmed)", self.reserved_runs, "reserved"),
+            ("at estimate (no figure)", self.at_estimate_runs, "at_estimate"),
         ]
-        return pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
+        rows: list[tuple[Any, ...]] = [
+            (label, runs, *(rounded(getattr(self, f"{part}_{u}"), n) for u, n in zip(units, places, strict=True)))
+            for label, runs, part in parts
+        ]
+        total = [rounded(getattr(self, f"charged_{u}"), n) for u, n in zip(units, places, strict=True)]
+        gap = [difference(t, [row[2 + i] for row in rows]) for i, t in enumerate(total)]
+        if any(gap):
+            rows.append(("rounding", None, *gap))
+        rows.append(("charged, total", self.reported_runs + self.reserved_runs + self.at_estimate_runs, *total))
+        rows.append(("may have cost (unknown runs)", self.may_have_cost_runs,
+                     *(rounded(getattr(self, f"may_have_cost_{u}"), n) for u, n in zip(units, places, strict=True))))
+        rows.append(("estimated (all runs)", self.runs,
+                     *(rounded(getattr(self, f"est_{u}"), n) for u, n in zip(units, places, strict=True))))
+        frame = pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
+        frame["runs"] = frame["runs"].astype("Int64")
+        return frame
+
+
+def rounded(value: float, places: int) -> float:
+    """``value`` rounded half up to ``places`` decimals (NaN stays NaN), as every line of a
+    report is, once."""
+    if value is None or value != value:
+        return float("nan")
+    return float(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def difference(total: float, lines: Iterable[float]) -> float:
+    """``total`` minus the sum of ``lines``, exactly in decimal (lines already rounded; NaN
+    lines count 0): the rounding line that makes shown lines add up to a shown total."""
+    if total != total:
+        return 0.0
+    shown = sum((Decimal(repr(float(v))) for v in lines if v == v), Decimal(0))
+    return float(Decimal(repr(float(total))) - shown)
 
 
 def report(
@@ -112,7 +194,9 @@ def report(
     until: str | dt.date | dt.datetime | None = None,
     tags: str | Iterable[str] | None = None,
     quality: str | Iterable[str] | None = None,
-    group_by: str | Sequence[str] = ("day", "quality", "size"),
+    user: str | Iterable[str] | None = None,
+    project: str | Iterable[str] | None = None,
+    group_by: str | Sequence[str | Sequence[str]] = ("day", "quality", "size"),
     currency: str = "USD",
     title: str = "imgkit cost report",
     max_rows: int = 200,
@@ -127,7 +211,13 @@ def report(
             whole day, a datetime is an inclusive upper bound.
         tags: keep runs having any of these tags.
         quality: keep runs of these tiers (low, medium, high).
-        group_by: one grouped table per item, from :data:`GROUP_BY`.
+        user: keep runs of these people (as recorded in the run's ``user``).
+        project: keep runs of these projects.
+        group_by: one grouped table per item, from :data:`GROUP_BY`; an item that is a
+            tuple (or names joined by "+") makes one table keyed by all of them, e.g.
+            ``group_by=[("user", "project", "model")]`` for a team's bill by person, project
+            and model. Runs that did not record a user or project show as "(none)". Every
+            report also has its line items (:attr:`CostReport.line_items`).
         currency: the money column of grouped tables and charts: ``"USD"``, ``"CNY"`` or
             ``"credits"`` (totals always give all three).
         title: the report's heading.
@@ -154,7 +244,8 @@ def report(
     unknown = [t for t in wanted_tiers if t not in QUALITIES]
     if unknown:
         raise ValidationError("quality", ", ".join(unknown), " | ".join(QUALITIES))
-    filters = _describe_filters(since, until, wanted_tags, wanted_tiers)
+    people = {"user": _names("user", user), "project": _names("project", project)}
+    filters = _describe_filters(since, until, wanted_tags, wanted_tiers, people)
     if df is None:
         # Over the whole ledger: the sums come from SQL; the runs load only when asked for.
         from imgkit.session import get_session
@@ -163,15 +254,16 @@ def report(
         ledger, data_dir = session.ledger, session.data_dir
 
         def load() -> pd.DataFrame:
-            rows = _select(ledger.to_dataframe(data_dir=data_dir), start, end, whole_day, wanted_tags, wanted_tiers)
+            rows = _select(ledger.to_dataframe(data_dir=data_dir), start, end, whole_day, wanted_tags, wanted_tiers,
+                           people)
             return with_costs(rows)
 
-        summary = _ledger_summary(ledger, groups, start, end, whole_day, wanted_tags, wanted_tiers)
+        summary = _ledger_summary(ledger, groups, start, end, whole_day, wanted_tags, wanted_tiers, people)
         return CostReport(
             runs=load, summary=summary, since=start, until=end, filters=filters, group_by=groups, currency=unit,
             title=title, max_rows=max_rows, source=f"the ledger {ledger.path}", available=ledger.count(),
         )
-    rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers)
+    rows = _select(df, start, end, whole_day, wanted_tags, wanted_tiers, people)
     costs = with_costs(rows)
     return CostReport(
         runs=costs, summary=_frame_summary(costs, groups), since=start, until=end, filters=filters,
@@ -193,9 +285,14 @@ class CostReport:
     Attributes:
         runs: the runs in the report with their cost columns (see :func:`imgkit.plots.with_costs`).
         totals: a :class:`Totals`.
-        groups: one table per ``group_by`` item, by name.
+        groups: one table per ``group_by`` item, by name (``"user+project"`` for a table of
+            several keys); each amount rounded once as shown.
+        line_items: one line per model, quality, size, resolution and price sheet: runs,
+            images (the quantity), the sheet's ``unit_price`` of one image, ``subtotal`` (the
+            images at that price), what was charged and may have been, and the currency.
+        fx: the exchange rate conversions used (:class:`imgkit.pricing.FxRate`).
         failed: the failed and unknown runs, and any other run whose cost is unknown.
-        sheets: the price sheets the runs used.
+        sheets: the price sheets the runs used, with how each converts credits (``fx``).
         period: the first and last day covered (UTC), from the filters or the runs.
         notes: how costs are counted, and anything unusual about these runs.
         source: what the runs were read from (the ledger's path, for a report built from it).
@@ -235,10 +332,15 @@ class CostReport:
         )
         self.totals = _totals(summary.fine)
         self.available = self.totals.runs if available is None else available
-        self.groups = {name: _group_table(summary.fine if name != "tag" else summary.tags, name, currency)
-                       for name in group_by}
+        self.groups = {
+            name: _group_table(summary.tags if "tag" in name.split("+") else summary.fine, name, currency)
+            for name in group_by
+        }
+        self.line_items = _line_items(summary.fine, currency)
         self.sheets = _sheets(summary.fine)
-        self.notes = list(SEMANTICS) + _remarks(summary.fine)
+        self.fx = fx_rate()
+        self.notes = [*SEMANTICS, f"Exchange rate: {self.fx}. {self.fx.source}", *_remarks(summary.fine),
+                      *_sheet_remarks(self.sheets)]
         if self.empty_reason:
             self.notes.insert(0, self.empty_reason)
 
@@ -279,7 +381,7 @@ class CostReport:
     def __repr__(self) -> str:
         t = self.totals
         return (
-            f"<CostReport {self.period_text}: {t.runs} runs, {t.charged_credits:,.3f} credits charged "
+            f"<CostReport {self.period_text}: {t.runs} runs, {t.charged_credits:,.5f} credits charged "
             f"(${t.charged_usd:,.4f}, ¥{t.charged_cny:,.4f})>"
         )
 
@@ -316,6 +418,42 @@ class CostReport:
         if path is not None:
             _files.write_text(Path(path), text)
         return text
+
+    def to_csv_tables(self, folder: str | Path) -> dict[str, Path]:
+        """Every table of the report as its own CSV in ``folder`` (created when missing), as
+        the documents show them (each amount rounded once, a rounding line where one is
+        needed, a Total row): ``totals.csv``, ``line_items.csv``, ``by_<group>.csv`` per
+        grouped table, ``failed_and_unknown.csv``, ``price_sheets.csv``, and ``runs.csv``
+        (:meth:`to_csv`). Each file is written atomically; returns their paths by table.
+
+        Example:
+            >>> imgkit.report(group_by=[("user", "project")]).to_csv_tables("bill")
+            {'totals': PosixPath('bill/totals.csv'), 'line_items': ..., 'by_user+project': ...}
+        """
+        from imgkit.reports import _text
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        for key, table in _text.csv_tables(self).items():
+            path = out / f"{key}.csv"
+            _files.write_text(path, _text.csv_text(table))
+            paths[key] = path
+        paths["runs"] = out / "runs.csv"
+        self.to_csv(paths["runs"])
+        return paths
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """The rows (one per run, :data:`ROW_COLUMNS`) as a Parquet file (pyarrow), written
+        atomically."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        table = pa.Table.from_pandas(self.rows(), preserve_index=False)
+        with _files.atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+        return path
 
     def to_xlsx(self, path: str | Path) -> Path:
         """Write an Excel workbook: Summary, one ``by_<group>`` sheet per group and Runs."""
@@ -357,13 +495,13 @@ class CostReport:
         return path
 
     def save(self, path: str | Path, *, format: str | None = None) -> Path:
-        """Export by the file's extension: .csv, .xlsx, .html, .md or .pdf. The file is
+        """Export by the file's extension: .csv, .xlsx, .html, .md, .pdf or .parquet. The file is
         written beside its final name and moved into place when complete, so an error
         (a full disk, say) leaves any earlier report at ``path`` as it was.
 
         Args:
             path: the file to write.
-            format: ``"csv"``, ``"xlsx"``, ``"html"``, ``"md"`` or ``"pdf"``; it must agree with
+            format: ``"csv"``, ``"xlsx"``, ``"html"``, ``"md"``, ``"pdf"`` or ``"parquet"``; it must agree with
                 the extension (default: from the extension).
 
         Example:
@@ -378,6 +516,7 @@ class CostReport:
                                   hint="name the file after its format, e.g. spend." + format.lower())
         writers: dict[str, Callable[[Path], object]] = {
             "csv": self.to_csv, "xlsx": self.to_xlsx, "html": self.to_html, "md": self.to_markdown, "pdf": self.to_pdf,
+            "parquet": self.to_parquet,
         }
         writers[kind](path)
         return path
@@ -385,7 +524,7 @@ class CostReport:
 
 #: File extensions :meth:`CostReport.save` understands, and the format of each.
 EXTENSIONS = {".csv": "csv", ".xlsx": "xlsx", ".html": "html", ".htm": "html", ".md": "md",
-              ".markdown": "md", ".pdf": "pdf"}
+              ".markdown": "md", ".pdf": "pdf", ".parquet": "parquet"}
 
 
 # --- arguments ---------------------------------------------------------------------------
@@ -398,15 +537,26 @@ def _currency(currency: str) -> str:
         raise ValidationError("currency", currency, " | ".join(CURRENCIES)) from None
 
 
-def _group_by(group_by: str | Sequence[str]) -> tuple[str, ...]:
-    items = [group_by] if isinstance(group_by, str) else list(group_by)
+def _group_by(group_by: str | Sequence[str | Sequence[str]]) -> tuple[str, ...]:
+    """The tables' names: one key each, or keys joined by "+" for a table of several keys
+    (given as a tuple in the list, or as "user+project")."""
+    items: list[Any] = [group_by] if isinstance(group_by, str) else list(group_by)
     out: list[str] = []
+    allowed = " | ".join(GROUP_BY) + ", or several of them together, such as ('user', 'project') or 'user+project'"
     for item in items:
-        key = str(item).strip().lower().replace("-", "_")
-        if key not in GROUP_BY:
-            raise ValidationError("group_by", item, " | ".join(GROUP_BY))
-        if key not in out:
-            out.append(key)
+        parts = item.split("+") if isinstance(item, str) else list(item) if isinstance(item, list | tuple) else [item]
+        keys: list[str] = []
+        for part in parts:
+            key = str(part).strip().lower().replace("-", "_")
+            if key not in GROUP_BY:
+                raise ValidationError("group_by", item, allowed)
+            if key not in keys:
+                keys.append(key)
+        if not keys:
+            raise ValidationError("group_by", item, allowed)
+        name = "+".join(keys)
+        if name not in out:
+            out.append(name)
     return tuple(out)
 
 
@@ -450,7 +600,10 @@ def _bound(field: str, value: object) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _describe_filters(since: object, until: object, tags: tuple[str, ...], tiers: tuple[str, ...]) -> str:
+def _describe_filters(
+    since: object, until: object, tags: tuple[str, ...], tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
+) -> str:
     parts = []
     if since is not None:
         parts.append(f"since {since}")
@@ -460,6 +613,9 @@ def _describe_filters(since: object, until: object, tags: tuple[str, ...], tiers
         parts.append("tags " + ", ".join(tags))
     if tiers:
         parts.append("quality " + ", ".join(tiers))
+    for key, names in (people or {}).items():
+        if names:
+            parts.append(f"{key} " + ", ".join(names))
     return "; ".join(parts) if parts else "all runs"
 
 
@@ -473,9 +629,11 @@ def _select(
     whole_day: bool,
     tags: tuple[str, ...],
     tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
 ) -> pd.DataFrame:
     """The runs created from ``start`` to ``end`` (through the end of that day when
-    ``whole_day``), having any of ``tags`` and one of ``tiers``."""
+    ``whole_day``), having any of ``tags``, one of ``tiers``, and (``people``) one of the
+    users and projects named."""
     import numpy as np
     import pandas as pd
 
@@ -493,14 +651,22 @@ def _select(
         keep &= np.fromiter((bool(wanted.intersection(t)) for t in df["tags"]), dtype=bool, count=len(df))
     if tiers:
         keep &= df["quality"].astype("string").isin(tiers).fillna(False).to_numpy(dtype=bool)
+    for key, names in (people or {}).items():
+        if names:
+            keep &= df[key].astype("string").isin(names).fillna(False).to_numpy(dtype=bool)
     return df.loc[keep]
 
 
 #: The summed columns of a report's summary frames, beside the group keys.
 _COUNTS = ("runs", "images", "completed", "failed", "unknown", "may_have_cost_runs", "estimate_runs",
            "runs_with_credits")
-_AMOUNTS = tuple(f"{kind}_{unit}" for kind in ("est", "charged", "may_have_cost") for unit in ("credits", "usd", "cny"))
-_KEYS = ("created_at", "quality", "size", "model", "status", "provider", "price_sheet")
+#: Amounts in credits a summary frame holds; each is also converted to USD and CNY.
+_CREDITS = ("est", "charged", "reported", "reserved", "at_estimate", "may_have_cost")
+_AMOUNTS = tuple(f"{kind}_{unit}" for kind in _CREDITS for unit in ("credits", "usd", "cny"))
+_KEYS = ("created_at", "quality", "size", "model", "status", "provider", "price_sheet", "resolution", "user",
+         "project")
+#: Keys that are not columns of the ledger's report index: summed in SQL only when asked for.
+_EXTRA_KEYS = ("resolution", "user", "project")
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,9 +690,11 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
 
     status = costs["status"].astype("string")
     basis = costs["cost_basis"]
+    spent = costs["spent_credits"].astype("float64")
     fine = pd.DataFrame(
         {
-            **{key: costs[key] for key in _KEYS},
+            **{key: costs[key] if key in costs.columns else pd.Series(None, index=costs.index, dtype="object")
+               for key in _KEYS},
             "tags": costs["tags"],
             "runs": 1,
             "images": costs["n_images"].astype("float64").fillna(0).astype("int64"),
@@ -536,13 +704,53 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
             "may_have_cost_runs": (basis == "may have cost").astype("int64"),
             "estimate_runs": (basis == "estimate").astype("int64"),
             "runs_with_credits": costs["charged_credits"].gt(0).astype("int64"),
-            **{column: costs[column] for column in _AMOUNTS},
+            "est_credits": costs["est_credits"].astype("float64"),
+            "charged_credits": costs["charged_credits"].astype("float64"),
+            "reported_credits": spent.where(basis == "charged", 0.0),
+            "reserved_credits": spent.where(basis.isin(_HELD), 0.0),
+            "at_estimate_credits": spent.where(basis == "estimate", 0.0),
+            "may_have_cost_credits": costs["may_have_cost_credits"].astype("float64"),
+            "reported_runs": (basis == "charged").astype("int64"),
+            "reserved_runs": basis.isin(_HELD).astype("int64"),
         },
         index=costs.index,
     )
+    fallback = {f"est_{u}": costs[f"est_{u}"].astype("float64") for u in ("usd", "cny")}
+    fallback.update({f"may_have_cost_{u}": costs[f"may_have_cost_{u}"].astype("float64") for u in ("usd", "cny")})
+    _convert(fine, fallback)
     first = costs["created_at"].min() if len(costs) else None
     last = costs["created_at"].max() if len(costs) else None
     return _Summary(fine=fine, tags=fine, first=first, last=last)
+
+
+def _convert(fine: pd.DataFrame, fallback: dict[str, pd.Series]) -> None:
+    """Add the USD and CNY columns of every credits amount of ``fine``, each row with its own
+    price sheet (one conversion for all: estimated and charged alike). Rows whose sheet is
+    not registered keep the stored figures of ``fallback`` (estimates), else NaN; an amount
+    of 0 is 0 in any currency."""
+    import numpy as np
+
+    from imgkit.plots import _price_sheets
+
+    known = _price_sheets()
+    sheets = fine["price_sheet"].astype("object")
+    for kind in _CREDITS:
+        credits = fine[f"{kind}_credits"].to_numpy(dtype="float64", na_value=np.nan)
+        for unit in ("usd", "cny"):
+            out = np.full(len(fine), np.nan)
+            for name in sheets.dropna().unique():
+                sheet = known.get(str(name))
+                if sheet is None:
+                    continue
+                rows = (sheets == name).to_numpy(dtype=bool)
+                convert = sheet.to_usd if unit == "usd" else sheet.to_cny
+                out[rows] = convert(credits[rows])
+            column = f"{kind}_{unit}"
+            if column in fallback:
+                stored = fallback[column].to_numpy(dtype="float64", na_value=np.nan)
+                out = np.where(np.isnan(out), stored, out)
+            out = np.where(credits == 0, 0.0, out)
+            fine[column] = out
 
 
 def _ledger_summary(
@@ -553,9 +761,18 @@ def _ledger_summary(
     whole_day: bool,
     tags: tuple[str, ...],
     tiers: tuple[str, ...],
+    people: dict[str, tuple[str, ...]] | None = None,
 ) -> _Summary:
-    """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`)."""
+    """The summary of the ledger's runs, grouped and summed in SQL (:meth:`Ledger.cost_sums`).
+
+    The line items need the resolution, and a grouping by user or project those columns:
+    none is in the report index, so grouping by them reads the rows. A grouping by user or
+    project does; the resolution is read only for the models that have one (a second, smaller
+    sum that replaces those models' rows of the first).
+    """
     import pandas as pd
+
+    from imgkit.request import MODELS
 
     bounds: dict[str, Any] = {
         "since": None if start is None else start.timestamp(),
@@ -564,10 +781,24 @@ def _ledger_summary(
         "tags": tags,
         "qualities": tiers,
     }
-    fine = _typed_sums(ledger.cost_sums(**bounds), list(ledger.COST_KEYS), ledger.COST_SUMS)
+    if people and any(people.values()):
+        bounds["users"] = (people or {}).get("user", ())
+        bounds["projects"] = (people or {}).get("project", ())
+    used = {key for name in groups for key in name.split("+")}
+    extra = [key for key in _EXTRA_KEYS if key != "resolution" and key in used]
+    keys = [*ledger.COST_KEYS, *extra]
+    rows = ledger.cost_sums(extra_keys=extra, **bounds)
+    tiered = sorted(name for name, profile in MODELS.items() if profile.resolutions)
+    if "resolution" in used or any(row[keys.index("model")] in tiered for row in rows):
+        model = keys.index("model")
+        rows = [(*row[: len(keys)], None, *row[len(keys):]) for row in rows if row[model] not in tiered]
+        rows += ledger.cost_sums(extra_keys=[*extra, "resolution"], models=tiered, **bounds)
+    else:
+        rows = [(*row[: len(keys)], None, *row[len(keys):]) for row in rows]
+    fine = _typed_sums(rows, [*keys, "resolution"], ledger.COST_SUMS)
     tag_sums = (
         _typed_sums(ledger.cost_sums(by_tag=True, **bounds), ["tag", "price_sheet"], ledger.COST_SUMS)
-        if "tag" in groups else fine
+        if any("tag" in name.split("+") for name in groups) else fine
     )
     first = pd.to_datetime(fine["first_created"].min(), unit="s", utc=True) if len(fine) else None
     last = pd.to_datetime(fine["last_created"].max(), unit="s", utc=True) if len(fine) else None
@@ -577,11 +808,9 @@ def _ledger_summary(
 def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str]) -> pd.DataFrame:
     """SQL sums as a frame shaped like :func:`_frame_summary`'s: keys typed as the runs
     DataFrame types them, counts as ints, credits converted with each row's price sheet."""
-    import numpy as np
     import pandas as pd
 
     from imgkit.ledger import STATUSES
-    from imgkit.plots import _price_sheets
     from imgkit.request import SIZES
 
     raw = pd.DataFrame.from_records(rows, columns=[*keys, *sums]) if rows else pd.DataFrame(
@@ -603,32 +832,24 @@ def _typed_sums(rows: list[tuple[Any, ...]], keys: list[str], sums: Sequence[str
             out[key] = values.astype("object")
         else:
             out[key] = values.astype("object").astype("category") if key != "price_sheet" else values
-    for name in _COUNTS:
+    for key in _KEYS:
+        if key not in out.columns:
+            out[key] = pd.Series(None, index=raw.index, dtype="object")
+    for name in (*_COUNTS, "reported_runs", "reserved_runs"):
         out[name] = raw[name].astype("float64").fillna(0).astype("int64")
-    for unit in ("credits", "usd", "cny"):
-        out[f"est_{unit}"] = raw[f"est_{unit}"].astype("float64")
-    out["charged_credits"] = raw["charged_credits"].astype("float64")
+    charged = raw["charged_credits"].astype("float64")
+    reported = raw["reported_credits"].astype("float64")
+    at_estimate = raw["at_estimate_credits"].astype("float64")
+    out["est_credits"] = raw["est_credits"].astype("float64")
+    out["charged_credits"] = charged
+    out["reported_credits"] = reported
+    out["at_estimate_credits"] = at_estimate
+    out["reserved_credits"] = charged - reported - at_estimate
     out["may_have_cost_credits"] = raw["may_have_cost_credits"].astype("float64")
-    known = _price_sheets()
-    sheets = raw["price_sheet"].astype("object")
-    charged_credits = raw["charged_credits"].astype("float64")
-    other = raw["may_have_cost_credits"].astype("float64") - raw["may_have_cost_at_estimate_credits"].astype("float64")
-    for unit in ("usd", "cny"):
-        charged = np.full(len(raw), np.nan)
-        maybe = np.full(len(raw), np.nan)
-        for name in sheets.dropna().unique():
-            sheet = known.get(str(name))
-            if sheet is None:
-                continue
-            rows = (sheets == name).to_numpy(dtype=bool)
-            convert = sheet.to_usd if unit == "usd" else sheet.to_cny
-            charged[rows] = convert(charged_credits.to_numpy()[rows])
-            maybe[rows] = convert(other.to_numpy()[rows])
-        # Runs that cost nothing cost nothing in any currency, with or without a sheet.
-        charged = np.where(charged_credits == 0, 0.0, charged)
-        maybe = np.where(other == 0, 0.0, maybe) + raw[f"may_have_cost_at_estimate_{unit}"].astype("float64")
-        out[f"charged_{unit}"] = charged
-        out[f"may_have_cost_{unit}"] = maybe
+    fallback = {f"est_{u}": raw[f"est_{u}"].astype("float64") for u in ("usd", "cny")}
+    fallback.update({f"may_have_cost_{u}": raw[f"may_have_cost_at_estimate_{u}"].astype("float64")
+                     for u in ("usd", "cny")})
+    _convert(out, fallback)
     out["first_created"] = raw["first_created"].astype("float64")
     out["last_created"] = raw["last_created"].astype("float64")
     return out
@@ -660,6 +881,10 @@ def _totals(fine: pd.DataFrame) -> Totals:
         may_have_cost_usd=total("may_have_cost_usd"),
         may_have_cost_cny=total("may_have_cost_cny"),
         may_have_cost_runs=count("may_have_cost_runs"),
+        **{f"{part}_{unit}": total(f"{part}_{unit}") for part in _PARTS for unit in ("credits", "usd", "cny")},
+        reported_runs=count("reported_runs"),
+        reserved_runs=count("reserved_runs"),
+        at_estimate_runs=count("estimate_runs"),
     )
 
 
@@ -680,26 +905,106 @@ def _group_keys(fine: pd.DataFrame, name: str) -> pd.Series:
     return column.cat.remove_unused_categories()
 
 
-def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
-    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
-    ``name``."""
-    import pandas as pd
-
+def money_columns(currency: str) -> list[str]:
+    """The amount columns of a grouped table in ``currency``: credits, then the currency."""
     money = ["est_credits", "charged_credits", "may_have_cost_credits"]
     if currency != "credits":
         unit = currency.lower()
         money += [cost_column(currency, estimated=True), cost_column(currency), f"may_have_cost_{unit}"]
+    return money
+
+
+def places_of(column: str) -> int | None:
+    """The decimals a money column is shown with (None: not money)."""
+    if column.endswith("_credits") or column == "credits":
+        return PLACES["credits"]
+    if column.startswith("unit_"):
+        return UNIT_PLACES
+    if column.endswith(("_usd", "_cny")) or column in ("USD", "CNY"):
+        return PLACES["USD"]
+    return None
+
+
+def _round_lines(table: pd.DataFrame) -> pd.DataFrame:
+    """Each money cell rounded once, as it is shown (:data:`PLACES`)."""
+    for column in table.columns:
+        places = places_of(str(column))
+        if places is not None:
+            table[column] = [rounded(v, places) for v in table[column].astype("float64")]
+    return table
+
+
+def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
+    """Runs, images, failures and amounts (estimated, charged, may have cost) per value of
+    ``name`` (or of each key of a combined name such as ``user+project``), each amount
+    rounded once as shown."""
+    import pandas as pd
+
+    keys = name.split("+")
+    money = money_columns(currency)
     frame = pd.DataFrame(
         {
-            name: _group_keys(fine, name),
+            **{key: _group_keys(fine, key) for key in keys},
             **{column: fine[column] for column in ("runs", "images", "failed", "unknown")},
             **{column: fine[column] for column in money},
         }
     )
-    if name == "tag" and "tag" not in fine.columns:
-        frame = frame.explode(name)
-    table = frame.groupby(name, observed=True, sort=True).sum(min_count=0)
-    return table.reset_index()
+    if "tag" in keys and "tag" not in fine.columns:
+        frame = frame.explode("tag")
+    table = frame.groupby(keys, observed=True, sort=True).sum(min_count=0)
+    return _round_lines(table.reset_index())
+
+
+def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
+    """One line per model, quality, size, resolution and price sheet: runs, images, the
+    sheet's price of one image (``unit_<currency>``), the images at that price
+    (``subtotal_<currency>``), and what was charged and may have been, in credits and
+    ``currency``; rounded once as shown. A line the sheet cannot price has no unit price."""
+    import pandas as pd
+
+    from imgkit.plots import _price_sheets
+    from imgkit.pricing import estimate
+
+    unit = currency.lower()
+    money = ["charged_credits", "may_have_cost_credits"]
+    if currency != "credits":
+        money += [f"charged_{unit}", f"may_have_cost_{unit}"]
+    frame = pd.DataFrame(
+        {
+            **{key: fine[key].astype("object").where(fine[key].notna(), _NONE) for key in LINE_ITEM_KEYS},
+            **{column: fine[column] for column in ("runs", "images")},
+            **{column: fine[column] for column in money},
+        }
+    )
+    table = frame.groupby(list(LINE_ITEM_KEYS), sort=False).sum(min_count=0).reset_index()
+    # Tiers in their order (low, medium, high), then the rest alphabetically.
+    tier = {name: i for i, name in enumerate(QUALITIES)}
+    table = table.sort_values(
+        ["model", "quality", "size", "resolution", "price_sheet"],
+        key=lambda c: c.map(lambda v: (tier.get(v, len(tier)), str(v))) if c.name == "quality" else c.astype(str),
+    ).reset_index(drop=True)
+    sheets = _price_sheets()
+    prices: list[float] = []
+    for model, quality, size, resolution, name in table[list(LINE_ITEM_KEYS)].itertuples(index=False):
+        sheet = sheets.get(str(name))
+        price = float("nan")
+        if sheet is not None:
+            try:
+                one = estimate(quality=str(quality), size=str(size), model=str(model), sheet=str(name),
+                               resolution=None if resolution == _NONE else str(resolution))
+            except (ValidationError, ConfigError):  # a line the sheet cannot price has no unit price
+                one = None
+            if one is not None:
+                credits = one.per_image_credits
+                price = credits if currency == "credits" else float(
+                    sheet.to_usd(credits) if currency == "USD" else sheet.to_cny(credits))
+        prices.append(rounded(price, PLACES[currency] if currency == "credits" else UNIT_PLACES))
+    table.insert(len(LINE_ITEM_KEYS) + 2, f"unit_{unit}", prices)
+    subtotal = [rounded(float(Decimal(repr(p)) * int(q)), PLACES[currency]) if p == p else float("nan")
+                for p, q in zip(prices, table["images"], strict=True)]
+    table.insert(len(LINE_ITEM_KEYS) + 3, f"subtotal_{unit}", subtotal)
+    table["currency"] = currency
+    return _round_lines(table)
 
 
 def _failed(runs: pd.DataFrame) -> pd.DataFrame:
@@ -711,7 +1016,7 @@ def _failed(runs: pd.DataFrame) -> pd.DataFrame:
 def _sheets(fine: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
-    from imgkit.pricing import price_sheets
+    from imgkit.pricing import fx_text, price_sheets
 
     known = price_sheets()
     named = fine[fine["price_sheet"].notna()]
@@ -725,14 +1030,34 @@ def _sheets(fine: pd.DataFrame) -> pd.DataFrame:
             records.append({"sheet": name, "runs": int(count), "date": "", "base_credits": None,
                             "rate": "not registered in this process", "source": ""})
             continue
-        rate = (
-            f"{sheet.credits_per_usd:g} credits per USD" if sheet.credits_per_usd is not None
-            else f"{sheet.credits_per_cny:g} credits per CNY"
-        )
-        rate += f"; {sheet.cny_per_usd:g} CNY per USD"
         records.append({"sheet": name, "runs": int(count), "date": sheet.date, "base_credits": sheet.base_credits,
-                        "rate": rate, "source": sheet.source})
+                        "rate": fx_text(sheet), "source": sheet.source})
     return pd.DataFrame(records, columns=["sheet", "runs", "date", "base_credits", "rate", "source"])
+
+
+#: The gateway's two published prices for gpt-image-1, shipped as two sheets.
+EVOLINK_SHEETS = ("evolink-table-2026-11", "evolink-formula-2026-11")
+
+
+def _sheet_remarks(sheets: pd.DataFrame) -> list[str]:
+    """The disagreement of the gateway's two shipped sheets, with how many runs used each,
+    when any run used one of them."""
+    from imgkit.pricing import estimate, price_sheets
+
+    known = price_sheets()
+    used = dict(zip(sheets["sheet"].astype(str), sheets["runs"], strict=True))
+    if not any(name in used for name in EVOLINK_SHEETS) or not all(name in known for name in EVOLINK_SHEETS):
+        return []
+    table, formula = (estimate(quality="medium", size="1:1", sheet=name) for name in EVOLINK_SHEETS)
+    gap = (table.usd - formula.usd) / table.usd
+    return [
+        f"The gateway publishes two prices for gpt-image-1 that disagree: {EVOLINK_SHEETS[0]} (its table) "
+        f"prices one medium square image at {table.credits:g} credits = ${table.usd:.4f}, {EVOLINK_SHEETS[1]} "
+        f"(its formula) at {formula.credits:g} credits = ¥{formula.cny:.4f} ≈ ${formula.usd:.4f}, {gap:.0%} less. "
+        f"Runs here: {used.get(EVOLINK_SHEETS[0], 0):,} on the table, {used.get(EVOLINK_SHEETS[1], 0):,} on the "
+        "formula (the price sheet column of the line items and of each run says which). The gateway's own "
+        "statement shows which one the account is billed at; choose it with imgkit.configure(price_sheet=...)."
+    ]
 
 
 def _remarks(fine: pd.DataFrame) -> list[str]:

@@ -90,7 +90,8 @@ def _draw_table(ax: Axes, frame: pd.DataFrame, *, width: int = 40) -> None:
             ax.text(
                 edges[c + 1] - pad if at_right else edges[c] + pad, middle, text,
                 ha="right" if at_right else "left", va="center", fontsize=font,
-                fontweight="bold" if r == 0 else "normal", parse_math=False,  # "$" is money, not TeX
+                fontweight="bold" if r == 0 or values[0] in (_text.TOTAL, "charged, total") else "normal",
+                parse_math=False,  # "$" is money, not TeX
             )
 
 
@@ -129,16 +130,27 @@ def _title_page(rep: CostReport) -> Figure:
     _write(fig, 0.04, down(0.25 + 0.2 * len(headline)), "Totals  ·  " + _text.totals_line(rep), fontsize=10.5, va="top")
     totals = rep.totals.to_frame()
     box = (len(totals) + 1) * _ROW_HEIGHT
-    _draw_table(fig.add_axes((0.04, down(0.25 + box), 0.92, box / height)), totals)
-    _write(fig, 0.04, down(0.35), "How costs are counted", fontsize=10.5, fontweight="bold", va="top")
-    lines = ["• " + "\n   ".join(textwrap.wrap(note, 165)) for note in rep.notes]
-    _write(fig, 0.04, down(0.25), "\n".join(lines), fontsize=8.5, va="top", linespacing=1.45)
-    down(sum(line.count("\n") + 1 for line in lines) * 0.18)
+    _draw_table(fig.add_axes((0.04, down(0.25 + box), 0.6, box / height)), totals)
+    _write(fig, 0.04, down(0.35), f"Exchange rate: {rep.fx}", fontsize=9.5, va="top")
     if len(rep.sheets):
-        _write(fig, 0.04, down(0.3), "Price sheets", fontsize=10.5, fontweight="bold", va="top")
-        sheets = rep.sheets.head(6)
+        _write(fig, 0.04, down(0.35), "Price sheets", fontsize=10.5, fontweight="bold", va="top")
+        sheets = rep.sheets.loc[:, ["sheet", "runs", "date", "base_credits", "rate"]].head(6)
         box = (len(sheets) + 1) * _ROW_HEIGHT
-        _draw_table(fig.add_axes((0.04, down(0.25 + box), 0.92, box / height)), sheets, width=60)
+        _draw_table(fig.add_axes((0.04, down(0.25 + box), 0.92, box / height)), sheets, width=110)
+    _write(fig, 0.04, down(0.3), "How costs are counted, the price sheets' sources and remarks: page 2.",
+           fontsize=8.5, color="#555555", va="top")
+    return fig
+
+
+def _notes_page(rep: CostReport) -> Figure:
+    """How costs are counted, the remarks on these runs, and each price sheet's source."""
+    fig = _page()
+    _heading(fig, "How costs are counted")
+    lines = ["• " + "\n   ".join(textwrap.wrap(note, 150)) for note in rep.notes]
+    lines += ["", "Price sheet sources:"]
+    lines += ["• " + "\n   ".join(textwrap.wrap(f"{name}: {source}", 150))
+              for name, source in zip(rep.sheets["sheet"], rep.sheets["source"], strict=True)]
+    _write(fig, 0.04, 0.89, "\n".join(lines), fontsize=8, va="top", linespacing=1.4)
     return fig
 
 
@@ -181,7 +193,9 @@ def _table_pages(title: str, frame: pd.DataFrame, limit: int, rep: CostReport) -
 
 def plan(rep: CostReport) -> list[Callable[[], Figure]]:
     """One builder per page, in order (tables with no rows get no page)."""
-    pages: list[Callable[[], Figure]] = [lambda: _title_page(rep), lambda: _spend_page(rep), lambda: _panels_page(rep)]
+    pages: list[Callable[[], Figure]] = [
+        lambda: _title_page(rep), lambda: _notes_page(rep), lambda: _spend_page(rep), lambda: _panels_page(rep),
+    ]
     for title, frame, most in _text.tables(rep):
         if len(frame):
             pages += _table_pages(title, frame, len(frame) if most is None else most, rep)

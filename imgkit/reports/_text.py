@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from imgkit.reports._model import CostReport
 
 #: How each column's values read: credits, usd, cny, int, seconds, time, date, month, number.
+_PARTS = ("est", "charged", "may_have_cost", "reported", "reserved", "at_estimate", "subtotal")
 KINDS: dict[str, str] = {
-    **dict.fromkeys(
-        ("est_credits", "charged_credits", "may_have_cost_credits", "credits_reserved", "credits_charged", "credits"),
-        "credits",
-    ),
-    **dict.fromkeys(("est_usd", "charged_usd", "may_have_cost_usd", "USD"), "usd"),
-    **dict.fromkeys(("est_cny", "charged_cny", "may_have_cost_cny", "CNY"), "cny"),
+    **dict.fromkeys((*(f"{p}_credits" for p in _PARTS), "credits_reserved", "credits_charged", "credits"), "credits"),
+    **dict.fromkeys((*(f"{p}_usd" for p in _PARTS), "USD"), "usd"),
+    **dict.fromkeys((*(f"{p}_cny" for p in _PARTS), "CNY"), "cny"),
+    # A price of one image: to the millionth, so that images x price rounds to the amount charged.
+    "unit_credits": "credits",
+    "unit_usd": "usd_unit",
+    "unit_cny": "cny_unit",
     **dict.fromkeys(("runs", "images", "failed", "unknown", "n", "n_images", "attempts", "progress"), "int"),
     **dict.fromkeys(("created_at", "submitted_at", "completed_at"), "time"),
     **dict.fromkeys(("day", "week"), "date"),
@@ -53,9 +55,19 @@ LABELS: dict[str, str] = {
     "base_credits": "base credits",
     "latency_s": "latency (s)",
     "week": "week (from Monday)",
+    "unit_credits": "unit price, credits",
+    "unit_usd": "unit price, USD",
+    "unit_cny": "unit price, CNY",
+    "subtotal_credits": "images x unit price, credits",
+    "subtotal_usd": "images x unit price, USD",
+    "subtotal_cny": "images x unit price, CNY",
 }
 
 GROUP_TITLES = {"price_sheet": "price sheet"}
+#: The title of the line items table.
+LINE_ITEMS = "Line items"
+#: The first key cell of the rows :func:`footed` adds.
+ROUNDING, TOTAL = "rounding", "Total"
 
 
 _MISSING = frozenset({"NAType", "NaTType"})
@@ -66,7 +78,7 @@ def label(column: str) -> str:
 
 
 def group_title(name: str) -> str:
-    return f"By {GROUP_TITLES.get(name, name)}"
+    return "By " + ", ".join(GROUP_TITLES.get(key, key) for key in name.split("+"))
 
 
 def is_numeric(column: str) -> bool:
@@ -79,11 +91,15 @@ def cell(column: str, value: Any, *, width: int | None = None) -> str:
         return ""
     kind = KINDS.get(column, "text")
     if kind == "credits":
-        return f"{float(value):,.3f}"
+        return f"{float(value):,.5f}"
     if kind == "usd":
         return f"${float(value):,.4f}"
     if kind == "cny":
         return f"¥{float(value):,.4f}"
+    if kind == "usd_unit":
+        return f"${float(value):,.6f}"
+    if kind == "cny_unit":
+        return f"¥{float(value):,.6f}"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "seconds":
@@ -125,25 +141,150 @@ def totals_line(rep: CostReport) -> str:
     return f"{t.runs:,} run{'' if t.runs == 1 else 's'} ({outcomes}), {t.images:,} images"
 
 
-def headline(rep: CostReport) -> str:
+def _runs(count: int) -> str:
+    return f"{count:,} run{'' if count == 1 else 's'}"
+
+
+def _amount(rep: CostReport, part: str) -> str:
+    """One of the totals as the headline shows it: credits, USD and CNY, each rounded once."""
     t = rep.totals
-    text = (f"Charged {t.charged_credits:,.3f} credits = ${t.charged_usd:,.4f} = ¥{t.charged_cny:,.4f} "
-            f"(estimated {t.est_credits:,.3f} credits)")
+    return (f"{cell('credits', getattr(t, f'{part}_credits'))} credits = {cell('USD', getattr(t, f'{part}_usd'))} "
+            f"= {cell('CNY', getattr(t, f'{part}_cny'))}")
+
+
+def headline(rep: CostReport) -> str:
+    """Charged, and its parts: reported by the service, reserved (not yet confirmed), at
+    estimate; what unknown runs may have cost; the estimate."""
+    t = rep.totals
+    parts = [f"{cell('credits', t.reported_credits)} reported by the service ({_runs(t.reported_runs)})",
+             f"{cell('credits', t.reserved_credits)} reserved at acceptance, not yet confirmed "
+             f"({_runs(t.reserved_runs)})"]
+    if t.at_estimate_runs:
+        parts.append(f"{cell('credits', t.at_estimate_credits)} at estimate ({_runs(t.at_estimate_runs)})")
+    text = f"Charged {_amount(rep, 'charged')}: " + ", ".join(parts)
     if t.may_have_cost_runs:
-        text += (f"; {t.may_have_cost_runs:,} run(s) may have cost {t.may_have_cost_credits:,.3f} credits more "
-                 f"(${t.may_have_cost_usd:,.4f})")
-    return text
+        text += f". May have cost {_amount(rep, 'may_have_cost')} more ({_runs(t.may_have_cost_runs)}, unknown)"
+    return text + f". Estimated before sending: {_amount(rep, 'est')}."
 
 
-def tables(rep: CostReport) -> list[tuple[str, pd.DataFrame, int | None]]:
-    """The document tables after the totals, each with the most rows to show: grouped
-    tables (whole: their rows are what the totals add up from), then failed and unknown runs
-    (at most ``rep.max_rows``)."""
-    out: list[tuple[str, pd.DataFrame, int | None]] = [
-        (group_title(name), table, None) for name, table in rep.groups.items()
-    ]
-    out.append(("Failed and unknown runs", failed_view(rep), rep.max_rows))
+#: The totals a column of a grouped table or the line items adds up to.
+_GRAND = {f"{p}_{u}": f"{p}_{u}" for p in ("est", "charged", "may_have_cost") for u in ("credits", "usd", "cny")}
+
+
+def _sum(values: Iterable[Any]) -> float:
+    from decimal import Decimal
+
+    return float(sum((Decimal(repr(float(v))) for v in values if v is not None and v == v), Decimal(0)))
+
+
+def footed(rep: CostReport, table: pd.DataFrame, *, grand: bool = True, total: bool = True) -> pd.DataFrame:
+    """``table`` as documents show it: its lines, then (``grand``) a rounding line when the
+    shown lines of a money column do not add up to the report's shown total, then
+    (``total``) a Total row: counts and amounts summed (the report's totals, for the columns
+    that have one, which the lines plus rounding add up to exactly). Unit prices have no
+    total."""
+    import pandas as pd
+
+    from imgkit.reports._model import PLACES, difference, rounded
+
+    if table.empty:
+        return table
+    out = table.astype(object)
+    first = table.columns[0]
+    columns = list(table.columns)
+    grand_total: dict[str, float] = {}
+    if grand:
+        for column in columns:
+            field = _GRAND.get(str(column))
+            if field is not None:
+                unit = {"credits": "credits", "usd": "USD", "cny": "CNY"}[field.rsplit("_", 1)[1]]
+                grand_total[str(column)] = rounded(getattr(rep.totals, field), PLACES[unit])
+        gaps = {c: difference(t, table[c]) for c, t in grand_total.items()}
+        if any(gaps.values()):
+            row: dict[str, Any] = dict.fromkeys(columns)
+            row[first] = ROUNDING
+            row.update({c: gap for c, gap in gaps.items() if gap})
+            out = pd.concat([out, pd.DataFrame([row], columns=columns).astype(object)], ignore_index=True)
+    if total:
+        row = dict.fromkeys(columns)
+        row[first] = TOTAL
+        for column in columns:
+            kind = KINDS.get(str(column))
+            if str(column).startswith("unit_"):
+                continue
+            if str(column) in grand_total:
+                row[column] = grand_total[str(column)]
+            elif kind in ("credits", "usd", "cny"):
+                row[column] = _sum(out[column])
+            elif kind == "int":
+                row[column] = int(_sum(out[column]))
+        out = pd.concat([out, pd.DataFrame([row], columns=columns).astype(object)], ignore_index=True)
     return out
+
+
+def grouped_tables(rep: CostReport, *, total: bool = True) -> list[tuple[str, pd.DataFrame]]:
+    """The line items and grouped tables, whole (their rows are what the totals add up
+    from), each with a rounding line where needed and, with ``total``, a Total row. A table
+    by tag has neither: a run with several tags is in several of its lines."""
+    out = [(LINE_ITEMS, footed(rep, rep.line_items, total=total))]
+    for name, table in rep.groups.items():
+        by_tag = "tag" in name.split("+")
+        out.append((group_title(name), table if by_tag else footed(rep, table, total=total)))
+    return out
+
+
+def tables(rep: CostReport, *, total: bool = True) -> list[tuple[str, pd.DataFrame, int | None]]:
+    """The document tables after the totals, each with the most rows to show: the
+    :func:`grouped_tables`, then failed and unknown runs (at most ``rep.max_rows``; with a
+    Total row when all are shown)."""
+    out: list[tuple[str, pd.DataFrame, int | None]] = [
+        (title, table, None) for title, table in grouped_tables(rep, total=total)
+    ]
+    failed = failed_view(rep)
+    if len(failed) > rep.max_rows:  # cut: its total would not be of the rows shown
+        out.append(("Failed and unknown runs", failed, rep.max_rows))
+    else:
+        out.append(("Failed and unknown runs", footed(rep, failed, grand=False, total=total), None))
+    return out
+
+
+def csv_tables(rep: CostReport) -> dict[str, pd.DataFrame]:
+    """The tables of :meth:`CostReport.to_csv_tables`, by file name (without ``.csv``)."""
+    out = {"totals": rep.totals.to_frame(), "line_items": footed(rep, rep.line_items)}
+    for name, table in rep.groups.items():
+        out[f"by_{name}"] = table if "tag" in name.split("+") else footed(rep, table)
+    failed = failed_view(rep)
+    out["failed_and_unknown"] = footed(rep, failed, grand=False) if len(failed) else failed
+    out["price_sheets"] = rep.sheets
+    return out
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A table as CSV: amounts as plain numbers at their shown places, times ISO 8601 in UTC
+    with a space (which spreadsheets read as dates), labels as the documents show them."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([label(str(c)) for c in frame.columns])
+    for values in frame.itertuples(index=False):
+        row = []
+        for column, value in zip(frame.columns, values, strict=True):
+            kind = KINDS.get(str(column), "text")
+            if value is None or (isinstance(value, float) and math.isnan(value)) or type(value).__name__ in _MISSING:
+                row.append("")
+            elif kind in ("credits", "usd", "cny", "usd_unit", "cny_unit"):
+                row.append(f"{float(value):.{ {'credits': 5, 'usd': 4, 'cny': 4}.get(kind, 6)}f}")
+            elif kind == "int":
+                row.append(str(int(value)))
+            elif kind in ("time", "date", "month") and hasattr(value, "strftime"):
+                fmt = {"time": "%Y-%m-%d %H:%M:%S", "date": "%Y-%m-%d", "month": "%Y-%m-01"}[kind]
+                row.append(value.strftime(fmt))
+            else:
+                row.append(cell(str(column), value))
+        writer.writerow(row)
+    return buffer.getvalue()
 
 
 def caption(title: str, frame: pd.DataFrame, shown: int) -> str:
@@ -170,7 +311,8 @@ def html_table(frame: pd.DataFrame, *, limit: int | None = None, css: str = "") 
     align = [f'style="text-align:{"right" if n else "left"};padding:2px 8px"' for n in numeric]
     head = "".join(f"<th {a}>{html.escape(label(c))}</th>" for c, a in zip(frame.columns, align, strict=True))
     body = "\n".join(
-        "<tr>" + "".join(f"<td {a}>{_h(v)}</td>" for v, a in zip(row, align, strict=True)) + "</tr>"
+        ('<tr style="font-weight:bold">' if row and row[0] in (TOTAL, "charged, total") else "<tr>")
+        + "".join(f"<td {a}>{_h(v)}</td>" for v, a in zip(row, align, strict=True)) + "</tr>"
         for row in cells(shown, width=120)
     )
     more = ""
@@ -200,9 +342,9 @@ def notebook_html(rep: CostReport, *, limit: int = 15) -> str:
         f"<div><b>{_h(headline(rep))}</b></div>",
         html_table(_totals_frame(rep), css=_CELL_CSS),
     ]
-    for name, table in rep.groups.items():
-        parts.append(f"<div><b>{html.escape(group_title(name))}</b></div>")
-        parts.append(html_table(table, limit=limit, css=_CELL_CSS))
+    for title, table in grouped_tables(rep):
+        parts.append(f"<div><b>{html.escape(title)}</b></div>")
+        parts.append(html_table(table, limit=None if len(table) <= limit + 2 else limit, css=_CELL_CSS))
     sheets = ", ".join(rep.sheets["sheet"].astype(str)) or "none"
     parts.append(
         # From the totals: the list itself would read every run of a report over the ledger.

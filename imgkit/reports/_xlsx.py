@@ -1,6 +1,7 @@
-"""A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, one
-``by_<group>`` sheet per grouped table with a totals row (SUM formulas), a sheet of the failed
-and unknown runs, and a Runs sheet, with real number formats. Every sheet prints landscape,
+"""A report as an Excel workbook (openpyxl through pandas' ExcelWriter): a Summary sheet, the
+line items and one ``by_<group>`` sheet per grouped table, each with its rounding line where one
+is needed and a totals row (SUM formulas), a sheet of the failed and unknown runs, and a Runs
+sheet, with real number formats (credits to 5 places, money to 4). Every sheet prints landscape,
 one page wide, with its header row repeated on each page."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ FORMATS: dict[str, str] = {
     "credits": "0.00000",
     "usd": "$0.0000",
     "cny": '"¥"0.0000',
+    "usd_unit": "$0.000000",
+    "cny_unit": '"¥"0.000000',
     "int": "0",
     "seconds": "0.0",
     "time": "yyyy-mm-dd hh:mm",
@@ -44,6 +47,14 @@ def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+    def plain(value: Any) -> Any:
+        # A column of a table with a rounding or Total row: dates and texts side by side.
+        if isinstance(value, pd.Timestamp):
+            return value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+        if isinstance(value, str):
+            return ILLEGAL_CHARACTERS_RE.sub("", value)
+        return value
+
     out = frame.copy()
     for name in out.columns:
         column = out[name]
@@ -51,7 +62,9 @@ def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = column.dt.tz_convert("UTC").dt.tz_localize(None)
         elif isinstance(column.dtype, pd.CategoricalDtype):
             out[name] = column.astype("string")
-        if pd.api.types.is_string_dtype(out[name].dtype) and not _text.is_numeric(str(name)):
+        if column.dtype == object:
+            out[name] = column.map(plain)
+        elif pd.api.types.is_string_dtype(out[name].dtype) and not _text.is_numeric(str(name)):
             out[name] = out[name].astype("string").str.replace(ILLEGAL_CHARACTERS_RE, "", regex=True)
     return out
 
@@ -102,7 +115,9 @@ def _totals_row(ws: Worksheet, frame: pd.DataFrame) -> None:
         cell = ws.cell(row, index)
         cell.font, cell.border = bold, rule
         if index == 1:
-            cell.value = "Total"
+            cell.value = _text.TOTAL
+        elif str(name).startswith("unit_"):
+            continue  # a price per image has no total
         elif _text.is_numeric(str(name)) and kind in ("credits", "usd", "cny", "int"):
             letter = get_column_letter(index)
             cell.value = f"=SUM({letter}2:{letter}{last})"
@@ -168,6 +183,8 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
             kind = _text.KINDS.get(str(name))
             if kind in FORMATS:
                 cell.number_format = FORMATS[kind]
+            if values[0] == "charged, total":
+                cell.font = bold
 
     row += 2
     ws.cell(row, 1, "How costs are counted").font = Font(bold=True, size=12)
@@ -189,13 +206,14 @@ def _summary(ws: Worksheet, rep: CostReport) -> None:
         row += 1
         for col, value in enumerate(values, start=1):
             ws.cell(row, col, _plain(value)).alignment = Alignment(wrap_text=True, vertical="top")
-        widths = (26, 16, 16, 16, 16, 60)
+        widths = (26, 16, 16, 16, 44, 60)
         lines = max(1 + len(str(_plain(v) or "")) // (w - 2) for v, w in zip(values, widths, strict=False))
         ws.row_dimensions[row].height = 15 * lines
 
     ws.column_dimensions["A"].width = 26
-    for letter in "BCDE":
+    for letter in "BCD":
         ws.column_dimensions[letter].width = 16
+    ws.column_dimensions["E"].width = 44  # the CNY totals, and how each price sheet converts
     ws.column_dimensions["F"].width = 60
 
 
@@ -207,9 +225,13 @@ def write(rep: CostReport, path: Path) -> None:
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         # An empty frame first, so that Summary is the first sheet; filled in below.
         pd.DataFrame().to_excel(writer, sheet_name="Summary", index=False)
-        for name, table in rep.groups.items():
-            _table_sheet(writer, f"by_{name}"[:31], table, totals=True)
-        _table_sheet(writer, "Failed and unknown", _text.failed_view(rep))
+        # The line items and grouped tables with their rounding lines; the totals rows are
+        # formulas, so the sheet adds up what it shows.
+        listed = _text.grouped_tables(rep, total=False)
+        _table_sheet(writer, "Line items", listed[0][1], totals=True)
+        for name, (_, table) in zip(rep.groups, listed[1:], strict=True):
+            _table_sheet(writer, f"by_{name}"[:31], table, totals="tag" not in name.split("+"))
+        _table_sheet(writer, "Failed and unknown", _text.failed_view(rep), totals=True)
         _table_sheet(writer, "Runs", rep.rows())
         _summary(writer.sheets["Summary"], rep)
         _print_setup(writer.sheets["Summary"], title_rows=None)
