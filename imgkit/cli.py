@@ -32,6 +32,23 @@ def _sandbox_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8808, help="port (default: 8808)")
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply generation times (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed for latencies and faults")
+    p.add_argument("--openai-models", default="all", type=_openai_models, metavar="MODELS",
+                   help="comma-separated models the OpenAI side (/openai/v1) serves; others answer "
+                        "model_not_found (default: all of gpt-image-1, gpt-image-1.5, gpt-image-2)")
+
+
+def _openai_models(text: str) -> tuple[str, ...]:
+    from imgkit.sandbox import OPENAI_MODELS
+
+    if text.strip().lower() == "all":
+        return OPENAI_MODELS
+    models = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    unknown = [m for m in models if m not in OPENAI_MODELS]
+    if unknown or not models:
+        raise argparse.ArgumentTypeError(
+            f"{unknown[0] if unknown else text!r} is not a model the sandbox serves; choose among "
+            f"{', '.join(OPENAI_MODELS)} (or all)")
+    return models
 
 
 @command("sandbox", _sandbox_args)
@@ -40,7 +57,8 @@ def _sandbox(args: argparse.Namespace) -> int:
     from imgkit.sandbox import SandboxConfig, serve
 
     print(f"imgkit sandbox on http://{args.host}:{args.port}  (Ctrl-C to stop)", file=sys.stderr)
-    serve(host=args.host, port=args.port, config=SandboxConfig(seed=args.seed, time_scale=args.time_scale))
+    serve(host=args.host, port=args.port, config=SandboxConfig(
+        seed=args.seed, time_scale=args.time_scale, openai_models=args.openai_models))
     return 0
 
 

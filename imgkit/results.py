@@ -29,8 +29,23 @@ __all__ = ["Cost", "Description", "GenerationResult", "SweepPlan", "SweepResult"
 
 @dataclass(frozen=True, slots=True)
 class Cost:
-    """What a run cost: the estimate (with its price sheet) and what the service reserved or
-    charged."""
+    """What a run cost: the estimate (with its price sheet), what the service reserved or
+    charged, and what counts (the rules of :mod:`imgkit.costs`, as the budget and reports
+    count it).
+
+    Attributes:
+        credits, usd, cny: the estimate made before submitting (None: the model had no price).
+        sheet: the price sheet of the estimate and of the conversions.
+        credits_reserved: what the service reserved on accepting the task.
+        credits_charged: what the service reported as charged.
+        basis: the cost rule that applied: ``charged``, ``reserved``, ``estimate``,
+            ``not downloaded``, ``may have cost``, ``failed`` or ``no task``.
+        spent: credits that count as spent.
+        may_have_cost: credits the run may have cost beyond ``spent`` (an unknown run).
+
+    ``str(cost)`` leads with what counts, labelled, then the estimate:
+    ``0.86508 credits charged ($0.0120, ¥0.0853; openai-...), estimated 0.432``.
+    """
 
     credits: float | None
     usd: float | None
@@ -38,11 +53,53 @@ class Cost:
     sheet: str | None
     credits_reserved: float | None
     credits_charged: float | None
+    basis: str = "estimate"
+    spent: float = 0.0
+    may_have_cost: float = 0.0
+
+    @classmethod
+    def of(cls, record: RunRecord) -> Cost:
+        """The cost of ``record``."""
+        from imgkit.costs import cost_of
+
+        counted = cost_of(record)
+        return cls(record.est_credits, record.est_usd, record.est_cny, record.price_sheet, record.credits_reserved,
+                   record.credits_charged, counted.basis, counted.spent, counted.may_have_cost)
+
+    def _money(self, credits: float) -> str:
+        """``credits`` in USD and CNY with the run's sheet (the estimate's own figures when
+        the sheet is not registered here)."""
+        from imgkit.errors import ConfigError
+        from imgkit.pricing import get_sheet
+
+        usd = cny = None
+        if credits == self.credits:
+            usd, cny = self.usd, self.cny
+        elif self.sheet is not None:
+            try:
+                sheet = get_sheet(self.sheet)
+                usd, cny = float(sheet.to_usd(credits)), float(sheet.to_cny(credits))
+            except (ConfigError, KeyError):
+                pass
+        money = f"${usd:.4f}, ¥{cny:.4f}; " if usd is not None and cny is not None else ""
+        return f"({money}{self.sheet})" if self.sheet else f"({money.removesuffix('; ')})" if money else ""
 
     def __str__(self) -> str:
+        estimated = "no estimate" if self.credits is None else f"estimated {self.credits:g}"
+        if self.basis == "charged":
+            return f"{self.spent:g} credits charged {self._money(self.spent)}, {estimated}".replace("  ", " ")
+        if self.basis in ("reserved", "not downloaded"):
+            what = "reserved by the service" + (" for images not downloaded" if self.basis == "not downloaded" else "")
+            text = f"{self.spent:g} credits {what} {self._money(self.spent)}, {estimated}"
+            return text.replace("  ", " ")
+        if self.basis == "may have cost":
+            return (f"may have cost {self.may_have_cost:g} credits {self._money(self.may_have_cost)} "
+                    "(the service did not say whether it ran the task)").replace("  ", " ")
+        if self.basis in ("failed", "no task"):
+            return f"0 credits (failed, nothing charged), {estimated}"
         if self.credits is None:
-            return "cost unknown"
-        text = f"{self.credits:g} credits (${self.usd:.4f}, ¥{self.cny:.4f}; {self.sheet})"
+            return "cost unknown (no estimate, nothing reported yet)"
+        text = f"{self.credits:g} credits estimated {self._money(self.credits)}".rstrip()
         if self.credits_reserved is not None:
             text += f", service reserved {self.credits_reserved:g}"
         return text
@@ -102,7 +159,7 @@ class GenerationResult:
     @property
     def cost(self) -> Cost:
         r = self.record
-        return Cost(r.est_credits, r.est_usd, r.est_cny, r.price_sheet, r.credits_reserved, r.credits_charged)
+        return Cost.of(r)
 
     @property
     def latency_s(self) -> float | None:
@@ -113,8 +170,21 @@ class GenerationResult:
         latency = f"{r.latency_s:.1f}s" if r.latency_s is not None else "-"
         return (
             f"<GenerationResult {r.run_id} {r.status} via {r.provider} {r.quality} {r.size} n={r.n} "
-            f"images={len(r.files)} cost={self.cost.credits} credits latency={latency}>"
+            f"images={len(r.files)} cost={self._cost_words()} latency={latency}>"
         )
+
+    def _cost_words(self) -> str:
+        """What counts, in a few words: ``0.86508 credits charged``, ``0.432 credits
+        estimated``, ``may have cost 0.432 credits``."""
+        cost = self.cost
+        if cost.basis == "may have cost":
+            return f"may have cost {cost.may_have_cost:g} credits"
+        if cost.basis in ("failed", "no task"):
+            return "0 credits (nothing charged)"
+        if cost.basis == "estimate":
+            return "? credits" if cost.credits is None else f"{cost.credits:g} credits estimated"
+        label = {"charged": "charged", "reserved": "reserved", "not downloaded": "reserved, not downloaded"}
+        return f"{cost.spent:g} credits {label.get(cost.basis, cost.basis)}"
 
     def _repr_html_(self) -> str:
         r = self.record
@@ -129,7 +199,6 @@ class GenerationResult:
                 'style="max-width:200px;max-height:200px;margin:2px;border-radius:4px">'
             )
         latency = f"{r.latency_s:.1f} s" if r.latency_s is not None else "-"
-        usd = f" (${r.est_usd:.4f})" if r.est_usd is not None else ""
         status = html.escape(r.status)
         if r.error_code:
             status += f": {html.escape(r.error_code)}"
@@ -139,7 +208,7 @@ class GenerationResult:
             fallback = f" (after {html.escape(tried)})"
         caption = (
             f"<b>{html.escape(r.prompt[:200])}</b><br>{html.escape(r.size)} · {html.escape(r.quality)}"
-            f" · n={r.n} · {r.est_credits if r.est_credits is not None else '?'} credits{usd}"
+            f" · n={r.n} · {html.escape(str(self.cost))}"
             f" · {latency} · {status} · via {html.escape(r.provider)}{fallback}"
             f" · <code>{html.escape(r.run_id)}</code>"
         )

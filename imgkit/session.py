@@ -417,12 +417,13 @@ class Session:
             import httpx
 
             if self._sandbox_app is None:
-                from imgkit.sandbox import SandboxConfig, create_app
+                from imgkit.sandbox import OPENAI_MODELS, SandboxConfig, create_app
 
                 # Its account balance lives beside the ledger, so it survives a restart as the
-                # ledger's runs do (and imgkit.reconcile() holds one against the other).
+                # ledger's runs do (and imgkit.reconcile() holds one against the other). Its
+                # OpenAI side plays an account of today, serving every model it can.
                 self._sandbox_app = create_app(self.sandbox_config or SandboxConfig(
-                    time_scale=0.3, state_path=str(self.data_dir / "sandbox-state.json")
+                    time_scale=0.3, state_path=str(self.data_dir / "sandbox-state.json"), openai_models=OPENAI_MODELS
                 ))
             transport = httpx.ASGITransport(app=self._sandbox_app)
         if config.kind == "openai":
@@ -452,10 +453,15 @@ class Session:
     def _endpoint(self, config: ProviderConfig) -> Endpoint:
         if config.kind == "openai":
             caps = OPENAI_CAPABILITIES
-            if config.models:
+            models = config.models
+            if not models and config.sandbox and self.sandbox_config is None:
+                from imgkit.sandbox import OPENAI_MODELS
+
+                models = OPENAI_MODELS  # what the in-process sandbox's OpenAI side serves
+            if models:
                 # The listed models, each with its own sizes (gpt-image-2 takes ratios and WxH);
                 # what OpenAI cannot carry is refused by the request's own rules.
-                caps = Capabilities(models=config.models, max_n=caps.max_n, max_images=caps.max_images)
+                caps = Capabilities(models=models, max_n=caps.max_n, max_images=caps.max_images)
         else:
             caps = Capabilities(models=config.models) if config.models else GATEWAY_CAPABILITIES
         return Endpoint.of(

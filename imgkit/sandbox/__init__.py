@@ -40,11 +40,13 @@ a task fails; with `SandboxConfig.state_path` it is kept in a JSON file and surv
 Models: the gateway side takes gpt-image-1, gpt-image-1.5, gpt-image-2 (sizes from the
 documented ratio x resolution table, `background=transparent` drawn with real alpha, a
 `mask_url` uploaded to the sandbox drawn as a visibly edited region) and gpt-image-2-beta
-(its narrower rules). The OpenAI side serves `SandboxConfig.openai_models`.
+(its narrower rules). The OpenAI side serves `SandboxConfig.openai_models` (gpt-image-1 alone
+by default, an account from before gpt-image-2; `OPENAI_MODELS` lists all it can serve, as
+imgkit's in-process sandbox and `imgkit sandbox` do).
 """
 
 from ._app import create_app
 from ._server import running_sandbox, serve
-from ._state import FaultConfig, SandboxConfig
+from ._state import OPENAI_MODELS, FaultConfig, SandboxConfig
 
-__all__ = ["FaultConfig", "SandboxConfig", "create_app", "running_sandbox", "serve"]
+__all__ = ["OPENAI_MODELS", "FaultConfig", "SandboxConfig", "create_app", "running_sandbox", "serve"]

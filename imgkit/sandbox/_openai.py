@@ -64,6 +64,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ._state import OPENAI_MODELS
 from ._wire import Directives, InvalidRequest, _parse_directives
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ PREFIX = "/openai/v1"
 #: unless ``SandboxConfig.openai_models`` lists them.
 SERVED_MODELS = ("gpt-image-1",)
 #: The models the sandbox knows how to serve when configured to.
-KNOWN_MODELS = ("gpt-image-1", "gpt-image-1.5", "gpt-image-2")
+KNOWN_MODELS = OPENAI_MODELS
 _SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
 _FREE_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 #: Extra output tokens of one partial image (see the module docstring).
@@ -319,7 +320,7 @@ def parse_images_request(
     if model is None:
         raise _invalid(
             "model",
-            "The sandbox serves gpt-image-1 only; send model='gpt-image-1' (the API's default is dall-e-2).",
+            f"Send a model: this sandbox serves {', '.join(served)} (the API's default is dall-e-2).",
         )
     if not isinstance(model, str):
         raise _invalid("model", "Invalid type for 'model': expected a string.", "invalid_type")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 __all__ = [
     "FAULT_NAMES",
+    "OPENAI_MODELS",
     "TASK_ERROR_MESSAGES",
     "FaultConfig",
     "SandboxConfig",
@@ -37,6 +38,9 @@ __all__ = [
     "Task",
     "Upload",
 ]
+
+#: The models the OpenAI side can serve (``SandboxConfig.openai_models`` picks among them).
+OPENAI_MODELS: tuple[str, ...] = ("gpt-image-1", "gpt-image-1.5", "gpt-image-2")
 
 _DEFAULT_LATENCY: dict[str, tuple[float, float]] = {
     "low": (3.0, 0.25),
@@ -223,8 +227,10 @@ class SandboxConfig:
         faults: fault probabilities at start-up; `POST /_sandbox/faults` replaces them.
         max_files: file-API quota (files alive at once).
         max_upload_bytes: largest accepted upload.
-        openai_models: the models the OpenAI side serves (gpt-image-1, gpt-image-1.5,
-            gpt-image-2); others answer 404 ``model_not_found`` like a key without access.
+        openai_models: the models the OpenAI side serves (of :data:`OPENAI_MODELS`:
+            gpt-image-1, gpt-image-1.5, gpt-image-2); others answer 404 ``model_not_found``
+            like a key without access. The default plays an older account (gpt-image-1
+            only); imgkit's in-process sandbox and ``imgkit sandbox`` serve all three.
         stream_done: end an Images stream with ``data: [DONE]`` (no OpenAI source says the
             real stream does; a client must accept both).
         batch_seconds: how long an OpenAI Batch takes to finish, scaled by ``time_scale``.
@@ -263,7 +269,7 @@ class SandboxConfig:
             raise ValueError("error_style must be 'string' or 'legacy'")
         if self.api_key == "":
             raise ValueError("api_key must be None or a non-empty string")
-        unknown = sorted(set(self.openai_models) - {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"})
+        unknown = sorted(set(self.openai_models) - set(OPENAI_MODELS))
         if unknown:
             raise ValueError(f"openai_models: the sandbox cannot serve {unknown}")
         if self.batch_seconds < 0:
