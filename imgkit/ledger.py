@@ -155,8 +155,10 @@ _MIGRATIONS: list[str] = [
     # v5: today's request fields (gpt-image-2's resolution tier, background, file format),
     # the batch a run went in, the usage the service reported, streamed previews; who ran it
     # and for which project (a team's bill); a resumer's lease on an unfinished run (never
-    # written by a save, so a save keeps the lease); the account balance over time.
-    """
+    # written by a save, so a save keeps the lease); the account balance over time. The report
+    # index gains the columns a report's cost rules and batch discount read (error_code,
+    # batch_id), so its sums still read the index alone.
+    f"""
     ALTER TABLE runs ADD COLUMN resolution TEXT;
     ALTER TABLE runs ADD COLUMN background TEXT;
     ALTER TABLE runs ADD COLUMN output_format TEXT;
@@ -171,6 +173,10 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN lease_owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until REAL;
     CREATE INDEX runs_batch_id ON runs(batch_id) WHERE batch_id IS NOT NULL;
+    DROP INDEX runs_report;
+    CREATE INDEX runs_report ON runs({_DAY}, quality, size, status, model, provider, price_sheet,
+        created_at, est_credits, est_usd, est_cny, credits_reserved, credits_charged, task_id, n_images,
+        error_code, batch_id);
     CREATE TABLE balance_snapshots (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         taken_at REAL NOT NULL,
@@ -1075,7 +1081,7 @@ class Ledger:
         "charged_credits", "may_have_cost_credits", "may_have_cost_at_estimate_credits",
         "may_have_cost_at_estimate_usd", "may_have_cost_at_estimate_cny", "may_have_cost_runs", "estimate_runs",
         "runs_with_credits", "first_created", "last_created", "reported_credits", "at_estimate_credits",
-        "reported_runs", "reserved_runs",
+        "reported_runs", "reserved_runs", "batch_runs", "batch_images",
     )
 
     #: The cost bases whose runs :meth:`cost_sums` counts as ``reserved_runs``, as an SQL list:
@@ -1169,7 +1175,8 @@ class Ledger:
             f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
             f"MIN(created_at), MAX(created_at), TOTAL({self.REPORTED_AMOUNT_SQL}), "
             f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({self.REPORTED_SQL}), "
-            f"TOTAL({sql_basis()} IN ({self.HELD_SQL})) FROM {source} GROUP BY {group}"
+            f"TOTAL({sql_basis()} IN ({self.HELD_SQL})), TOTAL(batch_id IS NOT NULL), "
+            f"TOTAL(CASE WHEN batch_id IS NOT NULL THEN n_images END) FROM {source} GROUP BY {group}"
         )
         possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
         maybe = (
@@ -1188,10 +1195,11 @@ class Ledger:
             key = tuple(row[: len(keys)])
             may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
             (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
-             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs) = row[len(keys):]
+             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs,
+             batch_images) = row[len(keys):]
             out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
                         may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
-                        first, last, reported, at_estimate, reported_runs, reserved_runs))
+                        first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs, batch_images))
         return out
 
     #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;

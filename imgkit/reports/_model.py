@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +107,11 @@ class Totals:
         at_estimate_credits, at_estimate_usd, at_estimate_cny: the part counted at the
             estimate (runs the service reported no figure for).
         reported_runs, reserved_runs, at_estimate_runs: the runs of each part.
+        batch_runs, batch_images: the runs sent in OpenAI Batches, and their images.
+        batch_discount_credits, batch_discount_usd, batch_discount_cny: what those images
+            would have cost more at the direct price (the line items' images at their unit
+            price, less the batch share): already off every other amount, which counts
+            batch runs at the batch price.
     """
 
     runs: int
@@ -137,12 +142,17 @@ class Totals:
     reported_runs: int = 0
     reserved_runs: int = 0
     at_estimate_runs: int = 0
+    batch_runs: int = 0
+    batch_images: int = 0
+    batch_discount_credits: float = 0.0
+    batch_discount_usd: float = 0.0
+    batch_discount_cny: float = 0.0
 
     def to_frame(self) -> pd.DataFrame:
         """The amounts as rows, each rounded once (:data:`PLACES`): the three parts of what
         counts as charged, a rounding line when the shown parts do not add up to the shown
-        total, the charged total, what unknown runs may have cost, and the estimate; runs,
-        credits, USD and CNY as columns."""
+        total, the charged total, what unknown runs may have cost, the estimate, and (when
+        any run went in a Batch) the batch discount; runs, credits, USD and CNY as columns."""
         import pandas as pd
 
         units = ("credits", "usd", "cny")
@@ -165,6 +175,9 @@ class Totals:
                      *(rounded(getattr(self, f"may_have_cost_{u}"), n) for u, n in zip(units, places, strict=True))))
         rows.append(("estimated (all runs)", self.runs,
                      *(rounded(getattr(self, f"est_{u}"), n) for u, n in zip(units, places, strict=True))))
+        if self.batch_runs:
+            discount = (rounded(getattr(self, f"batch_discount_{u}"), n) for u, n in zip(units, places, strict=True))
+            rows.append(("batch discount (already off the amounts above)", self.batch_runs, *discount))
         frame = pd.DataFrame(rows, columns=["amount", "runs", "credits", "USD", "CNY"])
         frame["runs"] = frame["runs"].astype("Int64")
         return frame
@@ -289,7 +302,9 @@ class CostReport:
             several keys); each amount rounded once as shown.
         line_items: one line per model, quality, size, resolution and price sheet: runs,
             images (the quantity), the sheet's ``unit_price`` of one image, ``subtotal`` (the
-            images at that price), what was charged and may have been, and the currency.
+            images at that price), what was charged and may have been, and the currency;
+            when any run went in an OpenAI Batch, also ``batch_images`` and
+            ``batch_discount`` (negative: what the batch price took off the subtotal).
         fx: the exchange rate conversions used (:class:`imgkit.pricing.FxRate`).
         failed: the failed and unknown runs, and any other run whose cost is unknown.
         sheets: the price sheets the runs used, with how each converts credits (``fx``).
@@ -336,11 +351,12 @@ class CostReport:
             name: _group_table(summary.tags if "tag" in name.split("+") else summary.fine, name, currency)
             for name in group_by
         }
-        self.line_items = _line_items(summary.fine, currency)
+        self.line_items, discount = _line_items(summary.fine, currency)
+        self.totals = replace(self.totals, **discount)
         self.sheets = _sheets(summary.fine)
         self.fx = fx_rate()
         self.notes = [*SEMANTICS, f"Exchange rate: {self.fx}. {self.fx.source}", *_remarks(summary.fine),
-                      *_sheet_remarks(self.sheets)]
+                      *_batch_remarks(self.totals), *_sheet_remarks(self.sheets)]
         if self.empty_reason:
             self.notes.insert(0, self.empty_reason)
 
@@ -659,7 +675,7 @@ def _select(
 
 #: The summed columns of a report's summary frames, beside the group keys.
 _COUNTS = ("runs", "images", "completed", "failed", "unknown", "may_have_cost_runs", "estimate_runs",
-           "runs_with_credits")
+           "runs_with_credits", "batch_runs", "batch_images")
 #: Amounts in credits a summary frame holds; each is also converted to USD and CNY.
 _CREDITS = ("est", "charged", "reported", "reserved", "at_estimate", "may_have_cost")
 _AMOUNTS = tuple(f"{kind}_{unit}" for kind in _CREDITS for unit in ("credits", "usd", "cny"))
@@ -691,6 +707,8 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
     status = costs["status"].astype("string")
     basis = costs["cost_basis"]
     spent = costs["spent_credits"].astype("float64")
+    batched = (costs["batch_id"].notna() if "batch_id" in costs.columns
+               else pd.Series(False, index=costs.index)).astype(bool)
     fine = pd.DataFrame(
         {
             **{key: costs[key] if key in costs.columns else pd.Series(None, index=costs.index, dtype="object")
@@ -704,6 +722,8 @@ def _frame_summary(costs: pd.DataFrame, groups: tuple[str, ...]) -> _Summary:
             "may_have_cost_runs": (basis == "may have cost").astype("int64"),
             "estimate_runs": (basis == "estimate").astype("int64"),
             "runs_with_credits": costs["charged_credits"].gt(0).astype("int64"),
+            "batch_runs": batched.astype("int64"),
+            "batch_images": costs["n_images"].astype("float64").fillna(0).astype("int64").where(batched, 0),
             "est_credits": costs["est_credits"].astype("float64"),
             "charged_credits": costs["charged_credits"].astype("float64"),
             "reported_credits": spent.where(basis == "charged", 0.0),
@@ -885,6 +905,8 @@ def _totals(fine: pd.DataFrame) -> Totals:
         reported_runs=count("reported_runs"),
         reserved_runs=count("reserved_runs"),
         at_estimate_runs=count("estimate_runs"),
+        batch_runs=count("batch_runs"),
+        batch_images=count("batch_images"),
     )
 
 
@@ -955,11 +977,16 @@ def _group_table(fine: pd.DataFrame, name: str, currency: str) -> pd.DataFrame:
     return _round_lines(table.reset_index())
 
 
-def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
+def _line_items(fine: pd.DataFrame, currency: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """One line per model, quality, size, resolution and price sheet: runs, images, the
     sheet's price of one image (``unit_<currency>``), the images at that price
     (``subtotal_<currency>``), and what was charged and may have been, in credits and
-    ``currency``; rounded once as shown. A line the sheet cannot price has no unit price."""
+    ``currency``; rounded once as shown. A line the sheet cannot price has no unit price.
+
+    When any run went in an OpenAI Batch, each line also has its ``batch_images`` and
+    ``batch_discount_<currency>``: those images at the unit price times the share the batch
+    price takes off (50 %), negative, rounded once. Returns the table and the exact batch
+    discount of all lines in credits, USD and CNY (the :class:`Totals` fields)."""
     import pandas as pd
 
     from imgkit.plots import _price_sheets
@@ -972,7 +999,7 @@ def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             **{key: fine[key].astype("object").where(fine[key].notna(), _NONE) for key in LINE_ITEM_KEYS},
-            **{column: fine[column] for column in ("runs", "images")},
+            **{column: fine[column] for column in ("runs", "images", "batch_images")},
             **{column: fine[column] for column in money},
         }
     )
@@ -985,9 +1012,14 @@ def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
     ).reset_index(drop=True)
     sheets = _price_sheets()
     prices: list[float] = []
-    for model, quality, size, resolution, name in table[list(LINE_ITEM_KEYS)].itertuples(index=False):
+    off: list[Decimal | None] = []  # the share of the price a batch takes off, per line
+    discount = {"batch_discount_credits": 0.0, "batch_discount_usd": 0.0, "batch_discount_cny": 0.0}
+    for model, quality, size, resolution, name, batch_images in table[
+        [*LINE_ITEM_KEYS, "batch_images"]
+    ].itertuples(index=False):
         sheet = sheets.get(str(name))
         price = float("nan")
+        share: Decimal | None = None
         if sheet is not None:
             try:
                 one = estimate(quality=str(quality), size=str(size), model=str(model), sheet=str(name),
@@ -998,13 +1030,41 @@ def _line_items(fine: pd.DataFrame, currency: str) -> pd.DataFrame:
                 credits = one.per_image_credits
                 price = credits if currency == "credits" else float(
                     sheet.to_usd(credits) if currency == "USD" else sheet.to_cny(credits))
+                if batch_images and sheet.batch_discount is not None:
+                    share = 1 - Decimal(str(sheet.batch_discount))
+                    saved = float(Decimal(repr(credits)) * int(batch_images) * share)
+                    discount["batch_discount_credits"] -= saved
+                    discount["batch_discount_usd"] -= float(sheet.to_usd(saved))
+                    discount["batch_discount_cny"] -= float(sheet.to_cny(saved))
         prices.append(rounded(price, PLACES[currency] if currency == "credits" else UNIT_PLACES))
+        off.append(share)
     table.insert(len(LINE_ITEM_KEYS) + 2, f"unit_{unit}", prices)
     subtotal = [rounded(float(Decimal(repr(p)) * int(q)), PLACES[currency]) if p == p else float("nan")
                 for p, q in zip(prices, table["images"], strict=True)]
     table.insert(len(LINE_ITEM_KEYS) + 3, f"subtotal_{unit}", subtotal)
+    batch_images = table.pop("batch_images")
+    if batch_images.sum():
+        table.insert(len(LINE_ITEM_KEYS) + 4, "batch_images", batch_images.astype("int64"))
+        table.insert(len(LINE_ITEM_KEYS) + 5, f"batch_discount_{unit}", [
+            0.0 if not q else float("nan") if share is None or p != p
+            else -rounded(float(Decimal(repr(p)) * int(q) * share), PLACES[currency])
+            for p, q, share in zip(prices, batch_images, off, strict=True)
+        ])
     table["currency"] = currency
-    return _round_lines(table)
+    return _round_lines(table), discount
+
+
+def _batch_remarks(totals: Totals) -> list[str]:
+    """What runs sent in OpenAI Batches saved, when there are any."""
+    if not totals.batch_runs:
+        return []
+    return [
+        f"{totals.batch_runs} run(s) ({totals.batch_images} images) went in OpenAI Batches, priced at the batch price "
+        "(half the direct price on OpenAI's sheets): their estimates and charges above are at that price. The line "
+        "items show their images at the direct unit price and the batch discount taken off: "
+        f"{-totals.batch_discount_credits:,.5f} credits (${-totals.batch_discount_usd:,.4f}, "
+        f"¥{-totals.batch_discount_cny:,.4f}) in all."
+    ]
 
 
 def _failed(runs: pd.DataFrame) -> pd.DataFrame:

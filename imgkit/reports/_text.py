@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from imgkit.reports._model import CostReport
 
 #: How each column's values read: credits, usd, cny, int, seconds, time, date, month, number.
-_PARTS = ("est", "charged", "may_have_cost", "reported", "reserved", "at_estimate", "subtotal")
+_PARTS = ("est", "charged", "may_have_cost", "reported", "reserved", "at_estimate", "subtotal", "batch_discount")
 KINDS: dict[str, str] = {
     **dict.fromkeys((*(f"{p}_credits" for p in _PARTS), "credits_reserved", "credits_charged", "credits"), "credits"),
     **dict.fromkeys((*(f"{p}_usd" for p in _PARTS), "USD"), "usd"),
@@ -24,7 +24,8 @@ KINDS: dict[str, str] = {
     "unit_credits": "credits",
     "unit_usd": "usd_unit",
     "unit_cny": "cny_unit",
-    **dict.fromkeys(("runs", "images", "failed", "unknown", "n", "n_images", "attempts", "progress"), "int"),
+    **dict.fromkeys(("runs", "images", "failed", "unknown", "n", "n_images", "attempts", "progress", "batch_images"),
+                    "int"),
     **dict.fromkeys(("created_at", "submitted_at", "completed_at"), "time"),
     **dict.fromkeys(("day", "week"), "date"),
     "month": "month",
@@ -61,6 +62,10 @@ LABELS: dict[str, str] = {
     "subtotal_credits": "images x unit price, credits",
     "subtotal_usd": "images x unit price, USD",
     "subtotal_cny": "images x unit price, CNY",
+    "batch_images": "of which in batches",
+    "batch_discount_credits": "batch discount, credits",
+    "batch_discount_usd": "batch discount, USD",
+    "batch_discount_cny": "batch discount, CNY",
 }
 
 GROUP_TITLES = {"price_sheet": "price sheet"}
@@ -168,7 +173,8 @@ def headline(rep: CostReport) -> str:
 
 
 #: The totals a column of a grouped table or the line items adds up to.
-_GRAND = {f"{p}_{u}": f"{p}_{u}" for p in ("est", "charged", "may_have_cost") for u in ("credits", "usd", "cny")}
+_GRAND = {f"{p}_{u}": f"{p}_{u}" for p in ("est", "charged", "may_have_cost", "batch_discount")
+          for u in ("credits", "usd", "cny")}
 
 
 def _sum(values: Iterable[Any]) -> float:
