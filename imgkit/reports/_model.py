@@ -352,7 +352,9 @@ class CostReport:
             for name in group_by
         }
         self.line_items, discount = _line_items(summary.fine, currency)
-        self.totals = replace(self.totals, **discount)
+        self.totals = replace(self.totals, batch_discount_credits=discount["batch_discount_credits"],
+                              batch_discount_usd=discount["batch_discount_usd"],
+                              batch_discount_cny=discount["batch_discount_cny"])
         self.sheets = _sheets(summary.fine)
         self.fx = fx_rate()
         self.notes = [*SEMANTICS, f"Exchange rate: {self.fx}. {self.fx.source}", *_remarks(summary.fine),
@@ -989,8 +991,7 @@ def _line_items(fine: pd.DataFrame, currency: str) -> tuple[pd.DataFrame, dict[s
     discount of all lines in credits, USD and CNY (the :class:`Totals` fields)."""
     import pandas as pd
 
-    from imgkit.plots import _price_sheets
-    from imgkit.pricing import estimate
+    from imgkit.pricing import estimate, price_sheets
 
     unit = currency.lower()
     money = ["charged_credits", "may_have_cost_credits"]
@@ -1010,7 +1011,7 @@ def _line_items(fine: pd.DataFrame, currency: str) -> tuple[pd.DataFrame, dict[s
         ["model", "quality", "size", "resolution", "price_sheet"],
         key=lambda c: c.map(lambda v: (tier.get(v, len(tier)), str(v))) if c.name == "quality" else c.astype(str),
     ).reset_index(drop=True)
-    sheets = _price_sheets()
+    sheets = price_sheets()
     prices: list[float] = []
     off: list[Decimal | None] = []  # the share of the price a batch takes off, per line
     discount = {"batch_discount_credits": 0.0, "batch_discount_usd": 0.0, "batch_discount_cny": 0.0}
