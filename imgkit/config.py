@@ -250,9 +250,8 @@ class ProviderConfig:
         files_url: the gateway's file API host, when it differs from ``base_url``.
         price_sheet: the sheet that prices its runs (default: the session's sheet for a
             gateway, ``openai-tokens-2026-11`` for openai).
-        models: the models it serves (default: every model for a gateway, gpt-image-1 for
-            openai, and every model the in-process sandbox serves for an openai-kind
-            ``sandbox``).
+        models: the models it serves (default: every model for a gateway; gpt-image-1,
+            gpt-image-1.5 and gpt-image-2 for openai).
         timeout: seconds per request (default: the session's; at least 300 s for openai,
             whose answer waits for the images).
         sandbox: served by the in-process sandbox (no key needed).

@@ -102,7 +102,7 @@ from imgkit.providers.router import (
     single,
     submit_outcome,
 )
-from imgkit.request import Completed, Failed, ImageRequest, JobEvent, Pending, RunRecord
+from imgkit.request import Completed, Failed, ImageRequest, JobEvent, Pending, RunRecord, successor
 from imgkit.store import DEFAULT_MAX_BYTES, Store, StoredImage
 
 if TYPE_CHECKING:
@@ -1300,8 +1300,25 @@ def raise_for_record(record: RunRecord) -> None:
     if record.status == "failed" and record.error_code in NOT_DOWNLOADED_CODES:
         raise DownloadError(f"run {record.run_id} (task {record.task_id}): {record.error_message}")
     if record.status == "failed":
-        raise TaskFailed(record.error_code or "unknown_error", record.error_message or "", task_id=record.task_id or "")
+        raise TaskFailed(record.error_code or "unknown_error", record.error_message or "", task_id=record.task_id or "",
+                         hint=_model_hint(record))
     raise ImgkitError(f"run {record.run_id} is still {record.status}")
+
+
+#: The codes by which a service says it does not serve a model (to this key).
+_MODEL_REFUSED = ("model_not_found", "model_access_denied")
+
+
+def _model_hint(record: RunRecord) -> str | None:
+    """For a run the service refused for its model, what to use instead: the successor of a
+    retired model (OpenAI retired gpt-image-1 on 2026-10-23), else a word on access."""
+    if record.error_code not in _MODEL_REFUSED:
+        return None
+    later = successor(record.model)
+    if later is None:
+        return f"{record.model} is not served to this key; check the account's model access or choose another model"
+    return (f"{record.model} is retired or not served to this key; use {later}: "
+            f"imgkit.configure(model={later!r}) or model={later!r}")
 
 
 def _ledger_path(ledger: object) -> str | None:

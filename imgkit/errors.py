@@ -205,11 +205,11 @@ def _parse_retry_after(value: str) -> float | None:
 class TaskFailed(ImgkitError):
     """The task ended ``failed``; ``code`` is the gateway's business code."""
 
-    def __init__(self, code: str, message: str, *, task_id: str = "") -> None:
+    def __init__(self, code: str, message: str, *, task_id: str = "", hint: str | None = None) -> None:
         self.code = code
         self.message = message = redact(message)
         self.task_id = task_id
-        hint = TASK_ERROR_HINTS.get(code, "")
+        hint = hint or TASK_ERROR_HINTS.get(code, "")
         # No task id: the service refused the create request itself (a wrong key, a rate limit
         # that outlasted the retries), so no task existed and nothing was charged.
         text = (

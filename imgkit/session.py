@@ -453,15 +453,10 @@ class Session:
     def _endpoint(self, config: ProviderConfig) -> Endpoint:
         if config.kind == "openai":
             caps = OPENAI_CAPABILITIES
-            models = config.models
-            if not models and config.sandbox and self.sandbox_config is None:
-                from imgkit.sandbox import OPENAI_MODELS
-
-                models = OPENAI_MODELS  # what the in-process sandbox's OpenAI side serves
-            if models:
+            if config.models:
                 # The listed models, each with its own sizes (gpt-image-2 takes ratios and WxH);
                 # what OpenAI cannot carry is refused by the request's own rules.
-                caps = Capabilities(models=models, max_n=caps.max_n, max_images=caps.max_images)
+                caps = Capabilities(models=config.models, max_n=caps.max_n, max_images=caps.max_images)
         else:
             caps = Capabilities(models=config.models) if config.models else GATEWAY_CAPABILITIES
         return Endpoint.of(

@@ -158,7 +158,9 @@ def test_the_sandbox_account_survives_a_restart_and_failed_tasks_give_credits_ba
     body = {"model": "gpt-image-1", "prompt": "a fox", "size": "1:1", "quality": "medium", "n": 1}
     with running_sandbox(config) as url, httpx.Client(base_url=url, headers=auth, timeout=30) as client:
         assert client.post("/v1/images/generations", json=body).status_code == 200
-        failing = client.post("/v1/images/generations", json={**body, "prompt": "[[fail:service_error]] [[seconds:0.3]]"})
+        # Long enough (in real seconds) that the task is still held when the balance is read
+        # on a loaded machine.
+        failing = client.post("/v1/images/generations", json={**body, "prompt": "[[fail:service_error]] [[seconds:3]]"})
         assert failing.status_code == 200
         held = client.get("/v1/credits").json()["data"]["user"]["remaining_credits"]
         assert held == pytest.approx(100.0 - 2 * 2.4192)  # both reserved at acceptance

@@ -27,6 +27,7 @@ from imgkit.ledger import COLUMNS, Ledger
 from imgkit.providers.router import (
     OPENAI_CAPABILITIES,
     BreakerPolicy,
+    Capabilities,
     CircuitBreaker,
     Endpoint,
     Failover,
@@ -536,7 +537,9 @@ def test_model_not_served_fails_over(data_dir: Path, cheap_url: str, pricey_url:
 
 def test_requests_no_provider_serves_are_refused_before_sending(data_dir: Path, pricey_url: str) -> None:
     imgkit.configure(data_dir=data_dir, poll=FAST_POLL, providers=[
-        {"name": "openai", "kind": "openai", "api_key": TEST_KEY, "base_url": f"{pricey_url}/openai/v1"},
+        # An OpenAI-compatible endpoint that serves gpt-image-1 alone.
+        {"name": "openai", "kind": "openai", "api_key": TEST_KEY, "base_url": f"{pricey_url}/openai/v1",
+         "models": ["gpt-image-1"]},
     ])
     with pytest.raises(imgkit.ValidationError, match="openai serves gpt-image-1, not gpt-image-2"):
         imgkit.generate("p", model="gpt-image-2")
@@ -735,8 +738,10 @@ def test_a_plan_with_every_circuit_open_is_forced() -> None:
         router.breaker(name).failure("connect_error")
     plan = router.plan(request)
     assert plan.forced and plan.chosen is not None and plan.chosen.name == plan.candidates[0].name
-    none = Router([Endpoint.of(_Named("o"), kind="openai", capabilities=OPENAI_CAPABILITIES)])
+    none = Router([Endpoint.of(_Named("o"), kind="openai", capabilities=Capabilities(models=("gpt-image-1",)))])
     empty = none.plan(ImageRequest.build("a fox", model="gpt-image-2", size="1024x1024"))
+    # An OpenAI-kind provider serves today's models unless its settings narrow it.
+    assert set(OPENAI_CAPABILITIES.models or ()) == {"gpt-image-1", "gpt-image-1.5", "gpt-image-2"}
     assert (empty.candidates, empty.chosen, empty.estimate) == ((), None, None)
 
 

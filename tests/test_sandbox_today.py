@@ -38,11 +38,36 @@ def test_in_process_openai_sandbox_streams_gpt_image_2_previews(data_dir: Path) 
     assert imgkit.generate("a red fox", quality="low").record.model == "gpt-image-1"
 
 
-def test_a_given_sandbox_config_keeps_its_own_models(data_dir: Path) -> None:
+def test_a_given_sandbox_config_plays_its_own_account(data_dir: Path) -> None:
+    # SandboxConfig's default is an account from before gpt-image-2: the service refuses it,
+    # and nothing is charged.
     imgkit.configure(providers=[OPENAI_SANDBOX], data_dir=data_dir,
                      sandbox_config=SandboxConfig(time_scale=0.01))
-    with pytest.raises(imgkit.ValidationError, match="openai serves gpt-image-1, not gpt-image-2"):
+    with pytest.raises(imgkit.TaskFailed, match=r"nothing was charged.*model_not_found") as caught:
         imgkit.generate("a red fox", model="gpt-image-2", quality="low")
+    assert "gpt-image-2 is not served to this key; check the account's model access" in str(caught.value)
+    (run,) = imgkit.get_session().ledger.records()
+    assert (run.status, run.error_code, run.credits_charged) == ("failed", "model_not_found", None)
+
+
+def test_a_refused_retired_model_names_its_successor(data_dir: Path) -> None:
+    # An account of today: OpenAI retired gpt-image-1 on 2026-10-23.
+    imgkit.configure(providers=[OPENAI_SANDBOX], data_dir=data_dir,
+                     sandbox_config=SandboxConfig(time_scale=0.01, openai_models=("gpt-image-1.5", "gpt-image-2")))
+    with pytest.raises(imgkit.TaskFailed) as caught:
+        imgkit.generate("a red fox", quality="low")
+    assert caught.value.code == "model_not_found"
+    assert str(caught.value).endswith("(hint: gpt-image-1 is retired or not served to this key; use gpt-image-2: "
+                                      "imgkit.configure(model='gpt-image-2') or model='gpt-image-2')")
+
+
+def test_an_openai_provider_serves_todays_models_unless_narrowed(data_dir: Path) -> None:
+    imgkit.configure(providers=[OPENAI_SANDBOX], data_dir=data_dir)
+    for model in OPENAI_MODELS:
+        assert imgkit.generate("a fox", model=model, quality="low").record.model == model
+    imgkit.configure(providers=[{**OPENAI_SANDBOX, "models": ["gpt-image-2"]}], data_dir=data_dir)
+    with pytest.raises(imgkit.ValidationError, match="openai serves gpt-image-2, not gpt-image-1"):
+        imgkit.generate("a fox", quality="low")
 
 
 def _free_port() -> int:

@@ -262,7 +262,11 @@ class Capabilities:
 
 
 GATEWAY_CAPABILITIES = Capabilities()
-OPENAI_CAPABILITIES = Capabilities(models=("gpt-image-1",), sizes=("1024x1024", "1536x1024", "1024x1536"))
+#: An OpenAI-kind provider serves OpenAI's GPT Image models (each with its own sizes, checked by
+#: the request's rules); a ``models`` list in its settings narrows it (an OpenAI-compatible
+#: endpoint with fewer models). gpt-image-1 stays listed: OpenAI retired it on 2026-10-23, and
+#: its refusal then names the successor, while compatible endpoints still serve it.
+OPENAI_CAPABILITIES = Capabilities(models=("gpt-image-1", "gpt-image-1.5", "gpt-image-2"))
 
 
 @dataclass(frozen=True)
