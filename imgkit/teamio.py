@@ -26,19 +26,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import socket
 import sqlite3
-import tempfile
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from imgkit._files import atomic_path
 from imgkit.config import current_user
 from imgkit.errors import ConfigError, ValidationError
 from imgkit.ledger import APPLICATION_ID, SCHEMA_VERSION
@@ -233,23 +231,6 @@ def _bound(name: str, value: object) -> tuple[float | None, bool]:
     return parsed.timestamp(), date_only
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path`` that replaces it in one step once written."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb") as done:
-            os.fsync(done.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an export is an ordinary file to share
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _runs_between(ledger: _Ledger, since: object, until: object) -> pd.DataFrame:
     start, _ = _bound("since", since)
     end, whole_day = _bound("until", until)
@@ -293,7 +274,7 @@ def export_ledger(
     if not target.parent.is_dir():
         raise ConfigError(f"cannot export to {target}: the folder {target.parent} does not exist")
     df = _runs_between(ledger, since, until)
-    with _atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         if kind == "parquet":
             _write_parquet(df, tmp)
         else:

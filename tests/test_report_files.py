@@ -59,6 +59,16 @@ def _interrupt(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", FORMATS)
+def test_a_saved_report_is_an_ordinary_file_to_share(kind: str, rep: CostReport, tmp_path: Path) -> None:
+    # Written through a private temporary file (mode 0600), then made readable as any file
+    # a user saves, the way exports and stored images are.
+    path = rep.save(tmp_path / f"spend.{kind}")
+    assert path.stat().st_mode & 0o777 == 0o644
+    folder = rep.to_csv_tables(tmp_path / "bill")
+    assert {p.stat().st_mode & 0o777 for p in folder.values()} == {0o644}
+
+
+@pytest.mark.parametrize("kind", FORMATS)
 def test_a_save_interrupted_mid_write_leaves_the_old_file(
     kind: str, rep: CostReport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

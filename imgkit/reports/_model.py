@@ -11,11 +11,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from imgkit import _files
 from imgkit.costs import RULES, RULES_TEXT
 from imgkit.errors import ConfigError, ValidationError
 from imgkit.plots import CURRENCIES, cost_column, currency_unit, time_buckets, with_costs
 from imgkit.pricing import fx_rate
-from imgkit.reports import _files
 from imgkit.request import QUALITIES
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Saving a report without ever leaving a half-written file where a good one was."""
+"""Writing a file a user keeps (a report, an export) without ever leaving a half-written
+file where a good one was."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ __all__ = ["atomic_path", "write_text"]
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path in ``path``'s folder to write to; on success it replaces ``path`` in
-    one step (so a reader, or the old report, never sees a partial file), on error it is
-    removed and ``path`` is left as it was.
+    one step (so a reader, or the old file, never sees a partial one), readable by others as
+    any file the user saves (0644); on error it is removed and ``path`` is left as it was.
 
     Example:
         >>> with atomic_path(Path("spend.pdf")) as tmp:
@@ -29,6 +30,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as done:
             os.fsync(done.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the file is an ordinary one to share
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
