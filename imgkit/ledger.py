@@ -50,7 +50,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from contextlib import contextmanager, suppress
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -811,6 +811,146 @@ class _Writer:
             future.set_result(result)
 
 
+
+@dataclass(frozen=True, slots=True)
+class CostDialect:
+    """How one backend's SQL says what :func:`cost_sums_query` needs; the queries are
+    otherwise the same on SQLite and PostgreSQL.
+
+    Attributes:
+        mark: the parameter placeholder (``?`` or ``%s``).
+        day: a run's UTC day number from ``created_at`` (the report index's first key).
+        tag_source, tag_value: a run's tags as rows (a table function) and the column of
+            one tag in them.
+        tag_join: the join that gives each run one row per tag (``tag_each.value``).
+        list_param: one parameter holds a whole list (``= ANY(%s)``); else one mark each
+            (``IN (?, ?)``).
+        typed_sums: sums need a cast and a CASE for flags (PostgreSQL); else SQLite's
+            ``TOTAL()`` over its 0/1 comparisons.
+    """
+
+    mark: str
+    day: str
+    tag_source: str
+    tag_value: str
+    tag_join: str
+    list_param: bool
+    typed_sums: bool
+
+    def total(self, expr: str) -> str:
+        """A float sum of ``expr``, 0.0 over no values (SQLite's ``TOTAL()``)."""
+        return f"COALESCE(SUM(({expr})::DOUBLE PRECISION), 0.0)" if self.typed_sums else f"TOTAL({expr})"
+
+    def flag(self, cond: str) -> str:
+        """1.0 where ``cond`` holds, else 0.0."""
+        return f"CASE WHEN {cond} THEN 1.0 ELSE 0.0 END" if self.typed_sums else cond
+
+    def one_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column`` is one of ``values``: the condition and its parameters."""
+        if self.list_param:
+            return f"{column} = ANY({self.mark})", [list(values)]
+        return f"{column} IN ({', '.join(self.mark for _ in values)})", list(values)
+
+
+#: SQLite's way of saying it (see :class:`CostDialect`).
+SQLITE_COSTS = CostDialect(
+    mark="?", day=_DAY, tag_source="json_each(runs.tags)", tag_value="value",
+    tag_join=" LEFT JOIN json_each(runs.tags) AS tag_each", list_param=False, typed_sums=False,
+)
+
+
+def cost_sums_query(
+    dialect: CostDialect,
+    *,
+    by_tag: bool,
+    since: float | None,
+    until: float | None,
+    until_inclusive: bool,
+    tags: Sequence[str],
+    qualities: Sequence[str],
+    extra_keys: Sequence[str],
+    models: Sequence[str],
+    users: Sequence[str],
+    projects: Sequence[str],
+) -> tuple[str, str, list[Any], int]:
+    """The two queries of :meth:`Ledger.cost_sums` in ``dialect``: the sums per key and the
+    may-have-cost sums per key (over only the runs that can have one), their parameters, and
+    how many key columns lead each row. Both backends run these and merge the rows with
+    :func:`merge_cost_sums`."""
+    unknown_keys = [k for k in extra_keys if k not in Ledger.COST_EXTRA_KEYS]
+    if unknown_keys:
+        raise ValueError(f"extra_keys: {unknown_keys[0]!r} is not one of {', '.join(Ledger.COST_EXTRA_KEYS)}")
+    mark = dialect.mark
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append(f"{dialect.day} >= {mark} AND created_at >= {mark}")
+        params += [int(since // 86400), since]
+    if until is not None:
+        where.append(f"{dialect.day} <= {mark} AND created_at {'<=' if until_inclusive else '<'} {mark}")
+        params += [int(until // 86400), until]
+    if tags:
+        condition, values_params = dialect.one_of(dialect.tag_value, tags)
+        where.append(f"EXISTS (SELECT 1 FROM {dialect.tag_source} WHERE {condition})")
+        params += values_params
+    for column, values in (("quality", qualities), ("model", models), ('runs."user"', users), ("project", projects)):
+        if values:
+            condition, values_params = dialect.one_of(column, values)
+            where.append(condition)
+            params += values_params
+    keys = ["tag_each.value", "price_sheet"] if by_tag else [dialect.day, *Ledger.COST_KEYS[1:]]
+    keys += [f'runs."{key}"' for key in extra_keys]
+    group = ", ".join(keys)
+    named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
+    short = ", ".join(f"k{i}" for i in range(len(keys)))
+    source = f"runs{dialect.tag_join if by_tag else ''}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    # SQLite evaluates a cost expression once per mention, so each is mentioned once per
+    # query, and the may-have-cost sums are taken over only the rows that can have one.
+    spent, basis = sql_spent(), sql_basis()
+    total, flag = dialect.total, dialect.flag
+    sums = [
+        "COUNT(*)", total("n_images"), total(flag("status = 'completed'")), total(flag("status = 'failed'")),
+        total(flag("status = 'unknown'")), total("est_credits"), total("est_usd"), total("est_cny"),
+        total(spent), total(flag(f"{basis} = 'estimate'")), total(flag(f"{spent} > 0")),
+        "MIN(created_at)", "MAX(created_at)", total(Ledger.REPORTED_AMOUNT_SQL),
+        total(f"CASE WHEN {basis} = 'estimate' THEN est_credits END"), total(flag(Ledger.REPORTED_SQL)),
+        total(flag(f"{basis} IN ({Ledger.HELD_SQL})")), total(flag("batch_id IS NOT NULL")),
+        total("CASE WHEN batch_id IS NOT NULL THEN n_images END"),
+    ]
+    main = f"SELECT {group}, {', '.join(sums)} FROM {source} GROUP BY {group}"
+    possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
+    maybe_sums = [
+        total("may"), total("at_estimate * may"), total("at_estimate * est_usd"), total("at_estimate * est_cny"),
+        total(flag("basis = 'may have cost'")), total(flag("spent > 0 AND basis = 'may have cost'")),
+    ]
+    maybe = (
+        f"SELECT {short}, {', '.join(maybe_sums)} FROM ("
+        f"SELECT {short}, may, est_usd, est_cny, spent, basis, {flag('may > 0 AND may = est_credits')} AS at_estimate "
+        f"FROM (SELECT {named}, est_credits, est_usd, est_cny, {sql_may_have_cost()} AS may, {spent} AS spent, "
+        f"{basis} AS basis FROM {source}{possible}) AS costs) AS flagged GROUP BY {short}"
+    )
+    return main, maybe, params, len(keys)
+
+
+def merge_cost_sums(
+    rows: Sequence[Sequence[Any]], maybe_rows: Sequence[Sequence[Any]], width: int
+) -> list[tuple[Any, ...]]:
+    """The rows of :meth:`Ledger.cost_sums`: each row of sums (``width`` keys first) with the
+    may-have-cost sums of the same keys, in the order of :attr:`Ledger.COST_SUMS`."""
+    extra = {tuple(r[:width]): r[width:] for r in maybe_rows}
+    out = []
+    for row in rows:
+        key = tuple(row[:width])
+        may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
+        (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
+         with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs,
+         batch_images) = row[width:]
+        out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
+                    may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
+                    first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs, batch_images))
+    return out
+
+
 class Ledger:
     """The runs of one data directory.
 
@@ -1137,70 +1277,14 @@ class Ledger:
             extra_keys: more columns to group by, from :data:`COST_EXTRA_KEYS`.
             models, users, projects: keep runs of these models, people, projects.
         """
-        unknown_keys = [k for k in extra_keys if k not in self.COST_EXTRA_KEYS]
-        if unknown_keys:
-            raise ValueError(f"extra_keys: {unknown_keys[0]!r} is not one of {', '.join(self.COST_EXTRA_KEYS)}")
-        where: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            where.append(f"{_DAY} >= ? AND created_at >= ?")
-            params += [int(since // 86400), since]
-        if until is not None:
-            where.append(f"{_DAY} <= ? AND created_at {'<=' if until_inclusive else '<'} ?")
-            params += [int(until // 86400), until]
-        if tags:
-            marks = ", ".join("?" for _ in tags)
-            where.append(f"EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE value IN ({marks}))")
-            params.extend(tags)
-        if qualities:
-            where.append(f"quality IN ({', '.join('?' for _ in qualities)})")
-            params.extend(qualities)
-        for column, values in (("model", models), ('runs."user"', users), ("project", projects)):
-            if values:
-                where.append(f"{column} IN ({', '.join('?' for _ in values)})")
-                params.extend(values)
-        keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
-        keys += [f'runs."{key}"' for key in extra_keys]
-        join = " LEFT JOIN json_each(runs.tags) AS tag_each" if by_tag else ""
-        group = ", ".join(keys)
-        named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
-        short = ", ".join(f"k{i}" for i in range(len(keys)))
-        source = f"runs{join}" + (f" WHERE {' AND '.join(where)}" if where else "")
-        # SQLite evaluates a cost expression once per mention, so each is mentioned once per
-        # query, and the may-have-cost sums are taken over only the rows that can have one.
-        spent = sql_spent()
-        main = (
-            f"SELECT {group}, COUNT(*), TOTAL(n_images), TOTAL(status = 'completed'), TOTAL(status = 'failed'), "
-            f"TOTAL(status = 'unknown'), TOTAL(est_credits), TOTAL(est_usd), TOTAL(est_cny), "
-            f"TOTAL({spent}), TOTAL({sql_basis()} = 'estimate'), TOTAL({spent} > 0), "
-            f"MIN(created_at), MAX(created_at), TOTAL({self.REPORTED_AMOUNT_SQL}), "
-            f"TOTAL(CASE WHEN {sql_basis()} = 'estimate' THEN est_credits END), TOTAL({self.REPORTED_SQL}), "
-            f"TOTAL({sql_basis()} IN ({self.HELD_SQL})), TOTAL(batch_id IS NOT NULL), "
-            f"TOTAL(CASE WHEN batch_id IS NOT NULL THEN n_images END) FROM {source} GROUP BY {group}"
-        )
-        possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
-        maybe = (
-            f"SELECT {short}, TOTAL(may), TOTAL(at_estimate * may), TOTAL(at_estimate * est_usd), "
-            "TOTAL(at_estimate * est_cny), TOTAL(basis = 'may have cost'), "
-            "TOTAL(spent > 0 AND basis = 'may have cost') FROM ("
-            f"SELECT {short}, may, est_usd, est_cny, spent, basis, (may > 0 AND may = est_credits) AS at_estimate "
-            f"FROM (SELECT {named}, est_credits, est_usd, est_cny, {sql_may_have_cost()} AS may, {spent} AS spent, "
-            f"{sql_basis()} AS basis FROM {source}{possible})) GROUP BY {short}"
+        main, maybe, params, width = cost_sums_query(
+            SQLITE_COSTS, by_tag=by_tag, since=since, until=until, until_inclusive=until_inclusive, tags=tags,
+            qualities=qualities, extra_keys=extra_keys, models=models, users=users, projects=projects,
         )
         with self._reading() as conn:
             rows = conn.execute(main, params).fetchall()
-            extra = {tuple(r[: len(keys)]): r[len(keys):] for r in conn.execute(maybe, params).fetchall()}
-        out = []
-        for row in rows:
-            key = tuple(row[: len(keys)])
-            may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
-            (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
-             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs,
-             batch_images) = row[len(keys):]
-            out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
-                        may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
-                        first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs, batch_images))
-        return out
+            maybe_rows = conn.execute(maybe, params).fetchall()
+        return merge_cost_sums(rows, maybe_rows, width)
 
     #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;
     #: below, its fixed cost (the pipe, the first start) outweighs what it saves

@@ -52,9 +52,21 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from imgkit.costs import sql_basis, sql_budget, sql_may_have_cost, sql_may_have_cost_possible, sql_spent
+from imgkit.costs import sql_budget
 from imgkit.errors import ConfigError, StorageError, ValidationError
-from imgkit.ledger import _COLUMN_TYPES, _FIELDS, _TUPLE_FIELDS, SCHEMA_VERSION, Ledger, _arrow_frame, _dump, _load_cell
+from imgkit.ledger import (
+    _COLUMN_TYPES,
+    _FIELDS,
+    _TUPLE_FIELDS,
+    SCHEMA_VERSION,
+    CostDialect,
+    Ledger,
+    _arrow_frame,
+    _dump,
+    _load_cell,
+    cost_sums_query,
+    merge_cost_sums,
+)
 from imgkit.request import TERMINAL_STATUSES, BalanceSnapshot, RunRecord, Secret
 
 if TYPE_CHECKING:
@@ -87,6 +99,12 @@ _COLS = ", ".join(_q(f) for f in _FIELDS)
 #: A run's UTC day as a day number, as the SQLite ledger's ``_DAY`` (PostgreSQL's cast rounds;
 #: FLOOR keeps it the day the run was made in).
 _DAY = "CAST(FLOOR(created_at / 86400) AS BIGINT)"
+#: PostgreSQL's way of saying the cost sums (see :class:`imgkit.ledger.CostDialect`).
+POSTGRES_COSTS = CostDialect(
+    mark="%s", day=_DAY, tag_source="jsonb_array_elements_text(runs.tags::jsonb) AS t(value)", tag_value="t.value",
+    tag_join=" LEFT JOIN LATERAL jsonb_array_elements_text(runs.tags::jsonb) AS tag_each(value) ON TRUE",
+    list_param=True, typed_sums=True,
+)
 _TERMINAL = sorted(str(s) for s in TERMINAL_STATUSES)
 
 # Each entry migrates the schema from version i to i + 1, as imgkit.ledger._MIGRATIONS does
@@ -804,80 +822,14 @@ class PostgresLedger:
         """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
         and price sheet with ``by_tag``) and ``extra_keys``: the rows of
         :meth:`imgkit.ledger.Ledger.cost_sums`, with its arguments."""
-        unknown_keys = [k for k in extra_keys if k not in Ledger.COST_EXTRA_KEYS]
-        if unknown_keys:
-            raise ValueError(f"extra_keys: {unknown_keys[0]!r} is not one of {', '.join(Ledger.COST_EXTRA_KEYS)}")
-        where: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            where.append(f"{_DAY} >= %s AND created_at >= %s")
-            params += [int(since // 86400), since]
-        if until is not None:
-            where.append(f"{_DAY} <= %s AND created_at {'<=' if until_inclusive else '<'} %s")
-            params += [int(until // 86400), until]
-        if tags:
-            where.append("EXISTS (SELECT 1 FROM jsonb_array_elements_text(runs.tags::jsonb) AS t(value) "
-                         "WHERE t.value = ANY(%s))")
-            params.append(list(tags))
-        if qualities:
-            where.append("quality = ANY(%s)")
-            params.append(list(qualities))
-        for column, values in (("model", models), ('runs."user"', users), ("project", projects)):
-            if values:
-                where.append(f"{column} = ANY(%s)")
-                params.append(list(values))
-        keys = ["tag_each.value", "price_sheet"] if by_tag else [_DAY, *self.COST_KEYS[1:]]
-        keys += [f'runs."{key}"' for key in extra_keys]
-        join = (" LEFT JOIN LATERAL jsonb_array_elements_text(runs.tags::jsonb) AS tag_each(value) ON TRUE"
-                if by_tag else "")
-        group = ", ".join(keys)
-        named = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
-        short = ", ".join(f"k{i}" for i in range(len(keys)))
-        source = f"runs{join}" + (f" WHERE {' AND '.join(where)}" if where else "")
-
-        def total(expr: str) -> str:  # SQLite's TOTAL(): a float sum, 0.0 over no values
-            return f"COALESCE(SUM(({expr})::DOUBLE PRECISION), 0.0)"
-
-        def flag(cond: str) -> str:
-            return f"CASE WHEN {cond} THEN 1.0 ELSE 0.0 END"
-
-        spent, basis = sql_spent(), sql_basis()
-        sums = [
-            "COUNT(*)", total("n_images"), total(flag("status = 'completed'")), total(flag("status = 'failed'")),
-            total(flag("status = 'unknown'")), total("est_credits"), total("est_usd"), total("est_cny"),
-            total(spent), total(flag(f"{basis} = 'estimate'")), total(flag(f"{spent} > 0")),
-            "MIN(created_at)", "MAX(created_at)", total(Ledger.REPORTED_AMOUNT_SQL),
-            total(f"CASE WHEN {basis} = 'estimate' THEN est_credits END"), total(flag(Ledger.REPORTED_SQL)),
-            total(flag(f"{basis} IN ({Ledger.HELD_SQL})")), total(flag("batch_id IS NOT NULL")),
-            total("CASE WHEN batch_id IS NOT NULL THEN n_images END"),
-        ]
-        main = f"SELECT {group}, {', '.join(sums)} FROM {source} GROUP BY {group}"
-        possible = (" AND " if where else " WHERE ") + sql_may_have_cost_possible()
-        maybe_sums = [
-            total("may"), total("at_estimate * may"), total("at_estimate * est_usd"), total("at_estimate * est_cny"),
-            total(flag("basis = 'may have cost'")), total(flag("spent > 0 AND basis = 'may have cost'")),
-        ]
-        maybe = (
-            f"SELECT {short}, {', '.join(maybe_sums)} FROM ("
-            f"SELECT {short}, may, est_usd, est_cny, spent, basis, "
-            f"{flag('may > 0 AND may = est_credits')} AS at_estimate "
-            f"FROM (SELECT {named}, est_credits, est_usd, est_cny, {sql_may_have_cost()} AS may, {spent} AS spent, "
-            f"{basis} AS basis FROM {source}{possible}) AS costs) AS flagged GROUP BY {short}"
+        main, maybe, params, width = cost_sums_query(
+            POSTGRES_COSTS, by_tag=by_tag, since=since, until=until, until_inclusive=until_inclusive, tags=tags,
+            qualities=qualities, extra_keys=extra_keys, models=models, users=users, projects=projects,
         )
         with self._reading() as conn:
             rows = conn.execute(main, params).fetchall()
-            extra = {tuple(r[: len(keys)]): r[len(keys):] for r in conn.execute(maybe, params).fetchall()}
-        out = []
-        for row in rows:
-            key = tuple(row[: len(keys)])
-            may, at_credits, at_usd, at_cny, may_runs, may_with_credits = extra.get(key, (0.0,) * 6)
-            (count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum, estimate_runs,
-             with_credits, first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs,
-             batch_images) = row[len(keys):]
-            out.append((*key, count, images, completed, failed, unknown, est_credits, est_usd, est_cny, spent_sum,
-                        may, at_credits, at_usd, at_cny, may_runs, estimate_runs, with_credits - may_with_credits,
-                        first, last, reported, at_estimate, reported_runs, reserved_runs, batch_runs, batch_images))
-        return out
+            maybe_rows = conn.execute(maybe, params).fetchall()
+        return merge_cost_sums(rows, maybe_rows, width)
 
     # --- the DataFrame -----------------------------------------------------------------------
 
