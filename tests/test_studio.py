@@ -992,8 +992,9 @@ def test_a_mask_for_an_edit_is_checked_before_sending(session: imgkit.Session, d
 
 def test_live_previews_when_the_first_provider_streams(data_dir: Path, sandbox_url: str) -> None:
     imgkit.configure(data_dir=data_dir, poll=FAST_POLL, providers=[
+        # An OpenAI-compatible endpoint that serves gpt-image-1 alone (as this sandbox does).
         {"name": "openai", "kind": "openai", "api_key": "sk-openai-sandbox-0123456789",
-         "base_url": f"{sandbox_url}/openai/v1"},
+         "base_url": f"{sandbox_url}/openai/v1", "models": ["gpt-image-1"]},
     ])
     s = Studio(quality="low")
     assert s.provider_kind() == "openai"

@@ -186,25 +186,16 @@ class RunCard:
         self.error = w.HTML(layout=w.Layout(display="none"))
         self.error.add_class("imgkit-card-error")
         buttons = []
-        for label, tip, action, cls in (
-            ("Show", "show this run in the preview", on_show, "imgkit-card-show"),
-            ("Use", "put this run's settings in the form", on_use, "imgkit-card-use"),
-            ("Re-run", "run these settings again", on_rerun, "imgkit-card-rerun"),
-        ):
-            if action is None:
-                continue
-            button = w.Button(description=label, tooltip=tip, layout=w.Layout(width="auto", height="26px"))
-            button.add_class(cls)
-            button.on_click(self._bind(action))
-            button.disabled = True
-            buttons.append(button)
         self.star: w.Button | None = None
         self.hide: w.Button | None = None
-        for attr, action, tip, cls, label in (
-            ("star", on_star, "star this run (a tag in the ledger: it stays after a restart)", "imgkit-card-star",
-             star_label(False)),
-            ("hide", on_hide, "hide this run from the list (a tag; 'show hidden' lists it again)", "imgkit-card-hide",
-             hide_label(False)),
+        for attr, label, tip, action, cls in (
+            (None, "Show", "show this run in the preview", on_show, "imgkit-card-show"),
+            (None, "Use", "put this run's settings in the form", on_use, "imgkit-card-use"),
+            (None, "Re-run", "run these settings again", on_rerun, "imgkit-card-rerun"),
+            ("star", star_label(False), "star this run (a tag in the ledger: it stays after a restart)", on_star,
+             "imgkit-card-star"),
+            ("hide", hide_label(False), "hide this run from the list (a tag; 'show hidden' lists it again)", on_hide,
+             "imgkit-card-hide"),
         ):
             if action is None:
                 continue
@@ -212,7 +203,8 @@ class RunCard:
             button.add_class(cls)
             button.on_click(self._bind(action))
             button.disabled = True
-            setattr(self, attr, button)
+            if attr is not None:
+                setattr(self, attr, button)
             buttons.append(button)
         self.buttons = buttons
         # The text keeps at least 240 px: on a narrow page the buttons wrap under it.
