@@ -811,7 +811,6 @@ class _Writer:
             future.set_result(result)
 
 
-
 @dataclass(frozen=True, slots=True)
 class CostDialect:
     """How one backend's SQL says what :func:`cost_sums_query` needs; the queries are

@@ -108,10 +108,10 @@ class Totals:
             estimate (runs the service reported no figure for).
         reported_runs, reserved_runs, at_estimate_runs: the runs of each part.
         batch_runs, batch_images: the runs sent in OpenAI Batches, and their images.
-        batch_discount_credits, batch_discount_usd, batch_discount_cny: what those images
-            would have cost more at the direct price (the line items' images at their unit
-            price, less the batch share): already off every other amount, which counts
-            batch runs at the batch price.
+        batch_discount_credits, batch_discount_usd, batch_discount_cny: what the batch
+            price took off those images' direct price, as a negative amount (the line items'
+            batch images at their unit price times the share taken off): already off every
+            other amount, which counts batch runs at the batch price.
     """
 
     runs: int
