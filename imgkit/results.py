@@ -67,8 +67,9 @@ class Cost:
                    record.credits_charged, counted.basis, counted.spent, counted.may_have_cost)
 
     def _money(self, credits: float) -> str:
-        """``credits`` in USD and CNY with the run's sheet (the estimate's own figures when
-        the sheet is not registered here)."""
+        """`` (USD, CNY; sheet)`` for ``credits``, with a leading space ("" when there is
+        nothing to say): converted with the run's sheet (the estimate's own figures when the
+        sheet is not registered here)."""
         from imgkit.errors import ConfigError
         from imgkit.pricing import get_sheet
 
@@ -82,24 +83,23 @@ class Cost:
             except (ConfigError, KeyError):
                 pass
         money = f"${usd:.4f}, ¥{cny:.4f}; " if usd is not None and cny is not None else ""
-        return f"({money}{self.sheet})" if self.sheet else f"({money.removesuffix('; ')})" if money else ""
+        return f" ({money}{self.sheet})" if self.sheet else f" ({money.removesuffix('; ')})" if money else ""
 
     def __str__(self) -> str:
         estimated = "no estimate" if self.credits is None else f"estimated {self.credits:g}"
         if self.basis == "charged":
-            return f"{self.spent:g} credits charged {self._money(self.spent)}, {estimated}".replace("  ", " ")
+            return f"{self.spent:g} credits charged{self._money(self.spent)}, {estimated}"
         if self.basis in ("reserved", "not downloaded"):
             what = "reserved by the service" + (" for images not downloaded" if self.basis == "not downloaded" else "")
-            text = f"{self.spent:g} credits {what} {self._money(self.spent)}, {estimated}"
-            return text.replace("  ", " ")
+            return f"{self.spent:g} credits {what}{self._money(self.spent)}, {estimated}"
         if self.basis == "may have cost":
-            return (f"may have cost {self.may_have_cost:g} credits {self._money(self.may_have_cost)} "
-                    "(the service did not say whether it ran the task)").replace("  ", " ")
+            return (f"may have cost {self.may_have_cost:g} credits{self._money(self.may_have_cost)} "
+                    "(the service did not say whether it ran the task)")
         if self.basis in ("failed", "no task"):
             return f"0 credits (failed, nothing charged), {estimated}"
         if self.credits is None:
             return "cost unknown (no estimate, nothing reported yet)"
-        text = f"{self.credits:g} credits estimated {self._money(self.credits)}".rstrip()
+        text = f"{self.credits:g} credits estimated{self._money(self.credits)}"
         if self.credits_reserved is not None:
             text += f", service reserved {self.credits_reserved:g}"
         return text

@@ -262,11 +262,11 @@ class Capabilities:
 
 
 GATEWAY_CAPABILITIES = Capabilities()
-#: An OpenAI-kind provider serves OpenAI's GPT Image models (each with its own sizes, checked by
-#: the request's rules); a ``models`` list in its settings narrows it (an OpenAI-compatible
+#: An OpenAI-kind provider serves the models whose profiles OpenAI's API takes (each with its
+#: own sizes, checked by the request's rules); a ``models`` list in its settings narrows it (an OpenAI-compatible
 #: endpoint with fewer models). gpt-image-1 stays listed: OpenAI retired it on 2026-10-23, and
 #: its refusal then names the successor, while compatible endpoints still serve it.
-OPENAI_CAPABILITIES = Capabilities(models=("gpt-image-1", "gpt-image-1.5", "gpt-image-2"))
+OPENAI_CAPABILITIES = Capabilities(models=tuple(name for name, profile in MODELS.items() if profile.openai))
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ._state import OPENAI_MODELS
 from ._wire import Directives, InvalidRequest, _parse_directives
 
 if TYPE_CHECKING:
@@ -77,8 +76,6 @@ PREFIX = "/openai/v1"
 #: Models this fake serves by default. Other gpt-image names answer 404 ``model_not_found``
 #: unless ``SandboxConfig.openai_models`` lists them.
 SERVED_MODELS = ("gpt-image-1",)
-#: The models the sandbox knows how to serve when configured to.
-KNOWN_MODELS = OPENAI_MODELS
 _SIZES = {"1024x1024": (1024, 1024), "1536x1024": (1536, 1024), "1024x1536": (1024, 1536)}
 _FREE_SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 #: Extra output tokens of one partial image (see the module docstring).
