@@ -1032,6 +1032,10 @@ class Engine:
                 on_event,
             ), outcome
         assert snapshot is not None  # the loop ends only once a create succeeded
+        if snapshot.status.terminal:
+            # A synchronous provider's answer: the service is done with this run, so the next
+            # one may be sent while this one's task id and results are written down.
+            slot.release()
         # On disk before anything else can fail: a paid task's id is never lost.
         await self._keep_task_id(record.run_id, snapshot.task_id, cand.name)
         now = self._clock()
@@ -1178,7 +1182,7 @@ class Engine:
 
         async def fetch(url: str) -> StoredImage:
             data = await provider.download(url, self.max_download_bytes)
-            return await asyncio.to_thread(self.store.save, data)
+            return await self.store.asave(data)
 
         def expired(exc: Exception) -> bool:
             # The provider itself says the result is gone for good (OpenAI's inline results

@@ -391,6 +391,26 @@ async def test_a_slot_handed_in_is_given_back_before_the_downloads(tmp_path: Pat
 
 
 @pytest.mark.anyio
+async def test_a_synchronous_answer_gives_the_slot_back_before_it_is_written_down(tmp_path: Path) -> None:
+    clock = FakeClock()
+    provider = SyncProvider("a", clock)
+    engine = _engine(tmp_path, clock, provider)
+    limit = asyncio.Semaphore(1)
+    held_while_kept: list[bool] = []
+    keep = engine._keep_task_id
+
+    async def watched_keep(run_id: str, task_id: str, name: str) -> None:
+        held_while_kept.append(limit.locked())
+        await keep(run_id, task_id, name)
+
+    engine._keep_task_id = watched_keep  # type: ignore[method-assign]
+    async with Slot(limit) as slot:
+        _, record = await _run(engine, slot=slot)
+    assert record.status == "completed" and record.task_id == "a-task-1"
+    assert held_while_kept == [False]  # the service had answered: the next run could be sent
+
+
+@pytest.mark.anyio
 async def test_the_engines_own_slot_is_free_during_downloads(tmp_path: Path) -> None:
     clock = FakeClock()
     provider = FakeProvider("a", clock)
