@@ -7,6 +7,9 @@ Pure: no I/O. The rules below are data (:data:`RULES`); from them this module bu
 - :func:`sql_basis`, :func:`sql_spent`, :func:`sql_may_have_cost` and :func:`sql_budget`,
   SQL expressions over the ledger's ``runs`` table (and :func:`sql_may_have_cost_possible`,
   the rows a may-have-cost sum needs to visit),
+- :data:`RULE_TESTS` and :func:`rule_for`: the conditions the rules test, as SQL, and the
+  rule that applies to a group of runs alike in status and in those conditions, so a sum over
+  many runs can group by them and apply each rule once per group instead of once per run,
 - :data:`RULES_TEXT`, the rules in words, as reports state them,
 
 so the ledger's budget check, :func:`imgkit.plots.with_costs` and the reports cannot
@@ -60,12 +63,16 @@ __all__ = [
     "NOT_DOWNLOADED_CODES",
     "RULES",
     "RULES_TEXT",
+    "RULE_TESTS",
     "CostRule",
     "RunCost",
     "cost_frame",
     "cost_of",
+    "rule_for",
+    "rule_sources",
     "sql_basis",
     "sql_budget",
+    "sql_first",
     "sql_may_have_cost",
     "sql_may_have_cost_possible",
     "sql_spent",
@@ -150,6 +157,53 @@ BASES: tuple[str, ...] = tuple(rule.basis for rule in RULES)
 
 #: The run fields the rules read.
 INPUTS: tuple[str, ...] = ("status", "error_code", "task_id", "credits_charged", "credits_reserved", "est_credits")
+
+
+def _tests() -> dict[tuple[str, Any], str]:
+    tests: dict[tuple[str, Any], str] = {}
+    for rule in RULES:
+        for name in (*rule.present, *rule.absent):
+            tests.setdefault(("empty", name), f"{name} IS NULL")
+        if rule.codes is not None:
+            codes = ", ".join(f"'{c}'" for c in sorted(rule.codes))
+            tests.setdefault(("codes", rule.codes), f"error_code IN ({codes})")
+    return tests
+
+
+_TESTS = _tests()
+#: What the rules test besides the status, each condition once, as SQL over the ``runs`` table
+#: (``credits_charged IS NULL``, ``error_code IN (...)``, ...). Runs alike in status and in
+#: these have the same rule (:func:`rule_for`); the ledgers' report index holds them as keys.
+RULE_TESTS: tuple[str, ...] = tuple(_TESTS.values())
+_STATUSES = {rule.basis: frozenset(s.value for s in rule.statuses) for rule in RULES if rule.statuses is not None}
+
+
+def rule_for(status: str, tests: Sequence[object]) -> CostRule:
+    """The rule for runs of ``status`` whose :data:`RULE_TESTS` came out as ``tests`` (in that
+    order; SQL's NULL, as ``None``, is false, as in a ``CASE``)."""
+    truth = {key: bool(value) for key, value in zip(_TESTS, tests, strict=True)}
+    for rule in RULES:
+        if rule.statuses is not None and status not in _STATUSES[rule.basis]:
+            continue
+        if rule.codes is not None and not truth[("codes", rule.codes)]:
+            continue
+        if any(truth[("empty", name)] for name in rule.present):
+            continue
+        if not all(truth[("empty", name)] for name in rule.absent):
+            continue
+        return rule
+    return RULES[-1]
+
+
+def rule_sources() -> tuple[tuple[str, ...], ...]:
+    """Every list of columns a rule takes an amount from (spent or may have cost), each once,
+    in rule order: a grouped sum needs one total per list (:func:`sql_first`)."""
+    sources: dict[tuple[str, ...], None] = {}
+    for rule in RULES:
+        for names in (rule.spent, rule.may_have_cost):
+            if names:
+                sources.setdefault(names, None)
+    return tuple(sources)
 
 
 # --- one run -------------------------------------------------------------------------------
@@ -283,7 +337,9 @@ def _sql_when(rule: CostRule) -> str:
     return " AND ".join(parts) or "1"
 
 
-def _sql_first(names: Sequence[str]) -> str:
+def sql_first(names: Sequence[str]) -> str:
+    """SQL for the first non-empty value of the columns ``names`` (0 when all are empty or
+    there are none): how a rule's amount is read."""
     return f"COALESCE({', '.join(names)}, 0)" if names else "0"
 
 
@@ -299,12 +355,12 @@ def sql_basis() -> str:
 
 def sql_spent() -> str:
     """An SQL expression giving what each row counts as spent (credits, never NULL)."""
-    return _sql_case({rule.basis: _sql_first(rule.spent) for rule in RULES})
+    return _sql_case({rule.basis: sql_first(rule.spent) for rule in RULES})
 
 
 def sql_may_have_cost() -> str:
     """An SQL expression giving what each row may have cost beyond that (never NULL)."""
-    return _sql_case({rule.basis: _sql_first(rule.may_have_cost) for rule in RULES})
+    return _sql_case({rule.basis: sql_first(rule.may_have_cost) for rule in RULES})
 
 
 def sql_may_have_cost_possible() -> str:

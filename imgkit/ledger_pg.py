@@ -58,6 +58,7 @@ from imgkit.ledger import (
     _COLUMN_TYPES,
     _FIELDS,
     _TUPLE_FIELDS,
+    REPORT_RULE_TESTS,
     SCHEMA_VERSION,
     CostDialect,
     Ledger,
@@ -65,7 +66,6 @@ from imgkit.ledger import (
     _dump,
     _load_cell,
     cost_sums_query,
-    merge_cost_sums,
 )
 from imgkit.request import TERMINAL_STATUSES, BalanceSnapshot, RunRecord, Secret
 
@@ -206,6 +206,13 @@ _MIGRATIONS: list[str] = [
         "user" TEXT
     );
     CREATE INDEX balance_snapshots_taken_at ON balance_snapshots(provider, taken_at);
+    """,
+    f"""
+    DROP INDEX runs_report;
+    CREATE INDEX runs_report ON runs(({_DAY}), quality, size, status, model, provider, price_sheet,
+        {", ".join(f"({test})" for test in REPORT_RULE_TESTS)},
+        created_at, est_credits, est_usd, est_cny, credits_reserved, credits_charged, task_id, n_images,
+        error_code, batch_id);
     """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION, "the PostgreSQL schema follows the SQLite one, version by version"
@@ -822,14 +829,13 @@ class PostgresLedger:
         """What the runs cost, summed in SQL per combination of :data:`COST_KEYS` (or per tag
         and price sheet with ``by_tag``) and ``extra_keys``: the rows of
         :meth:`imgkit.ledger.Ledger.cost_sums`, with its arguments."""
-        main, maybe, params, width = cost_sums_query(
+        query = cost_sums_query(
             POSTGRES_COSTS, by_tag=by_tag, since=since, until=until, until_inclusive=until_inclusive, tags=tags,
             qualities=qualities, extra_keys=extra_keys, models=models, users=users, projects=projects,
         )
         with self._reading() as conn:
-            rows = conn.execute(main, params).fetchall()
-            maybe_rows = conn.execute(maybe, params).fetchall()
-        return merge_cost_sums(rows, maybe_rows, width)
+            rows = conn.execute(query.sql, query.params).fetchall()
+        return query.sums(rows)
 
     # --- the DataFrame -----------------------------------------------------------------------
 

@@ -196,3 +196,29 @@ def test_the_may_have_cost_condition_covers_every_run_that_may_have_cost(
     finally:
         conn.close()
     assert missed == 0 and 0 < selected < 128
+
+
+def test_runs_alike_in_status_and_the_rules_tests_have_one_rule(tmp_path: Path) -> None:
+    """What grouped sums rely on: the rule of a run follows from its status and the rules'
+    tests (imgkit.costs.RULE_TESTS) alone, for every status, error code and empty column."""
+    records = [
+        r.replace(run_id=f"{r.run_id}-{code}", error_code=code,
+                  task_id=r.task_id and f"{r.task_id}-{code}")
+        for r in _variants()
+        for code in (None, "download_failed", "result_expired", "content_policy_violation")
+    ]
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.save_many(records)
+    ledger.close()
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    try:
+        rows = conn.execute(f"SELECT run_id, status, {', '.join(costs.RULE_TESTS)} FROM runs").fetchall()
+    finally:
+        conn.close()
+    by_id = {r.run_id: r for r in records}
+    seen = set()
+    for run_id, status, *tests in rows:
+        rule = costs.rule_for(status, tests)
+        assert rule.basis == costs.cost_of(by_id[run_id]).basis, run_id
+        seen.add(rule.basis)
+    assert len(rows) == len(records) and seen == set(costs.BASES)

@@ -79,3 +79,32 @@ def test_an_empty_ledger_report() -> None:
     assert rep.totals.runs == 0 and rep.period == (None, None)
     assert all(len(table) == 0 for table in rep.groups.values())
     assert "0 runs" in rep.to_markdown() or "no runs" in rep.to_markdown()
+
+
+def test_the_report_index_holds_what_the_cost_rules_test() -> None:
+    """The v6 index keys on the rules' tests as they are now: rules that test something else
+    need a migration that rebuilds the index (else reports sort, still right but slower)."""
+    from imgkit.costs import RULE_TESTS
+    from imgkit.ledger import REPORT_RULE_TESTS
+
+    assert REPORT_RULE_TESTS == RULE_TESTS
+
+
+def test_a_ledger_report_is_one_pass_over_the_report_index(tmp_path: Path) -> None:
+    """No cost rule per run and no sort: SQLite reads the covering index in its order."""
+    import sqlite3
+
+    from imgkit.ledger import SQLITE_COSTS, Ledger, cost_sums_query
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.save_many(sample_runs())
+    ledger.close()
+    query = cost_sums_query(SQLITE_COSTS, by_tag=False, since=1.7e9, until=None, until_inclusive=True, tags=(),
+                            qualities=(), extra_keys=(), models=(), users=(), projects=())
+    assert "CASE WHEN status" not in query.sql and "CASE WHEN credits" not in query.sql
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    try:
+        plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {query.sql}", query.params))
+    finally:
+        conn.close()
+    assert "COVERING INDEX runs_report" in plan and "TEMP B-TREE" not in plan, plan
