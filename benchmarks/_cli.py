@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib
 import json
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks._core import PROFILES, Profile, Row, format_table
-from benchmarks._sandbox import cpu_split, pinned_client
+from benchmarks._sandbox import all_cpus, cpu_split, pinned_client
 
 __all__ = ["SCENARIOS", "main", "run_scenarios"]
 
@@ -77,7 +78,8 @@ def _run_one(name: str, profile: Profile, repeats: int, rows: list[Row], errors:
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
     try:
         module = importlib.import_module(module_name)
-        rows.extend(module.run(profile, repeats))
+        with all_cpus() if getattr(module, "ALL_CPUS", False) else contextlib.nullcontext():
+            rows.extend(module.run(profile, repeats))
     except Exception as exc:  # one broken scenario must not hide the others' numbers
         traceback.print_exc(file=sys.stderr)
         errors.append(f"{name}: {type(exc).__name__}: {exc}")

@@ -77,6 +77,26 @@ def pinned_client() -> Iterator[None]:
                 os.sched_setaffinity(tid, cpus)
 
 
+@contextlib.contextmanager
+def all_cpus() -> Iterator[None]:
+    """Let this process (every thread, and the processes it starts) use every CPU while the
+    block runs, inside :func:`pinned_client`: for a scenario with no service, where a
+    notebook would have the whole machine."""
+    if _SPLIT is None:
+        yield
+        return
+    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    before = {tid: os.sched_getaffinity(tid) for tid in threads}
+    for tid in threads:
+        os.sched_setaffinity(tid, _SPLIT[0] | _SPLIT[1])
+    try:
+        yield
+    finally:
+        for tid, cpus in before.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+
+
 class SandboxProcess:
     """A sandbox served by a child process; a context manager yielding itself.
 

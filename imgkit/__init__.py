@@ -1,4 +1,4 @@
-"""imgkit: GPT Image 1 in Jupyter, with every run's cost in a ledger.
+"""imgkit: GPT Image models (gpt-image-2 and its siblings) in Jupyter, with every run's cost in a ledger.
 
 Example:
     >>> import imgkit

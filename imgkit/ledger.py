@@ -444,7 +444,8 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 # resets the WAL index under the first one's writer (sqlite.org/howtocorrupt.html, 2.2.1).
 # So the driver runs in a helper process of its own, started on the first read and kept
 # until this process ends (it exits when its stdin closes), and sends each table back as an
-# Arrow IPC stream over a pipe.
+# Arrow IPC stream over a pipe, batch by batch as it reads them: this process turns each
+# batch's list columns into Python lists while the helper reads the next (on a second core).
 
 _READER_SCRIPT = """
 import json, sys, urllib.parse
@@ -455,22 +456,25 @@ for line in sys.stdin:
     ask = json.loads(line)
     try:
         conn = adbc.connect("file:" + urllib.parse.quote(ask["path"]) + "?mode=ro", autocommit=True)
-        try:
-            cursor = conn.cursor()
-            cursor.execute(ask["sql"])
-            table = cursor.fetch_arrow_table()
-            cursor.close()
-        finally:
-            conn.close()
+        cursor = conn.cursor()
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ask["batch"])})
+        cursor.execute(ask["sql"])
+        batches = cursor.fetch_record_batch()
     except Exception as exc:
         out.write(b"E" + json.dumps(type(exc).__name__ + ": " + str(exc)).encode() + b"\\n")
         out.flush()
         continue
-    out.write(b"A")
-    writer = pa.ipc.new_stream(out, table.schema)
-    writer.write_table(table)
-    writer.close()
-    out.flush()
+    try:
+        out.write(b"A")
+        writer = pa.ipc.new_stream(out, batches.schema)
+        for batch in batches:
+            writer.write_batch(batch)
+            out.flush()
+        writer.close()
+        out.flush()
+    finally:
+        cursor.close()
+        conn.close()
 """
 
 _READER_LOCK = threading.Lock()
@@ -528,9 +532,26 @@ atexit.register(_stop_reader_at_exit)
 _TEMPLATE = {"string": "''", "int64": "0", "float64": "0.5"}
 
 
-def _arrow_read(path: Path) -> Any:
-    """Every run as an Arrow table (oldest first), or None when the Arrow reader is not
-    installed, fails, or a column's values do not fit its declared type."""
+#: Rows per batch of the Arrow helper's stream (each batch's lists are made while the helper
+#: reads the next).
+_ARROW_BATCH_ROWS = 8192
+#: The JSON list columns of a run, made into Python lists batch by batch as they arrive.
+_LIST_COLUMNS = ("files", "thumbs", "reference_images", "result_urls", "tags")
+
+
+@dataclass(slots=True)
+class _ArrowRuns:
+    """Every run as an Arrow table (oldest first), and its list columns already made into
+    Python lists (name -> (lists, lengths)) when they were made batch by batch."""
+
+    table: Any
+    lists: dict[str, tuple[list[list[Any]], Any]] | None
+
+
+def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
+    """Every run through the Arrow helper, or None when the reader is not installed, fails,
+    or a column's values do not fit its declared type. ``data_dir`` prefixes the file lists,
+    as :meth:`Ledger.to_dataframe` gives them."""
     try:
         import numpy as np
         import pyarrow as pa
@@ -539,7 +560,11 @@ def _arrow_read(path: Path) -> Any:
         return None
     template = ", ".join(f"{_TEMPLATE[_COLUMN_TYPES[name]]} AS {name}" for name in _FIELDS)
     sql = f"SELECT 0 AS imgkit_template, {template} UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
-    ask = (json.dumps({"path": str(path.resolve()), "sql": sql}) + "\n").encode()
+    ask = (json.dumps({"path": str(path.resolve()), "sql": sql, "batch": _ARROW_BATCH_ROWS}) + "\n").encode()
+    root = None if data_dir is None else f"{data_dir}/"
+    prefixes = {name: root if name in ("files", "thumbs") else None for name in _LIST_COLUMNS}
+    made: dict[str, tuple[list[list[Any]], list[Any]]] = {name: ([], []) for name in _LIST_COLUMNS}
+    batches: list[Any] = []
     with _READER_LOCK:
         proc = _reader()
         if proc is None:
@@ -553,24 +578,41 @@ def _arrow_read(path: Path) -> Any:
                 return None
             if kind != b"A":
                 raise OSError("the Arrow reader ended")
-            table = pa.ipc.open_stream(proc.stdout).read_all()
+            for batch in pa.ipc.open_stream(proc.stdout):  # read to its end, used or not
+                first = not batches
+                batches.append(batch)
+                if first:
+                    # The typing row comes first (checked again below); its lists are not runs'.
+                    batch = batch.slice(1)
+                if not batch.num_rows:
+                    continue
+                piece = pa.Table.from_batches([batch])
+                for name in _LIST_COLUMNS:
+                    items, lengths = _list_column(pa, pc, piece, name, prefixes[name])
+                    made[name][0].extend(items)
+                    made[name][1].append(lengths)
         except (OSError, ValueError, pa.ArrowException) as exc:
             log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
             _stop_reader()
             return None
+    if not batches:
+        return None
+    table = pa.Table.from_batches(batches)
     marks = table.column("imgkit_template")
-    if not table.num_rows or marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
+    if marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
         return None  # the typing row did not come first: let the row-by-row path read it
     table = table.slice(1).drop_columns(["imgkit_template"])
     expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
     if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
         return None
+    lists = {name: (made[name][0], np.concatenate([np.zeros(0, dtype="int64"), *made[name][1]]))
+             for name in _LIST_COLUMNS}
     # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
-    # rule, so the (copying) reorder is usually skipped.
+    # rule, so the (copying) reorder is usually skipped, and with it the lists' remaking.
     order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
     if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
-        table = table.take(order)
-    return table
+        return _ArrowRuns(table.take(order), None)
+    return _ArrowRuns(table, lists)
 
 
 def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
@@ -630,8 +672,12 @@ def _quality_categories(values: Iterable[Any]) -> list[str]:
     return [*QUALITIES, *sorted({str(v) for v in values if v is not None} - set(QUALITIES))]
 
 
-def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
-    """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs."""
+def _arrow_frame(
+    pd: Any, table: Any, data_dir: Path | None, lists: dict[str, tuple[list[list[Any]], Any]] | None = None
+) -> pd.DataFrame:
+    """The typed DataFrame of :meth:`Ledger.to_dataframe` from an Arrow table of runs (and
+    its list columns as Python lists with their lengths, when made already, ``files`` and
+    ``thumbs`` under ``data_dir``)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -679,8 +725,12 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     frame["quality"] = categorical("quality", _quality_categories(qualities), ordered=True)
     frame["n"] = ints("n")
     root = None if data_dir is None else f"{data_dir}/"
-    frame["files"], counts = _list_column(pa, pc, table, "files", root)
-    frame["thumbs"], _ = _list_column(pa, pc, table, "thumbs", root)
+
+    def listed(name: str, prefix: str | None = None) -> tuple[list[list[Any]], Any]:
+        return lists[name] if lists is not None else _list_column(pa, pc, table, name, prefix)
+
+    frame["files"], counts = listed("files", root)
+    frame["thumbs"], _ = listed("thumbs", root)
     frame["n_images"] = pd.Series(pd.arrays.IntegerArray(counts.astype("int64"), np.zeros(len(counts), dtype=bool)))
     for name in ("est_credits", "est_usd", "est_cny", "credits_reserved", "credits_charged"):
         frame[name] = floats(name)
@@ -689,7 +739,7 @@ def _arrow_frame(pd: Any, table: Any, data_dir: Path | None) -> pd.DataFrame:
     frame["progress"] = ints("progress")
     frame["attempts"] = ints("attempts")
     for name in ("reference_images", "result_urls", "tags"):
-        frame[name], _ = _list_column(pa, pc, table, name)
+        frame[name], _ = listed(name)
     frame["providers_tried"] = _load_column(
         table.column("providers_tried").to_pylist(), table.column("run_id").to_pylist, "providers_tried"
     )
@@ -1351,9 +1401,9 @@ class Ledger:
         import pandas as pd
 
         with _no_gc():
-            table = _arrow_read(self.path) if self.count() >= self.ARROW_FROM_ROWS else None
-            if table is not None:
-                return _arrow_frame(pd, table, data_dir)
+            runs = _arrow_read(self.path, data_dir) if self.count() >= self.ARROW_FROM_ROWS else None
+            if runs is not None:
+                return _arrow_frame(pd, runs.table, data_dir, runs.lists)
             return self._frame(pd, data_dir)
 
     def _frame(self, pd: Any, data_dir: Path | None) -> pd.DataFrame:

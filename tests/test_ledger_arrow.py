@@ -91,6 +91,26 @@ def test_the_arrow_read_equals_the_row_by_row_read(tmp_path: Path, data_dir: Pat
     assert all(type(v) is list for column in ("files", "tags", "providers_tried") for v in arrow[column])
 
 
+@pytest.mark.parametrize("data_dir", [None, Path("/data/imgkit")])
+def test_lists_made_batch_by_batch_equal_the_row_by_row_read(
+    tmp_path: Path, data_dir: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs written oldest first (the rule) have their list columns made as the helper's
+    batches arrive, the typing row's left out; the frame is the same."""
+    monkeypatch.setattr(ledger_module, "_ARROW_BATCH_ROWS", 7)
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(sorted(_records(), key=lambda r: (r.created_at, r.run_id)))
+        runs = ledger_module._arrow_read(ledger.path, data_dir)
+        assert runs is not None and runs.lists is not None and runs.table.num_rows == 40
+        assert len(runs.table.to_batches()) > 5  # several batches came
+        arrow, rows = _both(ledger, data_dir)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+    assert any(files and files[0].startswith(f"{data_dir}/images") for files in arrow["files"]) == bool(data_dir)
+
+
 def test_an_empty_ledger_reads_the_same(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path / "ledger.sqlite3")
     try:

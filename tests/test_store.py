@@ -78,3 +78,4 @@ async def test_image_workers_run_behind_the_event_loop(tmp_path: Path, monkeypat
     workers = store_module._WORKERS
     assert workers is not None
     workers.shutdown(wait=True)
+
