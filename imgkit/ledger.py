@@ -535,7 +535,8 @@ _TEMPLATE = {"string": "''", "int64": "0", "float64": "0.5"}
 #: Rows per batch of the Arrow helper's stream (each batch's lists are made while the helper
 #: reads the next).
 _ARROW_BATCH_ROWS = 8192
-#: The JSON list columns of a run, made into Python lists batch by batch as they arrive.
+#: The JSON list columns of plain texts, made into Python lists batch by batch as they arrive
+#: (``providers_tried``, a list of objects, is decoded batch by batch too).
 _LIST_COLUMNS = ("files", "thumbs", "reference_images", "result_urls", "tags")
 
 
@@ -563,7 +564,9 @@ def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
     ask = (json.dumps({"path": str(path.resolve()), "sql": sql, "batch": _ARROW_BATCH_ROWS}) + "\n").encode()
     root = None if data_dir is None else f"{data_dir}/"
     prefixes = {name: root if name in ("files", "thumbs") else None for name in _LIST_COLUMNS}
-    made: dict[str, tuple[list[list[Any]], list[Any]]] = {name: ([], []) for name in _LIST_COLUMNS}
+    made: dict[str, tuple[list[list[Any]], list[Any]]] = {
+        name: ([], []) for name in (*_LIST_COLUMNS, "providers_tried")
+    }
     batches: list[Any] = []
     with _READER_LOCK:
         proc = _reader()
@@ -591,6 +594,9 @@ def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
                     items, lengths = _list_column(pa, pc, piece, name, prefixes[name])
                     made[name][0].extend(items)
                     made[name][1].append(lengths)
+                made["providers_tried"][0].extend(_load_column(
+                    piece.column("providers_tried").to_pylist(), piece.column("run_id").to_pylist, "providers_tried"
+                ))
         except (OSError, ValueError, pa.ArrowException) as exc:
             log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
             _stop_reader()
@@ -605,8 +611,8 @@ def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
     expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
     if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
         return None
-    lists = {name: (made[name][0], np.concatenate([np.zeros(0, dtype="int64"), *made[name][1]]))
-             for name in _LIST_COLUMNS}
+    lists = {name: (items, np.concatenate([np.zeros(0, dtype="int64"), *lengths]))
+             for name, (items, lengths) in made.items()}
     # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
     # rule, so the (copying) reorder is usually skipped, and with it the lists' remaking.
     order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
@@ -740,7 +746,7 @@ def _arrow_frame(
     frame["attempts"] = ints("attempts")
     for name in ("reference_images", "result_urls", "tags"):
         frame[name], _ = listed(name)
-    frame["providers_tried"] = _load_column(
+    frame["providers_tried"] = lists["providers_tried"][0] if lists is not None else _load_column(
         table.column("providers_tried").to_pylist(), table.column("run_id").to_pylist, "providers_tried"
     )
     for name in _CATEGORY_EXTRAS:
