@@ -59,42 +59,31 @@ def cpu_split() -> tuple[set[int], set[int]] | None:
 
 
 @contextlib.contextmanager
-def pinned_client() -> Iterator[None]:
+def _on(cpus: set[int]) -> Iterator[None]:
+    """Keep this process (every thread, and the processes it starts) on ``cpus`` while the
+    block runs, then put each thread back where it was."""
+    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
+    before = {tid: os.sched_getaffinity(tid) for tid in threads}
+    for tid in threads:
+        os.sched_setaffinity(tid, cpus)
+    try:
+        yield
+    finally:
+        for tid, was in before.items():
+            with contextlib.suppress(OSError):  # a thread that has ended since
+                os.sched_setaffinity(tid, was)
+
+
+def pinned_client() -> contextlib.AbstractContextManager[None]:
     """Keep this process (every thread, and the processes it starts) on the client half of
     the CPUs while the block runs."""
-    if _SPLIT is None:
-        yield
-        return
-    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
-    before = {tid: os.sched_getaffinity(tid) for tid in threads}
-    for tid in threads:
-        os.sched_setaffinity(tid, _SPLIT[0])
-    try:
-        yield
-    finally:
-        for tid, cpus in before.items():
-            with contextlib.suppress(OSError):  # a thread that has ended since
-                os.sched_setaffinity(tid, cpus)
+    return contextlib.nullcontext() if _SPLIT is None else _on(_SPLIT[0])
 
 
-@contextlib.contextmanager
-def all_cpus() -> Iterator[None]:
-    """Let this process (every thread, and the processes it starts) use every CPU while the
-    block runs, inside :func:`pinned_client`: for a scenario with no service, where a
-    notebook would have the whole machine."""
-    if _SPLIT is None:
-        yield
-        return
-    threads = [int(t) for t in os.listdir("/proc/self/task")] if os.path.isdir("/proc/self/task") else [0]
-    before = {tid: os.sched_getaffinity(tid) for tid in threads}
-    for tid in threads:
-        os.sched_setaffinity(tid, _SPLIT[0] | _SPLIT[1])
-    try:
-        yield
-    finally:
-        for tid, cpus in before.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, cpus)
+def all_cpus() -> contextlib.AbstractContextManager[None]:
+    """Let this process use every CPU while the block runs, inside :func:`pinned_client`: for
+    a scenario with no service, where a notebook would have the whole machine."""
+    return contextlib.nullcontext() if _SPLIT is None else _on(_SPLIT[0] | _SPLIT[1])
 
 
 class SandboxProcess:
