@@ -947,6 +947,10 @@ class CostQuery:
         params: its parameters.
         width: how many key columns lead each row (the report's keys and extra keys).
         status_at: the column of the status.
+        amounts: what the sums after the first seven are, in order: ``(kind, columns)`` with
+            kind ``total``, ``positive`` (runs with an amount above 0) or ``at estimate``
+            (credits, ``usd``, ``cny``) of a rule's columns (:func:`imgkit.costs.rule_sources`);
+            the batch sums follow.
     """
 
     sql: str
@@ -955,7 +959,8 @@ class CostQuery:
     status_at: int
     amounts: tuple[tuple[str, tuple[str, ...]], ...]
 
-    #: What :meth:`sums` adds up, after the keys (the order of :attr:`Ledger.COST_SUMS`).
+    #: The bases whose runs count as ``reserved_runs``: rules that count something other than
+    #: a reported charge or the estimate (what the service held for the run).
     _HELD: ClassVar[frozenset[str]] = frozenset(
         rule.basis for rule in RULES if rule.spent and rule.basis not in ("charged", "estimate")
     )
