@@ -5,8 +5,7 @@ Pure: no I/O. The rules below are data (:data:`RULES`); from them this module bu
 - :func:`cost_of` for one :class:`~imgkit.request.RunRecord`,
 - :func:`cost_frame` for a DataFrame of runs (vectorised, as :func:`imgkit.runs` gives it),
 - :func:`sql_basis`, :func:`sql_spent`, :func:`sql_may_have_cost` and :func:`sql_budget`,
-  SQL expressions over the ledger's ``runs`` table (and :func:`sql_may_have_cost_possible`,
-  the rows a may-have-cost sum needs to visit),
+  SQL expressions over the ledger's ``runs`` table,
 - :data:`RULE_TESTS` and :func:`rule_for`: the conditions the rules test, as SQL, and the
   rule that applies to a group of runs alike in status and in those conditions, so a sum over
   many runs can group by them and apply each rule once per group instead of once per run,
@@ -74,7 +73,6 @@ __all__ = [
     "sql_budget",
     "sql_first",
     "sql_may_have_cost",
-    "sql_may_have_cost_possible",
     "sql_spent",
 ]
 
@@ -361,14 +359,6 @@ def sql_spent() -> str:
 def sql_may_have_cost() -> str:
     """An SQL expression giving what each row may have cost beyond that (never NULL)."""
     return _sql_case({rule.basis: sql_first(rule.may_have_cost) for rule in RULES})
-
-
-def sql_may_have_cost_possible() -> str:
-    """An SQL condition true for every row that may have cost something beyond what it spent
-    (those a rule with a may-have-cost amount applies to, and maybe others): a query can
-    compute the may-have-cost sums over these rows only."""
-    conditions = [_sql_when(rule) for rule in RULES if rule.may_have_cost]
-    return "(" + " OR ".join(f"({c})" for c in conditions) + ")" if conditions else "0"
 
 
 def sql_budget() -> str:

@@ -181,23 +181,6 @@ def test_budget_plots_and_report_agree_on_unknown_runs(tmp_path: Path) -> None:
     assert "may have cost" in rep.to_markdown()
 
 
-def test_the_may_have_cost_condition_covers_every_run_that_may_have_cost(
-    variants: tuple[list[RunRecord], Path],
-) -> None:
-    """The ledger sums what runs may have cost over the rows this condition selects only."""
-    _, path = variants
-    conn = sqlite3.connect(path)
-    try:
-        missed = conn.execute(
-            f"SELECT COUNT(*) FROM runs WHERE {costs.sql_may_have_cost()} <> 0 "
-            f"AND NOT {costs.sql_may_have_cost_possible()}"
-        ).fetchone()[0]
-        selected = conn.execute(f"SELECT COUNT(*) FROM runs WHERE {costs.sql_may_have_cost_possible()}").fetchone()[0]
-    finally:
-        conn.close()
-    assert missed == 0 and 0 < selected < 128
-
-
 def test_runs_alike_in_status_and_the_rules_tests_have_one_rule(tmp_path: Path) -> None:
     """What grouped sums rely on: the rule of a run follows from its status and the rules'
     tests (imgkit.costs.RULE_TESTS) alone, for every status, error code and empty column."""
