@@ -442,10 +442,12 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 # never open one file in one process: POSIX locks belong to the process, so each copy takes
 # the other's locks for its own; a second copy decides it is the file's first user and
 # resets the WAL index under the first one's writer (sqlite.org/howtocorrupt.html, 2.2.1).
-# So the driver runs in a helper process of its own, started on the first read and kept
-# until this process ends (it exits when its stdin closes), and sends each table back as an
-# Arrow IPC stream over a pipe, batch by batch as it reads them: this process turns each
-# batch's list columns into Python lists while the helper reads the next (on a second core).
+# So the driver runs in helper processes of their own, started on the first read and kept
+# until this process ends (each exits when its stdin closes), and each sends its share of
+# the rows back as an Arrow IPC stream over a pipe, batch by batch as it reads them: this
+# process turns each batch's list columns into Python lists while the helpers read on. A
+# large ledger is read in two halves of its rowids by two helpers at once, on two cores,
+# and the halves are kept only when no commit came between their reads (one snapshot).
 
 _READER_SCRIPT = """
 import json, sys, urllib.parse
@@ -478,54 +480,91 @@ for line in sys.stdin:
 """
 
 _READER_LOCK = threading.Lock()
-_READER: list[Any] = []  # [the helper's Popen, the pid that started it], once started
+#: The helper processes this process started (Popen objects), and the pid that started them.
+_READERS: list[Any] = []
+_READERS_PID: list[int] = []
+
+#: From this many runs on, two helpers read a half each (where two CPUs are free to this
+#: process); below, one reads them all.
+_SPLIT_FROM_ROWS = 40_000
 
 
-def _reader() -> Any:
-    """The helper process (started if need be), or None when it cannot run here."""
+def _readers(count: int) -> list[Any]:
+    """``count`` running helper processes (started if need be); fewer, maybe none, when no
+    more can start here."""
     import os
     import subprocess
     import sys
 
-    if _READER and _READER[1] == os.getpid() and _READER[0].poll() is None:
-        return _READER[0]
-    if _READER and _READER[1] == os.getpid():
-        _stop_reader()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _READER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-    except OSError as exc:  # pragma: no cover - no interpreter to start
-        log.debug("cannot start the ledger's Arrow reader: %s", exc)
-        return None
-    _READER[:] = [proc, os.getpid()]
-    return proc
+    if not _READERS_PID or _READERS_PID[0] != os.getpid():  # none yet, or a forked child's (not ours)
+        _READERS.clear()
+        _READERS_PID[:] = [os.getpid()]
+    if any(proc.poll() is not None for proc in _READERS):
+        _stop_reader()  # one ended: start afresh
+        _READERS_PID[:] = [os.getpid()]
+    while len(_READERS) < count:
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", _READER_SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError as exc:  # pragma: no cover - no interpreter to start
+            log.debug("cannot start the ledger's Arrow reader: %s", exc)
+            break
+        _READERS.append(proc)
+    return _READERS[:count]
 
 
 def _stop_reader() -> None:
-    if not _READER:
-        return
-    proc = _READER[0]
-    _READER.clear()
-    for pipe in (proc.stdin, proc.stdout):
-        with suppress(OSError):
-            pipe.close()
-    try:
-        proc.wait(timeout=5)
-    except Exception:
-        proc.kill()
-        proc.wait()
+    """Stop every helper (a lost or half-read stream leaves them in an unknown state)."""
+    procs = list(_READERS)
+    _READERS.clear()
+    for proc in procs:
+        for pipe in (proc.stdin, proc.stdout):
+            with suppress(OSError):
+                pipe.close()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except Exception:
+            proc.kill()
+            proc.wait()
 
 
 def _stop_reader_at_exit() -> None:
     import os
 
-    if _READER and _READER[1] == os.getpid():
+    if _READERS_PID and _READERS_PID[0] == os.getpid():
         _stop_reader()
 
 
 atexit.register(_stop_reader_at_exit)
+
+
+def _free_cpus() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _reader_count(rows: int) -> int:
+    """How many helpers read a ledger of ``rows`` runs: two for a large one where two CPUs
+    are free (this process makes the lists meanwhile), else one."""
+    return 2 if rows >= _SPLIT_FROM_ROWS and _free_cpus() >= 2 else 1
+
+
+def _rowid_ranges(first: int | None, last: int | None, parts: int) -> list[tuple[int | None, int | None]]:
+    """``parts`` ranges of rowids (lowest excluded, highest included; None: unbounded) that
+    split ``first``..``last`` evenly and together cover every rowid."""
+    if parts <= 1 or first is None or last is None or last - first < parts:
+        return [(None, None)]
+    cuts = [first - 1 + (last - first + 1) * k // parts for k in range(1, parts)]
+    bounds: list[int | None] = [None, *cuts, None]
+    return [(bounds[k], bounds[k + 1]) for k in range(parts)]
+
 
 # The driver infers each column's type from its first rows; a first row of the right types
 # (dropped after the read) keeps an all-NULL start from being typed as integers.
@@ -549,10 +588,65 @@ class _ArrowRuns:
     lists: dict[str, tuple[list[list[Any]], Any]] | None
 
 
-def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
-    """Every run through the Arrow helper, or None when the reader is not installed, fails,
-    or a column's values do not fit its declared type. ``data_dir`` prefixes the file lists,
-    as :meth:`Ledger.to_dataframe` gives them."""
+class _Refused(Exception):
+    """The helper could not run the query (its stream is still in step)."""
+
+
+@dataclass(slots=True)
+class _Part:
+    """One helper's share of the runs: its batches (the typing row first) and its list
+    columns made as they came."""
+
+    batches: list[Any]
+    made: dict[str, tuple[list[list[Any]], list[Any]]]
+
+
+def _read_part(proc: Any, prefixes: dict[str, str | None]) -> _Part:
+    """Read one helper's answer to its end, making each batch's lists as it arrives."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = proc.stdout.read(1)
+    if kind == b"E":
+        raise _Refused(proc.stdout.readline().strip().decode(errors="replace"))
+    if kind != b"A":
+        raise OSError("the Arrow reader ended")
+    part = _Part([], {name: ([], []) for name in (*_LIST_COLUMNS, "providers_tried")})
+    for batch in pa.ipc.open_stream(proc.stdout):  # read to its end, used or not
+        first = not part.batches
+        part.batches.append(batch)
+        if first:
+            # The typing row comes first (checked again below); its lists are not runs'.
+            batch = batch.slice(1)
+        if not batch.num_rows:
+            continue
+        piece = pa.Table.from_batches([batch])
+        for name in _LIST_COLUMNS:
+            items, lengths = _list_column(pa, pc, piece, name, prefixes[name])
+            part.made[name][0].extend(items)
+            part.made[name][1].append(lengths)
+        part.made["providers_tried"][0].extend(_tried_column(pc, piece))
+    return part
+
+
+def _tried_column(pc: Any, table: Any) -> list[list[Any]]:
+    """``providers_tried`` of an Arrow table of runs as Python lists: empty but for runs
+    that failed over, so only those cells are decoded."""
+    column = table.column("providers_tried")
+    if pc.all(pc.equal(pc.fill_null(column, "[]"), "[]")).as_py() is not False:
+        return [[] for _ in range(table.num_rows)]
+    return _load_column(column.to_pylist(), table.column("run_id").to_pylist, "providers_tried")
+
+
+def _arrow_read(
+    path: Path, data_dir: Path | None = None, *, ranges: Sequence[tuple[int | None, int | None]] = ((None, None),)
+) -> _ArrowRuns | None:
+    """Every run through the Arrow helpers, one per range of rowids in ``ranges`` (lowest
+    excluded, highest included, None unbounded; together they must cover every rowid), or
+    None when the reader is not installed, fails, or a column's values do not fit its
+    declared type. ``data_dir`` prefixes the file lists, as :meth:`Ledger.to_dataframe`
+    gives them. Several ranges are read at once, each in its own read transaction: the
+    caller checks that no commit came between them."""
     try:
         import numpy as np
         import pyarrow as pa
@@ -560,65 +654,87 @@ def _arrow_read(path: Path, data_dir: Path | None = None) -> _ArrowRuns | None:
     except ImportError:  # pragma: no cover - both are dependencies; the sqlite3 path stays correct
         return None
     template = ", ".join(f"{_TEMPLATE[_COLUMN_TYPES[name]]} AS {name}" for name in _FIELDS)
-    sql = f"SELECT 0 AS imgkit_template, {template} UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
-    ask = (json.dumps({"path": str(path.resolve()), "sql": sql, "batch": _ARROW_BATCH_ROWS}) + "\n").encode()
+    select = f"SELECT 0 AS imgkit_template, {template} UNION ALL SELECT 1, {', '.join(_FIELDS)} FROM runs"
+
+    def ask(low: int | None, high: int | None) -> bytes:
+        where = [f"rowid > {int(low)}"] if low is not None else []
+        where += [f"rowid <= {int(high)}"] if high is not None else []
+        sql = f"{select} WHERE {' AND '.join(where)}" if where else select
+        return (json.dumps({"path": str(path.resolve()), "sql": sql, "batch": _ARROW_BATCH_ROWS}) + "\n").encode()
+
     root = None if data_dir is None else f"{data_dir}/"
     prefixes = {name: root if name in ("files", "thumbs") else None for name in _LIST_COLUMNS}
-    made: dict[str, tuple[list[list[Any]], list[Any]]] = {
-        name: ([], []) for name in (*_LIST_COLUMNS, "providers_tried")
-    }
-    batches: list[Any] = []
     with _READER_LOCK:
-        proc = _reader()
-        if proc is None:
+        procs = _readers(len(ranges))
+        if len(procs) < len(ranges):
             return None
         try:
-            proc.stdin.write(ask)
-            proc.stdin.flush()
-            kind = proc.stdout.read(1)
-            if kind == b"E":
-                log.debug("Arrow read of %s failed (%s); reading row by row", path, proc.stdout.readline().strip())
-                return None
-            if kind != b"A":
-                raise OSError("the Arrow reader ended")
-            for batch in pa.ipc.open_stream(proc.stdout):  # read to its end, used or not
-                first = not batches
-                batches.append(batch)
-                if first:
-                    # The typing row comes first (checked again below); its lists are not runs'.
-                    batch = batch.slice(1)
-                if not batch.num_rows:
-                    continue
-                piece = pa.Table.from_batches([batch])
-                for name in _LIST_COLUMNS:
-                    items, lengths = _list_column(pa, pc, piece, name, prefixes[name])
-                    made[name][0].extend(items)
-                    made[name][1].append(lengths)
-                made["providers_tried"][0].extend(_load_column(
-                    piece.column("providers_tried").to_pylist(), piece.column("run_id").to_pylist, "providers_tried"
-                ))
-        except (OSError, ValueError, pa.ArrowException) as exc:
+            for proc, (low, high) in zip(procs, ranges, strict=True):
+                proc.stdin.write(ask(low, high))
+                proc.stdin.flush()
+            outcomes = _read_parts(procs, prefixes)
+        except OSError as exc:
             log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
             _stop_reader()
             return None
-    if not batches:
-        return None
-    table = pa.Table.from_batches(batches)
-    marks = table.column("imgkit_template")
-    if marks[0].as_py() != 0 or pc.sum(marks).as_py() != table.num_rows - 1:
-        return None  # the typing row did not come first: let the row-by-row path read it
-    table = table.slice(1).drop_columns(["imgkit_template"])
+        lost = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _Refused)]
+        if lost:
+            log.debug("Arrow reader of %s lost (%s); reading row by row", path, lost[0])
+            _stop_reader()
+            return None
+        refused = [o for o in outcomes if isinstance(o, _Refused)]
+        if refused:
+            log.debug("Arrow read of %s failed (%s); reading row by row", path, refused[0])
+            return None
+    parts = [o for o in outcomes if isinstance(o, _Part)]
+    for part in parts:
+        marks = pa.Table.from_batches(part.batches).column("imgkit_template") if part.batches else None
+        if marks is None or marks[0].as_py() != 0 or pc.sum(marks).as_py() != len(marks) - 1:
+            return None  # the typing row did not come first: let the row-by-row path read it
+    tables = [pa.Table.from_batches(part.batches).slice(1) for part in parts]
+    try:
+        table = pa.concat_tables(tables).drop_columns(["imgkit_template"])
+    except pa.ArrowInvalid:
+        return None  # the parts typed a column differently: let the row-by-row path read it
     expected = {name: getattr(pa, _COLUMN_TYPES[name])() for name in _FIELDS}
     if any(table.schema.field(name).type != expected[name] for name in _FIELDS):
         return None
-    lists = {name: (items, np.concatenate([np.zeros(0, dtype="int64"), *lengths]))
-             for name, (items, lengths) in made.items()}
+    lists = {}
+    for name in parts[0].made:
+        items = parts[0].made[name][0]
+        for part in parts[1:]:
+            items.extend(part.made[name][0])
+        lengths = [n for part in parts for n in part.made[name][1]]
+        lists[name] = (items, np.concatenate([np.zeros(0, dtype="int64"), *lengths]))
     # Oldest first, as the sqlite3 path orders them. Rows are written in that order as a
     # rule, so the (copying) reorder is usually skipped, and with it the lists' remaking.
     order = pc.sort_indices(table, sort_keys=[("created_at", "ascending"), ("run_id", "ascending")])
     if not np.array_equal(order.to_numpy(), np.arange(table.num_rows)):
         return _ArrowRuns(table.take(order), None)
     return _ArrowRuns(table, lists)
+
+
+def _read_parts(procs: Sequence[Any], prefixes: dict[str, str | None]) -> list[_Part | BaseException]:
+    """Each helper's answer, or what went wrong with it; all read to their ends at once (a
+    helper whose pipe is not drained would wait)."""
+    outcomes: list[_Part | BaseException] = [OSError("not read")] * len(procs)
+
+    def read(k: int) -> None:
+        try:
+            outcomes[k] = _read_part(procs[k], prefixes)
+        except _Refused as exc:
+            outcomes[k] = exc
+        except Exception as exc:  # the pipe or the stream (pyarrow's errors): this helper is lost
+            outcomes[k] = OSError(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=read, args=(k,), name=f"imgkit-arrow-{k}", daemon=True)
+               for k in range(1, len(procs))]
+    for thread in threads:
+        thread.start()
+    read(0)
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 def _simple_lists(pa: Any, pc: Any, column: Any) -> Any:
@@ -746,9 +862,7 @@ def _arrow_frame(
     frame["attempts"] = ints("attempts")
     for name in ("reference_images", "result_urls", "tags"):
         frame[name], _ = listed(name)
-    frame["providers_tried"] = lists["providers_tried"][0] if lists is not None else _load_column(
-        table.column("providers_tried").to_pylist(), table.column("run_id").to_pylist, "providers_tried"
-    )
+    frame["providers_tried"] = lists["providers_tried"][0] if lists is not None else _tried_column(pc, table)
     for name in _CATEGORY_EXTRAS:
         frame[name] = pd.Series(categorical(name))
     for name in _TEXT_EXTRAS:
@@ -1395,14 +1509,26 @@ class Ledger:
             rows = conn.execute(query.sql, query.params).fetchall()
         return query.sums(rows)
 
-    #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper process;
-    #: below, its fixed cost (the pipe, the first start) outweighs what it saves
+    #: From this many runs on, :meth:`to_dataframe` reads through the Arrow helper processes;
+    #: below, their fixed cost (the pipe, the first start) outweighs what they save
     #: (benchmarks/README.md, scenario 4).
     ARROW_FROM_ROWS: ClassVar[int] = 20_000
 
+    def _extent(self) -> tuple[int, int, int | None, int | None]:
+        """The read connection's data version (it changes when any other connection commits),
+        the number of runs, and their lowest and highest rowids."""
+        with self._reading() as conn:
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+            count, first, last = conn.execute("SELECT COUNT(*), MIN(rowid), MAX(rowid) FROM runs").fetchone()
+        return version, int(count), first, last
+
     def to_dataframe(self, *, data_dir: Path | None = None) -> pd.DataFrame:
-        """All runs as a typed DataFrame, oldest first (through the Arrow helper from
+        """All runs as a typed DataFrame, oldest first (through the Arrow helpers from
         :data:`ARROW_FROM_ROWS` runs on, row by row below; the same frame either way).
+
+        A large ledger is read in two halves at once; when another connection commits
+        between the halves' reads, the runs are read again in one piece, so the frame is
+        always one moment of the ledger.
 
         Times are timezone-aware (UTC) datetimes to the second, as tables show them
         (``latency_s`` keeps the sub-second duration), money columns floats, ``quality``, ``size``,
@@ -1412,7 +1538,13 @@ class Ledger:
         import pandas as pd
 
         with _no_gc():
-            runs = _arrow_read(self.path, data_dir) if self.count() >= self.ARROW_FROM_ROWS else None
+            version, count, first, last = self._extent()
+            runs = None
+            if count >= self.ARROW_FROM_ROWS:
+                ranges = _rowid_ranges(first, last, _reader_count(count))
+                runs = _arrow_read(self.path, data_dir, ranges=ranges)
+                if runs is not None and len(ranges) > 1 and self._extent()[0] != version:
+                    runs = _arrow_read(self.path, data_dir)  # a commit came between the halves
             if runs is not None:
                 return _arrow_frame(pd, runs.table, data_dir, runs.lists)
             return self._frame(pd, data_dir)

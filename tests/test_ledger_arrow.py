@@ -177,7 +177,7 @@ def test_the_driver_never_runs_in_this_process(tmp_path: Path) -> None:
     finally:
         ledger.close()
     assert "adbc_driver_sqlite" not in sys.modules
-    assert ledger_module._READER and ledger_module._READER[0].poll() is None
+    assert ledger_module._READERS and ledger_module._READERS[0].poll() is None
 
 
 def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
@@ -185,8 +185,8 @@ def test_a_lost_reader_is_replaced(tmp_path: Path) -> None:
     try:
         ledger.save(_records()[0])
         ledger.to_dataframe()
-        ledger_module._READER[0].kill()
-        ledger_module._READER[0].wait()
+        ledger_module._READERS[0].kill()
+        ledger_module._READERS[0].wait()
         assert len(ledger.to_dataframe()) == 1  # the row-by-row read, then a new helper
         assert ledger_module._arrow_read(ledger.path) is not None
     finally:
@@ -199,6 +199,90 @@ def test_small_ledgers_read_row_by_row(tmp_path: Path) -> None:
         ledger.save(_records()[0])
         ledger_module._stop_reader()
         assert len(ledger.to_dataframe()) == 1
-        assert not ledger_module._READER  # no helper started for one run
+        assert not ledger_module._READERS  # no helper started for one run
     finally:
         ledger.close()
+
+
+def _split_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read any ledger in two halves, by two helpers, as a large one on two CPUs is read."""
+    monkeypatch.setattr(ledger_module, "_SPLIT_FROM_ROWS", 0)
+    monkeypatch.setattr(ledger_module, "_free_cpus", lambda: 2)
+
+
+@pytest.mark.parametrize("data_dir", [None, Path("/data/imgkit")])
+def test_two_halves_read_at_once_equal_the_row_by_row_read(
+    tmp_path: Path, data_dir: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _split_reads(monkeypatch)
+    monkeypatch.setattr(ledger_module, "_ARROW_BATCH_ROWS", 7)
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(sorted(_records(), key=lambda r: (r.created_at, r.run_id)))
+        arrow, rows = _both(ledger, data_dir)
+        assert len(ledger_module._READERS) >= 2  # both halves had a helper of their own
+        # Out of order on disk too (the reorder after the halves are joined).
+        ledger.save_many(_records())
+        unordered, rows_unordered = _both(ledger, data_dir)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+    pd.testing.assert_frame_equal(unordered, rows_unordered, check_exact=True)
+
+
+@pytest.mark.parametrize(("first", "last", "parts"), [(1, 100, 2), (1, 101, 2), (5, 9, 2), (1, 1000, 3), (1, 2, 2),
+                                                      (None, None, 2), (1, 50, 1)])
+def test_rowid_ranges_cover_every_rowid_once(first: int | None, last: int | None, parts: int) -> None:
+    ranges = ledger_module._rowid_ranges(first, last, parts)
+    assert ranges[0][0] is None and ranges[-1][1] is None  # rows added later still fall in one
+    probe = range(-5, 1100)
+    for rowid in probe:
+        holders = [r for r in ranges if (r[0] is None or rowid > r[0]) and (r[1] is None or rowid <= r[1])]
+        assert len(holders) == 1
+    if first is not None and last is not None and last - first >= parts:
+        assert len(ranges) == parts
+        inside = [sum(1 for rowid in range(first, last + 1)
+                      if (r[0] is None or rowid > r[0]) and (r[1] is None or rowid <= r[1])) for r in ranges]
+        assert max(inside) - min(inside) <= 1  # even halves
+
+
+def test_a_commit_between_the_halves_reads_is_never_seen_half_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each half is read in its own transaction; while another connection keeps committing
+    changes to the first and the last run together, every frame shows both or neither."""
+    import threading
+
+    _split_reads(monkeypatch)
+    monkeypatch.setattr(ledger_module, "_ARROW_BATCH_ROWS", 16)  # slower reads: more commits land between
+    base = _records()[0].replace(status="completed")
+    records = [base.replace(run_id=f"r{i:05d}", created_at=1_790_000_000.0 + i, notes="0") for i in range(3000)]
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    stop = threading.Event()
+    commits = [0]
+
+    def write() -> None:
+        conn = sqlite3.connect(ledger.path, timeout=30)
+        try:
+            while not stop.is_set():
+                commits[0] += 1
+                conn.execute("UPDATE runs SET notes = ? WHERE run_id IN ('r00000', 'r02999')", (str(commits[0]),))
+                conn.commit()
+        finally:
+            conn.close()
+
+    try:
+        ledger.save_many(records)
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            frames = [ledger.to_dataframe() for _ in range(8)]
+        finally:
+            stop.set()
+            writer.join()
+    finally:
+        ledger.close()
+    assert commits[0] > 8  # the writer kept committing while the frames were read
+    for frame in frames:
+        assert len(frame) == 3000
+        assert frame["notes"].iloc[0] == frame["notes"].iloc[-1]
