@@ -666,8 +666,10 @@ def _arrow_read(
     prefixes = {name: root if name in ("files", "thumbs") else None for name in _LIST_COLUMNS}
     with _READER_LOCK:
         procs = _readers(len(ranges))
-        if len(procs) < len(ranges):
+        if not procs:
             return None
+        if len(procs) < len(ranges):  # no second helper could start: one reads them all
+            procs, ranges = procs[:1], [(None, None)]
         try:
             for proc, (low, high) in zip(procs, ranges, strict=True):
                 proc.stdin.write(ask(low, high))
@@ -1514,9 +1516,15 @@ class Ledger:
     #: (benchmarks/README.md, scenario 4).
     ARROW_FROM_ROWS: ClassVar[int] = 20_000
 
+    def _data_version(self) -> int:
+        """The read connection's data version: it changes when any other connection (this
+        Ledger's writer too) commits."""
+        with self._reading() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
     def _extent(self) -> tuple[int, int, int | None, int | None]:
-        """The read connection's data version (it changes when any other connection commits),
-        the number of runs, and their lowest and highest rowids."""
+        """:meth:`_data_version`, the number of runs, and their lowest and highest rowids
+        (a commit between the two reads only makes :meth:`to_dataframe` read again)."""
         with self._reading() as conn:
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
             count, first, last = conn.execute("SELECT COUNT(*), MIN(rowid), MAX(rowid) FROM runs").fetchone()
@@ -1543,7 +1551,7 @@ class Ledger:
             if count >= self.ARROW_FROM_ROWS:
                 ranges = _rowid_ranges(first, last, _reader_count(count))
                 runs = _arrow_read(self.path, data_dir, ranges=ranges)
-                if runs is not None and len(ranges) > 1 and self._extent()[0] != version:
+                if runs is not None and len(ranges) > 1 and self._data_version() != version:
                     runs = _arrow_read(self.path, data_dir)  # a commit came between the halves
             if runs is not None:
                 return _arrow_frame(pd, runs.table, data_dir, runs.lists)

@@ -286,3 +286,27 @@ def test_a_commit_between_the_halves_reads_is_never_seen_half_done(
     for frame in frames:
         assert len(frame) == 3000
         assert frame["notes"].iloc[0] == frame["notes"].iloc[-1]
+
+
+def test_one_helper_reads_both_halves_when_a_second_cannot_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _split_reads(monkeypatch)
+    ledger_module._stop_reader()
+    started = ledger_module._readers
+    monkeypatch.setattr(ledger_module, "_readers", lambda count: started(1))  # as if a second start failed
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_records())
+        with ledger_module._no_gc():
+            rows = ledger._frame(pd, None)
+
+        def row_by_row(*args: object) -> pd.DataFrame:
+            raise AssertionError("read row by row, not through the one helper")
+
+        monkeypatch.setattr(Ledger, "_frame", row_by_row)
+        arrow = ledger.to_dataframe()
+        assert len(ledger_module._READERS) == 1
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
