@@ -108,3 +108,103 @@ def test_a_ledger_report_is_one_pass_over_the_report_index(tmp_path: Path) -> No
     finally:
         conn.close()
     assert "COVERING INDEX runs_report" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def _spread_runs(count: int, days: int) -> list[object]:
+    """``count`` completed runs over ``days`` days, each charged 1 credit; run ``first`` on
+    the first day and ``last`` on the last."""
+    base = sample_runs()[0].replace(status="completed", task_id="task-0", credits_charged=1.0, error_code=None)
+    start = 1_790_000_000.0
+    runs = [base.replace(run_id=f"r{i:06d}", task_id=f"task-{i}", created_at=start + 86400 * days * i / count,
+                         quality=("low", "medium", "high")[i % 3]) for i in range(count)]
+    runs[0] = runs[0].replace(run_id="first")
+    runs[-1] = runs[-1].replace(run_id="last")
+    return runs
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"since": 1_790_000_000.0 + 86400 * 3.5}, {"until": 1_790_000_000.0 + 86400 * 6}, {"qualities": ("low",)},
+     {"extra_keys": ("project",)}, {"by_tag": True}],
+    ids=["all", "since", "until", "quality", "extra-key", "by-tag"],
+)
+def test_the_days_summed_in_two_halves_at_once_equal_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, object]
+) -> None:
+    from imgkit import ledger as ledger_module
+    from imgkit.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_spread_runs(400, 10))  # type: ignore[arg-type]
+        monkeypatch.setattr(ledger_module, "_free_cpus", lambda: 2)
+        halves = ledger.cost_sums(**options)  # type: ignore[arg-type]
+        assert options.get("by_tag") or ledger._middle_day(options.get("since"), options.get("until")) is not None
+        monkeypatch.setattr(ledger_module, "_free_cpus", lambda: 1)
+        one = ledger.cost_sums(**options)  # type: ignore[arg-type]
+    finally:
+        ledger.close()
+    assert halves == one and one
+
+
+def test_a_commit_between_the_halves_is_never_half_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each half is read in its own transaction; while another connection keeps moving
+    credits between the first day's run and the last day's in one transaction, every sum
+    over the ledger stays the same."""
+    import sqlite3
+    import threading
+
+    from imgkit import ledger as ledger_module
+    from imgkit.ledger import Ledger
+
+    monkeypatch.setattr(ledger_module, "_free_cpus", lambda: 2)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    stop = threading.Event()
+    commits = [0]
+
+    def write() -> None:
+        conn = sqlite3.connect(ledger.path, timeout=30)
+        try:
+            while not stop.is_set():
+                commits[0] += 1
+                k = commits[0] % 100
+                conn.execute("UPDATE runs SET credits_charged = CASE run_id WHEN 'first' THEN ? ELSE ? END "
+                              "WHERE run_id IN ('first', 'last')", (float(k), float(100 - k)))
+                conn.commit()
+        finally:
+            conn.close()
+
+    try:
+        ledger.save_many(_spread_runs(20_000, 60))  # type: ignore[arg-type]
+        charged = Ledger.COST_SUMS.index("charged_credits") + len(Ledger.COST_KEYS)
+        expected = sum(row[charged] for row in ledger.cost_sums()) - 2.0 + 100.0
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            totals = [sum(row[charged] for row in ledger.cost_sums()) for _ in range(12)]
+        finally:
+            stop.set()
+            writer.join()
+    finally:
+        ledger.close()
+    assert commits[0] > 12
+    assert totals == [pytest.approx(expected)] * len(totals)
+
+
+def test_each_half_is_a_range_of_the_report_index(tmp_path: Path) -> None:
+    import sqlite3
+
+    from imgkit.ledger import SQLITE_COSTS, Ledger, cost_sums_query
+
+    Ledger(tmp_path / "ledger.sqlite3").close()
+    conn = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    try:
+        for days in ((None, 20_600), (20_600, None)):
+            query = cost_sums_query(SQLITE_COSTS, by_tag=False, since=None, until=None, until_inclusive=True,
+                                    tags=(), qualities=(), extra_keys=(), models=(), users=(), projects=(), days=days)
+            plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {query.sql}", query.params))
+            assert "SEARCH runs USING COVERING INDEX runs_report" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        conn.close()
