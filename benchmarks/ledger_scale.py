@@ -18,8 +18,10 @@ pandas, matplotlib and imgkit's report modules are imported before the clocks st
 notebook pays for those imports once, whatever the ledger's size.
 
 This scenario has no service, so it runs on every CPU (:data:`ALL_CPUS`), as a notebook
-would: ``imgkit.runs()`` reads through a helper process that reads the next batch of rows
-while the notebook's process converts the last; ``pandas.read_sql`` uses one core either way.
+would: ``imgkit.runs()`` reads through helper processes (from 40,000 runs two, a half of the
+rows each) that read the next batch of rows while the notebook's process converts the last,
+and the report sums two halves of the days at once; ``pandas.read_sql`` uses one core
+either way.
 """
 
 from __future__ import annotations
