@@ -15,6 +15,8 @@ from imgkit import ledger as ledger_module
 from imgkit.ledger import Ledger
 from imgkit.request import RunRecord
 
+from .committer import committing
+
 
 def _records() -> list[RunRecord]:
     base = RunRecord(run_id="a", provider="sandbox", model="gpt-image-1", prompt="p", size="1024x1024",
@@ -251,35 +253,16 @@ def test_a_commit_between_the_halves_reads_is_never_seen_half_done(
 ) -> None:
     """Each half is read in its own transaction; while another connection keeps committing
     changes to the first and the last run together, every frame shows both or neither."""
-    import threading
-
     _split_reads(monkeypatch)
     monkeypatch.setattr(ledger_module, "_ARROW_BATCH_ROWS", 16)  # slower reads: more commits land between
     base = _records()[0].replace(status="completed")
     records = [base.replace(run_id=f"r{i:05d}", created_at=1_790_000_000.0 + i, notes="0") for i in range(3000)]
     ledger = _ledger(tmp_path / "ledger.sqlite3")
-    stop = threading.Event()
-    commits = [0]
-
-    def write() -> None:
-        conn = sqlite3.connect(ledger.path, timeout=30)
-        try:
-            while not stop.is_set():
-                commits[0] += 1
-                conn.execute("UPDATE runs SET notes = ? WHERE run_id IN ('r00000', 'r02999')", (str(commits[0]),))
-                conn.commit()
-        finally:
-            conn.close()
-
     try:
         ledger.save_many(records)
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
+        with committing(ledger.path, "UPDATE runs SET notes = ? WHERE run_id IN ('r00000', 'r02999')",
+                        lambda k: (str(k),)) as commits:
             frames = [ledger.to_dataframe() for _ in range(8)]
-        finally:
-            stop.set()
-            writer.join()
     finally:
         ledger.close()
     assert commits[0] > 8  # the writer kept committing while the frames were read

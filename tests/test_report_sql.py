@@ -14,6 +14,7 @@ import pytest
 import imgkit
 from imgkit.reports import GROUP_BY, report
 
+from .committer import committing
 from .pg import Backend
 from .test_plots import sample_runs
 
@@ -153,40 +154,19 @@ def test_a_commit_between_the_halves_is_never_half_counted(
     """Each half is read in its own transaction; while another connection keeps moving
     credits between the first day's run and the last day's in one transaction, every sum
     over the ledger stays the same."""
-    import sqlite3
-    import threading
-
     from imgkit import ledger as ledger_module
     from imgkit.ledger import Ledger
 
     monkeypatch.setattr(ledger_module, "_free_cpus", lambda: 2)
     ledger = Ledger(tmp_path / "ledger.sqlite3")
-    stop = threading.Event()
-    commits = [0]
-
-    def write() -> None:
-        conn = sqlite3.connect(ledger.path, timeout=30)
-        try:
-            while not stop.is_set():
-                commits[0] += 1
-                k = commits[0] % 100
-                conn.execute("UPDATE runs SET credits_charged = CASE run_id WHEN 'first' THEN ? ELSE ? END "
-                              "WHERE run_id IN ('first', 'last')", (float(k), float(100 - k)))
-                conn.commit()
-        finally:
-            conn.close()
-
     try:
         ledger.save_many(_spread_runs(20_000, 60))  # type: ignore[arg-type]
         charged = Ledger.COST_SUMS.index("charged_credits") + len(Ledger.COST_KEYS)
         expected = sum(row[charged] for row in ledger.cost_sums()) - 2.0 + 100.0
-        writer = threading.Thread(target=write)
-        writer.start()
-        try:
+        move = ("UPDATE runs SET credits_charged = CASE run_id WHEN 'first' THEN ? ELSE ? END "
+                "WHERE run_id IN ('first', 'last')")
+        with committing(ledger.path, move, lambda k: (float(k % 100), float(100 - k % 100))) as commits:
             totals = [sum(row[charged] for row in ledger.cost_sums()) for _ in range(12)]
-        finally:
-            stop.set()
-            writer.join()
     finally:
         ledger.close()
     assert commits[0] > 12
