@@ -680,6 +680,9 @@ def _arrow_read(
             log.debug("Arrow reader of %s lost (%s); reading row by row", path, exc)
             _stop_reader()
             return None
+        except BaseException:
+            _stop_reader()  # interrupted mid-stream (Ctrl-C): the helpers are out of step
+            raise
         lost = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, _Refused)]
         if lost:
             log.debug("Arrow reader of %s lost (%s); reading row by row", path, lost[0])

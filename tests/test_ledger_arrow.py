@@ -293,3 +293,32 @@ def test_one_helper_reads_both_halves_when_a_second_cannot_start(
     finally:
         ledger.close()
     pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
+
+
+def test_an_interrupted_read_leaves_no_helper_out_of_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while a helper's stream is half read: the helpers are stopped, and the next
+    read starts new ones and gives the whole frame."""
+    import threading
+    from typing import Any
+
+    _split_reads(monkeypatch)
+    ledger = _ledger(tmp_path / "ledger.sqlite3")
+    try:
+        ledger.save_many(_records())
+        real = ledger_module._read_part
+
+        def interrupted(proc: Any, prefixes: dict[str, str | None]) -> object:
+            if threading.current_thread() is not threading.main_thread():
+                return real(proc, prefixes)  # Ctrl-C reaches the main thread only
+            proc.stdout.read(200)  # part of the stream, then Ctrl-C
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ledger_module, "_read_part", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ledger.to_dataframe()
+        assert not ledger_module._READERS
+        monkeypatch.setattr(ledger_module, "_read_part", real)
+        arrow, rows = _both(ledger, None)
+    finally:
+        ledger.close()
+    pd.testing.assert_frame_equal(arrow, rows, check_exact=True)
